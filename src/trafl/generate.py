@@ -1,0 +1,101 @@
+"""``trafl sample``: completions from a model on a task's problems, with rewards and accuracy."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.table import Table
+
+from trafl.config import component
+from trafl.metrics import mean_pass_at_k, power_of_two_ks
+from trafl.models import load_model
+from trafl.rollouts import ScoredRollout, rollout_task, subset
+from trafl.runtime import console, make_progress, resolve_device, seed_everything
+from trafl.sampling import SamplerConfig
+from trafl.tasks import TASKS
+
+
+@dataclass
+class SampleConfig:
+    model: str = "models/countdown-base"
+    task: Any = component(TASKS, "countdown")
+    split: str = "test"
+    num_problems: int | None = None  # None: the whole split
+    num_samples: int = 1  # completions per problem; > 1 also reports pass@k
+    sampler: SamplerConfig = field(
+        default_factory=lambda: SamplerConfig(gen_length=16, steps=16, temperature=0.0)
+    )
+    seed: int = 0
+    output: str | None = None  # JSONL file with one line per completion
+    show: int = 5  # completions printed to the terminal
+    device: str = "auto"
+
+
+def run_sample(cfg: SampleConfig) -> dict[str, Any]:
+    """Sample, score, print a summary; returns the summary (accuracy, pass@k)."""
+    seed_everything(cfg.seed)
+    device = resolve_device(cfg.device)
+    model: Any = load_model(cfg.model).to(device)
+    task = TASKS.get(cfg.task.name)(cfg.task)
+    problems = subset(task.problems(cfg.split), cfg.num_problems)
+    generator = torch.Generator(device=device).manual_seed(cfg.seed)
+    with make_progress() as progress:
+        scored = rollout_task(model, task, problems, cfg.num_samples, cfg.sampler, generator,
+                              progress, f"sampling {len(problems)}x{cfg.num_samples}")  # fmt: skip
+    summary = summarize(scored, len(problems), cfg.num_samples)
+    if cfg.output:
+        write_jsonl(scored, task, Path(cfg.output))
+    print_summary(scored, summary, cfg)
+    return summary
+
+
+def summarize(scored: ScoredRollout, num_problems: int, num_samples: int) -> dict[str, Any]:
+    correct = (scored.rewards >= 1.0).view(num_problems, num_samples).sum(dim=1).tolist()
+    summary: dict[str, Any] = {
+        "num_problems": num_problems,
+        "num_samples": num_samples,
+        "mean_reward": float(scored.rewards.mean()),
+        "reward_errors": scored.num_reward_errors,
+    }
+    if num_samples > 1:
+        summary["pass_at_k"] = {
+            k: mean_pass_at_k(correct, num_samples, k) for k in power_of_two_ks(num_samples)
+        }
+    return summary
+
+
+def write_jsonl(scored: ScoredRollout, task: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    traj = scored.rollout.trajectory
+    with path.open("w") as f:
+        for i, (problem, text) in enumerate(zip(scored.problems, scored.texts, strict=True)):
+            row = {
+                "problem": problem,
+                "prompt": task.prompt(problem),
+                "completion": text,
+                "reward": float(scored.rewards[i]),
+                "reveal_step": traj.reveal_step[i].tolist(),
+                "token_logp": [round(x, 5) for x in traj.token_logp[i].tolist()],
+            }
+            f.write(json.dumps(row) + "\n")
+    console.print(f"wrote {path}")
+
+
+def print_summary(scored: ScoredRollout, summary: dict[str, Any], cfg: SampleConfig) -> None:
+    for i in range(min(cfg.show, len(scored.texts))):
+        mark = "[green]✓" if scored.rewards[i] >= 1 else "[red]✗"
+        console.print(f"{mark}[/] {scored.problems[i]} -> {scored.texts[i]!r}")
+    table = Table(title=f"{cfg.model} on {cfg.task.name}/{cfg.split}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_row("problems x samples", f"{summary['num_problems']} x {summary['num_samples']}")
+    table.add_row("accuracy (mean reward)", f"{summary['mean_reward']:.3f}")
+    for k, v in summary.get("pass_at_k", {}).items():
+        table.add_row(f"pass@{k}", f"{v:.3f}")
+    if summary["reward_errors"]:
+        table.add_row("reward errors (scored 0)", str(summary["reward_errors"]))
+    console.print(table)

@@ -1,0 +1,153 @@
+"""``tiny``: our own small bidirectional transformer denoiser for the embedded tasks.
+
+Pre-norm blocks (RMSNorm), rotary position embeddings, SwiGLU MLP, tied input/output
+embeddings, no causal mask. It is not conditioned on the mask ratio t: like LLaDA and MDLM's
+time-independent parametrisation, the number of masks in the input already tells it.
+Stored as a folder: ``config.json`` + ``model.safetensors`` + ``tokenizer.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_model, save_model
+from torch import nn
+
+from trafl.models.base import DenoiserOutput
+from trafl.models.tokenizer import CharTokenizer
+
+
+@dataclass
+class TinyConfig:
+    vocab_size: int
+    hidden_size: int = 192
+    num_layers: int = 6
+    num_heads: int = 6
+    mlp_hidden: int = 512
+    rope_theta: float = 10000.0
+    norm_eps: float = 1e-6
+
+    def __post_init__(self) -> None:
+        if self.hidden_size % self.num_heads or (self.hidden_size // self.num_heads) % 2:
+            raise ValueError(
+                f"hidden_size ({self.hidden_size}) must be num_heads ({self.num_heads}) times an "
+                "even head size (rotary embeddings rotate pairs of channels)"
+            )
+
+
+def rotary(x: torch.Tensor, theta: float) -> torch.Tensor:
+    """Apply RoPE to ``x`` (N, heads, T, D). Only relative offsets matter, so left padding of
+    prompts does not change what a real token sees."""
+    d, t = x.shape[-1], x.shape[-2]
+    inv_freq = theta ** (-torch.arange(0, d, 2, device=x.device, dtype=torch.float32) / d)
+    angles = torch.arange(t, device=x.device, dtype=torch.float32)[:, None] * inv_freq  # (T, D/2)
+    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+    x1, x2 = x[..., 0::2], x[..., 1::2]
+    out = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+    return out.flatten(-2)
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: TinyConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.attn_norm = nn.RMSNorm(cfg.hidden_size, eps=cfg.norm_eps)
+        self.qkv = nn.Linear(cfg.hidden_size, 3 * cfg.hidden_size, bias=False)
+        self.proj = nn.Linear(cfg.hidden_size, cfg.hidden_size, bias=False)
+        self.mlp_norm = nn.RMSNorm(cfg.hidden_size, eps=cfg.norm_eps)
+        self.gate_up = nn.Linear(cfg.hidden_size, 2 * cfg.mlp_hidden, bias=False)
+        self.down = nn.Linear(cfg.mlp_hidden, cfg.hidden_size, bias=False)
+
+    def forward(self, h: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+        n, t, _ = h.shape
+        heads = self.cfg.num_heads
+        q, k, v = self.qkv(self.attn_norm(h)).view(n, t, 3, heads, -1).permute(2, 0, 3, 1, 4)
+        q, k = rotary(q, self.cfg.rope_theta), rotary(k, self.cfg.rope_theta)  # (N, heads, T, D)
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, is_causal=False)
+        h = h + self.proj(a.transpose(1, 2).reshape(n, t, -1))
+        gate, up = self.gate_up(self.mlp_norm(h)).chunk(2, dim=-1)
+        return h + self.down(F.silu(gate) * up)
+
+
+class TinyDiffusionLM(nn.Module):
+    """The embedded denoiser; implements :class:`trafl.models.base.DiffusionLM`."""
+
+    model_type = "tiny"
+
+    def __init__(self, config: TinyConfig, tokenizer: CharTokenizer) -> None:
+        super().__init__()
+        if config.vocab_size != tokenizer.vocab_size:
+            raise ValueError(
+                f"config.vocab_size={config.vocab_size} but the tokenizer has "
+                f"{tokenizer.vocab_size} tokens"
+            )
+        self.config = config
+        self.tokenizer = tokenizer
+        self.hidden_size = config.hidden_size
+        self.embed = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.num_layers))
+        self.norm = nn.RMSNorm(config.hidden_size, eps=config.norm_eps)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.lm_head.weight = self.embed.weight  # tied
+        self.apply(self._init)
+        for block in self.blocks:  # scaled residual init (GPT-2) keeps deep stacks stable
+            for out in (block.proj, block.down):
+                nn.init.normal_(out.weight, std=0.02 / (2 * config.num_layers) ** 0.5)
+
+    @staticmethod
+    def _init(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear | nn.Embedding):
+            nn.init.normal_(module.weight, std=0.02)
+
+    @property
+    def mask_token_id(self) -> int:
+        return self.tokenizer.mask_token_id
+
+    @property
+    def eos_token_id(self) -> int:
+        return self.tokenizer.eos_token_id
+
+    @property
+    def pad_token_id(self) -> int:
+        return self.tokenizer.pad_token_id
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,  # (N, T)
+        attention_mask: torch.Tensor | None = None,  # (N, T) bool, False = padding key
+        output_hidden_states: bool = False,
+    ) -> DenoiserOutput:
+        key_mask = None
+        if attention_mask is not None and not bool(attention_mask.all()):
+            key_mask = attention_mask.bool()[:, None, None, :]  # (N, 1, 1, T), True = attend
+        h = self.embed(input_ids)  # (N, T, H)
+        for block in self.blocks:
+            h = block(h, key_mask)
+        h = self.norm(h)
+        logits = self.lm_head(h)  # (N, T, V)
+        return DenoiserOutput(logits=logits, hidden_states=h if output_hidden_states else None)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def save_pretrained(self, path: str | Path) -> None:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        meta = {"model_type": self.model_type, **asdict(self.config)}
+        (path / "config.json").write_text(json.dumps(meta, indent=1))
+        self.tokenizer.save(path / "tokenizer.json")
+        save_model(self, str(path / "model.safetensors"))
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path) -> TinyDiffusionLM:
+        path = Path(path)
+        meta = json.loads((path / "config.json").read_text())
+        if meta.pop("model_type", None) != cls.model_type:
+            raise ValueError(f"{path} does not hold a '{cls.model_type}' model")
+        model = cls(TinyConfig(**meta), CharTokenizer.load(path / "tokenizer.json"))
+        load_model(model, str(path / "model.safetensors"))
+        return model

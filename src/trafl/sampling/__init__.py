@@ -1,0 +1,24 @@
+"""Masked-diffusion sampling with exact trajectory recording."""
+
+from trafl.sampling.batching import concat_rollouts, generate
+from trafl.sampling.sampler import (
+    Rollout,
+    SamplerConfig,
+    Trajectory,
+    completion_texts,
+    left_pad,
+    reveal_schedule,
+    sample,
+)
+
+__all__ = [
+    "Rollout",
+    "SamplerConfig",
+    "Trajectory",
+    "completion_texts",
+    "concat_rollouts",
+    "generate",
+    "left_pad",
+    "reveal_schedule",
+    "sample",
+]

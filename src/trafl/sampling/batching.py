@@ -1,0 +1,63 @@
+"""Text in, completions + trajectories out: tokenisation, micro-batching, progress."""
+
+from __future__ import annotations
+
+import torch
+from rich.progress import Progress
+
+from trafl.models.base import DiffusionLM
+from trafl.sampling.sampler import (
+    Rollout,
+    SamplerConfig,
+    Trajectory,
+    completion_texts,
+    left_pad,
+    sample,
+)
+
+
+def generate(
+    model: DiffusionLM,
+    prompts: list[str],
+    config: SamplerConfig,
+    generator: torch.Generator | None = None,
+    progress: Progress | None = None,
+    description: str = "sampling",
+) -> tuple[Rollout, list[str]]:
+    """Sample one completion per prompt (repeat prompts for several samples each).
+
+    Prompts are left-padded to one width, then sampled in micro-batches of
+    ``config.batch_size``; returns the concatenated rollout and the decoded completions."""
+    device = next(model.parameters()).device  # type: ignore[attr-defined]
+    ids, mask = left_pad([model.tokenizer.encode(p) for p in prompts], model.pad_token_id, device)
+    was_training = model.training  # type: ignore[attr-defined]
+    model.eval()  # type: ignore[attr-defined]
+    task = progress.add_task(description, total=len(prompts)) if progress else None
+    parts: list[Rollout] = []
+    try:
+        for start in range(0, len(prompts), config.batch_size):
+            sl = slice(start, start + config.batch_size)
+            parts.append(sample(model, ids[sl], mask[sl], config, generator))
+            if progress is not None and task is not None:
+                progress.advance(task, parts[-1].completion_ids.shape[0])
+    finally:
+        model.train(was_training)  # type: ignore[attr-defined]
+    rollout = concat_rollouts(parts)
+    return rollout, completion_texts(model, rollout.completion_ids)
+
+
+def concat_rollouts(parts: list[Rollout]) -> Rollout:
+    """Stack rollouts that share a prompt width and generation length."""
+    cat = torch.cat
+    trajectory = Trajectory(
+        reveal_step=cat([r.trajectory.reveal_step for r in parts]),
+        token_logp=cat([r.trajectory.token_logp for r in parts]),
+        sample_logp=cat([r.trajectory.sample_logp for r in parts]),
+    )
+    return Rollout(
+        prompt_ids=cat([r.prompt_ids for r in parts]),
+        prompt_mask=cat([r.prompt_mask for r in parts]),
+        completion_ids=cat([r.completion_ids for r in parts]),
+        trajectory=trajectory,
+        num_steps=parts[0].num_steps,
+    )

@@ -1,0 +1,48 @@
+"""The task interface: problems, prompts, rewards, and (where possible) the full solution set.
+
+A problem is a plain JSON-able dict (so it can be written to JSONL next to its completions);
+what keys it has is the task's business. Rewards never raise on model output: malformed text
+scores 0.0.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Protocol, runtime_checkable
+
+Problem = dict[str, Any]
+
+
+@runtime_checkable
+class Task(Protocol):
+    """What trainers, samplers and evaluators need from a task."""
+
+    name: str
+
+    def problems(self, split: str) -> list[Problem]:
+        """The fixed problems of a split (``"test"``; ``"train"`` where the task has a finite one)."""
+        ...
+
+    def sample_train(self, num: int, rng: random.Random) -> list[Problem]:
+        """Draw training problems (never from the test split)."""
+        ...
+
+    def prompt(self, problem: Problem) -> str:
+        """The text the model is conditioned on."""
+        ...
+
+    def demonstration(self, problem: Problem, rng: random.Random) -> str:
+        """A supervised completion for pretraining (drawn at random where several exist)."""
+        ...
+
+    def reward(self, problem: Problem, completion: str) -> float:
+        """Score a completion (already cut at EOS). Never raises on malformed text."""
+        ...
+
+    def solution_key(self, problem: Problem, completion: str) -> str | None:
+        """Canonical key of a correct completion (equal keys = the same solution), else None."""
+        ...
+
+    def all_solutions(self, problem: Problem) -> set[str] | None:
+        """Every solution's canonical key where the task can enumerate them, else None."""
+        ...

@@ -1,0 +1,583 @@
+"""``countdown``: reach a target from 3 or 4 numbers with + - * / and parentheses.
+
+A problem is ``{"nums": [3, 7, 12], "target": 25}``; the prompt is ``"3 7 12 -> 25:"`` and a
+correct completion is an expression such as ``12+7*3-...`` that uses every number exactly once
+(as decimal literals, no unary minus, no other numbers) and equals the target under exact
+rational arithmetic. Intermediate fractions are fine; division by zero is not.
+
+Why this task is built the way it is:
+
+* **Canonical solutions.** Diversity metrics (how many *different* solutions a policy finds)
+  need "different" to mean something. ``3+4`` and ``4+3`` are the same solution; so are
+  ``12-(7-3)`` and ``12-7+3``, and ``12/(6/3)`` and ``12*3/6``. Every expression is mapped to a
+  canonical tree -- a number, a ``Sum`` of positive and negative terms, or a ``Prod`` of
+  numerator and denominator factors, flattened through + - * / and with children sorted --
+  and the tree's string (its *key*) is the solution's identity.
+* **The whole solution set is enumerable.** A subset DP over sub-multisets builds every
+  canonical tree reachable from the numbers, so rewards, diversity and coverage can be
+  checked against ground truth rather than a sample.
+* **The reward never executes model text.** A tiny recursive-descent parser (no ``eval``, no
+  ``ast``) accepts only digits, + - * / ( ) and spaces, caps length and nesting, and returns
+  0.0 for anything else; it never raises.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import NamedTuple
+
+from trafl.tasks import TASKS
+from trafl.tasks.base import Problem
+
+VALID_SIZES = (3, 4)
+MAX_EXPR_CHARS = 200  # longer completions score 0.0 without being parsed
+MAX_PAREN_DEPTH = 50  # far above any sane answer; keeps the recursive parser's stack small
+_MAX_DRAW_ATTEMPTS = 100_000  # guards the generator against configs with (almost) no problems
+
+
+# --------------------------------------------------------------------------- canonical trees
+
+
+class Node:
+    """A canonical expression tree. Equality and hashing go by ``key``, which identifies the tree
+    (a number's key is its digits, a sum's has a top-level + or -, a product's only * and /)."""
+
+    __slots__ = ("key",)
+    key: str
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Node) and self.key == other.key
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.key!r})"
+
+
+class Num(Node):
+    """A literal from the problem."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+        self.key = str(value)
+
+
+class Sum(Node):
+    """``pos[0] + pos[1] + ... - neg[0] - ...``; children are ``Num`` or ``Prod`` (never ``Sum``,
+    which flattening absorbs), each tuple sorted by key. ``pos`` is never empty: every sum built
+    from positive literals keeps its first operand's positive terms."""
+
+    __slots__ = ("pos", "neg")
+
+    def __init__(self, pos: Sequence[Node], neg: Sequence[Node]) -> None:
+        self.pos = tuple(sorted(pos, key=_by_key))
+        self.neg = tuple(sorted(neg, key=_by_key))
+        # Products bind tighter than + and -, so no child needs parentheses.
+        self.key = "+".join(c.key for c in self.pos) + "".join("-" + c.key for c in self.neg)
+
+
+class Prod(Node):
+    """``num[0] * num[1] * ... / den[0] / ...``; children are ``Num`` or ``Sum`` (in
+    parentheses), each tuple sorted by key. ``a*b/c/d`` parses left-associatively as
+    ``a*b/(c*d)``, so the key reads back to the same tree."""
+
+    __slots__ = ("num", "den")
+
+    def __init__(self, num: Sequence[Node], den: Sequence[Node]) -> None:
+        self.num = tuple(sorted(num, key=_by_key))
+        self.den = tuple(sorted(den, key=_by_key))
+        self.key = "*".join(_factor_str(c.key, c) for c in self.num) + "".join(
+            "/" + _factor_str(c.key, c) for c in self.den
+        )
+
+
+def _by_key(node: Node) -> str:
+    return node.key
+
+
+def _factor_str(text: str, node: Node) -> str:
+    """A factor as written inside a product: sums need parentheses, numbers do not."""
+    return f"({text})" if isinstance(node, Sum) else text
+
+
+def _terms(node: Node) -> tuple[tuple[Node, ...], tuple[Node, ...]]:
+    return (node.pos, node.neg) if isinstance(node, Sum) else ((node,), ())
+
+
+def _factors(node: Node) -> tuple[tuple[Node, ...], tuple[Node, ...]]:
+    return (node.num, node.den) if isinstance(node, Prod) else ((node,), ())
+
+
+def _add(a: Node, b: Node) -> Sum:
+    (ap, an), (bp, bn) = _terms(a), _terms(b)
+    return Sum(ap + bp, an + bn)
+
+
+def _sub(a: Node, b: Node) -> Sum:
+    # a - (p - n) = a - p + n: the sign rule that makes 12-(7-3) the same as 12-7+3.
+    (ap, an), (bp, bn) = _terms(a), _terms(b)
+    return Sum(ap + bn, an + bp)
+
+
+def _mul(a: Node, b: Node) -> Prod:
+    (an, ad), (bn, bd) = _factors(a), _factors(b)
+    return Prod(an + bn, ad + bd)
+
+
+def _div(a: Node, b: Node) -> Prod:
+    # a / (n / d) = a * d / n: the reciprocal rule that makes 12/(6/3) the same as 12*3/6.
+    (an, ad), (bn, bd) = _factors(a), _factors(b)
+    return Prod(an + bd, ad + bn)
+
+
+# --------------------------------------------------------------------------- parser
+
+
+class Parsed(NamedTuple):
+    """What the parser returns for a well-formed expression."""
+
+    value: Fraction
+    node: Node
+    literals: list[int]
+
+
+class _ParseError(Exception):
+    pass
+
+
+_OPERATORS = frozenset("+-*/()")
+_DIGITS = frozenset("0123456789")  # ASCII only: str.isdigit() would accept '²' and '٣'
+_SPACES = frozenset(" \t")
+
+
+def _tokenize(text: str) -> list[str | int]:
+    tokens: list[str | int] = []
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch in _SPACES:
+            i += 1
+        elif ch in _DIGITS:
+            j = i
+            while j < n and text[j] in _DIGITS:
+                j += 1
+            literal = text[i:j]
+            if len(literal) > 1 and literal[0] == "0":
+                # "03" is not a decimal literal of the problem; accepting it would let the
+                # same number be written in many ways.
+                raise _ParseError("leading zero")
+            tokens.append(int(literal))
+            i = j
+        elif ch in _OPERATORS:
+            tokens.append(ch)
+            i += 1
+        else:
+            raise _ParseError(f"unexpected character {ch!r}")
+    return tokens
+
+
+class _Parser:
+    """expr := term (('+'|'-') term)* ; term := factor (('*'|'/') factor)* ;
+    factor := INT | '(' expr ')'. Left-associative, standard precedence."""
+
+    def __init__(self, tokens: list[str | int]) -> None:
+        self.tokens = tokens
+        self.i = 0
+        self.depth = 0
+        self.literals: list[int] = []
+
+    def peek(self) -> str | int | None:
+        return self.tokens[self.i] if self.i < len(self.tokens) else None
+
+    def expr(self) -> tuple[Fraction, Node]:
+        value, node = self.term()
+        while (op := self.peek()) in ("+", "-"):
+            self.i += 1
+            rv, rn = self.term()
+            if op == "+":
+                value, node = value + rv, _add(node, rn)
+            else:
+                value, node = value - rv, _sub(node, rn)
+        return value, node
+
+    def term(self) -> tuple[Fraction, Node]:
+        value, node = self.factor()
+        while (op := self.peek()) in ("*", "/"):
+            self.i += 1
+            rv, rn = self.factor()
+            if op == "*":
+                value, node = value * rv, _mul(node, rn)
+            else:
+                if rv == 0:
+                    raise _ParseError("division by zero")
+                value, node = value / rv, _div(node, rn)
+        return value, node
+
+    def factor(self) -> tuple[Fraction, Node]:
+        tok = self.peek()
+        if isinstance(tok, int):
+            self.i += 1
+            self.literals.append(tok)
+            return Fraction(tok), Num(tok)
+        if tok == "(":
+            self.depth += 1
+            if self.depth > MAX_PAREN_DEPTH:
+                raise _ParseError("nesting too deep")
+            self.i += 1
+            result = self.expr()
+            if self.peek() != ")":
+                raise _ParseError("unbalanced parentheses")
+            self.i += 1
+            self.depth -= 1
+            return result
+        raise _ParseError(f"expected a number or '(' but got {tok!r}")
+
+
+def parse(text: str) -> Parsed | None:
+    """Parse an arithmetic expression; None when it is malformed, too long, too deep, or divides
+    by zero. Surrounding whitespace is ignored. Never raises on any ``str``."""
+    try:
+        if not isinstance(text, str) or len(text) > MAX_EXPR_CHARS:
+            return None
+        tokens = _tokenize(text.strip())
+        if not tokens:
+            return None
+        parser = _Parser(tokens)
+        value, node = parser.expr()
+        if parser.i != len(tokens):  # e.g. "3 4", "(3+4))", "3+4("
+            return None
+        return Parsed(value, node, parser.literals)
+    except (_ParseError, RecursionError, ValueError, ZeroDivisionError):
+        return None
+
+
+def canonical_key(expr: str) -> str | None:
+    """The canonical key of an expression (equal keys = the same solution), None if malformed."""
+    parsed = parse(expr)
+    return None if parsed is None else parsed.node.key
+
+
+# --------------------------------------------------------------------------- enumeration
+
+
+def _combine(nums: tuple[int, ...]) -> dict[Fraction, dict[str, Node]]:
+    """Every canonical tree over the sorted multiset ``nums``, grouped by value.
+
+    Subset DP: split the index bitmask into two nonempty disjoint parts in every way, and
+    combine the parts' trees with + - * / in both orders. Parts are looked up by their sorted
+    sub-multiset in the cache of ``_all_values``, so the tables of small multisets are shared
+    by every larger multiset that contains them, and duplicated numbers do not repeat work.
+    """
+    if len(nums) == 1:
+        return {Fraction(nums[0]): {str(nums[0]): Num(nums[0])}}
+    full = (1 << len(nums)) - 1
+    splits: set[tuple[tuple[int, ...], tuple[int, ...]]] = set()
+    for mask in range(1, full):
+        left = tuple(x for i, x in enumerate(nums) if mask >> i & 1)
+        right = tuple(x for i, x in enumerate(nums) if not mask >> i & 1)
+        splits.add((left, right))
+    out: dict[Fraction, dict[str, Node]] = {}
+
+    def put(value: Fraction, node: Node) -> None:
+        out.setdefault(value, {})[node.key] = node
+
+    for left, right in sorted(splits):
+        commutative = left <= right  # + and * need only one order of each pair of parts
+        for va, trees_a in _all_values(left).items():
+            for vb, trees_b in _all_values(right).items():
+                for a in trees_a.values():
+                    for b in trees_b.values():
+                        if commutative:
+                            put(va + vb, _add(a, b))
+                            put(va * vb, _mul(a, b))
+                        put(va - vb, _sub(a, b))
+                        if vb != 0:
+                            put(va / vb, _div(a, b))
+    return out
+
+
+@functools.lru_cache(maxsize=4096)
+def _all_values(nums: tuple[int, ...]) -> dict[Fraction, dict[str, Node]]:
+    """Cached ``_combine`` for the *parts* of a problem (at most 3 numbers for Countdown's sizes:
+    a few hundred multisets). Whole problems go through ``_solution_table`` instead, so the
+    thousands of fractional values of every 4-number multiset are never kept."""
+    return _combine(nums)
+
+
+@functools.lru_cache(maxsize=512)
+def _solution_table(nums: tuple[int, ...]) -> dict[int, dict[str, Node]]:
+    """For a sorted multiset: integer target -> {canonical key: tree} for every reachable integer.
+
+    Only integer values are kept (targets are integers); the cache is bounded because a
+    4-number table holds thousands of trees (``solution_counts`` keeps the cheap summary).
+    """
+    return {int(value): trees for value, trees in _combine(nums).items() if value.denominator == 1}
+
+
+@functools.cache
+def solution_counts(nums: tuple[int, ...]) -> Mapping[int, int]:
+    """Integer target -> number of canonical solutions, for the multiset ``nums`` (any order).
+
+    Small and cached forever, so the generator can pick reachable targets cheaply without
+    keeping every tree of every multiset it has seen.
+    """
+    table = _solution_table(tuple(sorted(nums)))
+    return {target: len(trees) for target, trees in sorted(table.items())}
+
+
+def _solution_trees(nums: Sequence[int], target: int) -> dict[str, Node]:
+    _check_nums(nums)
+    return _solution_table(tuple(sorted(nums))).get(target, {})
+
+
+def enumerate_solutions(nums: Sequence[int], target: int) -> set[str]:
+    """The canonical keys of ALL solutions (each number used exactly once) reaching ``target``."""
+    return set(_solution_trees(nums, target))
+
+
+def _check_nums(nums: Sequence[int]) -> None:
+    if not nums or not all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in nums):
+        raise ValueError(f"nums must be a nonempty list of positive integers, got {nums!r}")
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def render(node: Node, rng: random.Random) -> str:
+    """Write a canonical tree with its commutative operands in a random order.
+
+    Demonstrations should not teach the model one arbitrary spelling of each solution: the
+    string varies (``3+12-7``, ``12-7+3``...) while its canonical key stays the same. A sum
+    starts with a positive term and a product with a numerator factor (there is no unary minus
+    or reciprocal to write anything else); all such orders are equally likely.
+    """
+    if isinstance(node, Num):
+        return node.key
+    if isinstance(node, Sum):
+        first, rest = _random_order(node.pos, node.neg, "+", "-", rng)
+        return render(first, rng) + "".join(op + render(c, rng) for op, c in rest)
+    if isinstance(node, Prod):
+        first, rest = _random_order(node.num, node.den, "*", "/", rng)
+        return _factor_str(render(first, rng), first) + "".join(
+            op + _factor_str(render(c, rng), c) for op, c in rest
+        )
+    raise TypeError(f"not a canonical node: {node!r}")
+
+
+def _random_order(
+    lead: tuple[Node, ...], other: tuple[Node, ...], op_lead: str, op_other: str, rng: random.Random
+) -> tuple[Node, list[tuple[str, Node]]]:
+    """A uniformly random order of ``lead + other`` conditioned on a ``lead`` child coming first."""
+    leads = list(lead)
+    rng.shuffle(leads)
+    rest = [(op_lead, c) for c in leads[1:]] + [(op_other, c) for c in other]
+    rng.shuffle(rest)
+    return leads[0], rest
+
+
+# --------------------------------------------------------------------------- the task
+
+
+@dataclass
+class CountdownConfig:
+    """How problems are drawn. ``min_solutions`` filters out targets with too few distinct
+    solutions (useful when measuring solution diversity)."""
+
+    num_numbers: list[int] = field(default_factory=lambda: [3])
+    min_number: int = 1
+    max_number: int = 12
+    min_target: int = 1
+    max_target: int = 99
+    num_test: int = 500
+    split_seed: int = 1234
+    min_solutions: int = 1
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError on settings the generator cannot honour (called again by the task,
+        in case a field was changed after construction)."""
+        sizes = list(self.num_numbers)
+        if not sizes or any(n not in VALID_SIZES for n in sizes):
+            raise ValueError(
+                f"num_numbers must be a nonempty list of problem sizes from "
+                f"{', '.join(map(str, VALID_SIZES))}; got {self.num_numbers!r}"
+            )
+        if not 1 <= self.min_number <= self.max_number:
+            raise ValueError(
+                f"need 1 <= min_number <= max_number, got {self.min_number}, {self.max_number}"
+            )
+        if self.min_target > self.max_target:
+            raise ValueError(
+                f"need min_target <= max_target, got {self.min_target}, {self.max_target}"
+            )
+        if self.num_test < 0:
+            raise ValueError(f"num_test must be >= 0, got {self.num_test}")
+        if self.min_solutions < 1:
+            raise ValueError(f"min_solutions must be >= 1, got {self.min_solutions}")
+
+
+def _problem_id(problem: Problem) -> tuple[tuple[int, ...], int]:
+    """Problems are the same when they have the same multiset and target (order is cosmetic)."""
+    return tuple(sorted(problem["nums"])), int(problem["target"])
+
+
+@TASKS.register("countdown")
+class Countdown:
+    """The Countdown task (see the module docstring). Satisfies ``trafl.tasks.base.Task``."""
+
+    Config = CountdownConfig
+    name = "countdown"
+    splits = ("test", "train")
+
+    def __init__(self, config: CountdownConfig | None = None) -> None:
+        self.config = config if config is not None else CountdownConfig()
+        self.config.validate()
+        self._test: list[Problem] | None = None
+        self._test_ids: frozenset[tuple[tuple[int, ...], int]] | None = None
+
+    # ----------------------------------------------------------------- data
+
+    def _draw(self, rng: random.Random) -> Problem:
+        """One problem: size, then numbers i.i.d., then a uniformly random eligible target."""
+        cfg = self.config
+        for _ in range(_MAX_DRAW_ATTEMPTS):
+            size = rng.choice(cfg.num_numbers)
+            nums = [rng.randint(cfg.min_number, cfg.max_number) for _ in range(size)]
+            counts = solution_counts(tuple(sorted(nums)))
+            targets = [
+                t
+                for t, c in counts.items()
+                if cfg.min_target <= t <= cfg.max_target and c >= cfg.min_solutions
+            ]
+            if targets:
+                return {"nums": nums, "target": rng.choice(targets)}
+        raise ValueError(
+            f"no problem with a target in [{cfg.min_target}, {cfg.max_target}] and at least "
+            f"{cfg.min_solutions} solutions found in {_MAX_DRAW_ATTEMPTS} draws; widen the config"
+        )
+
+    def _test_split(self) -> list[Problem]:
+        if self._test is None:
+            rng = random.Random(self.config.split_seed)
+            seen: set[tuple[tuple[int, ...], int]] = set()
+            test: list[Problem] = []
+            misses = 0
+            while len(test) < self.config.num_test:
+                problem = self._draw(rng)
+                pid = _problem_id(problem)
+                if pid in seen:
+                    misses += 1
+                    if misses > _MAX_DRAW_ATTEMPTS:
+                        raise ValueError(
+                            f"only {len(test)} distinct problems found for num_test="
+                            f"{self.config.num_test}; widen the config or lower num_test"
+                        )
+                    continue
+                seen.add(pid)
+                test.append(problem)
+            self._test, self._test_ids = test, frozenset(seen)
+        return self._test
+
+    def problems(self, split: str) -> list[Problem]:
+        """The fixed test split (the first ``num_test`` distinct draws from ``split_seed``).
+
+        Returns fresh copies, so a caller mutating a problem cannot corrupt the cached split.
+        """
+        if split == "test":
+            return [{"nums": list(p["nums"]), "target": p["target"]} for p in self._test_split()]
+        if split == "train":
+            raise ValueError(
+                "countdown's train split is an infinite generator; use sample_train(num, rng)"
+            )
+        raise ValueError(f"unknown split {split!r}; valid: {', '.join(self.splits)}")
+
+    def sample_train(self, num: int, rng: random.Random) -> list[Problem]:
+        """Draw ``num`` training problems with ``rng``, rejecting any that is in the test split."""
+        self._test_split()
+        assert self._test_ids is not None
+        out: list[Problem] = []
+        rejected = 0
+        while len(out) < num:
+            problem = self._draw(rng)
+            if _problem_id(problem) in self._test_ids:
+                rejected += 1
+                if rejected > _MAX_DRAW_ATTEMPTS:
+                    raise ValueError("the test split covers (almost) every problem; widen config")
+                continue
+            out.append(problem)
+        return out
+
+    # ----------------------------------------------------------------- text
+
+    def prompt(self, problem: Problem) -> str:
+        return " ".join(str(n) for n in problem["nums"]) + " -> " + str(problem["target"]) + ":"
+
+    def demonstration(self, problem: Problem, rng: random.Random) -> str:
+        """A solution drawn uniformly from the canonical solution set, in a random spelling.
+
+        Uniform over canonical solutions (not over spellings) so that pretraining does not
+        favour solutions that merely have more ways to be written.
+        """
+        trees = _solution_trees(problem["nums"], problem["target"])
+        if not trees:
+            raise ValueError(f"problem {problem!r} has no solution")
+        key = rng.choice(sorted(trees))
+        return render(trees[key], rng)
+
+    # ----------------------------------------------------------------- scoring
+
+    def _check(self, problem: Problem, completion: str) -> Parsed | None:
+        parsed = parse(completion)
+        if parsed is None:
+            return None
+        if Counter(parsed.literals) != Counter(problem["nums"]):
+            return None
+        if parsed.value != problem["target"]:
+            return None
+        return parsed
+
+    def reward(self, problem: Problem, completion: str) -> float:
+        """1.0 iff the completion parses, uses exactly the problem's numbers, and hits the target.
+
+        Never raises: a malformed problem or completion scores 0.0 rather than killing a run.
+        """
+        try:
+            return 0.0 if self._check(problem, completion) is None else 1.0
+        except Exception:
+            return 0.0
+
+    def solution_key(self, problem: Problem, completion: str) -> str | None:
+        try:
+            parsed = self._check(problem, completion)
+        except Exception:
+            return None
+        return None if parsed is None else parsed.node.key
+
+    def all_solutions(self, problem: Problem) -> set[str] | None:
+        return enumerate_solutions(problem["nums"], problem["target"])
+
+
+__all__ = [
+    "Countdown",
+    "CountdownConfig",
+    "Node",
+    "Num",
+    "Parsed",
+    "Prod",
+    "Sum",
+    "canonical_key",
+    "enumerate_solutions",
+    "parse",
+    "render",
+    "solution_counts",
+]

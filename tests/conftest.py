@@ -1,0 +1,36 @@
+"""Shared fixtures: small random denoisers whose outputs are peaked enough to be informative."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from trafl.models import CharTokenizer, TinyConfig, TinyDiffusionLM
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+def make_tiny(
+    alphabet: str | None = None, seed: int = 0, scale: float = 1.0, **arch
+) -> TinyDiffusionLM:
+    """A random tiny model with unit-scale weights, so that logits differ from position to
+    position and are far from uniform (a freshly initialised model is nearly uniform and
+    position-blind, which hides ordering bugs behind ties). ``scale`` sharpens it further."""
+    torch.manual_seed(seed)
+    tok = CharTokenizer(alphabet) if alphabet else CharTokenizer()
+    shape = dict(hidden_size=32, num_layers=2, num_heads=2, mlp_hidden=64) | arch
+    model = TinyDiffusionLM(TinyConfig(vocab_size=tok.vocab_size, **shape), tok)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.ndim == 2:
+                p.normal_(0.0, scale / p.shape[1] ** 0.5)
+        model.embed.weight.mul_(model.config.hidden_size**0.5 / 4)
+    return model.eval()
+
+
+@pytest.fixture
+def tiny_model() -> TinyDiffusionLM:
+    return make_tiny()
