@@ -16,10 +16,13 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 console = Console(stderr=True)
 
@@ -44,15 +47,22 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+class InfoColumn(ProgressColumn):
+    """Free text (latest metrics) from the task's ``info`` field, empty when absent."""
+
+    def render(self, task: Task) -> Text:
+        return Text(str(task.fields.get("info", "")), style="cyan")
+
+
 def make_progress() -> Progress:
     """A rich progress bar with a free-text metrics column (``fields['info']``)."""
     return Progress(
         TextColumn("[bold]{task.description}"),
-        BarColumn(),
+        BarColumn(bar_width=24),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
-        TextColumn("{task.fields[info]}"),
+        InfoColumn(),
         console=console,
         transient=False,
     )

@@ -312,12 +312,15 @@ def _all_values(nums: tuple[int, ...]) -> dict[Fraction, dict[str, Node]]:
     return _combine(nums)
 
 
-@functools.lru_cache(maxsize=512)
+@functools.lru_cache(maxsize=2048)
 def _solution_table(nums: tuple[int, ...]) -> dict[int, dict[str, Node]]:
     """For a sorted multiset: integer target -> {canonical key: tree} for every reachable integer.
 
     Only integer values are kept (targets are integers); the cache is bounded because a
     4-number table holds thousands of trees (``solution_counts`` keeps the cheap summary).
+    The bound (2048) exceeds the number of multisets of the shipped task (660), so pretraining,
+    which asks for a demonstration of every problem it draws, never recomputes a table
+    (about 150 KB each, so at most a few hundred MB).
     """
     return {int(value): trees for value, trees in _combine(nums).items() if value.denominator == 1}
 
@@ -391,6 +394,7 @@ class CountdownConfig:
     """How problems are drawn. ``min_solutions`` filters out targets with too few distinct
     solutions (useful when measuring solution diversity)."""
 
+    name: str = "countdown"
     num_numbers: list[int] = field(default_factory=lambda: [3])
     min_number: int = 1
     max_number: int = 12
