@@ -13,6 +13,7 @@ import pytest
 
 from trafl.tasks import TASKS, Task
 from trafl.tasks import countdown as cd
+from trafl.tasks import countdown_expr as cx
 from trafl.tasks.countdown import (
     Countdown,
     CountdownConfig,
@@ -117,8 +118,8 @@ def test_enumerated_keys_are_canonical_solutions() -> None:
 
 
 def test_enumerating_four_numbers_is_fast() -> None:
-    cd._all_values.cache_clear()
-    cd._solution_table.cache_clear()
+    cx._all_values.cache_clear()
+    cx._solution_table.cache_clear()
     start = time.perf_counter()
     keys = enumerate_solutions([3, 8, 11, 7], 24)
     assert time.perf_counter() - start < 1.0

@@ -1,0 +1,99 @@
+"""The tensors that flow through one RL step, with their shapes.
+
+Letters: B prompts, G samples per prompt, N = B*G rows (problem-major: rows g*G..g*G+G-1 share
+prompt g), P prompt length, L completion length, V vocabulary, H hidden size, K masks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+
+import torch
+
+from trafl.sampling.sampler import Trajectory
+
+
+@dataclass
+class RolloutBatch:
+    """Detached data: completions sampled from the old policy, with rewards and trajectories."""
+
+    prompt_ids: torch.Tensor  # (N, P) left-padded
+    prompt_mask: torch.Tensor  # (N, P) bool
+    completion_ids: torch.Tensor  # (N, L), EOS-filled to L
+    completion_mask: torch.Tensor  # (N, L) bool, tokens up to and including the first EOS
+    rewards: torch.Tensor  # (N,) float32
+    group: torch.Tensor  # (N,) long, prompt index of each row
+    trajectory: Trajectory
+
+    @property
+    def num_rows(self) -> int:
+        return self.completion_ids.shape[0]
+
+    @property
+    def gen_length(self) -> int:
+        return self.completion_ids.shape[1]
+
+    def rows(self, index: torch.Tensor | slice) -> RolloutBatch:
+        """A sub-batch (a micro-batch of whole groups, normally)."""
+        traj = Trajectory(*(getattr(self.trajectory, f.name)[index] for f in fields(Trajectory)))
+        return RolloutBatch(
+            prompt_ids=self.prompt_ids[index],
+            prompt_mask=self.prompt_mask[index],
+            completion_ids=self.completion_ids[index],
+            completion_mask=self.completion_mask[index],
+            rewards=self.rewards[index],
+            group=self.group[index],
+            trajectory=traj,
+        )
+
+
+def completion_mask_from_eos(completion_ids: torch.Tensor, eos_id: int) -> torch.Tensor:
+    """(N, L) bool: True up to and including the first EOS (all True when there is none)."""
+    is_eos = completion_ids == eos_id  # (N, L)
+    before = torch.cumsum(is_eos.long(), dim=1) - is_eos.long()  # EOS seen strictly before
+    return before == 0
+
+
+@dataclass
+class Estimate:
+    """A likelihood estimator's output for one model (policy, old policy or reference).
+
+    ``seq`` is the sequence-level quantity the estimator names (its docstring gives the
+    equation); ``token_logp`` are per-token log-probs for per-token objectives; ``per_draw``
+    keeps one value per mask draw (K of them) for objectives that need them separately
+    (TraFL's unbiased square, SPG's bounds). Fields an estimator does not produce stay None.
+    """
+
+    seq: torch.Tensor  # (N,)
+    token_logp: torch.Tensor | None = None  # (N, L) (zeros where not estimated)
+    token_mask: torch.Tensor | None = None  # (N, L) bool, which token_logp entries count
+    per_draw: torch.Tensor | None = None  # (N, K)
+    upper: torch.Tensor | None = None  # (N,) an upper bound (SPG's EUBO), where defined
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def detach(self) -> Estimate:
+        def d(x: torch.Tensor | None) -> torch.Tensor | None:
+            return None if x is None else x.detach()
+
+        return replace(
+            self,
+            seq=self.seq.detach(),
+            token_logp=d(self.token_logp),
+            token_mask=self.token_mask,
+            per_draw=d(self.per_draw),
+            upper=d(self.upper),
+            extras={k: v.detach() for k, v in self.extras.items()},
+        )
+
+    def rows(self, index: torch.Tensor | slice) -> Estimate:
+        def r(x: torch.Tensor | None) -> torch.Tensor | None:
+            return None if x is None else x[index]
+
+        return Estimate(
+            seq=self.seq[index],
+            token_logp=r(self.token_logp),
+            token_mask=r(self.token_mask),
+            per_draw=r(self.per_draw),
+            upper=r(self.upper),
+            extras={k: v[index] for k, v in self.extras.items()},
+        )

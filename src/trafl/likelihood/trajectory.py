@@ -1,0 +1,81 @@
+"""``trajectory``: the exact log-probability of the recorded reveal trajectory, replayed.
+
+The sampler records, for each completion position i, the global step s_i at which it was
+revealed (``batch.trajectory.reveal_step``). At step s the state is the completion with every
+position not yet revealed masked, z_s = y with {j : s_j >= s} hidden. Replaying the path,
+
+    token_logp[i] = log p_theta(y_i | z_{s_i}, x),
+    seq           = sum_i token_logp[i]   (over all L positions, or up to EOS),
+
+is the exact log-probability of the revealed TOKENS along the recorded path,
+log P_theta(y | tau, x) (the choice of which positions to reveal is the sampler's, not a
+model output). With the sampling model this reproduces ``trajectory.token_logp`` (which the
+sampler computes at temperature 1 from the same states). It is the exact-path variant of
+trajectory balance that METHOD.md section 3 lists (the relative trajectory balance of GFlowNets).
+
+No randomness: the draw is empty. Cost: one state per step; ``steps_per_forward`` states are
+scored per forward (N * steps_per_forward rows).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from trafl.batch import Estimate, RolloutBatch
+from trafl.likelihood import ESTIMATORS
+from trafl.likelihood.base import (
+    Draw,
+    Positions,
+    check_positions,
+    masked_sum,
+    score_masks,
+    valid_positions,
+)
+from trafl.models.base import DiffusionLM
+
+
+@dataclass
+class TrajectoryConfig:
+    name: str = "trajectory"
+    positions: Positions = "all"
+    steps_per_forward: int = 16  # states scored per denoiser call (rows N * steps_per_forward)
+
+    def __post_init__(self) -> None:
+        check_positions(self.positions)
+        if self.steps_per_forward < 1:
+            raise ValueError(f"steps_per_forward must be >= 1, got {self.steps_per_forward}")
+
+
+@ESTIMATORS.register("trajectory")
+class TrajectoryLogp:
+    """Exact replay of the recorded denoising path: sum_i log p(y_i | state at its step)."""
+
+    Config = TrajectoryConfig
+
+    def __init__(self, config: TrajectoryConfig | None = None) -> None:
+        self.config = config if config is not None else TrajectoryConfig()
+
+    def draw(self, batch: RolloutBatch, generator: torch.Generator) -> Draw:
+        return {}  # deterministic
+
+    def estimate(self, model: DiffusionLM, batch: RolloutBatch, draw: Draw) -> Estimate:
+        reveal = batch.trajectory.reveal_step  # (N, L)
+        if bool((reveal < 0).any()):
+            raise ValueError("trajectory.reveal_step has unrevealed positions (< 0)")
+        num_steps = int(reveal.max()) + 1
+        token_logp = torch.zeros(reveal.shape, dtype=torch.float32, device=reveal.device)
+        chunk = self.config.steps_per_forward
+        for start in range(0, num_steps, chunk):
+            steps = torch.arange(start, min(start + chunk, num_steps), device=reveal.device)
+            hidden = reveal[:, None, :] >= steps[None, :, None]  # (N, S, L) state before step
+            logp = score_masks(model, batch, hidden)  # (N, S, L)
+            at_step = reveal[:, None, :] == steps[None, :, None]  # (N, S, L)
+            token_logp = token_logp + torch.where(at_step, logp, 0.0).sum(dim=1)  # (N, L)
+        token_mask = valid_positions(batch, self.config.positions)  # (N, L)
+        return Estimate(
+            seq=masked_sum(token_logp, token_mask),  # (N,)
+            token_logp=token_logp,
+            token_mask=token_mask,
+        )

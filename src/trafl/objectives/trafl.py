@@ -1,0 +1,193 @@
+"""TraFL: Trajectory Flow baLancing (arXiv 2605.13935; docs/METHOD.md section 3)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+
+from trafl.objectives.advantages import STD_EPS, advantages, group_mean, group_std
+from trafl.objectives.base import OBJECTIVES, LossInputs, Objective, check_choice
+from trafl.objectives.log_z import LOG_Z_KINDS, PromptMLPLogZ, ScalarLogZ, vargrad_log_z
+
+REWARD_NORMS = ("center", "center_loo", "center_std", "none")
+
+
+@dataclass
+class TraFLConfig:
+    """TraFL's knobs. The paper fixes none of these values; every default is OUR choice:
+
+    - ``beta`` (32.0, ``beta_units="sequence"``): the tilt of pi* = pi_ref exp(beta r) / Z on
+      whole sequences. With the per-token surrogate s = ELBO / L the residual then uses
+      beta r~ / L. 32 is the prototype's only setting at or above the base model at every k
+      (METHOD.md section 6: beta = 2 per token at L = 16); with a 0/1 reward, pi* is then
+      the reference conditioned on success (> 99% correct whenever the base has 1e-12).
+      ``beta_units="token"`` puts beta r~ in the residual as the paper writes it (a sequence
+      tilt of beta * L).
+    - ``score_units``: what the estimator's ``seq`` is, ``per_token`` (mask-mean ELBO / L) or
+      ``sequence`` (a whole-sequence log-prob, e.g. the exact trajectory); it fixes the
+      conversion of beta, nothing else.
+    - ``reward_norm`` (``center``): r~ = r - mean_G r, as the paper. Centring includes the
+      sample's own reward, so with a learned log Z the fixed point is pi_ref exp(beta (G-1)/G r):
+      the expected gradient keeps only (1 - 1/G) of the tilt. ``center_loo``
+      (r - mean of the others) has the exact fixed point pi*, as has ``none``; ``center_std``
+      also divides by std_G + 1e-4 (a reward-scale-free tilt, target no longer pi*).
+      With ``log_z="vargrad"`` centring is absorbed by log Z and every choice but
+      ``center_std`` is exact.
+    - ``log_z`` (``prompt_mlp``), ``log_z_hidden`` (64), ``log_z_lr`` (1e-2, its own optimizer
+      group, no weight decay), ``detach_backbone`` (True: log Z does not train the policy).
+    - ``importance_clip`` (2.0): w = min(exp(s_theta - s_old), clip), detached, when rollouts
+      are reused (the trainer passes ``old``); w = 1 when ``old`` is None. FlowRL clips too.
+    - ``unbiased_square`` (False): replace delta^2 by delta_a * delta_b, residuals from two
+      disjoint halves of the K mask draws, which removes the Var/K that squaring a K-mask mean
+      adds. ``paired_draws`` (True): draws come as complementary pairs in adjacent columns
+      (2j, 2j+1), and each pair stays within one half (needs K >= 4).
+    """
+
+    name: str = "trafl"
+    beta: float = 32.0
+    beta_units: Literal["sequence", "token"] = "sequence"
+    score_units: Literal["per_token", "sequence"] = "per_token"
+    reward_norm: Literal["center", "center_loo", "center_std", "none"] = "center"
+    log_z: Literal["prompt_mlp", "scalar", "vargrad"] = "prompt_mlp"
+    log_z_lr: float = 1e-2
+    log_z_hidden: int = 64
+    detach_backbone: bool = True
+    importance_clip: float = 2.0
+    unbiased_square: bool = False
+    paired_draws: bool = True
+
+    def __post_init__(self) -> None:
+        check_choice("beta_units", self.beta_units, ("sequence", "token"))
+        check_choice("score_units", self.score_units, ("per_token", "sequence"))
+        check_choice("reward_norm", self.reward_norm, REWARD_NORMS)
+        check_choice("log_z", self.log_z, LOG_Z_KINDS)
+        if self.beta < 0:
+            raise ValueError(f"beta must be >= 0, got {self.beta}")
+        if self.log_z_lr <= 0 or self.log_z_hidden < 1:
+            raise ValueError("log_z_lr must be > 0 and log_z_hidden >= 1")
+        if self.importance_clip <= 0:
+            raise ValueError(f"importance_clip must be > 0, got {self.importance_clip}")
+
+
+def _halves(per_draw: torch.Tensor, paired: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(n, K) -> two (n,) means over disjoint column sets, complementary pairs kept whole."""
+    k = per_draw.shape[1]
+    unit = 2 if paired else 1
+    if k % unit or k // unit < 2:
+        need = "an even K >= 4 (two complementary pairs)" if paired else "K >= 2"
+        raise ValueError(f"unbiased_square needs {need} mask draws, got K={k}")
+    cut = unit * (k // unit // 2)
+    return per_draw[:, :cut].float().mean(1), per_draw[:, cut:].float().mean(1)  # (n,), (n,)
+
+
+@OBJECTIVES.register("trafl")
+class TraFL(Objective):
+    """Trajectory balance towards the reward-tilted reference (TraFL, arXiv 2605.13935).
+
+    Target pi*(y|x) = pi_ref(y|x) exp(beta r(x, y)) / Z(x). Per row::
+
+        delta = log Z_phi(x) + s_theta(y|x) - s_ref(y|x) - beta' r~(x, y)
+        loss  = mean_rows( w * delta^2 )
+
+    s is the estimator's sequence score (``seq``: the mask-mean ELBO / L by default), r~ the
+    normalised reward, beta' = beta converted to the units of s (see :class:`TraFLConfig`),
+    w the clipped importance weight. With exact log-probs and on-policy samples the expected
+    gradient is 2 grad KL(pi_theta || pi*), whose only fixed point is pi*.
+    """
+
+    Config = TraFLConfig
+    needs_reference = True
+    needs_old = True
+    estimator_name = "mask_mean"
+    default_inner_updates = 1
+
+    def __init__(self, config: TraFLConfig, hidden_size: int) -> None:
+        super().__init__(config, hidden_size)
+        self.config: TraFLConfig = config
+        self.needs_prompt_hidden = config.log_z == "prompt_mlp"
+        self.head: torch.nn.Module | None = None
+        if config.log_z == "prompt_mlp":
+            self.head = PromptMLPLogZ(hidden_size, config.log_z_hidden)
+        elif config.log_z == "scalar":
+            self.head = ScalarLogZ()
+
+    def prepare(
+        self,
+        rewards: torch.Tensor,
+        group: torch.Tensor,
+        group_size: int,
+        lengths: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        out = super().prepare(rewards, group, group_size, lengths)
+        r = rewards.detach().float()  # (N,)
+        norm = self.config.reward_norm
+        if norm == "center":
+            r_tilde = r - group_mean(r, group_size)
+        elif norm == "center_loo":
+            r_tilde = advantages(r, group_size, "leave_one_out")
+        elif norm == "center_std":
+            r_tilde = (r - group_mean(r, group_size)) / (group_std(r, group_size) + STD_EPS)
+        else:
+            r_tilde = r
+        out["reward_tilde"] = r_tilde  # (N,)
+        return out
+
+    def tilt_scale(self, gen_length: int) -> float:
+        """beta' such that beta' r~ is in the units of s (see TraFLConfig)."""
+        cfg = self.config
+        seq_beta = cfg.beta * (gen_length if cfg.beta_units == "token" else 1)
+        return seq_beta / (gen_length if cfg.score_units == "per_token" else 1)
+
+    def log_z(self, inputs: LossInputs, score: torch.Tensor) -> torch.Tensor:
+        """(n,) log Z for residual ``log Z + score``."""
+        if isinstance(self.head, PromptMLPLogZ):
+            hidden = inputs.prompt_hidden
+            assert hidden is not None  # check_inputs
+            return self.head(hidden.detach() if self.config.detach_backbone else hidden)
+        if isinstance(self.head, ScalarLogZ):
+            return self.head(inputs.num_rows)
+        return vargrad_log_z(score, inputs.group_size)
+
+    def loss(self, inputs: LossInputs) -> tuple[torch.Tensor, dict[str, float]]:
+        self.check_inputs(inputs)
+        ref, pol, cfg = inputs.ref, inputs.policy, self.config
+        assert ref is not None  # check_inputs
+        tilt = self.tilt_scale(inputs.gen_length) * inputs.prepared["reward_tilde"].float()  # (n,)
+        if inputs.old is None:
+            w = torch.ones_like(tilt)  # (n,) on-policy: no reuse
+        else:
+            log_w = (pol.seq.float() - inputs.old.seq.float()).detach()  # (n,)
+            w = log_w.exp().clamp(max=cfg.importance_clip)  # (n,)
+        if cfg.unbiased_square:
+            if pol.per_draw is None or ref.per_draw is None:
+                raise ValueError("unbiased_square needs per_draw estimates (n, K) for policy/ref")
+            pol_a, pol_b = _halves(pol.per_draw, cfg.paired_draws)  # (n,), (n,)
+            ref_a, ref_b = _halves(ref.per_draw, cfg.paired_draws)
+            score_a, score_b = pol_a - ref_a - tilt, pol_b - ref_b - tilt  # (n,)
+            log_z_a, log_z_b = self.log_z(inputs, score_a), self.log_z(inputs, score_b)
+            delta_a, delta_b = log_z_a + score_a, log_z_b + score_b  # (n,)
+            square, delta = delta_a * delta_b, 0.5 * (delta_a + delta_b)  # (n,)
+            log_z = 0.5 * (log_z_a + log_z_b)  # (n,)
+        else:
+            score = pol.seq.float() - ref.seq.float() - tilt  # (n,)
+            log_z = self.log_z(inputs, score)  # (n,)
+            delta = log_z + score  # (n,)
+            square = delta.square()  # (n,)
+        loss = (w * square).mean()
+        metrics = {
+            "loss": loss.item(),
+            "log_z": log_z.detach().mean().item(),
+            "delta_abs": delta.detach().abs().mean().item(),
+            "log_ratio": (pol.seq.float() - ref.seq.float()).detach().mean().item(),
+            "weight": w.mean().item(),
+            "weight_clipped": (w >= cfg.importance_clip).float().mean().item(),
+        }
+        return loss, metrics
+
+    def param_groups(self, base_lr: float) -> list[dict[str, Any]]:
+        if self.head is None:
+            return []
+        params = list(self.head.parameters())
+        return [{"params": params, "lr": self.config.log_z_lr, "weight_decay": 0.0}]
