@@ -332,7 +332,12 @@ def test_default_test_split_size(task: Countdown) -> None:
     test = task.problems("test")
     assert len(test) == 500
     assert len({(tuple(sorted(p["nums"])), p["target"]) for p in test}) == 500
-    assert all(len(p["nums"]) == 3 for p in test)
+    sizes = {len(p["nums"]) for p in test}
+    assert sizes == {3, 4}  # the default mixes both sizes
+    assert all(len(task.all_solutions(p)) >= 2 for p in test)  # default min_solutions=2
+    assert all(1 <= n <= 9 for p in test for n in p["nums"]) and all(
+        p["target"] <= 50 for p in test
+    )
 
 
 def test_sample_train_never_returns_test_problems() -> None:

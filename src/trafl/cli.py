@@ -14,6 +14,7 @@ trafl COMMAND [CONFIG.yaml] [key=value ...]
 
 commands:
   pretrain   train a base denoiser on a task's supervised data
+  train      RL post-training (TraFL or a baseline) from a base model
   sample     sample completions, score them, print accuracy (and pass@k)
   demo       the main job on the embedded defaults
 
@@ -26,6 +27,12 @@ def _pretrain(config_path: str | None, overrides: list[str]) -> None:
     from trafl.pretrain import PretrainConfig, pretrain
 
     pretrain(load_config(PretrainConfig, config_path, overrides))
+
+
+def _train(config_path: str | None, overrides: list[str]) -> None:
+    from trafl.train import TrainConfig, train
+
+    train(load_config(TrainConfig, config_path, overrides))
 
 
 def _sample(config_path: str | None, overrides: list[str]) -> None:
@@ -43,6 +50,7 @@ def _demo(config_path: str | None, overrides: list[str]) -> None:
 COMMANDS: dict[str, Callable[[str | None, list[str]], Any]] = {
     "pretrain": _pretrain,
     "sample": _sample,
+    "train": _train,
     "demo": _demo,
 }
 

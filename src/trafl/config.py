@@ -366,7 +366,14 @@ def load_config(
         data = loaded or {}
     if isinstance(overrides, list):
         overrides = parse_overrides(overrides)
-    return from_dict(cls, deep_merge(data, overrides or {}, cls))
+    merged = deep_merge(data, overrides or {}, cls)
+    # A config class may fill defaults that depend on other keys (e.g. the training config
+    # picks the estimator its objective is defined on unless one is named); the filled value
+    # is then explicit in the resolved config that is saved with the run.
+    fill = getattr(cls, "fill_defaults", None)
+    if callable(fill):
+        merged = fill(merged)
+    return from_dict(cls, merged)
 
 
 class _Dumper(yaml.SafeDumper):

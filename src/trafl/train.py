@@ -1,0 +1,361 @@
+"""``trafl train``: RL post-training of a diffusion LM, one readable loop.
+
+One step: take B prompts; sample G completions each (no grad, recording reveal trajectories);
+score them; draw the estimator's randomness once per inner update and score the reference
+(and the rollout policy, for ratios) on it; then, for each of the mu inner updates, estimate
+the policy per micro-batch of whole groups, compute the objective's loss, backpropagate
+``loss * n_mb / N`` (the gradient does not depend on the micro-batch size), clip, and step
+AdamW on the policy and the objective's own groups (log Z); log; evaluate and checkpoint when
+due. Checkpoints hold everything needed for an exact resume.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from trafl.batch import Estimate, RolloutBatch, completion_mask_from_eos
+from trafl.checkpoint import latest_checkpoint, rng_state, save_atomic, set_rng_state
+from trafl.config import component, format_config, save_config
+from trafl.likelihood import ESTIMATORS, slice_draw
+from trafl.models import load_model
+from trafl.objectives import OBJECTIVES, LossInputs, build_objective
+from trafl.optim import OptimConfig, build_optimizer, decay_groups
+from trafl.reference import frozen_copy, prompt_hidden
+from trafl.rollouts import ScoredRollout, rollout_task
+from trafl.runtime import (
+    MetricsLog,
+    console,
+    format_metrics,
+    make_progress,
+    resolve_device,
+    seed_everything,
+)
+from trafl.sampling import SamplerConfig
+from trafl.tasks import TASKS
+
+
+@dataclass
+class RolloutConfig:
+    prompts_per_step: int = 16  # B
+    group_size: int = 8  # G samples per prompt
+    sampler: SamplerConfig = field(
+        default_factory=lambda: SamplerConfig(gen_length=16, steps=8, temperature=0.9)
+    )
+
+
+@dataclass
+class TrainConfig:
+    model: str = "models/countdown-base"
+    task: Any = component(TASKS, "countdown")
+    objective: Any = component(OBJECTIVES, "trafl")
+    # default: the estimator the objective is defined on (filled in by fill_defaults)
+    estimator: Any = component(ESTIMATORS, "mask_mean")
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    optim: OptimConfig = field(
+        default_factory=lambda: OptimConfig(lr=1e-4, warmup_steps=0, min_lr_ratio=1.0)
+    )
+    steps: int = 200  # rollout batches
+    inner_updates: int | None = None  # mu; None: the objective's published default
+    micro_batch_groups: int | None = None  # groups per micro-batch; None: the whole batch
+    seed: int = 0
+    out_dir: str = "runs/train"
+    log_every: int = 1
+    ckpt_every: int = 25
+    keep_checkpoints: int = 2
+    save_completions_every: int = 25  # write sampled completions to completions/step-N.jsonl
+    eval_every: int = 0  # greedy accuracy on eval_problems test problems; 0: never
+    eval_problems: int = 100
+    max_bad_steps: int = 5  # stop after this many non-finite updates in a row
+    resume: bool = False
+    device: str = "auto"
+
+    @staticmethod
+    def fill_defaults(data: dict[str, Any]) -> dict[str, Any]:
+        """Name the objective's own estimator unless the config names one."""
+        data = dict(data)
+        objective = data.get("objective") or {}
+        objective_name = objective if isinstance(objective, str) else objective.get("name", "trafl")
+        estimator = data.get("estimator") or {}
+        if isinstance(estimator, str):
+            estimator = {"name": estimator}
+        if "name" not in estimator:
+            estimator_name = OBJECTIVES.get(objective_name).estimator_name
+            data["estimator"] = {"name": estimator_name, **estimator}
+        return data
+
+
+class Trainer:
+    """Holds the run's state; :meth:`train` is the loop."""
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device)
+        self.out = Path(cfg.out_dir)
+        seed_everything(cfg.seed)
+        self.task = TASKS.get(cfg.task.name)(cfg.task)
+        self.policy: Any = load_model(cfg.model).to(self.device).train()
+        self.objective = build_objective(cfg.objective, self.policy.hidden_size).to(self.device)
+        self.estimator = ESTIMATORS.get(cfg.estimator.name)(cfg.estimator)
+        self.reference = frozen_copy(self.policy) if self.objective.needs_reference else None
+        self.mu = cfg.inner_updates or self.objective.default_inner_updates
+        total_updates = cfg.steps * self.mu
+        groups = decay_groups(self.policy) + self.objective.param_groups(cfg.optim.lr)
+        self.optimizer, self.scheduler = build_optimizer(groups, cfg.optim, total_updates)
+        self.data_rng = random.Random(cfg.seed)
+        self.sample_gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
+        self.mask_gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 2)
+        self.step = 0
+        self.bad_in_a_row = 0
+        self.skipped_total = 0
+        self.metrics_log = MetricsLog(self.out)
+
+    # ------------------------------------------------------------------ the loop
+    def train(self) -> Path:
+        cfg = self.cfg
+        if cfg.resume:
+            self.try_resume()
+        save_config(cfg, self.out / "config.yaml")
+        if self.step == 0:
+            console.print(format_config(cfg))
+        console.print(
+            f"{cfg.objective.name} with {cfg.estimator.name} on {cfg.task.name}: "
+            f"{cfg.rollout.prompts_per_step}x{cfg.rollout.group_size} rollouts/step, mu={self.mu}"
+        )
+        with make_progress() as progress:
+            bar = progress.add_task(cfg.objective.name, total=cfg.steps, completed=self.step)
+            while self.step < cfg.steps:
+                scored, batch = self.rollouts()
+                metrics = self.update(batch)
+                self.step += 1
+                metrics |= rollout_metrics(scored, batch)
+                if cfg.eval_every > 0 and self.step % cfg.eval_every == 0:
+                    metrics["eval_greedy_accuracy"] = self.evaluate()
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    self.metrics_log.log(self.step, metrics)
+                    keys = ["reward", "loss", "grad_norm", *self.objective_keys(metrics)]
+                    progress.update(bar, info=format_metrics(metrics, keys))
+                if cfg.save_completions_every > 0 and self.step % cfg.save_completions_every == 0:
+                    self.save_completions(scored)
+                if cfg.ckpt_every > 0 and self.step % cfg.ckpt_every == 0:
+                    self.save_checkpoint()
+                progress.advance(bar)
+        final = save_atomic(self.out, "model", self.policy.save_pretrained, update_latest=False)
+        self.metrics_log.close()
+        console.print(f"saved {final}")
+        return final
+
+    def rollouts(self) -> tuple[ScoredRollout, RolloutBatch]:
+        """B prompts x G samples from the current policy, scored; no grad."""
+        cfg = self.cfg.rollout
+        problems = self.task.sample_train(cfg.prompts_per_step, self.data_rng)
+        scored = rollout_task(self.policy, self.task, problems, cfg.group_size, cfg.sampler,
+                              self.sample_gen)  # fmt: skip
+        r = scored.rollout
+        batch = RolloutBatch(
+            prompt_ids=r.prompt_ids,
+            prompt_mask=r.prompt_mask,
+            completion_ids=r.completion_ids,
+            completion_mask=completion_mask_from_eos(r.completion_ids, self.policy.eos_token_id),
+            rewards=scored.rewards.to(self.device),
+            group=scored.group.to(self.device),
+            trajectory=r.trajectory,
+        )
+        return scored, batch
+
+    def update(self, batch: RolloutBatch) -> dict[str, Any]:
+        """mu optimiser steps on one rollout batch; returns averaged metrics."""
+        g = self.cfg.rollout.group_size
+        prepared = self.objective.prepare(batch.rewards, batch.group, g,
+                                          lengths=batch.completion_mask.sum(1))  # fmt: skip
+        draws = [self.estimator.draw(batch, self.mask_gen) for _ in range(self.mu)]
+        with torch.no_grad():
+            refs = (
+                [self.estimate(self.reference, batch, d) for d in draws] if self.reference else None
+            )
+            reuse = self.objective.needs_old and self.mu > 1
+            olds = [self.estimate(self.policy, batch, d) for d in draws] if reuse else None
+        totals: dict[str, float] = {}
+        for k in range(self.mu):
+            self.optimizer.zero_grad(set_to_none=True)
+            parts = self.backward(batch, prepared, draws[k], olds[k] if olds else None,
+                                  refs[k] if refs else None)  # fmt: skip
+            step_metrics = self.apply_gradients(parts)
+            for key, value in step_metrics.items():
+                totals[key] = totals.get(key, 0.0) + value / self.mu
+        return totals
+
+    def backward(
+        self,
+        batch: RolloutBatch,
+        prepared: dict[str, torch.Tensor],
+        draw: dict[str, torch.Tensor],
+        old: Estimate | None,
+        ref: Estimate | None,
+    ) -> list[tuple[float, torch.Tensor, dict[str, float]]]:
+        """Accumulate the gradient of the batch loss over micro-batches of whole groups:
+        each contributes ``loss_mb * n_mb / N``, so the sum is the same for any split."""
+        parts = []
+        for idx in self.micro_batches(batch.num_rows):
+            rows = batch.rows(idx)
+            inputs = LossInputs(
+                policy=self.estimator.estimate(self.policy, rows, slice_draw(draw, idx)),
+                old=old.rows(idx) if old is not None else None,
+                ref=ref.rows(idx) if ref is not None else None,
+                rewards=rows.rewards,
+                prepared={key: v[idx] for key, v in prepared.items()},
+                group=rows.group,
+                group_size=self.cfg.rollout.group_size,
+                gen_length=batch.gen_length,
+                prompt_hidden=self.prompt_hidden(batch, idx),
+            )
+            loss, metrics = self.objective.loss(inputs)
+            share = (idx.stop - idx.start) / batch.num_rows
+            (loss * share).backward()
+            parts.append((share, loss.detach(), metrics))
+        return parts
+
+    def apply_gradients(
+        self, parts: list[tuple[float, torch.Tensor, dict[str, float]]]
+    ) -> dict[str, float]:
+        """Clip and step, or skip a non-finite update (counted; too many in a row stops the run)."""
+        loss = sum(share * part_loss for share, part_loss, _ in parts)
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        clip = self.cfg.optim.grad_clip if self.cfg.optim.grad_clip > 0 else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
+        finite = bool(torch.isfinite(loss)) and bool(torch.isfinite(grad_norm))
+        if finite:
+            self.optimizer.step()
+            self.scheduler.step()  # a skipped update does not consume the schedule
+            self.bad_in_a_row = 0
+        else:
+            self.optimizer.zero_grad(set_to_none=True)
+            self.bad_in_a_row += 1
+            self.skipped_total += 1
+            console.print(
+                f"[yellow]step {self.step + 1}: non-finite loss or gradient, update skipped"
+            )
+            if self.bad_in_a_row >= self.cfg.max_bad_steps:
+                raise RuntimeError(
+                    f"{self.bad_in_a_row} non-finite updates in a row (loss={float(loss)}, "
+                    f"grad_norm={float(grad_norm)}); lower optim.lr or check the objective's "
+                    "settings. The last checkpoint is intact; resume with resume=true."
+                )
+        metrics: dict[str, float] = {}
+        for share, _, m in parts:
+            for key, value in m.items():
+                metrics[key] = metrics.get(key, 0.0) + share * float(value)
+        metrics |= {"loss": float(loss), "grad_norm": float(grad_norm),
+                    "lr": self.scheduler.get_last_lr()[0], "skipped_updates": self.skipped_total}  # fmt: skip
+        return metrics
+
+    # ------------------------------------------------------------------ helpers
+    def micro_batches(self, num_rows: int) -> list[slice]:
+        g = self.cfg.rollout.group_size
+        per = (self.cfg.micro_batch_groups or num_rows // g) * g
+        return [slice(s, min(s + per, num_rows)) for s in range(0, num_rows, per)]
+
+    def estimate(self, model: Any, batch: RolloutBatch, draw: dict[str, torch.Tensor]) -> Estimate:
+        """A no-grad estimate for the whole batch, computed per micro-batch (memory)."""
+        model_was_training = model.training
+        model.eval()
+        parts = [self.estimator.estimate(model, batch.rows(i), slice_draw(draw, i))
+                 for i in self.micro_batches(batch.num_rows)]  # fmt: skip
+        model.train(model_was_training)
+        return concat_estimates(parts)
+
+    def prompt_hidden(self, batch: RolloutBatch, idx: slice) -> torch.Tensor | None:
+        if not self.objective.needs_prompt_hidden:
+            return None
+        return prompt_hidden(self.policy, batch.prompt_ids[idx], batch.prompt_mask[idx])
+
+    def objective_keys(self, metrics: dict[str, Any]) -> list[str]:
+        skip = {"reward", "loss", "grad_norm", "lr", "skipped_updates"}
+        return [k for k in metrics if k not in skip and not k.startswith(("rollout_", "eval_"))][:3]
+
+    def evaluate(self) -> float:
+        from trafl.pretrain import greedy_accuracy
+
+        sampler = SamplerConfig(gen_length=self.cfg.rollout.sampler.gen_length, temperature=0.0)
+        return greedy_accuracy(self.policy, self.task, self.cfg.eval_problems, sampler)
+
+    def save_completions(self, scored: ScoredRollout) -> None:
+        path = self.out / "completions" / f"step-{self.step}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w") as f:
+            for problem, text, reward in zip(
+                scored.problems, scored.texts, scored.rewards.tolist(), strict=True
+            ):
+                f.write(
+                    json.dumps({"problem": problem, "completion": text, "reward": reward}) + "\n"
+                )
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self) -> None:
+        def write(folder: Path) -> None:
+            self.policy.save_pretrained(folder / "model")
+            torch.save({
+                "objective": self.objective.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "data_rng": self.data_rng.getstate(),
+                "sample_gen": self.sample_gen.get_state(),
+                "mask_gen": self.mask_gen.get_state(),
+                "rng": rng_state(),
+                "step": self.step,
+                "skipped_total": self.skipped_total,
+                "bad_in_a_row": self.bad_in_a_row,
+            }, folder / "state.pt")  # fmt: skip
+
+        save_atomic(self.out, f"checkpoint-{self.step}", write, self.cfg.keep_checkpoints)
+
+    def try_resume(self) -> None:
+        ckpt = latest_checkpoint(self.out)
+        if ckpt is None:
+            console.print(
+                f"[yellow]resume requested but {self.out} has no checkpoint; starting fresh"
+            )
+            return
+        self.policy.load_state_dict(load_model(ckpt / "model").state_dict())
+        state = torch.load(ckpt / "state.pt", weights_only=False, map_location=self.device)
+        self.objective.load_state_dict(state["objective"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.data_rng.setstate(state["data_rng"])
+        self.sample_gen.set_state(state["sample_gen"])
+        self.mask_gen.set_state(state["mask_gen"])
+        set_rng_state(state["rng"])
+        self.step = state["step"]
+        self.skipped_total = state["skipped_total"]
+        self.bad_in_a_row = state["bad_in_a_row"]
+        self.metrics_log.truncate_after(self.step)
+        console.print(f"resumed from {ckpt} at step {self.step}")
+
+
+def concat_estimates(parts: list[Estimate]) -> Estimate:
+    def cat(name: str) -> torch.Tensor | None:
+        values = [getattr(p, name) for p in parts]
+        return None if values[0] is None else torch.cat(values)
+
+    extras = {k: torch.cat([p.extras[k] for p in parts]) for k in parts[0].extras}
+    return Estimate(seq=cat("seq"), token_logp=cat("token_logp"), token_mask=cat("token_mask"),
+                    per_draw=cat("per_draw"), upper=cat("upper"), extras=extras)  # fmt: skip
+
+
+def rollout_metrics(scored: ScoredRollout, batch: RolloutBatch) -> dict[str, float]:
+    r = scored.rewards
+    return {
+        "reward": float(r.mean()),
+        "reward_std": float(r.std()) if r.numel() > 1 else 0.0,
+        "rollout_length": float(batch.completion_mask.sum(1).float().mean()),
+        "rollout_reward_errors": scored.num_reward_errors,
+    }
+
+
+def train(cfg: TrainConfig) -> Path:
+    return Trainer(cfg).train()

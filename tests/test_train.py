@@ -1,0 +1,187 @@
+"""The trainer: every objective trains, micro-batching does not change the gradient, a killed
+run resumes to the same parameters, and failures are handled."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import make_tiny
+from trafl.config import load_config
+from trafl.models import load_model
+from trafl.objectives import OBJECTIVES
+from trafl.train import TrainConfig, Trainer
+
+BASE = Path(__file__).resolve().parents[1] / "models" / "countdown-base"
+SMALL = ["rollout.prompts_per_step=2", "rollout.group_size=4", "rollout.sampler.gen_length=16",
+         "rollout.sampler.steps=8", "device=cpu", "save_completions_every=1"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tiny_path(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("tiny") / "model"
+    make_tiny(seed=3).save_pretrained(path)
+    return path
+
+
+def config(out: Path, model: Path, *extra: str) -> TrainConfig:
+    return load_config(TrainConfig, None, [f"model={model}", f"out_dir={out}", *SMALL, *extra])
+
+
+@pytest.mark.parametrize("objective", OBJECTIVES.names())
+def test_every_objective_trains_two_steps_from_the_shipped_base(tmp_path, objective):
+    cfg = config(tmp_path, BASE, f"objective.name={objective}", "steps=2", "inner_updates=2")
+    before = load_model(BASE).state_dict()
+    Trainer(cfg).train()
+    rows = [json.loads(r) for r in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2]
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in rows)
+    after = load_model(tmp_path / "model").state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before), "parameters did not change"
+    assert (tmp_path / "completions" / "step-2.jsonl").is_file()
+
+
+def test_estimator_defaults_to_the_objectives_own():
+    for name in OBJECTIVES.names():
+        cfg = load_config(TrainConfig, None, [f"objective.name={name}"])
+        assert cfg.estimator.name == OBJECTIVES.get(name).estimator_name
+    cfg = load_config(TrainConfig, None, ["objective.name=trafl", "estimator.name=elbo"])
+    assert cfg.estimator.name == "elbo"
+
+
+CASES = [("trafl", 1, ["objective.reward_norm=none"]), ("trafl", 2, []), ("trafl_path", 2, []),
+         ("diffu_grpo", 2, []), ("spg", 4, []), ("espo", 2, []), ("wd1", 4, [])]  # fmt: skip
+
+
+@pytest.mark.parametrize(("objective", "group_size", "extra"), CASES)
+def test_gradient_does_not_depend_on_micro_batch_size(
+    tmp_path, tiny_path, objective, group_size, extra
+):
+    """One micro-batch of all 8 rows equals micro-batches of one group each (8 of 1 at G=1)."""
+    rows = 8
+    cfg = config(tmp_path, tiny_path, f"objective.name={objective}", *extra,
+                 f"rollout.group_size={group_size}", f"rollout.prompts_per_step={rows // group_size}")  # fmt: skip
+    trainer = Trainer(cfg)
+    _, batch = trainer.rollouts()
+    batch.rewards = (torch.arange(rows) % 3 == 0).float()  # a random model never solves anything
+    prepared = trainer.objective.prepare(batch.rewards, batch.group, group_size,
+                                         lengths=batch.completion_mask.sum(1))  # fmt: skip
+    draw = trainer.estimator.draw(batch, trainer.mask_gen)
+    ref = trainer.estimate(trainer.reference, batch, draw) if trainer.reference else None
+
+    def grads(groups_per_micro_batch: int | None) -> list[torch.Tensor]:
+        trainer.cfg.micro_batch_groups = groups_per_micro_batch
+        trainer.optimizer.zero_grad(set_to_none=False)
+        trainer.backward(batch, prepared, draw, None, ref)
+        return [p.grad.clone() for g in trainer.optimizer.param_groups for p in g["params"]]
+
+    single = grads(1)
+    assert len(trainer.micro_batches(rows)) == rows // group_size
+    whole = grads(None)
+    assert len(trainer.micro_batches(rows)) == 1
+    assert any(g.abs().sum() > 0 for g in whole)
+    for a, b in zip(whole, single, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def run_cli(args: list[str]) -> subprocess.Popen:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.Popen([sys.executable, "-m", "trafl", "train", *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+
+
+def test_kill_9_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path, tiny_path):
+    args = [f"model={tiny_path}", *SMALL, "rollout.prompts_per_step=4", "steps=8",
+            "ckpt_every=2", "objective.name=trafl", "inner_updates=2"]  # fmt: skip
+    full = run_cli([*args, f"out_dir={tmp_path / 'full'}"])
+    assert full.wait(timeout=300) == 0, full.stderr.read().decode()
+
+    killed_dir = tmp_path / "killed"
+    proc = run_cli([*args, f"out_dir={killed_dir}"])
+    deadline = time.time() + 300
+    while (
+        not (killed_dir / "checkpoint-2").exists()
+        and proc.poll() is None
+        and time.time() < deadline
+    ):
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (killed_dir / "model").exists()
+
+    resumed = run_cli([*args, f"out_dir={killed_dir}", "resume=true"])
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read().decode()
+    a = load_model(tmp_path / "full" / "model").state_dict()
+    b = load_model(killed_dir / "model").state_dict()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=0, rtol=0)
+    steps = [json.loads(r)["step"] for r in (killed_dir / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 9))
+
+
+def test_a_crash_while_writing_a_checkpoint_leaves_the_previous_one(
+    tmp_path, tiny_path, monkeypatch
+):
+    cfg = config(tmp_path, tiny_path, "steps=4", "ckpt_every=2")
+    trainer = Trainer(cfg)
+    real_save = trainer.policy.save_pretrained
+    calls = {"n": 0}
+
+    def failing_save(path):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the step-4 checkpoint
+            raise OSError("disk full")
+        return real_save(path)
+
+    monkeypatch.setattr(trainer.policy, "save_pretrained", failing_save)
+    with pytest.raises(OSError):
+        trainer.train()
+    assert (tmp_path / "latest").read_text() == "checkpoint-2"
+    resumed = Trainer(config(tmp_path, tiny_path, "steps=4", "ckpt_every=2", "resume=true"))
+    resumed.try_resume()
+    assert resumed.step == 2
+
+
+def test_non_finite_updates_are_skipped_then_stop_the_run(tmp_path, tiny_path, monkeypatch):
+    cfg = config(tmp_path, tiny_path, "steps=6", "max_bad_steps=3", "inner_updates=1")
+    trainer = Trainer(cfg)
+    before = {k: v.clone() for k, v in trainer.policy.state_dict().items()}
+    real_loss = trainer.objective.loss
+
+    def nan_loss(inputs):
+        loss, metrics = real_loss(inputs)
+        return loss * float("nan"), metrics
+
+    monkeypatch.setattr(trainer.objective, "loss", nan_loss)
+    with pytest.raises(RuntimeError, match="3 non-finite updates in a row"):
+        trainer.train()
+    assert trainer.skipped_total == 3
+    for k, v in trainer.policy.state_dict().items():
+        assert torch.equal(v, before[k]), "a non-finite update changed the parameters"
+
+
+def test_a_reward_that_raises_scores_zero_and_is_counted(tmp_path, tiny_path, monkeypatch):
+    cfg = config(tmp_path, tiny_path, "steps=1")
+    trainer = Trainer(cfg)
+    calls = {"n": 0}
+    real_reward = trainer.task.reward
+
+    def flaky(problem, completion):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("checker crashed")
+        return real_reward(problem, completion)
+
+    monkeypatch.setattr(trainer.task, "reward", flaky)
+    trainer.train()
+    row = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
+    assert row["rollout_reward_errors"] == 1
