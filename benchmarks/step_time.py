@@ -21,7 +21,7 @@ import torch
 
 from trafl.config import load_config
 from trafl.objectives import OBJECTIVES
-from trafl.train import Trainer, TrainConfig
+from trafl.train import TrainConfig, Trainer
 
 
 def measure(objective: str, steps: int, out_dir: str) -> dict[str, float]:
