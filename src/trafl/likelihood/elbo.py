@@ -22,12 +22,11 @@ from dataclasses import dataclass
 
 import torch
 
-from trafl.batch import Estimate, RolloutBatch
+from trafl.batch import RolloutBatch
 from trafl.likelihood import ESTIMATORS
-from trafl.likelihood.base import Draw, Positions, check_positions, masked_sum, valid_positions
-from trafl.likelihood.mask_mean import draw_completion_masks, masked_logp
+from trafl.likelihood.base import Positions, check_positions, masked_sum, valid_positions
+from trafl.likelihood.mask_mean import MaskMean
 from trafl.likelihood.masks import Coupling, check_masks_config
-from trafl.models.base import DiffusionLM
 
 
 @dataclass
@@ -44,24 +43,19 @@ class ElboConfig:
 
 
 @ESTIMATORS.register("elbo")
-class Elbo:
-    """LLaDA's (n / l) * sum-of-masked-log-probs ELBO estimator, averaged over K masks."""
+class Elbo(MaskMean):
+    """LLaDA's (n / l) * sum-of-masked-log-probs ELBO estimator, averaged over K masks.
+
+    The same masks and couplings as ``mask_mean``; only the value of each draw differs."""
 
     Config = ElboConfig
 
     def __init__(self, config: ElboConfig | None = None) -> None:
         self.config = config if config is not None else ElboConfig()
 
-    def draw(self, batch: RolloutBatch, generator: torch.Generator) -> Draw:
-        c = self.config
-        return draw_completion_masks(
-            batch, c.num_masks, c.coupling, c.positions, c.full_mask, generator
-        )
-
-    def estimate(self, model: DiffusionLM, batch: RolloutBatch, draw: Draw) -> Estimate:
-        masks = draw["masks"]  # (N, K, L)
-        logp = masked_logp(model, batch, draw, self.config.positions)  # (N, K, L)
+    def per_mask(
+        self, logp: torch.Tensor, masks: torch.Tensor, batch: RolloutBatch
+    ) -> torch.Tensor:
         num_valid = valid_positions(batch, self.config.positions).sum(dim=1)  # (N,)
         weight = num_valid[:, None] / masks.sum(dim=-1)  # (N, K) n / l
-        per_draw = weight * masked_sum(logp, masks)  # (N, K)
-        return Estimate(seq=per_draw.mean(dim=1), per_draw=per_draw)
+        return weight * masked_sum(logp, masks)  # (N, K)

@@ -92,7 +92,12 @@ class MaskMean:
         )
 
     def estimate(self, model: DiffusionLM, batch: RolloutBatch, draw: Draw) -> Estimate:
-        masks = draw["masks"]  # (N, K, L)
         logp = masked_logp(model, batch, draw, self.config.positions)  # (N, K, L)
-        per_draw = masked_mean(logp, masks)  # (N, K)
+        per_draw = self.per_mask(logp, draw["masks"], batch)  # (N, K)
         return Estimate(seq=per_draw.mean(dim=1), per_draw=per_draw)
+
+    def per_mask(
+        self, logp: torch.Tensor, masks: torch.Tensor, batch: RolloutBatch
+    ) -> torch.Tensor:
+        """The value of each mask draw, (N, K): here the mean log-prob of its masked tokens."""
+        return masked_mean(logp, masks)  # (N, K)
