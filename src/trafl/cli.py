@@ -16,6 +16,7 @@ commands:
   pretrain   train a base denoiser on a task's supervised data
   train      RL post-training (TraFL or a baseline) from a base model
   sample     sample completions, score them, print accuracy (and pass@k)
+  eval       pass@k across budgets and lengths, coverage, trajectory locking (+ plots)
   demo       the main job on the embedded defaults
 
 Settings: dataclass defaults < CONFIG.yaml < key=value overrides (dotted keys, e.g.
@@ -41,6 +42,12 @@ def _sample(config_path: str | None, overrides: list[str]) -> None:
     run_sample(load_config(SampleConfig, config_path, overrides))
 
 
+def _eval(config_path: str | None, overrides: list[str]) -> None:
+    from trafl.evaluate import EvalConfig, evaluate
+
+    evaluate(load_config(EvalConfig, config_path, overrides))
+
+
 def _demo(config_path: str | None, overrides: list[str]) -> None:
     from trafl.demo import DemoConfig, run_demo
 
@@ -52,6 +59,7 @@ COMMANDS: dict[str, Callable[[str | None, list[str]], Any]] = {
     "sample": _sample,
     "train": _train,
     "demo": _demo,
+    "eval": _eval,
 }
 
 

@@ -1,0 +1,183 @@
+"""``trafl eval``: pass@k across budgets and generation lengths, coverage, trajectory locking.
+
+For a model (a model folder, or a run folder: its final model or latest checkpoint) and a task,
+draw ``num_samples`` completions per test problem at each generation length (steps and blocks
+scale with the length), then write ``eval.json`` (schema in docs/EVAL.md), print a table, and
+save PNG plots.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from rich.table import Table
+
+from trafl.checkpoint import latest_checkpoint
+from trafl.config import component, save_config, to_dict
+from trafl.evaluation import (
+    bootstrap_ci,
+    coverage_at_k,
+    coverage_summary,
+    locking_summary,
+    pass_at_k_curve,
+    power_of_two_ks,
+)
+from trafl.evaluation.plots import plot_coverage, plot_pass_at_k, plot_reveal_heatmaps
+from trafl.models import load_model
+from trafl.rollouts import rollout_task, subset
+from trafl.runtime import console, make_progress, resolve_device, seed_everything
+from trafl.sampling import SamplerConfig
+from trafl.tasks import TASKS
+
+
+@dataclass
+class EvalConfig:
+    model: str = "models/countdown-base"
+    task: Any = component(TASKS, "countdown")
+    split: str = "test"
+    num_problems: int | None = 100
+    num_samples: int = 64  # n per problem; pass@k for k = 1, 2, 4, ..., n
+    gen_lengths: list[int] = field(default_factory=lambda: [16, 24, 32])
+    steps_per_token: float = 0.5  # steps = gen_length * steps_per_token (LLaDA's L/2)
+    block_length: int | None = None  # None: one block; else blocks of this size at every length
+    temperature: float = 1.0
+    remasking: Literal["low_confidence", "random"] = "low_confidence"
+    greedy: bool = True  # also report greedy (temperature 0) accuracy
+    bootstrap: int = 1000  # resamples over problems for the pass@k confidence intervals
+    heatmap_problems: int = 4
+    batch_size: int = 512
+    seed: int = 0
+    out_dir: str | None = None  # default: RUN/eval for a run folder, runs/eval/NAME otherwise
+    device: str = "auto"
+
+    def sampler(self, length: int, temperature: float) -> SamplerConfig:
+        steps = max(1, round(length * self.steps_per_token))
+        return SamplerConfig(gen_length=length, block_length=self.block_length, steps=steps,
+                             temperature=temperature, remasking=self.remasking,  # type: ignore[arg-type]
+                             batch_size=self.batch_size)  # fmt: skip
+
+
+def resolve_model_path(path: str) -> Path:
+    """A model folder, or a run folder's final ``model`` / latest checkpoint."""
+    folder = Path(path)
+    if (folder / "config.json").is_file():
+        return folder
+    if (folder / "model" / "config.json").is_file():
+        return folder / "model"
+    ckpt = latest_checkpoint(folder)
+    if ckpt is not None:
+        return ckpt / "model"
+    raise ValueError(
+        f"{path!r} is neither a model folder nor a run folder with a model or checkpoint"
+    )
+
+
+def default_out_dir(cfg: EvalConfig, model_path: Path) -> Path:
+    if cfg.out_dir:
+        return Path(cfg.out_dir)
+    if model_path.name == "model" and (model_path.parent / "config.yaml").is_file():
+        return model_path.parent / "eval"
+    return Path("runs") / "eval" / model_path.name
+
+
+def evaluate(cfg: EvalConfig) -> dict[str, Any]:
+    seed_everything(cfg.seed)
+    device = resolve_device(cfg.device)
+    model_path = resolve_model_path(cfg.model)
+    out = default_out_dir(cfg, model_path)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "eval_config.yaml")
+    model: Any = load_model(model_path).to(device)
+    task = TASKS.get(cfg.task.name)(cfg.task)
+    problems = subset(task.problems(cfg.split), cfg.num_problems)
+    solutions = [task.all_solutions(p) for p in problems]
+    n, ks = cfg.num_samples, power_of_two_ks(cfg.num_samples)
+    result: dict[str, Any] = {
+        "model": str(model_path), "model_name": model_path.parent.name if model_path.name == "model" else model_path.name,
+        "task": cfg.task.name, "split": cfg.split, "num_problems": len(problems),
+        "num_samples": n, "config": to_dict(cfg), "lengths": {},
+    }  # fmt: skip
+    generator = torch.Generator(device=device).manual_seed(cfg.seed)
+    heat: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
+    start = time.time()
+    with make_progress() as progress:
+        for length in cfg.gen_lengths:
+            res: dict[str, Any] = {"steps": cfg.sampler(length, 1.0).resolved_steps()}
+            if cfg.greedy:
+                greedy = rollout_task(model, task, problems, 1, cfg.sampler(length, 0.0), generator,
+                                      progress, f"greedy L={length}")  # fmt: skip
+                res["greedy_accuracy"] = float(greedy.rewards.mean())
+            scored = rollout_task(model, task, problems, n, cfg.sampler(length, cfg.temperature),
+                                  generator, progress, f"{n} samples L={length}")  # fmt: skip
+            rewards = scored.rewards.view(len(problems), n).numpy()  # (B, n)
+            correct = (rewards >= 1.0).sum(axis=1).tolist()
+            ci = bootstrap_ci(correct, n, ks, num_resamples=cfg.bootstrap, seed=cfg.seed)
+            curve = pass_at_k_curve(correct, n, ks)
+            res["mean_reward"] = float(rewards.mean())
+            res["pass_at_k"] = {str(k): {"mean": curve[k], "ci": list(ci[k])} for k in ks}
+            keys = [[task.solution_key(p, t) for p, t in zip(scored.problems[i * n:(i + 1) * n],
+                     scored.texts[i * n:(i + 1) * n], strict=True)] for i in range(len(problems))]  # fmt: skip
+            res["coverage"] = dict(coverage_summary(keys, solutions))
+            res["coverage_at_k"] = jsonable(coverage_at_k(keys, solutions, ks))
+            steps = (
+                scored.rollout.trajectory.reveal_step.view(len(problems), n, length).cpu().numpy()
+            )
+            res["locking"] = dict(locking_summary(list(steps), list(rewards >= 1.0)))
+            result["lengths"][str(length)] = res
+            m = min(cfg.heatmap_problems, len(problems))
+            heat[str(length)] = ([steps[i] for i in range(m)], [rewards[i] for i in range(m)])
+    result["seconds"] = round(time.time() - start, 1)
+    (out / "eval.json").write_text(json.dumps(result, indent=1))
+    plot_pass_at_k(result, out / "pass_at_k.png")
+    plot_coverage(result, out / "coverage.png")
+    for length, (steps_list, rewards_list) in heat.items():
+        titles = [task.prompt(p) for p in problems[: len(steps_list)]]
+        plot_reveal_heatmaps(steps_list, rewards_list, titles, out / f"reveal_orders_L{length}.png")
+    print_table(result)
+    console.print(f"wrote {out / 'eval.json'} and plots in {out}")
+    return result
+
+
+def jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [jsonable(v) for v in x]
+    if isinstance(x, np.generic):
+        return x.item()
+    return x
+
+
+def print_table(result: dict[str, Any]) -> None:
+    lengths = list(result["lengths"])
+    ks = list(result["lengths"][lengths[0]]["pass_at_k"])
+    table = Table(
+        title=f"{result['model_name']} on {result['task']} ({result['num_problems']} problems x {result['num_samples']} samples)"
+    )
+    table.add_column("metric")
+    for length in lengths:
+        table.add_column(f"L={length}", justify="right")
+
+    def row(name: str, get: Any, fmt: str = "{:.3f}") -> None:
+        values = [get(result["lengths"][x]) for x in lengths]
+        table.add_row(name, *("-" if v is None else fmt.format(v) for v in values))
+
+    row("greedy accuracy", lambda r: r.get("greedy_accuracy"))
+    for k in ks:
+        row(f"pass@{k}", lambda r, k=k: r["pass_at_k"][k]["mean"])
+    row("distinct correct / problem", lambda r: r["coverage"]["mean_distinct_correct"], "{:.2f}")
+    row("solution-set coverage", lambda r: r["coverage"]["mean_coverage"])
+    row("share of modal reveal order", lambda r: r["locking"]["order_share_of_mode"])
+    row("reveal-order entropy (norm.)", lambda r: r["locking"]["order_entropy_normalized"])
+    row("pairwise rank distance", lambda r: r["locking"]["mean_pairwise_rank_distance"])
+    row(
+        "  same, correct samples only",
+        lambda r: r["locking"]["correct_mean_pairwise_rank_distance"],
+    )
+    console.print(table)
