@@ -17,7 +17,8 @@ commands:
   train      RL post-training (TraFL or a baseline) from a base model
   sample     sample completions, score them, print accuracy (and pass@k)
   eval       pass@k across budgets and lengths, coverage, trajectory locking (+ plots)
-  demo       the main job on the embedded defaults
+  compare    one table and plots across evaluated runs (EVAL... [base=NAME])
+  demo       the main job on the embedded defaults (--quick: a tiny smoke version)
 
 Settings: dataclass defaults < CONFIG.yaml < key=value overrides (dotted keys, e.g.
 sampler.temperature=0.9). Unknown keys and bad values are errors that list what is valid.
@@ -48,6 +49,18 @@ def _eval(config_path: str | None, overrides: list[str]) -> None:
     evaluate(load_config(EvalConfig, config_path, overrides))
 
 
+def _compare(config_path: str | None, overrides: list[str]) -> None:
+    from trafl.compare import CompareConfig, compare
+
+    paths = [o for o in overrides if "=" not in o]
+    rest = [o for o in overrides if "=" in o]
+    if config_path is not None:
+        paths.insert(0, config_path)
+    cfg = load_config(CompareConfig, None, rest)
+    cfg.evals = cfg.evals + paths
+    compare(cfg)
+
+
 def _demo(config_path: str | None, overrides: list[str]) -> None:
     from trafl.demo import DemoConfig, run_demo
 
@@ -58,6 +71,7 @@ COMMANDS: dict[str, Callable[[str | None, list[str]], Any]] = {
     "pretrain": _pretrain,
     "sample": _sample,
     "train": _train,
+    "compare": _compare,
     "demo": _demo,
     "eval": _eval,
 }
@@ -67,10 +81,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="trafl", usage=USAGE, add_help=True)
     parser.add_argument("command", choices=sorted(COMMANDS), metavar="COMMAND")
     parser.add_argument("args", nargs="*", help="[CONFIG.yaml] [key=value ...]")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # ``--flag`` means ``flag=true`` and ``--key=value`` means ``key=value``
+    argv = [a[2:] if a.startswith("--") and "=" in a else f"{a[2:]}=true"
+            if a.startswith("--") and a not in ("--help",) else a for a in argv]  # fmt: skip
     ns = parser.parse_args(argv)
     config_path = None
     overrides = list(ns.args)
-    if overrides and "=" not in overrides[0]:
+    if overrides and "=" not in overrides[0] and ns.command != "compare":
         config_path = overrides.pop(0)
     try:
         COMMANDS[ns.command](config_path, overrides)

@@ -1,0 +1,57 @@
+"""``trafl compare`` verdicts on hand-made evaluations, and the quick demo end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from trafl.compare import CompareConfig, below_base, compare, markdown_table, verdicts
+from trafl.demo import DemoConfig, run_demo
+
+
+def fake_eval(name: str, curve: dict[str, float]) -> dict:
+    length = {
+        "greedy_accuracy": 0.2,
+        "mean_reward": curve["1"],
+        "pass_at_k": {k: {"mean": v, "ci": [v - 0.05, v + 0.05]} for k, v in curve.items()},
+        "coverage": {"mean_coverage": 0.3, "mean_distinct_correct": 1.0},
+        "locking": {"mean_pairwise_rank_distance": 0.1},
+    }
+    return {"model_name": name, "lengths": {"16": length, "32": length}}
+
+
+def test_verdicts_mark_exactly_the_cells_below_the_base(tmp_path):
+    results = {
+        "base": fake_eval("base", {"1": 0.2, "2": 0.3, "4": 0.5}),
+        "keeper": fake_eval("keeper", {"1": 0.3, "2": 0.4, "4": 0.5}),
+        "locker": fake_eval("locker", {"1": 0.4, "2": 0.45, "4": 0.45}),
+    }
+    cells = below_base(results, "base")
+    assert cells == {"keeper": [], "locker": [("16", "4"), ("32", "4")]}
+    text = verdicts(results, "base")
+    assert "at or above base at every k" in text["keeper"]
+    assert "falls below base at 2 point(s)" in text["locker"]
+    table = markdown_table(results, "base")
+    assert "0.450 ↓" in table and "0.500 ↓" not in table
+    paths = []
+    for name, res in results.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "eval.json").write_text(json.dumps(res))
+        paths.append(str(tmp_path / name))
+    summary = compare(CompareConfig(evals=paths, out_dir=str(tmp_path / "cmp")))
+    assert summary["base"] == "base"
+    assert (tmp_path / "cmp" / "pass_at_k.png").is_file()
+
+
+def test_quick_demo_runs_end_to_end_and_reuses_finished_stages(tmp_path):
+    cfg = DemoConfig(quick=True, out_dir=str(tmp_path), device="cpu")
+    report = run_demo(cfg)
+    text = report.read_text()
+    assert "Quick mode" in text and "| trafl | 16 |" in text and "| diffu_grpo | 32 |" in text
+    for method in ("trafl", "diffu_grpo"):
+        assert (tmp_path / method / "model" / "config.json").is_file()
+        assert (tmp_path / method / "eval" / "eval.json").is_file()
+    stamp = (tmp_path / "trafl" / "eval" / "eval.json").stat().st_mtime
+    run_demo(cfg)  # everything is reused
+    assert (tmp_path / "trafl" / "eval" / "eval.json").stat().st_mtime == stamp
+    assert Path(tmp_path / "compare" / "pass_at_k.png").is_file()
