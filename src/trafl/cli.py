@@ -77,14 +77,18 @@ COMMANDS: dict[str, Callable[[str | None, list[str]], Any]] = {
 }
 
 
+def _as_override(arg: str) -> str:
+    """``--flag`` means ``flag=true`` and ``--key=value`` means ``key=value``."""
+    if not arg.startswith("--") or arg == "--help":
+        return arg
+    return arg[2:] if "=" in arg else f"{arg[2:]}=true"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="trafl", usage=USAGE, add_help=True)
     parser.add_argument("command", choices=sorted(COMMANDS), metavar="COMMAND")
     parser.add_argument("args", nargs="*", help="[CONFIG.yaml] [key=value ...]")
-    argv = list(sys.argv[1:] if argv is None else argv)
-    # ``--flag`` means ``flag=true`` and ``--key=value`` means ``key=value``
-    argv = [a[2:] if a.startswith("--") and "=" in a else f"{a[2:]}=true"
-            if a.startswith("--") and a not in ("--help",) else a for a in argv]  # fmt: skip
+    argv = [_as_override(a) for a in (sys.argv[1:] if argv is None else argv)]
     ns = parser.parse_args(argv)
     config_path = None
     overrides = list(ns.args)
