@@ -55,3 +55,14 @@ def test_quick_demo_runs_end_to_end_and_reuses_finished_stages(tmp_path):
     run_demo(cfg)  # everything is reused
     assert (tmp_path / "trafl" / "eval" / "eval.json").stat().st_mtime == stamp
     assert Path(tmp_path / "compare" / "pass_at_k.png").is_file()
+
+
+def test_a_consistent_drop_is_reported_as_significant():
+    base = fake_eval("base", {"1": 0.5, "2": 0.6, "4": 0.7})
+    worse = fake_eval("worse", {"1": 0.4, "2": 0.5, "4": 0.6})
+    for res, counts in ((base, [2] * 40), (worse, [1] * 40)):
+        res["num_samples"] = 4
+        for length in res["lengths"].values():
+            length["correct_counts"] = counts
+    text = verdicts({"base": base, "worse": worse}, "base")["worse"]
+    assert "with a 95 % paired-bootstrap interval of the difference below 0" in text

@@ -319,3 +319,15 @@ def test_locking_summary_restricted_to_correct_samples():
         locking_summary([locked], [np.ones(3, dtype=bool)])
     with pytest.raises(ValueError, match="boolean"):
         locking_summary([locked], [np.array([0.5, 1, 0, 0])])
+
+
+def test_paired_difference_ci_cancels_prompt_difficulty():
+    from trafl.evaluation import paired_difference_ci
+
+    counts = [0, 1, 5, 8, 2, 7, 3, 4] * 5
+    same = paired_difference_ci(counts, 8, counts, 8, [1, 4])
+    assert all(v == (0.0, 0.0, 0.0) for v in same.values())
+    better = [min(8, c + 1) for c in counts]  # one more correct sample on every prompt
+    diff = paired_difference_ci(better, 8, counts, 8, [1, 4])
+    for d, lo, hi in diff.values():
+        assert 0 < lo <= d <= hi

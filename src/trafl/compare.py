@@ -18,6 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from trafl.evaluation import paired_difference_ci  # noqa: E402
 from trafl.runtime import console  # noqa: E402
 
 
@@ -54,15 +55,50 @@ def below_base(results: dict[str, dict[str, Any]], base: str) -> dict[str, list[
     return out
 
 
+def significant_drops(
+    results: dict[str, dict[str, Any]], base: str
+) -> dict[str, list[tuple[str, str]]]:
+    """Cells where the method is below the base with the paired 95 % bootstrap interval of the
+    difference entirely below 0 (needs per-problem ``correct_counts`` on the same problems)."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    ref = results[base]
+    for name, res in results.items():
+        if name == base:
+            continue
+        cells = []
+        for length, r in res["lengths"].items():
+            b = ref["lengths"].get(length)
+            if b is None or "correct_counts" not in r or "correct_counts" not in b:
+                continue
+            if len(r["correct_counts"]) != len(b["correct_counts"]):
+                continue
+            ks = [int(k) for k in r["pass_at_k"] if k in b["pass_at_k"]]
+            diffs = paired_difference_ci(r["correct_counts"], res["num_samples"],
+                                         b["correct_counts"], ref["num_samples"], ks)  # fmt: skip
+            cells += [(length, str(k)) for k, (_, _, hi) in diffs.items() if hi < 0]
+        out[name] = cells
+    return out
+
+
 def verdicts(results: dict[str, dict[str, Any]], base: str) -> dict[str, str]:
-    """One sentence per method: does it stay above the base at every k and length?"""
+    """One sentence per method: does it stay above the base at every k and length, and is any
+    drop larger than the noise of the problem set?"""
     sentences = {}
+    significant = significant_drops(results, base)
     for name, cells in below_base(results, base).items():
         if not cells:
             sentences[name] = f"**{name}** is at or above {base} at every k and every length."
-        else:
-            where = ", ".join(f"L={length} k={k}" for length, k in cells)
-            sentences[name] = f"**{name}** falls below {base} at {len(cells)} point(s): {where}."
+            continue
+        where = ", ".join(f"L={length} k={k}" for length, k in cells)
+        sig = significant.get(name, [])
+        noise = (
+            f"{len(sig)} of them with a 95 % paired-bootstrap interval of the difference below 0 "
+            f"({', '.join(f'L={x} k={k}' for x, k in sig)})" if sig
+            else "none of them beyond the 95 % paired-bootstrap interval of the difference"
+        )  # fmt: skip
+        sentences[name] = (
+            f"**{name}** falls below {base} at {len(cells)} point(s): {where}; {noise}."
+        )
     return sentences
 
 

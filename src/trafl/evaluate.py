@@ -120,6 +120,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
             ci = bootstrap_ci(correct, n, ks, num_resamples=cfg.bootstrap, seed=cfg.seed)
             curve = pass_at_k_curve(correct, n, ks)
             res["mean_reward"] = float(rewards.mean())
+            res["correct_counts"] = correct  # per problem, in problem order (paired comparisons)
             res["pass_at_k"] = {str(k): {"mean": curve[k], "ci": list(ci[k])} for k in ks}
             keys = [[task.solution_key(p, t) for p, t in zip(scored.problems[i * n:(i + 1) * n],
                      scored.texts[i * n:(i + 1) * n], strict=True)] for i in range(len(problems))]  # fmt: skip

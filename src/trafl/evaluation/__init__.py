@@ -23,6 +23,7 @@ from trafl.evaluation.locking import (
 from trafl.evaluation.passk import (
     bootstrap_ci,
     mean_pass_at_k,
+    paired_difference_ci,
     pass_at_k,
     pass_at_k_curve,
     pass_at_k_matrix,
@@ -41,6 +42,7 @@ __all__ = [
     "locking_summary",
     "mean_pairwise_rank_distance",
     "mean_pass_at_k",
+    "paired_difference_ci",
     "order_entropy",
     "order_share_of_mode",
     "pass_at_k",

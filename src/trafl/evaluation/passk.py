@@ -129,6 +129,34 @@ def bootstrap_ci(
     return {int(k): (float(a), float(b)) for k, a, b in zip(ks, lo, hi, strict=True)}
 
 
+def paired_difference_ci(
+    counts_a: Sequence[int],
+    n_a: int,
+    counts_b: Sequence[int],
+    n_b: int,
+    ks: Sequence[int],
+    num_resamples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> dict[int, tuple[float, float, float]]:
+    """Mean pass@k of A minus B on the SAME prompts, with a paired percentile-bootstrap interval
+    (prompts resampled jointly, so prompt difficulty cancels): {k: (diff, lo, hi)}."""
+    if len(counts_a) != len(counts_b):
+        raise ValueError(
+            f"paired comparison needs the same prompts: {len(counts_a)} vs {len(counts_b)}"
+        )
+    diff = pass_at_k_matrix(counts_a, n_a, ks) - pass_at_k_matrix(counts_b, n_b, ks)  # (B, K)
+    num_prompts = diff.shape[0]
+    rng = np.random.default_rng(seed)
+    draws = rng.multinomial(num_prompts, np.full(num_prompts, 1.0 / num_prompts), num_resamples)
+    means = draws @ diff / num_prompts  # (R, K)
+    lo, hi = np.quantile(means, [(1.0 - level) / 2.0, (1.0 + level) / 2.0], axis=0)
+    point = diff.mean(axis=0)
+    return {
+        int(k): (float(d), float(a), float(b)) for k, d, a, b in zip(ks, point, lo, hi, strict=True)
+    }
+
+
 def power_of_two_ks(n: int) -> list[int]:
     """The sampling budgets ``1, 2, 4, ...`` up to ``n``, plus ``n`` itself when it is not a
     power of two (so the largest budget the samples allow is always reported)."""
