@@ -33,6 +33,13 @@ class ConfigError(ValueError):
     can print it as a one-line message instead of a traceback."""
 
 
+def check_choice(field: str, value: Any, choices: typing.Sequence[Any]) -> None:
+    """Raise a ValueError naming the field and every valid choice (for ``__post_init__``
+    checks of fields that are not ``Literal`` typed, or are validated outside a config)."""
+    if value not in choices:
+        raise ValueError(f"invalid {field} {value!r}; valid: {', '.join(map(repr, choices))}")
+
+
 def component(registry: Registry, default_name: str) -> Any:
     """A polymorphic section: ``registry.get(name).Config`` decides which keys are valid.
 

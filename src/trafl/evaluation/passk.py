@@ -121,12 +121,21 @@ def bootstrap_ci(
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be in (0, 1), got {level}")
     per_prompt = pass_at_k_matrix(correct_counts, n, ks)  # (B, K)
+    lo, hi = _bootstrap_interval(per_prompt, num_resamples, level, seed)  # (K,) each
+    return {int(k): (float(a), float(b)) for k, a, b in zip(ks, lo, hi, strict=True)}
+
+
+def _bootstrap_interval(
+    per_prompt: np.ndarray, num_resamples: int, level: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile interval of the column means of ``per_prompt`` (B, K) under resampling of
+    its rows; each resample is a multinomial count vector, so all means are one product."""
     num_prompts = per_prompt.shape[0]
     rng = np.random.default_rng(seed)
     draws = rng.multinomial(num_prompts, np.full(num_prompts, 1.0 / num_prompts), num_resamples)
     means = draws @ per_prompt / num_prompts  # (R, K)
-    lo, hi = np.quantile(means, [(1.0 - level) / 2.0, (1.0 + level) / 2.0], axis=0)  # (K,) each
-    return {int(k): (float(a), float(b)) for k, a, b in zip(ks, lo, hi, strict=True)}
+    lo, hi = np.quantile(means, [(1.0 - level) / 2.0, (1.0 + level) / 2.0], axis=0)
+    return lo, hi
 
 
 def paired_difference_ci(
@@ -146,11 +155,7 @@ def paired_difference_ci(
             f"paired comparison needs the same prompts: {len(counts_a)} vs {len(counts_b)}"
         )
     diff = pass_at_k_matrix(counts_a, n_a, ks) - pass_at_k_matrix(counts_b, n_b, ks)  # (B, K)
-    num_prompts = diff.shape[0]
-    rng = np.random.default_rng(seed)
-    draws = rng.multinomial(num_prompts, np.full(num_prompts, 1.0 / num_prompts), num_resamples)
-    means = draws @ diff / num_prompts  # (R, K)
-    lo, hi = np.quantile(means, [(1.0 - level) / 2.0, (1.0 + level) / 2.0], axis=0)
+    lo, hi = _bootstrap_interval(diff, num_resamples, level, seed)
     point = diff.mean(axis=0)
     return {
         int(k): (float(d), float(a), float(b)) for k, d, a, b in zip(ks, point, lo, hi, strict=True)

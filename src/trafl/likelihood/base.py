@@ -15,12 +15,12 @@ next to ``batch.rows(idx)``. Letters: N rows, P prompt length, L completion leng
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, Literal, Protocol, get_args, runtime_checkable
 
 import torch
 
 from trafl.batch import Estimate, RolloutBatch
+from trafl.config import check_choice
 from trafl.diffusion import masked_token_logp
 from trafl.models.base import DiffusionLM
 
@@ -49,12 +49,6 @@ class Estimator(Protocol):
 def slice_draw(draw: Draw, index: torch.Tensor | slice) -> Draw:
     """The draw of a sub-batch: every tensor indexed along its leading (row) dimension."""
     return {key: value[index] for key, value in draw.items()}
-
-
-def check_choice(field: str, value: Any, choices: Sequence[Any]) -> None:
-    """Raise a ValueError naming the field and every valid choice."""
-    if value not in choices:
-        raise ValueError(f"invalid {field} {value!r}; valid: {', '.join(map(repr, choices))}")
 
 
 def check_probability(field: str, value: float) -> None:

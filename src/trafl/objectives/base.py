@@ -19,13 +19,13 @@ H hidden size.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 
 from trafl.batch import Estimate
+from trafl.config import check_choice  # noqa: F401  (re-exported for objectives)
 from trafl.registry import Registry
 
 OBJECTIVES = Registry("objective")
@@ -48,12 +48,6 @@ class LossInputs:
     @property
     def num_rows(self) -> int:
         return int(self.rewards.shape[0])
-
-
-def check_choice(field: str, value: Any, choices: Sequence[Any]) -> None:
-    """Raise a ValueError naming the field and every valid choice."""
-    if value not in choices:
-        raise ValueError(f"invalid {field} {value!r}; valid: {', '.join(repr(c) for c in choices)}")
 
 
 def check_groups(group: torch.Tensor, group_size: int) -> None:

@@ -1,20 +1,6 @@
 """Countdown arithmetic: canonical expression trees, an eval-free parser, and the enumerator
-of every solution of a problem. The task (problems, prompts, rewards) is in ``countdown.py``.
-
-
-* **Canonical solutions.** Diversity metrics (how many *different* solutions a policy finds)
-  need "different" to mean something. ``3+4`` and ``4+3`` are the same solution; so are
-  ``12-(7-3)`` and ``12-7+3``, and ``12/(6/3)`` and ``12*3/6``. Every expression is mapped to a
-  canonical tree -- a number, a ``Sum`` of positive and negative terms, or a ``Prod`` of
-  numerator and denominator factors, flattened through + - * / and with children sorted --
-  and the tree's string (its *key*) is the solution's identity.
-* **The whole solution set is enumerable.** A subset DP over sub-multisets builds every
-  canonical tree reachable from the numbers, so rewards, diversity and coverage can be
-  checked against ground truth rather than a sample.
-* **The reward never executes model text.** A tiny recursive-descent parser (no ``eval``, no
-  ``ast``) accepts only digits, + - * / ( ) and spaces, caps length and nesting, and returns
-  0.0 for anything else; it never raises.
-"""
+of every solution of a problem. Why the canonical form and the enumerator exist, and what the
+task does with them: see :mod:`trafl.tasks.countdown`."""
 
 from __future__ import annotations
 
