@@ -185,3 +185,12 @@ def test_a_reward_that_raises_scores_zero_and_is_counted(tmp_path, tiny_path, mo
     trainer.train()
     row = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
     assert row["rollout_reward_errors"] == 1
+
+
+def test_resume_without_a_checkpoint_starts_clean(tmp_path, tiny_path):
+    """A run killed before its first checkpoint (rows logged, no `latest`) restarts from step 0
+    and its metrics file does not keep the dead run's rows."""
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "time": 0.1}\n{"step": 2, "time": 0.2}\n')
+    Trainer(config(tmp_path, tiny_path, "steps=2", "ckpt_every=0", "resume=true")).train()
+    steps = [json.loads(r)["step"] for r in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2]

@@ -20,9 +20,8 @@ from trafl.checkpoint import latest_checkpoint, rng_state, save_atomic, set_rng_
 from trafl.config import component, format_config, save_config
 from trafl.diffusion import sft_loss
 from trafl.models import CharTokenizer, TinyConfig, TinyDiffusionLM, load_model
-from trafl.models.base import DiffusionLM
 from trafl.optim import OptimConfig, build_optimizer, decay_groups
-from trafl.rollouts import rollout_task, subset
+from trafl.rollouts import greedy_accuracy
 from trafl.runtime import (
     MetricsLog,
     console,
@@ -96,12 +95,6 @@ def new_model(arch: TinyArch) -> TinyDiffusionLM:
     return TinyDiffusionLM(TinyConfig(vocab_size=tokenizer.vocab_size, **asdict(arch)), tokenizer)
 
 
-def greedy_accuracy(model: DiffusionLM, task: Task, num: int, sampler: SamplerConfig) -> float:
-    problems = subset(task.problems("test"), num)
-    scored = rollout_task(model, task, problems, 1, sampler)
-    return float(scored.rewards.mean())
-
-
 def pretrain(cfg: PretrainConfig) -> Path:
     """Run pretraining; returns the folder of the final model (``out_dir/model``)."""
     device = resolve_device(cfg.device)
@@ -130,6 +123,7 @@ def pretrain(cfg: PretrainConfig) -> Path:
         console.print(f"resumed from {ckpt} at step {start}")
     elif cfg.resume:
         console.print(f"[yellow]resume requested but {out} has no checkpoint; starting fresh")
+        metrics_log.truncate_after(0)  # rows of a run killed before its first checkpoint
     save_config(cfg, out / "config.yaml")
     console.print(format_config(cfg))
     console.print(f"model: {model.num_parameters():,} parameters on {device}")

@@ -65,3 +65,10 @@ def subset(problems: list[Problem], num: int | None, seed: int | None = None) ->
     if seed is None:
         return list(problems[:num])
     return random.Random(seed).sample(list(problems), num)
+
+
+def greedy_accuracy(model: DiffusionLM, task: Task, num: int, sampler: SamplerConfig) -> float:
+    """Mean reward of one sample per problem on the first ``num`` test problems (the sampler
+    is normally at temperature 0); the periodic check of pretraining and training."""
+    scored = rollout_task(model, task, subset(task.problems("test"), num), 1, sampler)
+    return float(scored.rewards.mean())

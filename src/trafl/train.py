@@ -27,7 +27,7 @@ from trafl.models import load_model
 from trafl.objectives import OBJECTIVES, LossInputs, build_objective
 from trafl.optim import OptimConfig, build_optimizer, decay_groups
 from trafl.reference import frozen_copy, prompt_hidden
-from trafl.rollouts import ScoredRollout, rollout_task
+from trafl.rollouts import ScoredRollout, greedy_accuracy, rollout_task
 from trafl.runtime import (
     MetricsLog,
     console,
@@ -279,8 +279,6 @@ class Trainer:
         return [k for k in metrics if k not in skip and not k.startswith(("rollout_", "eval_"))][:3]
 
     def evaluate(self) -> float:
-        from trafl.pretrain import greedy_accuracy
-
         sampler = SamplerConfig(gen_length=self.cfg.rollout.sampler.gen_length, temperature=0.0)
         return greedy_accuracy(self.policy, self.task, self.cfg.eval_problems, sampler)
 
@@ -320,6 +318,7 @@ class Trainer:
             console.print(
                 f"[yellow]resume requested but {self.out} has no checkpoint; starting fresh"
             )
+            self.metrics_log.truncate_after(0)  # rows of a run killed before its first checkpoint
             return
         self.policy.load_state_dict(load_model(ckpt / "model").state_dict())
         state = torch.load(ckpt / "state.pt", weights_only=False, map_location=self.device)
