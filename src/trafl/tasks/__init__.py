@@ -5,6 +5,14 @@ from trafl.tasks.base import Problem, Task
 
 TASKS = Registry("task")
 
-from trafl.tasks import countdown  # noqa: E402,F401  (registers "countdown")
+# Each import registers its tasks.
+from trafl.tasks import (  # noqa: E402,F401
+    countdown,
+    countdown_d1,
+    gsm8k,
+    math500,
+    minerva_math,
+    sudoku,
+)
 
 __all__ = ["TASKS", "Problem", "Task"]
