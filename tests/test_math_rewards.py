@@ -233,8 +233,8 @@ def test_crashing_check_scores_zero_and_pool_survives() -> None:
 
 
 def test_config_errors_list_choices() -> None:
-    with pytest.raises(ValueError, match="spawn"):
-        MathCheckConfig(start_method="threads")
+    with pytest.raises(ValueError, match="num_workers"):
+        MathCheckConfig(num_workers=0)
     with pytest.raises(ValueError, match="timeout_s"):
         MathCheckConfig(timeout_s=0)
 

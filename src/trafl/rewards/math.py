@@ -11,7 +11,8 @@ asymmetric), on answers that :mod:`trafl.rewards.answers` extracted and tidied: 
 \\frac{1}{2}, \\left( 3, \\frac{\\pi}{2} \\right) = (3, \\pi/2), {1, 2} = {2, 1}, 1,000 = 1000,
 10 cm = 10, x = 3 = 3; and 0.333 != 1/3, [1, 3) != (1, 3]. A percentage equals its number
 (25\\% = 25), as in math-verify. Identical tidied strings match without a worker round trip,
-and results are cached, since the G samples of a prompt often repeat an answer.
+and verdicts are cached (the G samples of a prompt often repeat an answer); failed checks are
+not, so a check that timed out on a busy host is tried again next time.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from trafl.rewards.answers import normalize_answer
-from trafl.rewards.workers import START_METHODS, JobFailed, WorkerPool
+from trafl.rewards.workers import JobFailed, WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,6 @@ class MathCheckConfig:
 
     timeout_s: float = 5.0
     num_workers: int = 2
-    start_method: str = "spawn"
     memory_limit_mb: int | None = 4096
     cache_size: int = 100_000
     # math-verify rounds floats to this many decimals before comparing: 6 (its default) calls
@@ -51,10 +51,6 @@ class MathCheckConfig:
             raise ValueError(f"timeout_s must be > 0, got {self.timeout_s}")
         if self.num_workers < 1:
             raise ValueError(f"num_workers must be >= 1, got {self.num_workers}")
-        if self.start_method not in START_METHODS:
-            raise ValueError(
-                f"invalid start_method {self.start_method!r}; valid: {', '.join(START_METHODS)}"
-            )
         if not 1 <= self.float_rounding <= 30:
             raise ValueError(f"float_rounding must be in [1, 30], got {self.float_rounding}")
         if self.memory_limit_mb is not None and self.memory_limit_mb < 256:
@@ -112,12 +108,7 @@ class MathChecker:
 
     def __init__(self, config: MathCheckConfig | None = None) -> None:
         self.config = config if config is not None else MathCheckConfig()
-        self.pool = WorkerPool(
-            self.config.num_workers,
-            self.config.start_method,
-            self.config.memory_limit_mb,
-            init=warm_up,
-        )
+        self.pool = WorkerPool(self.config.num_workers, self.config.memory_limit_mb, init=warm_up)
         self._cache: OrderedDict[tuple[str, str], bool] = OrderedDict()
         self._lock = threading.Lock()
         self.num_failed = 0  # checks that timed out, crashed or raised (scored False)
@@ -146,10 +137,11 @@ class MathChecker:
                 out[i] = False
             elif key[0] == key[1]:
                 out[i] = True
-            elif key in self._cache:
-                out[i] = self._cache[key]
             else:
-                todo.setdefault(key, []).append(i)
+                with self._lock:
+                    out[i] = self._cache.get(key)
+                if out[i] is None:
+                    todo.setdefault(key, []).append(i)
         if todo:
             keys = list(todo)
             inner, rounding = max(1, int(self.config.timeout_s)), self.config.float_rounding
@@ -157,12 +149,13 @@ class MathChecker:
             results = self.pool.run(type(self).job, jobs, self.config.timeout_s)
             for key, result in zip(keys, results, strict=True):
                 ok = result is True
-                if isinstance(result, JobFailed):
+                if isinstance(result, JobFailed):  # not cached: a busy host may time out once
                     self.num_failed += 1
                     log.warning(
                         "math check %r vs %r failed: %s", key[1][:80], key[0][:80], result.reason
                     )
-                self._remember(key, ok)
+                else:
+                    self._remember(key, ok)
                 for i in todo[key]:
                     out[i] = ok
         return [bool(v) for v in out]

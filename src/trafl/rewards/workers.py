@@ -9,16 +9,25 @@ that misses it is killed and replaced; the job's result is a :class:`JobFailed` 
 exception. Processes (not threads) also because math-verify's own timeouts use ``signal.alarm``,
 which raises off the main thread.
 
-Jobs are ``fn(*args)`` with ``fn`` a module-level function (pickled by reference), so a test can
-send any function through the same entry point that the math checker uses.
+Workers are fresh interpreters (``python -c``), not ``multiprocessing`` children: ``spawn`` and
+``forkserver`` re-import the caller's ``__main__``, which in a training script without an
+``if __name__ == "__main__"`` guard would start the whole run again in every worker, and
+``fork`` copies a trainer's threads and locks. A worker talks to us over a socket pair of
+pickles; it exits when the socket closes, so it never outlives its pool.
+
+Jobs are ``fn(*args)`` with ``fn`` a module-level function (pickled by reference, so a worker
+imports its module; the worker sees our ``sys.path``), so a test can send any function through
+the same entry point that the math checker uses.
 """
 
 from __future__ import annotations
 
 import logging
-import multiprocessing as mp
 import os
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections import deque
@@ -29,7 +38,6 @@ from typing import Any, NamedTuple
 
 log = logging.getLogger(__name__)
 
-START_METHODS = ("spawn", "forkserver", "fork")
 _STARTUP_TIMEOUT_S = (
     120.0  # a worker that is not ready by then is replaced (imports on a busy host)
 )
@@ -41,11 +49,15 @@ class JobFailed(NamedTuple):
     reason: str
 
 
-def _worker_main(
-    conn: Connection, memory_limit_mb: int | None, init: Callable[[], None] | None
-) -> None:
-    """Worker loop: receive ``(job_id, fn, args)``, send ``(job_id, ok, value)``; None stops it."""
+def serve(fd: int) -> None:
+    """A worker's life, on the socket ``fd``: receive ``(memory_limit_mb, init)``, set up, say
+    ready, then answer ``(job_id, fn, args)`` with ``(job_id, ok, value)`` until None or EOF."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    conn = Connection(fd)
+    try:
+        memory_limit_mb, init = conn.recv()
+    except (EOFError, OSError):
+        return
     if memory_limit_mb:
         import resource
 
@@ -71,7 +83,7 @@ def _worker_main(
 
 @dataclass(eq=False)
 class _Worker:
-    process: mp.process.BaseProcess
+    process: subprocess.Popen[bytes]
     conn: Connection
     started: float
     ready: bool = False
@@ -90,20 +102,14 @@ class WorkerPool:
     def __init__(
         self,
         num_workers: int = 2,
-        start_method: str = "spawn",
         memory_limit_mb: int | None = None,
         init: Callable[[], None] | None = None,
     ) -> None:
         if num_workers < 1:
             raise ValueError(f"num_workers must be >= 1, got {num_workers}")
-        if start_method not in START_METHODS:
-            raise ValueError(
-                f"invalid start_method {start_method!r}; valid: {', '.join(START_METHODS)}"
-            )
         self.num_workers = num_workers
         self.memory_limit_mb = memory_limit_mb
         self.init = init
-        self._ctx = mp.get_context(start_method)
         self._workers: list[_Worker] = []
         self._lock = threading.Lock()
         self._pid = os.getpid()
@@ -115,13 +121,21 @@ class WorkerPool:
     # ----------------------------------------------------------------- workers
 
     def _start_worker(self) -> _Worker:
-        parent, child = self._ctx.Pipe(duplex=True)
-        process = self._ctx.Process(
-            target=_worker_main, args=(child, self.memory_limit_mb, self.init), daemon=True
-        )
-        process.start()
-        child.close()
-        return _Worker(process, parent, time.monotonic())
+        ours, theirs = socket.socketpair()
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p or os.getcwd() for p in sys.path))
+        code = "import sys; from trafl.rewards.workers import serve; serve(int(sys.argv[1]))"
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-c", code, str(theirs.fileno())],
+                pass_fds=[theirs.fileno()],
+                stdin=subprocess.DEVNULL,
+                env=env,
+            )
+        finally:
+            theirs.close()
+        conn = Connection(ours.detach())
+        conn.send((self.memory_limit_mb, self.init))
+        return _Worker(process, conn, time.monotonic())
 
     def _replace(self, worker: _Worker) -> _Worker:
         """Kill ``worker`` (whatever it is doing) and start a fresh one in its place."""
@@ -180,9 +194,7 @@ class WorkerPool:
         deadlines = [w.deadline for w in self._workers if w.job is not None]
         deadlines += [w.started + _STARTUP_TIMEOUT_S for w in self._workers if not w.ready]
         wait_s = max(0.0, min(deadlines, default=now + timeout_s) - now)
-        handles: list[Any] = [w.conn for w in self._workers]
-        handles += [w.process.sentinel for w in self._workers]
-        ready = set(wait(handles, timeout=wait_s))
+        ready = set(wait([w.conn for w in self._workers], timeout=wait_s))  # EOF wakes us too
         finished = 0
         for w in list(self._workers):
             if w.conn in ready:
@@ -197,8 +209,6 @@ class WorkerPool:
                     results[job_id] = value if ok else JobFailed(value)
                     w.job = None
                     finished += 1
-            elif w.process.sentinel in ready and not w.process.is_alive():
-                finished += self._fail(w, results, "crash")
         now = time.monotonic()
         for w in list(self._workers):
             if w.job is not None and now >= w.deadline:
@@ -236,11 +246,14 @@ class WorkerPool:
                 except (OSError, ValueError):
                     pass
             for w in self._workers:
-                w.process.join(timeout=1.0)
+                try:
+                    w.process.wait(timeout=1.0)
+                except subprocess.TimeoutExpired:
+                    pass
                 _kill(w)
             self._workers = []
 
-    def __del__(self) -> None:  # best effort; workers are daemons, so they die with us anyway
+    def __del__(self) -> None:  # best effort; workers also exit when their socket closes
         try:
             if self._pid == os.getpid():
                 for w in self._workers:
@@ -250,7 +263,10 @@ class WorkerPool:
 
 
 def _kill(worker: _Worker) -> None:
-    if worker.process.is_alive():
+    if worker.process.poll() is None:
         worker.process.kill()
-    worker.process.join(timeout=5.0)
+    try:
+        worker.process.wait(timeout=5.0)
+    except subprocess.TimeoutExpired:  # unkillable (stuck in the kernel): leave it be
+        log.warning("reward worker %d did not exit after SIGKILL", worker.process.pid)
     worker.conn.close()
