@@ -10,9 +10,13 @@ from trafl.tasks import (  # noqa: E402,F401
     countdown,
     countdown_d1,
     gsm8k,
+    humaneval,
+    livecodebench,
     math500,
+    mbpp,
     minerva_math,
     sudoku,
+    tiny_code,
 )
 
 __all__ = ["TASKS", "Problem", "Task"]
