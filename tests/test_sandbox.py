@@ -7,8 +7,10 @@ import gzip
 import json
 import logging
 import os
+import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -22,8 +24,18 @@ TIMEOUT_S = 3.0
 
 
 @pytest.fixture(scope="module")
-def sandbox() -> Sandbox:
-    return Sandbox(SandboxConfig(timeout_s=TIMEOUT_S, cpu_s=3, workers=2))
+def work_root() -> Path:
+    """This module's own parent of sandbox work dirs, so that the leftover-process checks see
+    only these tests' sandboxes (other test runs may use the sandbox at the same time)."""
+    root = Path(tempfile.mkdtemp(prefix="trafl-test-sandbox-"))
+    root.chmod(0o711)  # searchable by the sandbox user
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def sandbox(work_root: Path) -> Sandbox:
+    return Sandbox(SandboxConfig(timeout_s=TIMEOUT_S, cpu_s=3, workers=2, tmp_dir=str(work_root)))
 
 
 def _isolated(sb: Sandbox) -> bool:
@@ -32,15 +44,16 @@ def _isolated(sb: Sandbox) -> bool:
     return bool(sb.launcher.prefix) or sb.launcher.uid is not None
 
 
-def _sandbox_processes(grace_s: float = 2.0) -> list[int]:
-    """Host processes still running from any sandbox (their HOME is a trafl-sandbox- dir),
+def _sandbox_processes(root: Path, grace_s: float = 2.0) -> list[int]:
+    """Host processes still running from sandboxes with work dirs under ``root`` (their HOME),
     after a grace period in which killed processes finish dying."""
     deadline = time.monotonic() + grace_s
+    marker = str(root).encode()
     while True:
         found = []
         for entry in Path("/proc").iterdir():
             try:
-                if entry.name.isdigit() and b"trafl-sandbox-" in (entry / "environ").read_bytes():
+                if entry.name.isdigit() and marker in (entry / "environ").read_bytes():
                     found.append(int(entry.name))
             except OSError:
                 continue
@@ -154,7 +167,7 @@ LINGERING = {  # not wrong programs, but they leave processes behind (run apart 
 
 
 @pytest.fixture(scope="module")
-def hostile_runs(tmp_path_factory, bystander: subprocess.Popen) -> dict:
+def hostile_runs(tmp_path_factory, bystander: subprocess.Popen, work_root: Path) -> dict:
     """Every hostile program, run in one batch (with the guard on, and the ones that test the
     kernel layer again with the guard off), followed by a harmless test that they must fail."""
     marker_dir = tmp_path_factory.mktemp("host")
@@ -166,8 +179,8 @@ def hostile_runs(tmp_path_factory, bystander: subprocess.Popen) -> dict:
               "PORT": listener.getsockname()[1], "MARKER": str(marker_dir / "marker")}  # fmt: skip
     results = {}
     for guard in (True, False):
-        cfg = SandboxConfig(timeout_s=TIMEOUT_S, cpu_s=3, memory_mb=256, workers=4, guard=guard)
-        sb = Sandbox(cfg)
+        sb = Sandbox(SandboxConfig(timeout_s=TIMEOUT_S, cpu_s=3, memory_mb=256, workers=4,
+                                   guard=guard, tmp_dir=str(work_root)))  # fmt: skip
         if not _isolated(sb):
             pytest.skip(f"no namespaces or separate uid here ({sb.launcher.describe()})")
         names = list(HOSTILE) if guard else [*GUARD_OFF, *LINGERING]
@@ -186,7 +199,7 @@ def hostile_runs(tmp_path_factory, bystander: subprocess.Popen) -> dict:
         connected = False
     listener.close()
     return {"results": results, "marker": marker_dir / "marker", "connected": connected,
-            "leftovers": _sandbox_processes()}  # fmt: skip
+            "leftovers": _sandbox_processes(work_root)}  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -275,10 +288,11 @@ def test_config_errors_list_valid_choices() -> None:
         SandboxConfig(workers=0)
 
 
-def test_timeout_kills_the_whole_group_quickly() -> None:
-    sb = Sandbox(SandboxConfig(timeout_s=1.0))
+def test_timeout_kills_the_whole_group_quickly(work_root: Path) -> None:
+    sb = Sandbox(SandboxConfig(timeout_s=1.0, tmp_dir=str(work_root)))
     start = time.monotonic()
     result = sb.run_one(Job("import time\ntime.sleep(30)\n", tests=[]))
     assert not result.finished and "timeout" in result.reason
     assert time.monotonic() - start < 3
-    assert _sandbox_processes() == []  # the group (and namespace) was killed
+    assert _sandbox_processes(work_root) == []  # the group (and namespace) was killed
+    assert list(work_root.iterdir()) == []  # and the work dirs are removed

@@ -191,7 +191,10 @@ class CodeTask:
                     flags = []
             correct = float(bool(flags) and all(flags))
             rate = sum(flags) / len(flags) if flags else 0.0
-            fmt = self.format_of(problem, completion)
+            try:
+                fmt = float(self.format_of(problem, completion))
+            except Exception:
+                fmt = 0.0
             self._remember(problem, completion, correct == 1.0)
             total = cfg.correct_weight * (rate if cfg.partial_credit else correct)
             out.append({"reward": total + cfg.format_weight * fmt, "correct": correct,

@@ -84,6 +84,8 @@ class SandboxConfig:
     python: str = "auto"  # interpreter for programs; auto: the trainer's, else /usr/bin/python3
     guard: bool = True  # the in-process audit hook (see sandbox_harness)
     site_packages: bool = False  # let programs import the interpreter's installed packages
+    tmp_dir: str | None = None  # where work dirs are made (default: the system's temp dir);
+    # every directory above it must be searchable by the sandbox user
 
     def __post_init__(self) -> None:
         if self.timeout_s <= 0 or self.cpu_s < 1 or self.memory_mb < 64:
@@ -167,7 +169,7 @@ def run_job(launcher: Launcher, cfg: SandboxConfig, job: Job) -> SandboxResult:
     """One program in a fresh work dir and process group (see the module docstring)."""
     start = time.monotonic()
     sentinel = secrets.token_hex(16).encode()
-    workdir = tempfile.mkdtemp(prefix="trafl-sandbox-")
+    workdir = tempfile.mkdtemp(prefix="trafl-sandbox-", dir=cfg.tmp_dir)
     files: list[Any] = []
     secret_r = -1
     try:
@@ -376,11 +378,12 @@ def _warn_if_weak(launcher: Launcher, root: bool) -> None:
             "sandbox: no network/PID namespaces here (unshare missing or not permitted); "
             "generated code has network access and can see the trainer's processes"
         )
-    if launcher.uid is None and root:
+    if launcher.uid is None:
+        who = "root" if root and "--user" not in launcher.prefix else "the trainer's user"
         log.warning(
-            "sandbox: generated code runs as root (no interpreter that 'nobody' can read); "
-            "only the audit-hook guard keeps it from writing files and killing processes"
+            "sandbox: generated code runs as %s (no separate uid: not root, or no interpreter "
+            "'nobody' can read); file permissions do not protect the trainer's files, only the "
+            "audit-hook guard does",
+            who,
         )
-    elif launcher.uid is None and not launcher.prefix:
-        log.warning("sandbox: generated code runs with the trainer's uid, without namespaces")
     log.info("sandbox: %s", launcher.describe())

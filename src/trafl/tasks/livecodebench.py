@@ -60,9 +60,20 @@ PRELUDE = (
 )
 
 
-def _default_reward() -> CodeRewardConfig:
-    # Contest tests are many and can be large: more time and room than HumanEval needs.
-    return CodeRewardConfig(sandbox=SandboxConfig(timeout_s=60.0, cpu_s=60, max_file_mb=64))
+# Task-specific defaults are subclasses, not default_factory values: a config override of one
+# key (task.reward.sandbox.workers=8) rebuilds the section from its class's defaults.
+@dataclass
+class LiveCodeBenchSandbox(SandboxConfig):
+    """Contest tests are many and can be large: more time and room than HumanEval needs."""
+
+    timeout_s: float = 60.0
+    cpu_s: int = 60
+    max_file_mb: int = 64
+
+
+@dataclass
+class LiveCodeBenchReward(CodeRewardConfig):
+    sandbox: LiveCodeBenchSandbox = field(default_factory=LiveCodeBenchSandbox)
 
 
 @dataclass
@@ -76,7 +87,7 @@ class LiveCodeBenchConfig:
     start_date: str | None = None  # ISO date, inclusive (contest_date >= start_date)
     end_date: str | None = None  # ISO date, inclusive
     max_tests: int | None = None  # keep only the first N tests of each problem
-    reward: CodeRewardConfig = field(default_factory=_default_reward)
+    reward: LiveCodeBenchReward = field(default_factory=LiveCodeBenchReward)
 
     def __post_init__(self) -> None:
         bad = [d for d in self.difficulties if d not in DIFFICULTIES]

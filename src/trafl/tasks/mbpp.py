@@ -36,6 +36,14 @@ INSTRUCTION = "You are an expert Python programmer, and here is your task:"
 
 
 @dataclass
+class MBPPReward(CodeRewardConfig):
+    """lm-eval's MBPP takes the first fenced block (a subclass, not a default_factory value, so
+    that overriding another key of ``task.reward`` keeps it)."""
+
+    block: Literal["first", "last"] = "first"
+
+
+@dataclass
 class MBPPConfig:
     name: str = "mbpp"
     path: str | None = None  # local test problems (wins over dataset)
@@ -46,7 +54,7 @@ class MBPPConfig:
     train_split: str = "train"
     prompt_style: Literal["instruct", "begin_done"] = "instruct"
     challenge_tests: bool = False
-    reward: CodeRewardConfig = field(default_factory=lambda: CodeRewardConfig(block="first"))
+    reward: MBPPReward = field(default_factory=MBPPReward)
 
 
 def to_problem(row: dict[str, Any], challenge: bool) -> Problem:

@@ -42,10 +42,24 @@ from trafl.tasks.base import Problem
 from trafl.tasks.tiny_code_family import OPERATORS, check_ops, family, key, parse, render
 
 
-def _default_reward() -> CodeRewardConfig:
-    # Correctness alone (like countdown); expressions are tiny, so limits are tight.
-    sandbox = SandboxConfig(timeout_s=5.0, cpu_s=5, memory_mb=512)
-    return CodeRewardConfig(correct_weight=1.0, format_weight=0.0, sandbox=sandbox)
+# Task-specific defaults are subclasses, not default_factory values: a config override of one
+# key (task.reward.sandbox.workers=4) rebuilds the section from its class's defaults.
+@dataclass
+class TinyCodeSandbox(SandboxConfig):
+    """Expressions are tiny, so limits are tight."""
+
+    timeout_s: float = 5.0
+    cpu_s: int = 5
+    memory_mb: int = 512
+
+
+@dataclass
+class TinyCodeReward(CodeRewardConfig):
+    """Correctness alone (like countdown); the format component is logged, not rewarded."""
+
+    correct_weight: float = 1.0
+    format_weight: float = 0.0
+    sandbox: TinyCodeSandbox = field(default_factory=TinyCodeSandbox)
 
 
 @dataclass
@@ -61,7 +75,7 @@ class TinyCodeConfig:
     min_solutions: int = 3
     num_test: int = 200
     split_seed: int = 1234
-    reward: CodeRewardConfig = field(default_factory=_default_reward)
+    reward: TinyCodeReward = field(default_factory=TinyCodeReward)
 
     def __post_init__(self) -> None:
         check_ops(self.ops)
