@@ -18,6 +18,7 @@ commands:
   sample     sample completions, score them, print accuracy (and pass@k)
   eval       pass@k across budgets and lengths, coverage, trajectory locking (+ plots)
   compare    one table and plots across evaluated runs (EVAL... [base=NAME])
+  export     a run's policy as a full model folder, LoRA merged (RUN_OR_CHECKPOINT OUT)
   demo       the main job on the embedded defaults (--quick: a tiny smoke version)
 
 Settings: dataclass defaults < CONFIG.yaml < key=value overrides (dotted keys, e.g.
@@ -61,6 +62,16 @@ def _compare(config_path: str | None, overrides: list[str]) -> None:
     compare(cfg)
 
 
+def _export(config_path: str | None, overrides: list[str]) -> None:
+    from trafl.export import ExportConfig, export
+
+    paths = [o for o in overrides if "=" not in o]
+    if len(paths) != 2:
+        raise ConfigError(f"export takes RUN_OR_CHECKPOINT OUT, got {paths}")
+    rest = [o for o in overrides if "=" in o]
+    export(load_config(ExportConfig, None, [f"model.path={paths[0]}", f"out={paths[1]}", *rest]))
+
+
 def _demo(config_path: str | None, overrides: list[str]) -> None:
     from trafl.demo import DemoConfig, run_demo
 
@@ -74,6 +85,7 @@ COMMANDS: dict[str, Callable[[str | None, list[str]], Any]] = {
     "compare": _compare,
     "demo": _demo,
     "eval": _eval,
+    "export": _export,
 }
 
 
@@ -92,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     ns = parser.parse_args(argv)
     config_path = None
     overrides = list(ns.args)
-    if overrides and "=" not in overrides[0] and ns.command != "compare":
+    if overrides and "=" not in overrides[0] and ns.command not in ("compare", "export"):
         config_path = overrides.pop(0)
     try:
         COMMANDS[ns.command](config_path, overrides)

@@ -8,6 +8,11 @@ Polymorphic sections (which task, which sampler, ...) are fields made with :func
 the section's ``name`` picks a registry entry, and the rest of its keys are checked against that
 entry's own ``Config`` dataclass. Every error names the full key path and lists what is valid,
 because most config errors are typos made on a command line.
+
+A plain section may accept one scalar as shorthand for one of its keys: a dataclass whose
+``shorthand`` class attribute names a field (``ModelConfig.shorthand = "path"``) reads
+``model: models/x`` (or ``model=models/x``) as ``model: {path: models/x}``, and merges it with
+the other layers key by key, so ``model=...`` on the command line keeps a recipe's LoRA settings.
 """
 
 from __future__ import annotations
@@ -100,9 +105,18 @@ def from_dict(cls: type, data: dict[str, Any] | None, where: str = "") -> Any:
     return _build(cls, data, where, "")
 
 
+def _expand_shorthand(cls: Any, value: Any) -> Any:
+    """``value`` as a mapping when ``cls`` takes a scalar shorthand for one of its fields."""
+    key = getattr(cls, "shorthand", None) if isinstance(cls, type) else None
+    if key and dataclasses.is_dataclass(cls) and isinstance(value, (str, int, float, Path)):
+        return {key: value if isinstance(value, str) else str(value)}
+    return value
+
+
 def _build(cls: type, data: Any, where: str, label: str) -> Any:
     if data is None:
         data = {}
+    data = _expand_shorthand(cls, data)
     if dataclasses.is_dataclass(data) and not isinstance(data, type):
         data = to_dict(data)
     if not isinstance(data, dict):
@@ -267,12 +281,13 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
-def parse_overrides(args: list[str]) -> dict[str, Any]:
+def parse_overrides(args: list[str], cls: type | None = None) -> dict[str, Any]:
     """``["optim.lr=1e-4", "sampler.gen_lengths=[16,32]"]`` -> nested dict; later args win.
 
     Values go through ``yaml.safe_load`` (lists, numbers, bools, null), except that text YAML
     would misread as a mapping (``prompt=Answer: 42``) or a comment stays a string. An empty
-    value (``key=``) is the empty string.
+    value (``key=``) is the empty string. With ``cls`` (the config dataclass), a section's
+    scalar shorthand and its keys combine: ``model=PATH model.dtype=bfloat16``.
     """
     out: dict[str, Any] = {}
     for arg in args:
@@ -292,14 +307,37 @@ def parse_overrides(args: list[str]) -> dict[str, Any]:
                 value is None and raw.strip().lower() not in _NULLS
             ):
                 value = raw
-        node = out
+        node, node_cls = out, cls
         for i, part in enumerate(parts[:-1]):
+            node_cls = _section_type(node_cls, part)
+            if part in node:
+                node[part] = _expand_shorthand(node_cls, node[part])
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 prefix = ".".join(parts[: i + 1])
                 raise ConfigError(f"override {arg!r} conflicts with an earlier {prefix}=...")
+        last_cls = _section_type(node_cls, parts[-1])
+        value = _expand_shorthand(last_cls, value)
+        old = node.get(parts[-1])
+        if last_cls is not None and isinstance(old, dict) and isinstance(value, dict):
+            value = {**old, **value}  # ``model.dtype=... model=PATH`` keeps the dtype
         node[parts[-1]] = value
     return out
+
+
+def _section_type(cls: type | None, key: str) -> type | None:
+    """The dataclass type of plain section ``key`` of ``cls`` (unwrapping ``X | None``), or
+    None for components, scalars and unknown keys."""
+    if cls is None or not dataclasses.is_dataclass(cls):
+        return None
+    f = _fields(cls).get(key)
+    if f is None or "registry" in f.metadata:
+        return None
+    hint = _hints(cls)[key]
+    options = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+    if len(options) == 1 and isinstance(options[0], type) and dataclasses.is_dataclass(options[0]):
+        return options[0]
+    return None
 
 
 def deep_merge(
@@ -330,6 +368,9 @@ def _merge(
             new = {"name": new}
         if is_component and isinstance(old, str):
             old = {"name": old}
+        if f is not None and cls is not None and not is_component:
+            section = _section_type(cls, key)
+            old, new = _expand_shorthand(section, old), _expand_shorthand(section, new)
         if not (isinstance(old, dict) and isinstance(new, dict)):
             out[key] = new
             continue
@@ -344,8 +385,7 @@ def _merge(
             except ValueError:
                 sub = None  # from_dict will report the bad name with its path
         elif f is not None and cls is not None:
-            hint = _hints(cls)[key]
-            sub = hint if isinstance(hint, type) and dataclasses.is_dataclass(hint) else None
+            sub = _section_type(cls, key)
         elif heuristic and "name" in old and "name" in new and old["name"] != new["name"]:
             out[key] = dict(new)
             continue
@@ -372,7 +412,7 @@ def load_config(
             )
         data = loaded or {}
     if isinstance(overrides, list):
-        overrides = parse_overrides(overrides)
+        overrides = parse_overrides(overrides, cls)
     merged = deep_merge(data, overrides or {}, cls)
     # A config class may fill defaults that depend on other keys (e.g. the training config
     # picks the estimator its objective is defined on unless one is named); the filled value

@@ -11,19 +11,20 @@ stays above the base at every k and length. Finished stages are reused on a seco
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from trafl.compare import CompareConfig, compare, load_eval, markdown_table
-from trafl.config import load_config, to_dict
+from trafl.config import deep_merge, load_config, parse_overrides, to_dict
 from trafl.evaluate import EvalConfig, evaluate
+from trafl.models import ModelConfig
 from trafl.runtime import console
 from trafl.train import TrainConfig, train
 
 
 @dataclass
 class DemoConfig:
-    base: str = "models/countdown-base"
+    base: ModelConfig = field(default_factory=ModelConfig)  # base=PATH sets base.path
     methods: list[str] = field(default_factory=lambda: ["trafl", "diffu_grpo"])
     steps: int = 30  # RL steps per method (same rollout budget for all)
     prompts_per_step: int = 16
@@ -38,12 +39,15 @@ class DemoConfig:
     fresh: bool = False
     device: str = "auto"
 
+    def __post_init__(self) -> None:
+        self.base = ModelConfig.coerce(self.base)
+
     def resolved(self) -> DemoConfig:
         """Apply ``quick``: a tiny budget that exercises every stage."""
         if not self.quick:
             return self
-        return DemoConfig(**{**to_dict(self), "steps": 2, "prompts_per_step": 4, "group_size": 4,
-                             "eval_problems": 8, "eval_samples": 4})  # fmt: skip
+        return replace(self, steps=2, prompts_per_step=4, group_size=4, eval_problems=8,
+                       eval_samples=4)  # fmt: skip
 
 
 def run_demo(cfg: DemoConfig) -> Path:
@@ -58,7 +62,8 @@ def run_demo(cfg: DemoConfig) -> Path:
         if not (run_dir / "model" / "config.json").is_file():
             console.rule(f"post-training {method}")
             train(train_config(cfg, method, run_dir))
-        evals[method] = stage_eval(cfg, str(run_dir / "model"), run_dir / "eval")
+        trained = replace(cfg.base, path=str(run_dir / "model"))
+        evals[method] = stage_eval(cfg, trained, run_dir / "eval")
     console.rule("comparison")
     names = list(evals)
     summary = compare(CompareConfig(evals=[str(p) for p in evals.values()], names=names,
@@ -71,20 +76,23 @@ def run_demo(cfg: DemoConfig) -> Path:
 
 def train_config(cfg: DemoConfig, method: str, run_dir: Path) -> TrainConfig:
     overrides = [
-        f"model={cfg.base}", f"objective.name={method}", f"steps={cfg.steps}",
+        f"objective.name={method}", f"steps={cfg.steps}",
         f"rollout.prompts_per_step={cfg.prompts_per_step}", f"rollout.group_size={cfg.group_size}",
         f"optim.lr={cfg.lr}", f"seed={cfg.seed}", f"out_dir={run_dir}", f"device={cfg.device}",
         f"ckpt_every={max(1, cfg.steps // 3)}", "resume=true",
     ]  # fmt: skip
-    return load_config(TrainConfig, None, overrides)
+    model = {"model": to_dict(cfg.base)}
+    return load_config(
+        TrainConfig, None, deep_merge(model, parse_overrides(overrides, TrainConfig), TrainConfig)
+    )
 
 
-def stage_eval(cfg: DemoConfig, model: str, out: Path) -> Path:
+def stage_eval(cfg: DemoConfig, model: ModelConfig, out: Path) -> Path:
     """Evaluate unless ``out/eval.json`` exists already (a second demo run reuses it)."""
     if (out / "eval.json").is_file():
         console.print(f"reusing {out / 'eval.json'}")
         return out / "eval.json"
-    console.rule(f"evaluating {model}")
+    console.rule(f"evaluating {model.path}")
     evaluate(EvalConfig(model=model, num_problems=cfg.eval_problems, num_samples=cfg.eval_samples,
                         gen_lengths=list(cfg.gen_lengths), seed=cfg.seed, out_dir=str(out),
                         device=cfg.device, bootstrap=500))  # fmt: skip
@@ -95,7 +103,7 @@ def write_report(cfg: DemoConfig, out: Path, results: dict, verdicts: dict[str, 
     lines = [
         "# trafl demo: TraFL vs reward maximisation on Countdown",
         "",
-        f"Base model `{cfg.base}`; methods {', '.join(cfg.methods)}, each post-trained for "
+        f"Base model `{cfg.base.path}`; methods {', '.join(cfg.methods)}, each post-trained for "
         f"{cfg.steps} steps of {cfg.prompts_per_step} prompts x {cfg.group_size} rollouts "
         f"(seed {cfg.seed}, lr {cfg.lr}); evaluated on {cfg.eval_problems} test problems x "
         f"{cfg.eval_samples} samples at temperature 1, lengths {cfg.gen_lengths} (steps = L/2)."

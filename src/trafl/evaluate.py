@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,7 +18,6 @@ import numpy as np
 import torch
 from rich.table import Table
 
-from trafl.checkpoint import latest_checkpoint
 from trafl.config import component, save_config, to_dict
 from trafl.evaluation import (
     bootstrap_ci,
@@ -29,7 +28,7 @@ from trafl.evaluation import (
     power_of_two_ks,
 )
 from trafl.evaluation.plots import plot_coverage, plot_pass_at_k, plot_reveal_heatmaps
-from trafl.models import load_model
+from trafl.models import ModelConfig, load_model, resolve_model_path
 from trafl.rollouts import rollout_task, subset
 from trafl.runtime import console, make_progress, resolve_device, seed_everything
 from trafl.sampling import SamplerConfig
@@ -38,7 +37,7 @@ from trafl.tasks import TASKS
 
 @dataclass
 class EvalConfig:
-    model: str = "models/countdown-base"
+    model: ModelConfig = field(default_factory=ModelConfig)  # a model, run or adapter folder
     task: Any = component(TASKS, "countdown")
     split: str = "test"
     num_problems: int | None = 100
@@ -56,26 +55,14 @@ class EvalConfig:
     out_dir: str | None = None  # default: RUN/eval for a run folder, runs/eval/NAME otherwise
     device: str = "auto"
 
+    def __post_init__(self) -> None:
+        self.model = ModelConfig.coerce(self.model)
+
     def sampler(self, length: int, temperature: float) -> SamplerConfig:
         steps = max(1, round(length * self.steps_per_token))
         return SamplerConfig(gen_length=length, block_length=self.block_length, steps=steps,
                              temperature=temperature, remasking=self.remasking,  # type: ignore[arg-type]
                              batch_size=self.batch_size)  # fmt: skip
-
-
-def resolve_model_path(path: str) -> Path:
-    """A model folder, or a run folder's final ``model`` / latest checkpoint."""
-    folder = Path(path)
-    if (folder / "config.json").is_file():
-        return folder
-    if (folder / "model" / "config.json").is_file():
-        return folder / "model"
-    ckpt = latest_checkpoint(folder)
-    if ckpt is not None:
-        return ckpt / "model"
-    raise ValueError(
-        f"{path!r} is neither a model folder nor a run folder with a model or checkpoint"
-    )
 
 
 def default_out_dir(cfg: EvalConfig, model_path: Path) -> Path:
@@ -89,11 +76,12 @@ def default_out_dir(cfg: EvalConfig, model_path: Path) -> Path:
 def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
-    model_path = resolve_model_path(cfg.model)
+    model_path = Path(resolve_model_path(cfg.model.path))
     out = default_out_dir(cfg, model_path)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "eval_config.yaml")
-    model: Any = load_model(model_path).to(device)
+    model: Any = load_model(replace(cfg.model, path=str(model_path)))
+    model = model if cfg.model.load_in_4bit else model.to(device)
     task = TASKS.get(cfg.task.name)(cfg.task)
     problems = subset(task.problems(cfg.split), cfg.num_problems)
     solutions = [task.all_solutions(p) for p in problems]

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from trafl.config import component
 from trafl.metrics import mean_pass_at_k, power_of_two_ks
-from trafl.models import load_model
+from trafl.models import ModelConfig, load_model
 from trafl.rollouts import ScoredRollout, rollout_task, subset
 from trafl.runtime import console, make_progress, resolve_device, seed_everything
 from trafl.sampling import SamplerConfig
@@ -21,7 +21,7 @@ from trafl.tasks import TASKS
 
 @dataclass
 class SampleConfig:
-    model: str = "models/countdown-base"
+    model: ModelConfig = field(default_factory=ModelConfig)  # a model, run or adapter folder
     task: Any = component(TASKS, "countdown")
     split: str = "test"
     num_problems: int | None = None  # None: the whole split
@@ -34,12 +34,16 @@ class SampleConfig:
     show: int = 5  # completions printed to the terminal
     device: str = "auto"
 
+    def __post_init__(self) -> None:
+        self.model = ModelConfig.coerce(self.model)
+
 
 def run_sample(cfg: SampleConfig) -> dict[str, Any]:
     """Sample, score, print a summary; returns the summary (accuracy, pass@k)."""
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
-    model: Any = load_model(cfg.model).to(device)
+    model: Any = load_model(cfg.model)
+    model = model if cfg.model.load_in_4bit else model.to(device)
     task = TASKS.get(cfg.task.name)(cfg.task)
     problems = subset(task.problems(cfg.split), cfg.num_problems)
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
@@ -89,7 +93,7 @@ def print_summary(scored: ScoredRollout, summary: dict[str, Any], cfg: SampleCon
     for i in range(min(cfg.show, len(scored.texts))):
         mark = "[green]✓" if scored.rewards[i] >= 1 else "[red]✗"
         console.print(f"{mark}[/] {scored.problems[i]} -> {scored.texts[i]!r}")
-    table = Table(title=f"{cfg.model} on {cfg.task.name}/{cfg.split}")
+    table = Table(title=f"{cfg.model.path} on {cfg.task.name}/{cfg.split}")
     table.add_column("metric")
     table.add_column("value", justify="right")
     table.add_row("problems x samples", f"{summary['num_problems']} x {summary['num_samples']}")

@@ -16,10 +16,17 @@ from typing import Any
 
 import torch
 
-from trafl.checkpoint import latest_checkpoint, rng_state, save_atomic, set_rng_state
+from trafl.checkpoint import (
+    latest_checkpoint,
+    restore_policy,
+    rng_state,
+    save_atomic,
+    save_policy,
+    set_rng_state,
+)
 from trafl.config import component, format_config, save_config
 from trafl.diffusion import sft_loss
-from trafl.models import CharTokenizer, TinyConfig, TinyDiffusionLM, load_model
+from trafl.models import CharTokenizer, ModelConfig, TinyConfig, TinyDiffusionLM, load_trainable
 from trafl.optim import OptimConfig, build_optimizer, decay_groups
 from trafl.rollouts import greedy_accuracy
 from trafl.runtime import (
@@ -48,7 +55,8 @@ class TinyArch:
 class PretrainConfig:
     task: Any = component(TASKS, "countdown")
     arch: TinyArch = field(default_factory=TinyArch)
-    init_from: str | None = None  # continue from a saved model folder instead of a new model
+    # continue from a model (any adapter; model.lora.* trains an adapter) instead of a new tiny one
+    init_from: ModelConfig | None = None
     optim: OptimConfig = field(default_factory=OptimConfig)
     steps: int = 6000
     batch_size: int = 128
@@ -85,7 +93,7 @@ def supervised_batch(
                 f"a demonstration of {len(demo)} tokens does not fit completion length {length} "
                 "(one EOS is needed); raise completion_lengths"
             )
-        prompts.append(tokenizer.encode(task.prompt(problem)))
+        prompts.append(tokenizer.encode_prompt(task.prompt(problem)))
         completions.append(demo + [tokenizer.eos_token_id] * (length - len(demo)))
     return prompts, torch.tensor(completions, dtype=torch.long)
 
@@ -101,8 +109,11 @@ def pretrain(cfg: PretrainConfig) -> Path:
     out = Path(cfg.out_dir)
     seed_everything(cfg.seed)
     task = build_task(cfg.task)
-    model: Any = load_model(cfg.init_from) if cfg.init_from else new_model(cfg.arch)
-    model.to(device).train()
+    model_cfg = cfg.init_from or ModelConfig()  # how checkpoints of the model are saved
+    model: Any = (
+        load_trainable(cfg.init_from, device) if cfg.init_from else new_model(cfg.arch).to(device)
+    )
+    model.train()
     optimizer, scheduler = build_optimizer(decay_groups(model), cfg.optim, cfg.steps)
     data_rng = random.Random(cfg.seed)
     mask_gen = torch.Generator(device=device).manual_seed(cfg.seed)
@@ -111,7 +122,7 @@ def pretrain(cfg: PretrainConfig) -> Path:
 
     ckpt = latest_checkpoint(out) if cfg.resume else None
     if ckpt is not None:
-        model.load_state_dict(load_model(ckpt / "model").state_dict())  # type: ignore[attr-defined]
+        restore_policy(model, ckpt / "model", model_cfg)
         state = torch.load(ckpt / "state.pt", weights_only=False)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -130,7 +141,7 @@ def pretrain(cfg: PretrainConfig) -> Path:
 
     def write_checkpoint(step: int) -> None:
         def write(folder: Path) -> None:
-            model.save_pretrained(folder / "model")
+            save_policy(model, folder / "model", model_cfg)
             torch.save({
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "data_rng": data_rng.getstate(), "mask_gen": mask_gen.get_state(),
@@ -172,7 +183,8 @@ def pretrain(cfg: PretrainConfig) -> Path:
                 write_checkpoint(done)
             progress.advance(bar)
     final = out / "model"
-    save_atomic(out, "model", model.save_pretrained, update_latest=False)
+    save_atomic(out, "model", lambda folder: save_policy(model, folder, model_cfg),
+                update_latest=False)  # fmt: skip
     metrics_log.close()
     console.print(f"saved {final}")
     return final

@@ -20,13 +20,20 @@ from typing import Any
 import torch
 
 from trafl.batch import Estimate, RolloutBatch, completion_mask_from_eos
-from trafl.checkpoint import latest_checkpoint, rng_state, save_atomic, set_rng_state
+from trafl.checkpoint import (
+    latest_checkpoint,
+    restore_policy,
+    rng_state,
+    save_atomic,
+    save_policy,
+    set_rng_state,
+)
 from trafl.config import component, format_config, save_config
 from trafl.likelihood import ESTIMATORS, slice_draw
-from trafl.models import load_model
+from trafl.models import ModelConfig, load_trainable
 from trafl.objectives import OBJECTIVES, LossInputs, build_objective
 from trafl.optim import OptimConfig, build_optimizer, decay_groups
-from trafl.reference import frozen_copy, prompt_hidden
+from trafl.reference import prompt_hidden, reference_model
 from trafl.rollouts import ScoredRollout, greedy_accuracy, rollout_task
 from trafl.runtime import (
     MetricsLog,
@@ -51,7 +58,7 @@ class RolloutConfig:
 
 @dataclass
 class TrainConfig:
-    model: str = "models/countdown-base"
+    model: ModelConfig = field(default_factory=ModelConfig)
     task: Any = component(TASKS, "countdown")
     objective: Any = component(OBJECTIVES, "trafl")
     # default: the estimator the objective is defined on (filled in by fill_defaults)
@@ -74,6 +81,9 @@ class TrainConfig:
     max_bad_steps: int = 5  # stop after this many non-finite updates in a row
     resume: bool = False
     device: str = "auto"
+
+    def __post_init__(self) -> None:
+        self.model = ModelConfig.coerce(self.model)
 
     @staticmethod
     def fill_defaults(data: dict[str, Any]) -> dict[str, Any]:
@@ -99,10 +109,11 @@ class Trainer:
         self.out = Path(cfg.out_dir)
         seed_everything(cfg.seed)
         self.task = TASKS.get(cfg.task.name)(cfg.task)
-        self.policy: Any = load_model(cfg.model).to(self.device).train()
+        self.policy: Any = load_trainable(cfg.model, self.device)
         self.objective = build_objective(cfg.objective, self.policy.hidden_size).to(self.device)
         self.estimator = ESTIMATORS.get(cfg.estimator.name)(cfg.estimator)
-        self.reference = frozen_copy(self.policy) if self.objective.needs_reference else None
+        # pi_ref: the adapter-disabled policy under LoRA, else a frozen copy (trafl.reference)
+        self.reference = reference_model(self.policy) if self.objective.needs_reference else None
         self.mu = cfg.inner_updates or self.objective.default_inner_updates
         total_updates = cfg.steps * self.mu
         groups = decay_groups(self.policy) + self.objective.param_groups(cfg.optim.lr)
@@ -145,7 +156,7 @@ class Trainer:
                 if cfg.ckpt_every > 0 and self.step % cfg.ckpt_every == 0:
                     self.save_checkpoint()
                 progress.advance(bar)
-        final = save_atomic(self.out, "model", self.policy.save_pretrained, update_latest=False)
+        final = save_atomic(self.out, "model", self.save_model, update_latest=False)
         self.metrics_log.close()
         console.print(f"saved {final}")
         return final
@@ -294,9 +305,13 @@ class Trainer:
                 )
 
     # ------------------------------------------------------------------ checkpoints
+    def save_model(self, folder: Path) -> None:
+        """The policy's weights: only the adapter under LoRA (trafl export merges it)."""
+        save_policy(self.policy, folder, self.cfg.model)
+
     def save_checkpoint(self) -> None:
         def write(folder: Path) -> None:
-            self.policy.save_pretrained(folder / "model")
+            self.save_model(folder / "model")
             torch.save({
                 "objective": self.objective.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
@@ -320,7 +335,7 @@ class Trainer:
             )
             self.metrics_log.truncate_after(0)  # rows of a run killed before its first checkpoint
             return
-        self.policy.load_state_dict(load_model(ckpt / "model").state_dict())
+        restore_policy(self.policy, ckpt / "model", self.cfg.model)
         state = torch.load(ckpt / "state.pt", weights_only=False, map_location=self.device)
         self.objective.load_state_dict(state["objective"])
         self.optimizer.load_state_dict(state["optimizer"])

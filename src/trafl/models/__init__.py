@@ -1,36 +1,52 @@
-"""Model adapters behind one interface (:class:`DiffusionLM`), found by ``model_type``."""
+"""Model adapters behind one interface (:class:`DiffusionLM`), found by ``model.type``.
+
+``tiny`` is our own small denoiser; ``llada``, ``dream`` and ``hf_masked_lm`` wrap transformers
+models (:mod:`trafl.models.hf`); LoRA comes from :mod:`trafl.models.lora`. A user's own adapter
+is named by import path (``model.type=mylab.models:MyLM``) and needs ``from_pretrained(path)``.
+"""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 from trafl.models.base import DenoiserOutput, DiffusionLM, TextTokenizer
+from trafl.models.hf import DreamLM, HFDiffusionLM, HFTokenizer, LLaDALM, MaskedLM
+from trafl.models.loading import (
+    MODEL_TYPES,
+    ModelConfig,
+    infer_type,
+    load_adapter,
+    load_model,
+    load_trainable,
+    resolve_model_path,
+)
+from trafl.models.lora import LoraConfig, add_lora, is_lora
 from trafl.models.tiny import TinyConfig, TinyDiffusionLM
 from trafl.models.tokenizer import CharTokenizer
-from trafl.registry import Registry
 
-MODEL_TYPES = Registry("model type")
 MODEL_TYPES.register("tiny")(TinyDiffusionLM)
-
-
-def load_model(path: str | Path) -> DiffusionLM:
-    """Load a saved model folder; its ``config.json`` names the adapter (``model_type``)."""
-    folder = Path(path)
-    config_file = folder / "config.json"
-    if not config_file.is_file():
-        raise ValueError(f"no model at {str(path)!r}: expected a folder with config.json")
-    model_type = json.loads(config_file.read_text()).get("model_type", "")
-    return MODEL_TYPES.get(model_type).from_pretrained(folder)
-
+MODEL_TYPES.register("llada")(LLaDALM)
+MODEL_TYPES.register("dream")(DreamLM)
+MODEL_TYPES.register("hf_masked_lm")(MaskedLM)
 
 __all__ = [
     "CharTokenizer",
     "DenoiserOutput",
     "DiffusionLM",
+    "DreamLM",
+    "HFDiffusionLM",
+    "HFTokenizer",
+    "LLaDALM",
+    "LoraConfig",
     "MODEL_TYPES",
+    "MaskedLM",
+    "ModelConfig",
     "TextTokenizer",
     "TinyConfig",
     "TinyDiffusionLM",
+    "add_lora",
+    "infer_type",
+    "is_lora",
+    "load_adapter",
     "load_model",
+    "load_trainable",
+    "resolve_model_path",
 ]

@@ -32,6 +32,10 @@ class TextTokenizer(Protocol):
 
     def encode(self, text: str) -> list[int]: ...
 
+    def encode_prompt(self, text: str) -> list[int]:
+        """A prompt as the model expects it (an instruct model's chat template applied)."""
+        ...
+
     def decode(self, ids: list[int]) -> str: ...
 
 

@@ -40,6 +40,10 @@ class CharTokenizer:
                 f"character {err.args[0]!r} is not in the tokenizer's alphabet {self.alphabet!r}"
             ) from None
 
+    def encode_prompt(self, text: str) -> list[int]:
+        """Prompts are plain text here (no chat template)."""
+        return self.encode(text)
+
     def decode(self, ids: list[int]) -> str:
         n = len(SPECIALS)
         return "".join(self.tokens[i] for i in ids if i >= n)

@@ -29,7 +29,9 @@ def generate(
     Prompts are left-padded to one width, then sampled in micro-batches of
     ``config.batch_size``; returns the concatenated rollout and the decoded completions."""
     device = next(model.parameters()).device  # type: ignore[attr-defined]
-    ids, mask = left_pad([model.tokenizer.encode(p) for p in prompts], model.pad_token_id, device)
+    ids, mask = left_pad(
+        [model.tokenizer.encode_prompt(p) for p in prompts], model.pad_token_id, device
+    )
     was_training = model.training  # type: ignore[attr-defined]
     model.eval()  # type: ignore[attr-defined]
     task = progress.add_task(description, total=len(prompts)) if progress else None

@@ -1,0 +1,155 @@
+"""Which model to load and how: :class:`ModelConfig` and :func:`load_model`.
+
+One config section names a model in train, eval, sample, pretrain and demo alike: a model
+folder, a hub id, a run folder (its final ``model`` or its latest checkpoint's), or a saved LoRA
+adapter (loaded onto its base model and merged). ``model=PATH`` (command line) and
+``model: PATH`` (YAML) fill ``model.path`` and keep the section's other keys.
+
+The adapter (``model.type``) is named, or inferred from, in order: ``trafl_model_type`` in
+config.json (written by trafl when it saves a model), its ``model_type`` (``tiny``, ``llada``,
+``Dream``), a known hub id prefix, and a ``*ForMaskedLM`` architecture. Llama, Qwen2 and other
+decoder checkpoints need ``model.type`` (``llada`` unshifted, ``dream`` right-shifted): that
+choice changes what the logits mean, so it is never guessed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from trafl.checkpoint import latest_checkpoint
+from trafl.models.base import DiffusionLM
+from trafl.models.hf import DTYPES, TRAFL_TYPE_KEY, read_config_json
+from trafl.models.lora import LoraConfig, add_lora, attach_adapter, is_adapter_folder
+from trafl.registry import Registry
+
+MODEL_TYPES = Registry("model type")
+AUTO = "auto"
+BASE_MODEL_FILE = "trafl_base_model.json"  # beside a saved adapter: which base it adapts
+KNOWN_MODEL_TYPES = {"tiny": "tiny", "llada": "llada", "dream": "dream"}  # config model_type
+KNOWN_HUB_PREFIXES = {"gsai-ml/llada": "llada", "dream-org/dream": "dream"}
+_HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
+
+
+@dataclass
+class ModelConfig:
+    """``model.*``: the model and how to load it (the same section in every command)."""
+
+    shorthand: ClassVar[str] = "path"  # ``model=PATH`` means ``model.path=PATH``
+
+    path: str = "models/countdown-base"  # folder, hub id, run folder or adapter folder
+    type: str = AUTO  # auto, or a registered adapter: tiny, llada, dream, hf_masked_lm
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: as stored
+    trust_remote_code: bool = False  # LLaDA and Dream ship their modeling code on the hub
+    chat_template: bool = True  # apply the tokenizer's chat template to prompts, if it has one
+    attn_implementation: str | None = None  # transformers': sdpa, eager, flash_attention_2
+    gradient_checkpointing: bool = False
+    load_in_4bit: bool = False  # NF4 weights via bitsandbytes (CUDA only); train with LoRA
+    lora: LoraConfig = field(default_factory=LoraConfig)
+
+    @classmethod
+    def coerce(cls, value: str | Path | ModelConfig) -> ModelConfig:
+        """A config from a path (the shorthand) or a config."""
+        return value if isinstance(value, ModelConfig) else cls(path=str(value))
+
+
+def load_model(spec: str | Path | ModelConfig) -> DiffusionLM:
+    """The model ``spec`` names, ready for inference (call ``.train()`` to train it).
+
+    A saved LoRA adapter is loaded onto its base and merged (kept separate on 4-bit weights).
+    ``spec.lora`` is not applied here: adding a fresh adapter is training's business
+    (:func:`trafl.models.lora.add_lora`)."""
+    cfg = ModelConfig.coerce(spec)
+    source = resolve_model_path(cfg.path)
+    if is_adapter_folder(source):
+        return load_adapter(source, cfg, merge=not cfg.load_in_4bit)
+    model_type = cfg.type if cfg.type != AUTO else infer_type(source, read_config_json(source))
+    entry = MODEL_TYPES.get(model_type)
+    if hasattr(entry, "load"):  # the transformers adapters take the whole config
+        return entry.load(source, cfg)
+    for key in ("load_in_4bit", "gradient_checkpointing"):
+        if getattr(cfg, key):
+            raise ValueError(
+                f"model.{key} is supported by the transformers adapters "
+                f"(llada, dream, hf_masked_lm), not by {model_type!r}"
+            )
+    model = entry.from_pretrained(source)
+    return model.to(DTYPES[cfg.dtype]) if cfg.dtype != AUTO else model
+
+
+def load_trainable(cfg: ModelConfig, device: Any) -> Any:
+    """A policy to train: the model on ``device``, wrapped with a fresh LoRA adapter when
+    ``model.lora.rank > 0`` (then only the adapter trains), in train mode."""
+    if cfg.load_in_4bit and not cfg.lora.enabled:
+        raise ValueError("4-bit weights cannot be trained directly; set model.lora.rank > 0")
+    model: Any = load_model(cfg)
+    if not cfg.load_in_4bit:  # 4-bit weights are placed on the GPU as they load
+        model = model.to(device)
+    if cfg.lora.enabled:
+        model = add_lora(model, cfg.lora)
+    return model.train()
+
+
+def load_adapter(folder: str | Path, cfg: ModelConfig, merge: bool = True) -> Any:
+    """A LoRA adapter saved by trafl on the base model it was trained from. The folder names
+    the base (path and adapter type); how to load it (dtype, remote code, ...) comes from
+    ``cfg``, so ``model.trust_remote_code`` must be set again for LLaDA or Dream."""
+    base_file = Path(folder) / BASE_MODEL_FILE
+    if not base_file.is_file():
+        raise ValueError(f"{folder} holds a LoRA adapter but no {BASE_MODEL_FILE} naming its base")
+    base = json.loads(base_file.read_text())
+    base_cfg = replace(cfg, path=base["path"], type=base["type"], lora=LoraConfig())
+    return attach_adapter(load_model(base_cfg), folder, merge=merge)
+
+
+def base_model_record(cfg: ModelConfig, model: Any) -> dict[str, str]:
+    """What :data:`BASE_MODEL_FILE` stores: the base's path (absolute when local) and type."""
+    path = Path(cfg.path)
+    resolved = str(resolve_model_path(cfg.path))
+    if path.exists():
+        resolved = str(Path(resolved).resolve())
+    return {"path": resolved, "type": getattr(model, "model_type", cfg.type)}
+
+
+def resolve_model_path(path: str | Path) -> Path | str:
+    """A model or adapter folder as given; a run or checkpoint folder's ``model``, else a run's
+    latest checkpoint's; a hub id (``org/name`` that is not a local path) as given."""
+    folder = Path(path)
+    if not folder.exists() and _HUB_ID.fullmatch(str(path)) and not str(path).startswith("."):
+        return str(path)
+    if not folder.is_dir():
+        raise ValueError(f"no model at {str(path)!r}: expected a folder with config.json")
+    if (folder / "config.json").is_file() or is_adapter_folder(folder):
+        return folder
+    if (folder / "model" / "config.json").is_file() or is_adapter_folder(folder / "model"):
+        return folder / "model"
+    ckpt = latest_checkpoint(folder)
+    if ckpt is not None:
+        return ckpt / "model"
+    raise ValueError(
+        f"{str(path)!r} is neither a model folder nor a run folder with a model or checkpoint"
+    )
+
+
+def infer_type(path: str | Path, meta: dict[str, Any]) -> str:
+    """The adapter for a checkpoint, from its config.json ``meta`` and its path."""
+    if meta.get(TRAFL_TYPE_KEY):
+        return str(meta[TRAFL_TYPE_KEY])
+    declared = str(meta.get("model_type", ""))
+    if ":" in declared or declared in MODEL_TYPES:  # an import path or a trafl adapter name
+        return declared
+    if declared.lower() in KNOWN_MODEL_TYPES:
+        return KNOWN_MODEL_TYPES[declared.lower()]
+    for prefix, model_type in KNOWN_HUB_PREFIXES.items():
+        if str(path).lower().startswith(prefix):
+            return model_type
+    if any(str(a).endswith("ForMaskedLM") for a in meta.get("architectures") or []):
+        return "hf_masked_lm"
+    raise ValueError(
+        f"cannot tell which adapter loads {str(path)!r} (model_type {declared!r}); set "
+        f"model.type; valid: {', '.join(MODEL_TYPES.names())} (llada: logits at i predict "
+        "token i; dream: they predict token i + 1), or an import path 'package.module:Name'"
+    )
