@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from rich.progress import Progress
@@ -24,19 +24,41 @@ class ScoredRollout:
     texts: list[str]  # (N,) decoded completions, cut at EOS
     rewards: torch.Tensor  # (N,) float32
     num_reward_errors: int
+    components: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> (N,) float32
 
 
 def safe_rewards(task: Task, problems: list[Problem], texts: list[str]) -> tuple[list[float], int]:
     """Score each completion; a reward function that raises scores that sample 0 (counted)."""
-    rewards, errors = [], 0
+    scores, errors = safe_scores(task, problems, texts)
+    return [s["reward"] for s in scores], errors
+
+
+def safe_scores(
+    task: Task, problems: list[Problem], texts: list[str]
+) -> tuple[list[dict[str, float]], int]:
+    """Score a batch: one dict per completion with ``"reward"`` (the weighted total) and, for
+    tasks with several reward components (correctness, format, ...), each component.
+
+    Tasks that implement ``score(problems, completions)`` (see :class:`trafl.tasks.base.
+    ScoringTask`; those that check answers or run code in worker pools) are called once per
+    batch; the others once per sample through ``reward``. Whatever raises scores 0 (counted)."""
+    if hasattr(task, "score"):
+        try:
+            scores = [{k: float(v) for k, v in s.items()} for s in task.score(problems, texts)]
+            if len(scores) != len(texts) or any("reward" not in s for s in scores):
+                raise ValueError("score() must return one dict with a 'reward' key per completion")
+            return scores, 0
+        except Exception as err:  # noqa: BLE001 - fall back to per-sample scoring
+            log.warning("batch scoring raised %r; scoring one sample at a time", err)
+    scores, errors = [], 0
     for problem, text in zip(problems, texts, strict=True):
         try:
-            rewards.append(float(task.reward(problem, text)))
+            scores.append({"reward": float(task.reward(problem, text))})
         except Exception as err:  # noqa: BLE001 - one bad sample must not stop a run
             errors += 1
             log.warning("reward raised on %r: %r (scored 0)", text[:80], err)
-            rewards.append(0.0)
-    return rewards, errors
+            scores.append({"reward": 0.0})
+    return scores, errors
 
 
 def rollout_task(
@@ -53,9 +75,12 @@ def rollout_task(
     rows = [p for p in problems for _ in range(num_samples)]
     prompts = [task.prompt(p) for p in rows]
     rollout, texts = generate(model, prompts, sampler, generator, progress, description)
-    rewards, errors = safe_rewards(task, rows, texts)
+    scores, errors = safe_scores(task, rows, texts)
     group = torch.arange(len(problems)).repeat_interleave(num_samples)
-    return ScoredRollout(rows, group, rollout, texts, torch.tensor(rewards), errors)
+    names = sorted({k for s in scores for k in s} - {"reward"})
+    components = {k: torch.tensor([s.get(k, 0.0) for s in scores]) for k in names}
+    rewards = torch.tensor([s["reward"] for s in scores])
+    return ScoredRollout(rows, group, rollout, texts, rewards, errors, components)
 
 
 def subset(problems: list[Problem], num: int | None, seed: int | None = None) -> list[Problem]:

@@ -368,6 +368,7 @@ def rollout_metrics(scored: ScoredRollout, batch: RolloutBatch) -> dict[str, flo
         "reward_std": float(r.std()) if r.numel() > 1 else 0.0,
         "rollout_length": float(batch.completion_mask.sum(1).float().mean()),
         "rollout_reward_errors": scored.num_reward_errors,
+        **{f"reward_{name}": float(v.mean()) for name, v in scored.components.items()},
     }
 
 

@@ -39,16 +39,32 @@ class TinyConfig:
             )
 
 
-def rotary(x: torch.Tensor, theta: float) -> torch.Tensor:
-    """Apply RoPE to ``x`` (N, heads, T, D). Only relative offsets matter, so left padding of
-    prompts does not change what a real token sees."""
+def rotary(x: torch.Tensor, theta: float, offset: int = 0) -> torch.Tensor:
+    """Apply RoPE to ``x`` (N, heads, T, D), channel pairs (2i, 2i+1) rotated together. Only
+    relative offsets matter, so left padding of prompts does not change what a real token sees.
+
+    Done as one complex multiply: the strided real form (``x[..., 0::2]`` etc.) cost a third of
+    a forward pass on the CPU (benchmarks/RESULTS.md); both agree to float32 rounding."""
     d, t = x.shape[-1], x.shape[-2]
     inv_freq = theta ** (-torch.arange(0, d, 2, device=x.device, dtype=torch.float32) / d)
-    angles = torch.arange(t, device=x.device, dtype=torch.float32)[:, None] * inv_freq  # (T, D/2)
-    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
-    x1, x2 = x[..., 0::2], x[..., 1::2]
-    out = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
-    return out.flatten(-2)
+    pos = torch.arange(offset, offset + t, device=x.device, dtype=torch.float32)  # (T,)
+    angles = pos[:, None] * inv_freq  # (T, D/2)
+    rotation = torch.polar(torch.ones_like(angles), angles)  # (T, D/2) complex64
+    pairs = torch.view_as_complex(x.float().reshape(*x.shape[:-1], d // 2, 2))
+    return torch.view_as_real(pairs * rotation).flatten(-2).to(x.dtype)
+
+
+@dataclass
+class LayerKV:
+    keys: torch.Tensor  # (N, heads, T, D), rotary already applied
+    values: torch.Tensor  # (N, heads, T, D)
+
+
+def _key_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
+    """(N, 1, 1, T) bool (True = attend) for padded batches; None when nothing is padded."""
+    if attention_mask is None or bool(attention_mask.all()):
+        return None
+    return attention_mask.bool()[:, None, None, :]
 
 
 class Block(nn.Module):
@@ -62,15 +78,30 @@ class Block(nn.Module):
         self.gate_up = nn.Linear(cfg.hidden_size, 2 * cfg.mlp_hidden, bias=False)
         self.down = nn.Linear(cfg.mlp_hidden, cfg.hidden_size, bias=False)
 
-    def forward(self, h: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
-        n, t, _ = h.shape
+    def forward(
+        self,
+        h: torch.Tensor,  # (N, W, H): the whole sequence, or the window start:start+W
+        key_mask: torch.Tensor | None,  # (N, 1, 1, T) True = attend
+        cache: LayerKV | None = None,
+        start: int = 0,
+    ) -> tuple[torch.Tensor, LayerKV]:
+        """One block. Without ``cache``, ``h`` is the whole sequence and the returned keys and
+        values cover it. With ``cache``, ``h`` holds only the window starting at ``start``:
+        its queries attend to its own fresh keys and to the cached keys of every other
+        position (the Fast-dLLM approximation: cached positions are not updated)."""
+        n, w, _ = h.shape
         heads = self.cfg.num_heads
-        q, k, v = self.qkv(self.attn_norm(h)).view(n, t, 3, heads, -1).permute(2, 0, 3, 1, 4)
-        q, k = rotary(q, self.cfg.rope_theta), rotary(k, self.cfg.rope_theta)  # (N, heads, T, D)
+        q, k, v = self.qkv(self.attn_norm(h)).view(n, w, 3, heads, -1).permute(2, 0, 3, 1, 4)
+        q = rotary(q, self.cfg.rope_theta, start)  # (N, heads, W, D)
+        k = rotary(k, self.cfg.rope_theta, start)
+        fresh = LayerKV(k, v)
+        if cache is not None:  # splice the window's keys/values into the cached sequence
+            k = torch.cat([cache.keys[:, :, :start], k, cache.keys[:, :, start + w :]], dim=2)
+            v = torch.cat([cache.values[:, :, :start], v, cache.values[:, :, start + w :]], 2)
         a = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, is_causal=False)
-        h = h + self.proj(a.transpose(1, 2).reshape(n, t, -1))
+        h = h + self.proj(a.transpose(1, 2).reshape(n, w, -1))
         gate, up = self.gate_up(self.mlp_norm(h)).chunk(2, dim=-1)
-        return h + self.down(F.silu(gate) * up)
+        return h + self.down(F.silu(gate) * up), fresh
 
 
 class TinyDiffusionLM(nn.Module):
@@ -121,15 +152,40 @@ class TinyDiffusionLM(nn.Module):
         attention_mask: torch.Tensor | None = None,  # (N, T) bool, False = padding key
         output_hidden_states: bool = False,
     ) -> DenoiserOutput:
-        key_mask = None
-        if attention_mask is not None and not bool(attention_mask.all()):
-            key_mask = attention_mask.bool()[:, None, None, :]  # (N, 1, 1, T), True = attend
+        key_mask = _key_mask(attention_mask)
         h = self.embed(input_ids)  # (N, T, H)
         for block in self.blocks:
-            h = block(h, key_mask)
+            h, _ = block(h, key_mask)
         h = self.norm(h)
         logits = self.lm_head(h)  # (N, T, V)
         return DenoiserOutput(logits=logits, hidden_states=h if output_hidden_states else None)
+
+    def forward_cached(
+        self,
+        input_ids: torch.Tensor,  # (N, T) the whole current sequence
+        attention_mask: torch.Tensor | None,  # (N, T) bool
+        start: int,
+        end: int,
+        cache: list[LayerKV] | None = None,
+    ) -> tuple[torch.Tensor, list[LayerKV]]:
+        """Logits of positions ``start:end`` (N, W, V) and a key/value cache (the
+        :class:`trafl.sampling.cache.CachedDenoiser` protocol).
+
+        ``cache=None`` runs the full sequence and returns every layer's keys and values: the
+        logits are exactly ``forward``'s. With a cache only the window is computed; positions
+        outside it are seen through their cached keys and values (exact only if they were
+        computed on the same tokens)."""
+        key_mask = _key_mask(attention_mask)
+        if cache is None:
+            h, cache = self.embed(input_ids), []
+            for block in self.blocks:
+                h, kv = block(h, key_mask)
+                cache.append(kv)
+            return self.lm_head(self.norm(h[:, start:end])), cache
+        h = self.embed(input_ids[:, start:end])  # (N, W, H)
+        for block, kv in zip(self.blocks, cache, strict=True):
+            h, _ = block(h, key_mask, kv, start)
+        return self.lm_head(self.norm(h)), cache
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

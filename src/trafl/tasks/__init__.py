@@ -1,7 +1,7 @@
 """Tasks: one file per task (data + prompt + reward), registered by name in ``TASKS``."""
 
 from trafl.registry import Registry
-from trafl.tasks.base import Problem, Task
+from trafl.tasks.base import Problem, ScoringTask, Task
 
 TASKS = Registry("task")
 
@@ -19,4 +19,4 @@ from trafl.tasks import (  # noqa: E402,F401
     tiny_code,
 )
 
-__all__ = ["TASKS", "Problem", "Task"]
+__all__ = ["TASKS", "Problem", "ScoringTask", "Task"]

@@ -46,3 +46,15 @@ class Task(Protocol):
     def all_solutions(self, problem: Problem) -> set[str] | None:
         """Every solution's canonical key where the task can enumerate them, else None."""
         ...
+
+
+@runtime_checkable
+class ScoringTask(Protocol):
+    """Optional batch scoring, for tasks whose checks are expensive or unsafe to run inline
+    (math-verify in worker processes, generated code in a sandbox pool).
+
+    Returns one dict per completion: ``"reward"`` is the weighted total that trainers use; any
+    other key is a named component (``correct``, ``format``...) that trainers log as
+    ``reward_<name>``. Must not raise on model output (a failed check scores 0)."""
+
+    def score(self, problems: list[Problem], completions: list[str]) -> list[dict[str, float]]: ...
