@@ -11,16 +11,29 @@ The trajectory records, for every completion position, the global step at which 
 revealed and the log-probability of the revealed token under the denoiser at that step
 (temperature 1: the quantity an exact-path replay recomputes) and under the distribution that
 was actually sampled from (temperature and top-p applied; 0 for greedy decoding).
+
+Fast modes (Fast-dLLM, Wu et al. 2025), all off by default:
+
+* ``parallel_threshold=c``: instead of a fixed schedule, each step reveals every masked
+  position of the block whose confidence is at least c, and at least the most confident one;
+  a block ends when it is fully revealed. Each revealed token's log-prob is still exact under
+  the model at the state it was revealed from, so the trajectory replays exactly.
+* ``cache=prefix|dual`` (:mod:`trafl.sampling.cache`): reuse keys/values of positions outside
+  the recomputed window. The recorded log-probs are those of the cached computation that was
+  sampled from; an exact replay (the ``trajectory`` estimator) differs by the cache's error,
+  which ``benchmarks/sampler_modes.py`` measures.
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 
-from trafl.models.base import DiffusionLM, denoiser_logits
+from trafl.models.base import DiffusionLM
+from trafl.sampling.cache import CACHE_MODES, StepLogits
 
 
 @dataclass
@@ -32,6 +45,11 @@ class SamplerConfig:
     remasking: Literal["low_confidence", "random"] = "low_confidence"
     top_p: float | None = None  # None: no nucleus filtering
     batch_size: int = 256  # sequences per denoiser call in `generate`
+    # Fast modes (Fast-dLLM). None / "none" / False: the exact LLaDA sampler above.
+    parallel_threshold: float | None = None  # reveal every position this confident (>= 1/step)
+    cache: Literal["none", "prefix", "dual"] = "none"  # reuse keys/values (approximate)
+    cache_refresh_every: int | None = None  # full forward every r steps in a block (1 = exact)
+    bf16: bool = False  # bf16 autocast for the denoiser (slower on CPUs without bf16 units)
 
     def __post_init__(self) -> None:
         plan = (self.gen_length, self.resolved_block_length(), self.resolved_steps())
@@ -51,6 +69,17 @@ class SamplerConfig:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {self.batch_size}")
+        if self.parallel_threshold is not None:
+            if not 0 < self.parallel_threshold <= 1:
+                raise ValueError(
+                    f"parallel_threshold must be in (0, 1], got {self.parallel_threshold}"
+                )
+            if self.remasking != "low_confidence":
+                raise ValueError("parallel_threshold needs remasking=low_confidence")
+        if self.cache not in CACHE_MODES:
+            raise ValueError(f"unknown cache {self.cache!r}; valid: {', '.join(CACHE_MODES)}")
+        if self.cache_refresh_every is not None and self.cache_refresh_every < 1:
+            raise ValueError(f"cache_refresh_every must be >= 1, got {self.cache_refresh_every}")
 
     def resolved_block_length(self) -> int:
         return self.block_length or self.gen_length
@@ -137,11 +166,19 @@ def sample(
     token_logp = torch.zeros((n, length), dtype=torch.float32, device=device)
     sample_logp = torch.zeros((n, length), dtype=torch.float32, device=device)
 
+    step_logits = StepLogits(model, config.cache, config.cache_refresh_every, config.bf16)
     step = 0
     for b in range(num_blocks):
         lo, hi = p + b * block, p + (b + 1) * block  # block span in sequence coordinates
-        for k in reveal_schedule(block, steps_per_block):
-            logits = denoiser_logits(model, x, attn, lo, hi).double()  # (N, S, V)
+        plan = reveal_schedule(block, steps_per_block)
+        for i in itertools.count():
+            still_masked = reveal_step[:, lo - p : hi - p] < 0  # (N, S)
+            if config.parallel_threshold is None:
+                if i == len(plan):  # the block's scheduled steps are done
+                    break
+            elif not still_masked.any():  # parallel decoding: the block is fully revealed
+                break
+            logits = step_logits(x, attn, lo, hi, i).double()  # (N, S, V)
             x0, x0_sample_logp = candidates(logits, config, generator)  # (N, S)
             x0_logp = logits.log_softmax(dim=-1).gather(-1, x0[..., None])[..., 0]  # (N, S)
             if config.remasking == "low_confidence":
@@ -149,15 +186,18 @@ def sample(
             else:
                 confidence = torch.rand(x0.shape, dtype=torch.float64, device=device,
                                         generator=generator)  # fmt: skip
-            still_masked = reveal_step[:, lo - p : hi - p] < 0  # (N, S)
             confidence = confidence.masked_fill(~still_masked, float("-inf"))
-            chosen = confidence.topk(k, dim=-1).indices  # (N, k)
-            rows = torch.arange(n, device=device)[:, None]
-            x[rows, lo + chosen] = x0[rows, chosen]
-            c = chosen + (lo - p)  # completion coordinates
-            reveal_step[rows, c] = step
-            token_logp[rows, c] = x0_logp[rows, chosen].float()
-            sample_logp[rows, c] = x0_sample_logp[rows, chosen].float()
+            if config.parallel_threshold is None:
+                chosen = confidence.topk(plan[i], dim=-1).indices  # (N, k)
+                reveal = torch.zeros_like(still_masked).scatter(1, chosen, True)  # (N, S)
+            else:  # every confident position, and at least the most confident one
+                top = torch.zeros_like(still_masked).scatter(1, confidence.argmax(-1, True), True)
+                reveal = still_masked & ((confidence >= config.parallel_threshold) | top)
+            span = slice(lo - p, hi - p)  # the block in completion coordinates
+            x[:, lo:hi] = torch.where(reveal, x0, x[:, lo:hi])
+            reveal_step[:, span] = torch.where(reveal, step, reveal_step[:, span])
+            token_logp[:, span] = torch.where(reveal, x0_logp.float(), token_logp[:, span])
+            sample_logp[:, span] = torch.where(reveal, x0_sample_logp.float(), sample_logp[:, span])
             step += 1
 
     assert (reveal_step >= 0).all(), "every completion position is revealed exactly once"
