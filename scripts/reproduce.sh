@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Regenerates every number in docs/REPRODUCTION.md (issue 6): for each seed, post-train TraFL,
+# TraFL with exact paths and the four reward-maximising baselines from the shipped Countdown
+# base with the demo's rollout budget, evaluate them and the base at L = 16, 24, 32 with
+# 64 samples per problem, then aggregate the seeds into the report.
+#
+#   bash scripts/reproduce.sh                 # ~45 min per seed on 2 CPU cores
+#   SEEDS="0 1" bash scripts/reproduce.sh     # a subset; finished stages are reused
+#
+# Each seed is one `trafl demo` run (runs/repro/seedS/report.md); interrupted runs resume.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TRAFL=${TRAFL:-.venv/bin/trafl}
+PYTHON=${PYTHON:-.venv/bin/python}
+SEEDS=${SEEDS:-0 1 2}
+METHODS=${METHODS:-[trafl,trafl_path,diffu_grpo,wd1,spg,espo]}
+PROBLEMS=${PROBLEMS:-64}
+SAMPLES=${SAMPLES:-64}
+OUT=${OUT:-runs/repro}
+
+for seed in $SEEDS; do
+  "$TRAFL" demo "methods=$METHODS" "seed=$seed" "eval_problems=$PROBLEMS" \
+    "eval_samples=$SAMPLES" "out_dir=$OUT/seed$seed"
+done
+"$PYTHON" scripts/reproduction_report.py "$OUT" --out docs/REPRODUCTION.md
