@@ -283,3 +283,20 @@ def test_parse_overrides() -> None:
 def test_parse_overrides_errors(args: list[str], match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         parse_overrides(args)
+
+
+def test_a_partial_section_keeps_its_fields_own_default_not_the_class_defaults():
+    """``optim.lr=...`` once reset warmup_steps/min_lr_ratio to OptimConfig()'s (100 / 0.1)
+    instead of the trainer's default (0 / 1.0): every demo run warmed up for 100 updates."""
+    from trafl.train import TrainConfig
+
+    default = TrainConfig().optim
+    cfg = load_config(TrainConfig, None, ["optim.lr=3e-3", "rollout.sampler.temperature=1.0"])
+    assert cfg.optim.lr == 3e-3
+    assert (cfg.optim.warmup_steps, cfg.optim.min_lr_ratio) == (
+        default.warmup_steps, default.min_lr_ratio)  # fmt: skip
+    assert cfg.rollout.sampler.steps == TrainConfig().rollout.sampler.steps  # nested default kept
+    assert cfg.rollout.sampler.temperature == 1.0
+    # a component that names another class starts from that class's defaults
+    other = load_config(TrainConfig, None, ["objective.name=diffu_grpo"])
+    assert other.objective.name == "diffu_grpo" and not hasattr(other.objective, "beta")

@@ -131,6 +131,7 @@ def _build(cls: type, data: Any, where: str, label: str) -> Any:
                 f"unknown config key {path!r}; valid keys {under}: {', '.join(fields)}"
             )
         meta = fields[key].metadata
+        value = _over_field_default(fields[key], value)
         if "registry" in meta:
             kwargs[key] = _build_component(meta["registry"], meta["default"], value, path)
         else:
@@ -143,6 +144,35 @@ def _build(cls: type, data: Any, where: str, label: str) -> Any:
         return cls(**kwargs)
     except ValueError as err:  # a __post_init__ check: say which section it was about
         raise ConfigError(f"{where}: {err}" if where else str(err)) from err
+
+
+def _over_field_default(f: dataclasses.Field, value: Any) -> Any:
+    """A partial section laid over its field's own default: ``optim.lr=3e-3`` keeps the other
+    values of ``TrainConfig.optim``'s default (warmup 0, constant lr), not those of
+    ``OptimConfig()``. A component section keeps its default's values only while it names the
+    same component."""
+    if f.default_factory is dataclasses.MISSING or not isinstance(value, dict):
+        return value
+    default = f.default_factory()
+    if not dataclasses.is_dataclass(default) or isinstance(default, type):
+        return value
+    base = to_dict(default)
+    if "name" in base and value.get("name", base["name"]) != base["name"]:
+        return value
+    return _lay_over(base, value)
+
+
+def _lay_over(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in new.items():
+        old = out.get(key)
+        same_component = not (isinstance(value, dict) and isinstance(old, dict)
+                              and value.get("name", old.get("name")) != old.get("name"))  # fmt: skip
+        if isinstance(value, dict) and isinstance(old, dict) and same_component:
+            out[key] = _lay_over(old, value)
+        else:
+            out[key] = value
+    return out
 
 
 def _build_component(registry: Registry, default: str, value: Any, where: str) -> Any:
