@@ -10,7 +10,7 @@ import torch
 from rich.progress import Progress
 
 from trafl.models.base import DiffusionLM
-from trafl.sampling import Rollout, SamplerConfig, generate
+from trafl.sampling import Generators, Rollout, SamplerConfig, generate
 from trafl.tasks.base import Problem, Task
 
 log = logging.getLogger(__name__)
@@ -67,14 +67,16 @@ def rollout_task(
     problems: list[Problem],
     num_samples: int,
     sampler: SamplerConfig,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     progress: Progress | None = None,
     description: str = "sampling",
+    pad_to: int | None = None,
 ) -> ScoredRollout:
-    """Sample ``num_samples`` completions per problem (rows grouped: problem-major) and score them."""
+    """Sample ``num_samples`` completions per problem (rows grouped: problem-major) and score
+    them. ``generator``: one, or one per row (problem-major)."""
     rows = [p for p in problems for _ in range(num_samples)]
     prompts = [task.prompt(p) for p in rows]
-    rollout, texts = generate(model, prompts, sampler, generator, progress, description)
+    rollout, texts = generate(model, prompts, sampler, generator, progress, description, pad_to)
     scores, errors = safe_scores(task, rows, texts)
     group = torch.arange(len(problems)).repeat_interleave(num_samples)
     names = sorted({k for s in scores for k in s} - {"reward"})

@@ -54,7 +54,7 @@ class InfoColumn(ProgressColumn):
         return Text(str(task.fields.get("info", "")), style="cyan")
 
 
-def make_progress() -> Progress:
+def make_progress(disable: bool = False) -> Progress:
     """A rich progress bar with a free-text metrics column (``fields['info']``)."""
     return Progress(
         TextColumn("[bold]{task.description}"),
@@ -65,6 +65,7 @@ def make_progress() -> Progress:
         InfoColumn(),
         console=console,
         transient=False,
+        disable=disable,
     )
 
 

@@ -11,6 +11,7 @@ due. Checkpoints hold everything needed for an exact resume.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from trafl.checkpoint import (
     set_rng_state,
 )
 from trafl.config import component, format_config, save_config
+from trafl.distributed import Distributed
 from trafl.likelihood import ESTIMATORS, slice_draw
 from trafl.models import ModelConfig, load_trainable
 from trafl.objectives import OBJECTIVES, LossInputs, build_objective
@@ -105,7 +107,8 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig) -> None:
         self.cfg = cfg
-        self.device = resolve_device(cfg.device)
+        self.dist = Distributed(resolve_device(cfg.device))  # rank, world size; no-ops alone
+        self.device = self.dist.device  # under a launcher: this rank's GPU
         self.out = Path(cfg.out_dir)
         seed_everything(cfg.seed)
         self.task = TASKS.get(cfg.task.name)(cfg.task)
@@ -118,55 +121,71 @@ class Trainer:
         total_updates = cfg.steps * self.mu
         groups = decay_groups(self.policy) + self.objective.param_groups(cfg.optim.lr)
         self.optimizer, self.scheduler = build_optimizer(groups, cfg.optim, total_updates)
-        self.data_rng = random.Random(cfg.seed)
-        self.sample_gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
+        self.data_rng = random.Random(cfg.seed)  # the same prompts on every rank
         self.mask_gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 2)
         self.step = 0
         self.bad_in_a_row = 0
         self.skipped_total = 0
-        self.metrics_log = MetricsLog(self.out)
+        self.metrics_log = MetricsLog(self.out) if self.dist.is_main else None
 
     # ------------------------------------------------------------------ the loop
     def train(self) -> Path:
         cfg = self.cfg
         if cfg.resume:
             self.try_resume()
-        save_config(cfg, self.out / "config.yaml")
-        if self.step == 0:
-            console.print(format_config(cfg))
-        console.print(
-            f"{cfg.objective.name} with {cfg.estimator.name} on {cfg.task.name}: "
-            f"{cfg.rollout.prompts_per_step}x{cfg.rollout.group_size} rollouts/step, mu={self.mu}"
-        )
-        with make_progress() as progress:
+        main = self.dist.is_main
+        if main:
+            save_config(cfg, self.out / "config.yaml")
+            if self.step == 0:
+                console.print(format_config(cfg))
+            console.print(
+                f"{cfg.objective.name} with {cfg.estimator.name} on {cfg.task.name}: "
+                f"{cfg.rollout.prompts_per_step}x{cfg.rollout.group_size} rollouts/step, "
+                f"mu={self.mu}, {self.dist.world_size} process(es)"
+            )
+        with make_progress(disable=not main) as progress:
             bar = progress.add_task(cfg.objective.name, total=cfg.steps, completed=self.step)
             while self.step < cfg.steps:
-                scored, batch = self.rollouts()
-                metrics = self.update(batch)
+                scored, batch, full = self.rollouts()
+                metrics = self.update(batch, full)
                 self.step += 1
-                metrics |= rollout_metrics(scored, batch)
-                if cfg.eval_every > 0 and self.step % cfg.eval_every == 0:
+                metrics |= self.dist.mean(rollout_metrics(scored, batch))
+                metrics |= {"reward": float(full.rewards.mean()),
+                            "reward_std": float(full.rewards.std()) if full.num_rows > 1 else 0.0}  # fmt: skip
+                if main and cfg.eval_every > 0 and self.step % cfg.eval_every == 0:
                     metrics["eval_greedy_accuracy"] = self.evaluate()
-                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                if main and (self.step % cfg.log_every == 0 or self.step == cfg.steps):
                     self.metrics_log.log(self.step, metrics)
                     keys = ["reward", "loss", "grad_norm", *self.objective_keys(metrics)]
                     progress.update(bar, info=format_metrics(metrics, keys))
                 if cfg.save_completions_every > 0 and self.step % cfg.save_completions_every == 0:
-                    self.save_completions(scored)
+                    self.save_completions(scored)  # each rank its own rows
                 if cfg.ckpt_every > 0 and self.step % cfg.ckpt_every == 0:
                     self.save_checkpoint()
                 progress.advance(bar)
-        final = save_atomic(self.out, "model", self.save_model, update_latest=False)
-        self.metrics_log.close()
-        console.print(f"saved {final}")
+        final = self.out / "model"
+        if main:
+            final = save_atomic(self.out, "model", self.save_model, update_latest=False)
+            self.metrics_log.close()
+            console.print(f"saved {final}")
+        self.dist.barrier()
         return final
 
-    def rollouts(self) -> tuple[ScoredRollout, RolloutBatch]:
-        """B prompts x G samples from the current policy, scored; no grad."""
+    def rollouts(self) -> tuple[ScoredRollout, RolloutBatch, RolloutBatch]:
+        """B prompts x G samples from the current policy, scored; no grad. Returns this rank's
+        scored rollouts, its batch, and the whole batch (all ranks' rows; the same object in
+        one process)."""
         cfg = self.cfg.rollout
-        problems = self.task.sample_train(cfg.prompts_per_step, self.data_rng)
-        scored = rollout_task(self.policy, self.task, problems, cfg.group_size, cfg.sampler,
-                              self.sample_gen)  # fmt: skip
+        g = cfg.group_size
+        problems = self.task.sample_train(cfg.prompts_per_step, self.data_rng)  # all ranks
+        mine = self.dist.shard(len(problems))  # this rank's whole groups
+        self.local_rows = slice(mine.start * g, mine.stop * g)
+        prompts = [self.task.prompt(p) for p in problems]  # one prompt width on every rank
+        width = max(len(self.policy.tokenizer.encode_prompt(p)) for p in prompts)
+        generators = [self.row_generator(i) for i in range(self.local_rows.start,
+                                                           self.local_rows.stop)]  # fmt: skip
+        scored = rollout_task(self.policy, self.task, problems[mine], g, cfg.sampler,
+                              generators, pad_to=width)  # fmt: skip
         r = scored.rollout
         batch = RolloutBatch(
             prompt_ids=r.prompt_ids,
@@ -174,17 +193,40 @@ class Trainer:
             completion_ids=r.completion_ids,
             completion_mask=completion_mask_from_eos(r.completion_ids, self.policy.eos_token_id),
             rewards=scored.rewards.to(self.device),
-            group=scored.group.to(self.device),
+            group=(scored.group + mine.start).to(self.device),  # global prompt index
             trajectory=r.trajectory,
         )
-        return scored, batch
+        return scored, batch, self.gather_batch(batch)
 
-    def update(self, batch: RolloutBatch) -> dict[str, Any]:
-        """mu optimiser steps on one rollout batch; returns averaged metrics."""
-        g = self.cfg.rollout.group_size
-        prepared = self.objective.prepare(batch.rewards, batch.group, g,
-                                          lengths=batch.completion_mask.sum(1))  # fmt: skip
-        draws = [self.estimator.draw(batch, self.mask_gen) for _ in range(self.mu)]
+    def row_generator(self, row: int) -> torch.Generator:
+        """Rollout noise keyed by (seed, step, global row): the same completion whichever rank
+        samples the row and whatever else shares its batch."""
+        key = hashlib.blake2b(f"{self.cfg.seed}:{self.step}:{row}".encode(), digest_size=8)
+        seed = int.from_bytes(key.digest(), "little") >> 1
+        return torch.Generator(device=self.device).manual_seed(seed)
+
+    def gather_batch(self, batch: RolloutBatch) -> RolloutBatch:
+        """All ranks' rows in rank order (= the one-process batch); ``batch`` itself alone."""
+        if not self.dist.enabled:
+            return batch
+        g = self.dist.gather
+        t = batch.trajectory
+        return RolloutBatch(
+            prompt_ids=g(batch.prompt_ids), prompt_mask=g(batch.prompt_mask),
+            completion_ids=g(batch.completion_ids), completion_mask=g(batch.completion_mask),
+            rewards=g(batch.rewards), group=g(batch.group),
+            trajectory=type(t)(g(t.reveal_step), g(t.token_logp), g(t.sample_logp)),
+        )  # fmt: skip
+
+    def update(self, batch: RolloutBatch, full: RolloutBatch) -> dict[str, Any]:
+        """mu optimiser steps on one rollout batch; returns averaged metrics. Batch statistics
+        and random masks come from the whole batch ``full``; this rank keeps its rows."""
+        g, mine = self.cfg.rollout.group_size, self.local_rows
+        prepared = self.objective.prepare(full.rewards, full.group, g,
+                                          lengths=full.completion_mask.sum(1))  # fmt: skip
+        prepared = {key: v[mine] for key, v in prepared.items()}
+        draws = [slice_draw(self.estimator.draw(full, self.mask_gen), mine)
+                 for _ in range(self.mu)]  # fmt: skip
         with torch.no_grad():
             refs = (
                 [self.estimate(self.reference, batch, d) for d in draws] if self.reference else None
@@ -237,6 +279,8 @@ class Trainer:
         """Clip and step, or skip a non-finite update (counted; too many in a row stops the run)."""
         loss = sum(share * part_loss for share, part_loss, _ in parts)
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        self.dist.average_gradients(params)  # the data-parallel mean (no-op in one process)
+        loss = torch.tensor(self.dist.mean({"loss": float(loss)})["loss"])
         clip = self.cfg.optim.grad_clip if self.cfg.optim.grad_clip > 0 else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
         finite = bool(torch.isfinite(loss)) and bool(torch.isfinite(grad_norm))
@@ -261,6 +305,7 @@ class Trainer:
         for share, _, m in parts:
             for key, value in m.items():
                 metrics[key] = metrics.get(key, 0.0) + share * float(value)
+        metrics = self.dist.mean(metrics)
         metrics |= {"loss": float(loss), "grad_norm": float(grad_norm),
                     "lr": self.scheduler.get_last_lr()[0], "skipped_updates": self.skipped_total}  # fmt: skip
         return metrics
@@ -294,7 +339,8 @@ class Trainer:
         return greedy_accuracy(self.policy, self.task, self.cfg.eval_problems, sampler)
 
     def save_completions(self, scored: ScoredRollout) -> None:
-        path = self.out / "completions" / f"step-{self.step}.jsonl"
+        rank = f".rank{self.dist.rank}" if self.dist.enabled else ""
+        path = self.out / "completions" / f"step-{self.step}{rank}.jsonl"
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w") as f:
             for problem, text, reward in zip(
@@ -310,6 +356,10 @@ class Trainer:
         save_policy(self.policy, folder, self.cfg.model)
 
     def save_checkpoint(self) -> None:
+        if not self.dist.is_main:  # rank 0 writes; the others wait until it is complete
+            self.dist.barrier()
+            return
+
         def write(folder: Path) -> None:
             self.save_model(folder / "model")
             torch.save({
@@ -317,7 +367,6 @@ class Trainer:
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "data_rng": self.data_rng.getstate(),
-                "sample_gen": self.sample_gen.get_state(),
                 "mask_gen": self.mask_gen.get_state(),
                 "rng": rng_state(),
                 "step": self.step,
@@ -326,6 +375,7 @@ class Trainer:
             }, folder / "state.pt")  # fmt: skip
 
         save_atomic(self.out, f"checkpoint-{self.step}", write, self.cfg.keep_checkpoints)
+        self.dist.barrier()
 
     def try_resume(self) -> None:
         ckpt = latest_checkpoint(self.out)
@@ -333,7 +383,8 @@ class Trainer:
             console.print(
                 f"[yellow]resume requested but {self.out} has no checkpoint; starting fresh"
             )
-            self.metrics_log.truncate_after(0)  # rows of a run killed before its first checkpoint
+            if self.metrics_log is not None:  # rows of a run killed before its first checkpoint
+                self.metrics_log.truncate_after(0)
             return
         restore_policy(self.policy, ckpt / "model", self.cfg.model)
         state = torch.load(ckpt / "state.pt", weights_only=False, map_location=self.device)
@@ -341,14 +392,14 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.data_rng.setstate(state["data_rng"])
-        self.sample_gen.set_state(state["sample_gen"])
         self.mask_gen.set_state(state["mask_gen"])
         set_rng_state(state["rng"])
         self.step = state["step"]
         self.skipped_total = state["skipped_total"]
         self.bad_in_a_row = state["bad_in_a_row"]
-        self.metrics_log.truncate_after(self.step)
-        console.print(f"resumed from {ckpt} at step {self.step}")
+        if self.metrics_log is not None:
+            self.metrics_log.truncate_after(self.step)
+            console.print(f"resumed from {ckpt} at step {self.step}")
 
 
 def concat_estimates(parts: list[Estimate]) -> Estimate:

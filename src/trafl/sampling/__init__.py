@@ -2,6 +2,7 @@
 
 from trafl.sampling.batching import concat_rollouts, generate
 from trafl.sampling.sampler import (
+    Generators,
     Rollout,
     SamplerConfig,
     Trajectory,
@@ -12,6 +13,7 @@ from trafl.sampling.sampler import (
 )
 
 __all__ = [
+    "Generators",
     "Rollout",
     "SamplerConfig",
     "Trajectory",

@@ -7,6 +7,7 @@ from rich.progress import Progress
 
 from trafl.models.base import DiffusionLM
 from trafl.sampling.sampler import (
+    Generators,
     Rollout,
     SamplerConfig,
     Trajectory,
@@ -20,18 +21,19 @@ def generate(
     model: DiffusionLM,
     prompts: list[str],
     config: SamplerConfig,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     progress: Progress | None = None,
     description: str = "sampling",
+    pad_to: int | None = None,
 ) -> tuple[Rollout, list[str]]:
     """Sample one completion per prompt (repeat prompts for several samples each).
 
-    Prompts are left-padded to one width, then sampled in micro-batches of
-    ``config.batch_size``; returns the concatenated rollout and the decoded completions."""
+    Prompts are left-padded to one width (at least ``pad_to``), then sampled in micro-batches
+    of ``config.batch_size``; ``generator`` is one generator or one per prompt. Returns the
+    concatenated rollout and the decoded completions."""
     device = next(model.parameters()).device  # type: ignore[attr-defined]
-    ids, mask = left_pad(
-        [model.tokenizer.encode_prompt(p) for p in prompts], model.pad_token_id, device
-    )
+    encoded = [model.tokenizer.encode_prompt(p) for p in prompts]
+    ids, mask = left_pad(encoded, model.pad_token_id, device, width=pad_to)
     was_training = model.training  # type: ignore[attr-defined]
     model.eval()  # type: ignore[attr-defined]
     task = progress.add_task(description, total=len(prompts)) if progress else None
@@ -39,7 +41,8 @@ def generate(
     try:
         for start in range(0, len(prompts), config.batch_size):
             sl = slice(start, start + config.batch_size)
-            parts.append(sample(model, ids[sl], mask[sl], config, generator))
+            gen = generator if not isinstance(generator, list | tuple) else generator[sl]
+            parts.append(sample(model, ids[sl], mask[sl], config, gen))
             if progress is not None and task is not None:
                 progress.advance(task, parts[-1].completion_ids.shape[0])
     finally:

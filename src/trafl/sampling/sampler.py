@@ -27,6 +27,7 @@ Fast modes (Fast-dLLM, Wu et al. 2025), all off by default:
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -122,10 +123,25 @@ def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     return logits.masked_fill(drop, float("-inf"))
 
 
+Generators = torch.Generator | Sequence[torch.Generator] | None
+
+
+def uniform(shape: tuple[int, ...], generator: Generators, device: torch.device) -> torch.Tensor:
+    """float64 U(0, 1) noise of ``shape`` (N, ...). With one generator per row, row i's noise
+    comes from generator i alone, so a row's sample does not depend on which other rows share
+    its batch (what makes sharded rollouts equal unsharded ones, see trafl.distributed)."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return torch.rand(shape, dtype=torch.float64, device=device, generator=generator)
+    if len(generator) != shape[0]:
+        raise ValueError(f"{len(generator)} row generators for {shape[0]} rows")
+    return torch.stack([torch.rand(shape[1:], dtype=torch.float64, device=device, generator=g)
+                        for g in generator])  # fmt: skip
+
+
 def candidates(
     logits: torch.Tensor,  # (N, S, V) float64
     config: SamplerConfig,
-    generator: torch.Generator | None,
+    generator: Generators,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Draw a candidate token per position and its log-prob under the sampled law.
 
@@ -138,7 +154,7 @@ def candidates(
     scaled = logits / config.temperature
     if config.top_p is not None and config.top_p < 1:
         scaled = top_p_filter(scaled, config.top_p)
-    u = torch.rand(scaled.shape, dtype=torch.float64, device=logits.device, generator=generator)
+    u = uniform(scaled.shape, generator, logits.device)
     gumbel = -torch.log(-torch.log(u.clamp_min(1e-300)))
     x0 = (scaled + gumbel).argmax(dim=-1)  # (N, S)
     sample_logp = scaled.log_softmax(dim=-1).gather(-1, x0[..., None])[..., 0]
@@ -151,7 +167,7 @@ def sample(
     prompt_ids: torch.Tensor,  # (N, P) left-padded
     prompt_mask: torch.Tensor,  # (N, P) bool
     config: SamplerConfig,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,  # one, or one per row
 ) -> Rollout:
     """Generate one completion per row and record its trajectory."""
     n, p = prompt_ids.shape
@@ -184,8 +200,7 @@ def sample(
             if config.remasking == "low_confidence":
                 confidence = x0_logp.exp()
             else:
-                confidence = torch.rand(x0.shape, dtype=torch.float64, device=device,
-                                        generator=generator)  # fmt: skip
+                confidence = uniform(x0.shape, generator, device)
             confidence = confidence.masked_fill(~still_masked, float("-inf"))
             if config.parallel_threshold is None:
                 chosen = confidence.topk(plan[i], dim=-1).indices  # (N, k)
@@ -206,10 +221,14 @@ def sample(
 
 
 def left_pad(
-    rows: list[list[int]], pad_id: int, device: torch.device | str = "cpu"
+    rows: list[list[int]],
+    pad_id: int,
+    device: torch.device | str = "cpu",
+    width: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Left-pad token lists into (ids (N, P), mask (N, P) bool)."""
-    width = max(len(r) for r in rows)
+    """Left-pad token lists into (ids (N, P), mask (N, P) bool); P = the longest row, or
+    ``width`` when that is larger."""
+    width = max([len(r) for r in rows] + [width or 0])
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.bool)
     for i, r in enumerate(rows):

@@ -1,0 +1,88 @@
+"""Two gloo ranks compute the same training as one process (trafl.distributed).
+
+The ranks are started with ``torch.multiprocessing.spawn`` and a ``file://`` rendezvous (what
+ENVIRONMENT.md lists as really starting two processes on a CPU machine); `accelerate launch` /
+`torchrun` set up the same process group from the environment instead."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from safetensors.torch import load_file
+
+from trafl.config import load_config
+from trafl.train import TrainConfig, train
+
+
+def overrides(model: Path, out: Path, objective: str, steps: int, **extra) -> list[str]:
+    """A small run. ``optim.eps=1e-3``: with Adam's default 1e-8 a parameter whose gradient is
+    near 0 moves by lr * g / |g|, so the last-bit rounding difference between summing the batch
+    in one process and averaging two halves turns into a visible weight difference; a larger
+    eps keeps the update proportional to the gradient, so the comparison checks the math."""
+    args = {
+        "model": str(model), "objective.name": objective, "steps": steps, "out_dir": str(out),
+        "rollout.prompts_per_step": 4, "rollout.group_size": 4, "rollout.sampler.gen_length": 12,
+        "rollout.sampler.steps": 6, "optim.lr": 3e-3, "ckpt_every": 0, "eval_every": 0,
+        "save_completions_every": 0, "device": "cpu", "seed": 5, "optim.eps": 1e-3, **extra,
+    }  # fmt: skip
+    return [f"{k}={v}" for k, v in args.items()]
+
+
+def _rank(rank: int, world: int, rendezvous: str, phases: list[list[str]]) -> None:
+    torch.set_num_threads(1)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    dist.init_process_group("gloo", init_method=rendezvous, rank=rank, world_size=world)
+    try:
+        for args in phases:
+            train(load_config(TrainConfig, None, args))
+    finally:
+        dist.destroy_process_group()
+
+
+def weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(run / "model" / "model.safetensors"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("objective", ["trafl", "diffu_grpo"])
+def test_two_ranks_equal_one_process_and_resume(tmp_path, objective):
+    model = Path("models/countdown-base")  # the shipped base earns rewards: gradients are real
+    single = tmp_path / "single"
+    train(load_config(TrainConfig, None, overrides(model, single, objective, 3)))
+
+    # two ranks: 2 steps with a checkpoint, then resume to 3 (constant lr: the same schedule)
+    double = tmp_path / "double"
+    phases = [
+        overrides(model, double, objective, 2, ckpt_every=2),
+        overrides(model, double, objective, 3, resume="true"),
+    ]
+    mp.spawn(_rank, args=(2, f"file://{tmp_path / 'rendezvous'}", phases), nprocs=2)
+
+    a, b = weights(single), weights(double)
+    base = load_file(str(model / "model.safetensors"))
+    moved = max(float((a[k] - base[k]).abs().max()) for k in a)
+    assert moved > 1e-3  # training changed the weights, so equality below means something
+    worst = max(a, key=lambda k: float((a[k] - b[k]).abs().max()))
+    gap = float((a[worst] - b[worst]).abs().max())
+    assert gap < 1e-4 * moved + 1e-6, (
+        f"{worst}: |2 ranks - 1 process| = {gap:.2e}, moved {moved:.2e}"
+    )
+    assert (double / "checkpoint-2").is_dir()
+    rows = (double / "metrics.jsonl").read_text().splitlines()
+    assert len(rows) == 3  # rank 0 alone logs, and the resumed run continued its log
+    assert (single / "metrics.jsonl").read_text().count("\n") == 3
+
+
+def test_groups_must_divide_across_ranks():
+    from trafl.distributed import Distributed
+
+    d = Distributed(torch.device("cpu"))
+    d.world_size, d.rank = 4, 1  # as if launched with 4 processes
+    assert d.shard(8) == slice(2, 4)
+    with pytest.raises(ValueError, match="multiple of the number of processes"):
+        d.shard(6)
