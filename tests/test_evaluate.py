@@ -39,3 +39,19 @@ def test_model_path_resolution(tmp_path):
     assert resolve_model_path(str(BASE)) == BASE
     with pytest.raises(ValueError, match="neither a model folder nor a run folder"):
         resolve_model_path(str(tmp_path))
+
+
+def test_correctness_is_the_correct_component_when_a_task_reports_one():
+    """A weighted total (2 * correct + 0.5 * format) is not correctness: format-only rewards of
+    1.0 must not count as solved."""
+    import torch
+
+    from trafl.rollouts import ScoredRollout, solved
+
+    def scored(rewards, components):
+        return ScoredRollout([], torch.zeros(3), None, [], torch.tensor(rewards), 0, components)  # type: ignore[arg-type]
+
+    weighted = scored([1.0, 2.5, 0.5], {"correct": torch.tensor([0.0, 1.0, 0.0])})
+    assert solved(weighted).tolist() == [False, True, False]
+    plain = scored([1.0, 0.0, 0.9], {})
+    assert solved(plain).tolist() == [True, False, False]

@@ -29,7 +29,7 @@ from trafl.evaluation import (
 )
 from trafl.evaluation.plots import plot_coverage, plot_pass_at_k, plot_reveal_heatmaps
 from trafl.models import ModelConfig, load_model, resolve_model_path
-from trafl.rollouts import rollout_task, subset
+from trafl.rollouts import rollout_task, solved, subset
 from trafl.runtime import console, make_progress, resolve_device, seed_everything
 from trafl.sampling import SamplerConfig
 from trafl.tasks import TASKS
@@ -100,11 +100,12 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
             if cfg.greedy:
                 greedy = rollout_task(model, task, problems, 1, cfg.sampler(length, 0.0), generator,
                                       progress, f"greedy L={length}")  # fmt: skip
-                res["greedy_accuracy"] = float(greedy.rewards.mean())
+                res["greedy_accuracy"] = float(solved(greedy).float().mean())
             scored = rollout_task(model, task, problems, n, cfg.sampler(length, cfg.temperature),
                                   generator, progress, f"{n} samples L={length}")  # fmt: skip
             rewards = scored.rewards.view(len(problems), n).numpy()  # (B, n)
-            correct = (rewards >= 1.0).sum(axis=1).tolist()
+            is_correct = solved(scored).view(len(problems), n).numpy()  # (B, n) bool
+            correct = is_correct.sum(axis=1).tolist()
             ci = bootstrap_ci(correct, n, ks, num_resamples=cfg.bootstrap, seed=cfg.seed)
             curve = pass_at_k_curve(correct, n, ks)
             res["mean_reward"] = float(rewards.mean())
@@ -117,10 +118,13 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
             steps = (
                 scored.rollout.trajectory.reveal_step.view(len(problems), n, length).cpu().numpy()
             )
-            res["locking"] = dict(locking_summary(list(steps), list(rewards >= 1.0)))
+            res["locking"] = dict(locking_summary(list(steps), list(is_correct)))
             result["lengths"][str(length)] = res
             m = min(cfg.heatmap_problems, len(problems))
-            heat[str(length)] = ([steps[i] for i in range(m)], [rewards[i] for i in range(m)])
+            heat[str(length)] = (
+                [steps[i] for i in range(m)],
+                [is_correct[i] * 1.0 for i in range(m)],
+            )
     result["seconds"] = round(time.time() - start, 1)
     (out / "eval.json").write_text(json.dumps(result, indent=1))
     plot_pass_at_k(result, out / "pass_at_k.png")

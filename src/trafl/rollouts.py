@@ -85,6 +85,15 @@ def rollout_task(
     return ScoredRollout(rows, group, rollout, texts, rewards, errors, components)
 
 
+def solved(scored: ScoredRollout) -> torch.Tensor:
+    """(N,) bool: the sample is a correct solution. The task's ``correct`` component when it
+    reports one (weighted totals such as 2 * correct + 0.5 * format are not correctness),
+    else a total reward of at least 1."""
+    if "correct" in scored.components:
+        return scored.components["correct"] >= 1.0
+    return scored.rewards >= 1.0
+
+
 def subset(problems: list[Problem], num: int | None, seed: int | None = None) -> list[Problem]:
     """The first ``num`` problems (or a seeded random subset when ``seed`` is given)."""
     if num is None or num >= len(problems):
