@@ -39,6 +39,24 @@ class TextTokenizer(Protocol):
     def decode(self, ids: list[int]) -> str: ...
 
 
+class TokenIdsFromTokenizer:
+    """The special ids of :class:`DiffusionLM`, read from ``self.tokenizer`` (a mixin)."""
+
+    tokenizer: TextTokenizer
+
+    @property
+    def mask_token_id(self) -> int:
+        return self.tokenizer.mask_token_id
+
+    @property
+    def eos_token_id(self) -> int:
+        return self.tokenizer.eos_token_id
+
+    @property
+    def pad_token_id(self) -> int:
+        return self.tokenizer.pad_token_id
+
+
 @runtime_checkable
 class DiffusionLM(Protocol):
     """A masked diffusion language model (a torch module plus its token conventions)."""

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import nn
 
-from trafl.models.base import DenoiserOutput
+from trafl.models.base import DenoiserOutput, TokenIdsFromTokenizer
 
 if TYPE_CHECKING:
     from trafl.models.loading import ModelConfig
@@ -92,7 +92,7 @@ def _special_id(what: str, config: Any, tokenizer: Any, names: tuple[str, ...]) 
     )
 
 
-class HFDiffusionLM(nn.Module):
+class HFDiffusionLM(TokenIdsFromTokenizer, nn.Module):
     """Shared code of the transformers adapters; subclasses set the class attributes."""
 
     model_type: ClassVar[str] = ""
@@ -111,18 +111,6 @@ class HFDiffusionLM(nn.Module):
         self._mask_kwarg = "attention_bias" if "attention_bias" in params else "attention_mask"
         self._takes_position_ids = "position_ids" in params
         self._takes_use_cache = "use_cache" in params
-
-    @property
-    def mask_token_id(self) -> int:
-        return self.tokenizer.mask_token_id
-
-    @property
-    def eos_token_id(self) -> int:
-        return self.tokenizer.eos_token_id
-
-    @property
-    def pad_token_id(self) -> int:
-        return self.tokenizer.pad_token_id
 
     @property
     def is_quantized(self) -> bool:

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_model, save_model
 from torch import nn
 
-from trafl.models.base import DenoiserOutput
+from trafl.models.base import DenoiserOutput, TokenIdsFromTokenizer
 from trafl.models.tokenizer import CharTokenizer
 
 
@@ -104,7 +104,7 @@ class Block(nn.Module):
         return h + self.down(F.silu(gate) * up), fresh
 
 
-class TinyDiffusionLM(nn.Module):
+class TinyDiffusionLM(TokenIdsFromTokenizer, nn.Module):
     """The embedded denoiser; implements :class:`trafl.models.base.DiffusionLM`."""
 
     model_type = "tiny"
@@ -133,18 +133,6 @@ class TinyDiffusionLM(nn.Module):
     def _init(module: nn.Module) -> None:
         if isinstance(module, nn.Linear | nn.Embedding):
             nn.init.normal_(module.weight, std=0.02)
-
-    @property
-    def mask_token_id(self) -> int:
-        return self.tokenizer.mask_token_id
-
-    @property
-    def eos_token_id(self) -> int:
-        return self.tokenizer.eos_token_id
-
-    @property
-    def pad_token_id(self) -> int:
-        return self.tokenizer.pad_token_id
 
     def forward(
         self,
