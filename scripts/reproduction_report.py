@@ -171,8 +171,9 @@ def report(root: Path, out: Path) -> None:
         f"{root} --out {out}` from the runs of `bash scripts/reproduce.sh` (each seed is one "
         "`trafl demo` with all six methods). Setting: the shipped Countdown base "
         "(`models/countdown-base`); every method post-trained from it for 30 steps of 16 "
-        "prompts x 8 rollouts (lr 1e-4, each objective's own defaults otherwise, see the README "
-        f"table); evaluated on the first {first['num_problems']} test problems x "
+        "prompts x 8 rollouts (a constant lr of 1e-4 for every method, no warm-up; each "
+        "objective's own defaults otherwise, e.g. mu = 12 inner updates for d1 and wd1, see the "
+        f"README table); evaluated on the first {first['num_problems']} test problems x "
         f"{first['num_samples']} samples at temperature 1, L = {', '.join(lengths)} "
         "(steps = L/2). A seed sets training and evaluation sampling; the base is evaluated "
         "again under every seed.",
