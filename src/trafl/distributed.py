@@ -70,18 +70,25 @@ class Distributed:
         return torch.cat(parts)
 
     def average_gradients(self, params: list[torch.nn.Parameter]) -> None:
-        """Replace every gradient by its mean over ranks (a parameter without a gradient on
-        one rank contributes zeros there, as in DDP with unused parameters)."""
+        """Replace every gradient by its mean over ranks. A parameter with a gradient on some
+        rank only gets zeros elsewhere (as DDP does); one with none on any rank keeps None, so
+        the optimizer skips it exactly as one process would."""
         if not self.enabled:
             return
-        for p in params:
+        has = torch.tensor([p.grad is not None for p in params], dtype=torch.float32,
+                           device=self.device)  # fmt: skip
+        dist.all_reduce(has)
+        used = [p for p, h in zip(params, has.tolist(), strict=True) if h > 0]
+        for p in used:
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
-        flat = torch.cat([p.grad.reshape(-1) for p in params])  # one bucket
+        if not used:
+            return
+        flat = torch.cat([p.grad.reshape(-1) for p in used])  # one bucket
         dist.all_reduce(flat)
         flat /= self.world_size
         offset = 0
-        for p in params:
+        for p in used:
             p.grad.copy_(flat[offset : offset + p.numel()].view_as(p))
             offset += p.numel()
 
