@@ -70,7 +70,7 @@ def test_gradient_does_not_depend_on_micro_batch_size(
     cfg = config(tmp_path, tiny_path, f"objective.name={objective}", *extra,
                  f"rollout.group_size={group_size}", f"rollout.prompts_per_step={rows // group_size}")  # fmt: skip
     trainer = Trainer(cfg)
-    _, batch, _ = trainer.rollouts()
+    batch = trainer.rollouts().batch
     batch.rewards = (torch.arange(rows) % 3 == 0).float()  # a random model never solves anything
     prepared = trainer.objective.prepare(batch.rewards, batch.group, group_size,
                                          lengths=batch.completion_mask.sum(1))  # fmt: skip

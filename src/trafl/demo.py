@@ -11,6 +11,7 @@ stays above the base at every k and length. Finished stages are reused on a seco
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -74,12 +75,15 @@ def run_demo(cfg: DemoConfig) -> Path:
     return out / "report.md"
 
 
-def train_config(cfg: DemoConfig, method: str, run_dir: Path) -> TrainConfig:
+def train_config(
+    cfg: DemoConfig, method: str, run_dir: Path, extra: Sequence[str] = ()
+) -> TrainConfig:
+    """The demo's training run for ``method``; ``extra`` overrides come last (ablations)."""
     overrides = [
         f"objective.name={method}", f"steps={cfg.steps}",
         f"rollout.prompts_per_step={cfg.prompts_per_step}", f"rollout.group_size={cfg.group_size}",
         f"optim.lr={cfg.lr}", f"seed={cfg.seed}", f"out_dir={run_dir}", f"device={cfg.device}",
-        f"ckpt_every={max(1, cfg.steps // 3)}", "resume=true",
+        f"ckpt_every={max(1, cfg.steps // 3)}", "resume=true", *extra,
     ]  # fmt: skip
     model = {"model": to_dict(cfg.base)}
     return load_config(

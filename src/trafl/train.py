@@ -102,6 +102,17 @@ class TrainConfig:
         return data
 
 
+@dataclass
+class StepRollouts:
+    """One step's rollouts: this rank's scored samples and rows, the whole batch (all ranks'
+    rows in rank order; the same object in one process) and where this rank's rows sit in it."""
+
+    scored: ScoredRollout
+    batch: RolloutBatch
+    full: RolloutBatch
+    rows: slice
+
+
 class Trainer:
     """Holds the run's state; :meth:`train` is the loop."""
 
@@ -146,8 +157,9 @@ class Trainer:
         with make_progress(disable=not main) as progress:
             bar = progress.add_task(cfg.objective.name, total=cfg.steps, completed=self.step)
             while self.step < cfg.steps:
-                scored, batch, full = self.rollouts()
-                metrics = self.update(batch, full)
+                step = self.rollouts()
+                scored, batch, full = step.scored, step.batch, step.full
+                metrics = self.update(step)
                 self.step += 1
                 metrics |= self.dist.mean(rollout_metrics(scored, batch))
                 metrics |= {"reward": float(full.rewards.mean()),
@@ -171,19 +183,16 @@ class Trainer:
         self.dist.barrier()
         return final
 
-    def rollouts(self) -> tuple[ScoredRollout, RolloutBatch, RolloutBatch]:
-        """B prompts x G samples from the current policy, scored; no grad. Returns this rank's
-        scored rollouts, its batch, and the whole batch (all ranks' rows; the same object in
-        one process)."""
+    def rollouts(self) -> StepRollouts:
+        """B prompts x G samples from the current policy, scored; no grad."""
         cfg = self.cfg.rollout
         g = cfg.group_size
         problems = self.task.sample_train(cfg.prompts_per_step, self.data_rng)  # all ranks
         mine = self.dist.shard(len(problems))  # this rank's whole groups
-        self.local_rows = slice(mine.start * g, mine.stop * g)
+        rows = slice(mine.start * g, mine.stop * g)
         prompts = [self.task.prompt(p) for p in problems]  # one prompt width on every rank
         width = max(len(self.policy.tokenizer.encode_prompt(p)) for p in prompts)
-        generators = [self.row_generator(i) for i in range(self.local_rows.start,
-                                                           self.local_rows.stop)]  # fmt: skip
+        generators = [self.row_generator(i) for i in range(rows.start, rows.stop)]
         scored = rollout_task(self.policy, self.task, problems[mine], g, cfg.sampler,
                               generators, pad_to=width)  # fmt: skip
         r = scored.rollout
@@ -196,7 +205,7 @@ class Trainer:
             group=(scored.group + mine.start).to(self.device),  # global prompt index
             trajectory=r.trajectory,
         )
-        return scored, batch, self.gather_batch(batch)
+        return StepRollouts(scored, batch, self.gather_batch(batch), rows)
 
     def row_generator(self, row: int) -> torch.Generator:
         """Rollout noise keyed by (seed, step, global row): the same completion whichever rank
@@ -218,10 +227,10 @@ class Trainer:
             trajectory=type(t)(g(t.reveal_step), g(t.token_logp), g(t.sample_logp)),
         )  # fmt: skip
 
-    def update(self, batch: RolloutBatch, full: RolloutBatch) -> dict[str, Any]:
+    def update(self, step: StepRollouts) -> dict[str, Any]:
         """mu optimiser steps on one rollout batch; returns averaged metrics. Batch statistics
-        and random masks come from the whole batch ``full``; this rank keeps its rows."""
-        g, mine = self.cfg.rollout.group_size, self.local_rows
+        and random masks come from the whole batch ``step.full``; this rank keeps its rows."""
+        g, mine, batch, full = self.cfg.rollout.group_size, step.rows, step.batch, step.full
         prepared = self.objective.prepare(full.rewards, full.group, g,
                                           lengths=full.completion_mask.sum(1))  # fmt: skip
         prepared = {key: v[mine] for key, v in prepared.items()}

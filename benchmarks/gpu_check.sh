@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The issue-5 measurements on one CUDA GPU, in under 5 minutes, for whoever has one.
+#
+#   bash benchmarks/gpu_check.sh            # results in benchmarks/gpu/ (or $OUT if set)
+#
+# Same scripts as on the CPU (benchmarks/RESULTS.md), on the shipped Countdown base:
+#   1. sampler modes (plain, parallel, prefix/dual cache): tokens/s ratios and accuracy;
+#   2. time and peak CUDA memory per RL step of every objective;
+#   3. growth with generation length and batch size (log-log plot).
+# Each part has its own time limit so one slow part cannot eat the others' time.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-.venv/bin/python}
+DEST=${OUT:-benchmarks/gpu}
+mkdir -p "$DEST"
+export HF_HUB_OFFLINE=1
+{
+  date -u
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+  "$PYTHON" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
+} | tee "$DEST/machine.txt"
+
+run() {  # run LIMIT NAME CMD...: one part, its log kept whatever happens
+  local limit=$1 name=$2; shift 2
+  echo "== $name (limit ${limit}s)"
+  timeout "$limit" "$@" 2>&1 | tee "$DEST/$name.log"
+  echo "== $name exit ${PIPESTATUS[0]}"
+}
+
+run 80 sampler_modes "$PYTHON" benchmarks/sampler_modes.py --device cuda --problems 256 \
+  --samples 32 --out "$DEST/sampler_modes.json"
+run 100 step_time "$PYTHON" benchmarks/step_time.py --device cuda --steps 2 \
+  --out "$DEST/step_time.json"
+run 90 scaling "$PYTHON" benchmarks/scaling.py --device cuda --lengths 32 64 128 256 \
+  --batches 64 256 1024 --fixed-batch 256 --fixed-length 64 --out "$DEST/scaling"
+ls -l "$DEST"
