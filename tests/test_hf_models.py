@@ -185,6 +185,16 @@ def test_chat_template_is_applied_to_prompts(hf):
     assert plain.tokenizer.encode_prompt("1 2 -> 3:") == plain.tokenizer.encode("1 2 -> 3:")
 
 
+def test_response_prefix_follows_the_template(hf):
+    """d1's evaluation starts the assistant turn with "<reasoning>" (model.response_prefix)."""
+    model = load_model(replace(hf["llama"], response_prefix="12"))
+    assert model.tokenizer.decode(model.tokenizer.encode_prompt("1 2 -> 3:")) == (
+        "<user>1 2 -> 3:<assistant>12"
+    )
+    plain = load_model(replace(hf["llama"], chat_template=False, response_prefix="12"))
+    assert plain.tokenizer.encode_prompt("3:") == plain.tokenizer.encode("3:12")
+
+
 def test_bf16_weights_give_float32_log_probabilities(hf):
     model = load_model(replace(hf["llama"], dtype="bfloat16"))
     assert {p.dtype for p in model.parameters()} == {torch.bfloat16}

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tests.conftest import make_tiny
-from trafl.models import CharTokenizer, DiffusionLM, load_model
+from trafl.models import CharTokenizer, DiffusionLM, ModelConfig, load_model
 
 
 def test_implements_the_protocol_and_ids_come_from_the_tokenizer(tiny_model):
@@ -47,6 +47,9 @@ def test_save_and_load_round_trip(tmp_path, tiny_model):
     loaded = load_model(tmp_path / "m")
     x = torch.tensor([tiny_model.tokenizer.encode("3 7 12 -> 25:")])
     torch.testing.assert_close(loaded(x).logits, tiny_model(x).logits, atol=0, rtol=0)
+    assert loaded.tokenizer.encode_prompt("3 7 -> 21:") == loaded.tokenizer.encode("3 7 -> 21:")
+    prefixed = load_model(ModelConfig(path=str(tmp_path / "m"), response_prefix="3*"))
+    assert prefixed.tokenizer.encode_prompt("3 7 -> 21:") == loaded.tokenizer.encode("3 7 -> 21:3*")
 
 
 def test_load_errors_are_clear(tmp_path):

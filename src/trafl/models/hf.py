@@ -20,6 +20,9 @@ them, and is handled here once:
   ``mask_token_id`` there), else from the tokenizer; never from constants.
 * **Prompts.** With ``model.chat_template`` (the default) and a tokenizer that has a template,
   a prompt becomes one user turn followed by the assistant header, as d1 and its successors do.
+  ``model.response_prefix`` is appended after it (d1's evaluation uses ``"<reasoning>"``; the
+  completion then starts inside the reasoning block, so d1's strict format reward, which looks
+  for the opening tag in the completion, should not be used with a prefix).
 
 transformers and peft are imported only when such a model is loaded (they take seconds).
 """
@@ -46,8 +49,11 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 class HFTokenizer:
     """A transformers tokenizer with the special ids trafl uses resolved once."""
 
-    def __init__(self, tokenizer: Any, config: Any, chat_template: bool = True) -> None:
+    def __init__(
+        self, tokenizer: Any, config: Any, chat_template: bool = True, response_prefix: str = ""
+    ) -> None:
         self.hf = tokenizer
+        self.response_prefix = response_prefix  # encoded after the prompt (model.response_prefix)
         self.mask_token_id = _special_id("mask", config, tokenizer, ("mask_token_id",))
         self.eos_token_id = _special_id("EOS", config, tokenizer, ("eos_token_id", "sep_token_id"))
         try:
@@ -70,10 +76,11 @@ class HFTokenizer:
 
     def encode_prompt(self, text: str) -> list[int]:
         if not self.use_chat_template:
-            return list(self.hf(text, add_special_tokens=True)["input_ids"])
+            ids = list(self.hf(text, add_special_tokens=True)["input_ids"])
+            return ids + (self.encode(self.response_prefix) if self.response_prefix else [])
         messages = [{"role": "user", "content": text}]
         chat = self.hf.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        return self.encode(chat)  # the template spells out BOS itself
+        return self.encode(chat + self.response_prefix)  # the template spells out BOS itself
 
     def decode(self, ids: list[int]) -> str:
         return self.hf.decode(ids, skip_special_tokens=True)
@@ -211,7 +218,9 @@ class HFDiffusionLM(TokenIdsFromTokenizer, nn.Module):
         tokenizer = transformers.AutoTokenizer.from_pretrained(
             path, trust_remote_code=cfg.trust_remote_code
         )
-        adapter = cls(model, HFTokenizer(tokenizer, model.config, cfg.chat_template))
+        adapter = cls(
+            model, HFTokenizer(tokenizer, model.config, cfg.chat_template, cfg.response_prefix)
+        )
         if cfg.gradient_checkpointing:
             adapter.enable_gradient_checkpointing()
         return adapter.eval()

@@ -45,6 +45,9 @@ class ModelConfig:
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: as stored
     trust_remote_code: bool = False  # LLaDA and Dream ship their modeling code on the hub
     chat_template: bool = True  # apply the tokenizer's chat template to prompts, if it has one
+    # text put after the (templated) prompt, where the response starts: d1's evaluation
+    # starts the assistant turn with "<reasoning>"; our default is nothing
+    response_prefix: str = ""
     attn_implementation: str | None = None  # transformers': sdpa, eager, flash_attention_2
     gradient_checkpointing: bool = False
     load_in_4bit: bool = False  # NF4 weights via bitsandbytes (CUDA only); train with LoRA
@@ -69,7 +72,7 @@ def load_model(spec: str | Path | ModelConfig) -> DiffusionLM:
     model_type = cfg.type if cfg.type != AUTO else infer_type(source, read_config_json(source))
     entry = MODEL_TYPES.get(model_type)
     if hasattr(entry, "load"):  # the transformers adapters take the whole config
-        return entry.load(source, cfg)
+        return entry.load(source, cfg)  # they pass cfg.response_prefix to HFTokenizer
     for key in ("load_in_4bit", "gradient_checkpointing"):
         if getattr(cfg, key):
             raise ValueError(
@@ -77,6 +80,7 @@ def load_model(spec: str | Path | ModelConfig) -> DiffusionLM:
                 f"(llada, dream, hf_masked_lm), not by {model_type!r}"
             )
     model = entry.from_pretrained(source)
+    model.tokenizer.response_prefix = cfg.response_prefix
     return model.to(DTYPES[cfg.dtype]) if cfg.dtype != AUTO else model
 
 

@@ -40,9 +40,11 @@ class CharTokenizer:
                 f"character {err.args[0]!r} is not in the tokenizer's alphabet {self.alphabet!r}"
             ) from None
 
+    response_prefix: str = ""  # appended to every prompt (model.response_prefix)
+
     def encode_prompt(self, text: str) -> list[int]:
-        """Prompts are plain text here (no chat template)."""
-        return self.encode(text)
+        """Prompts are plain text here (no chat template), then the response prefix."""
+        return self.encode(text + self.response_prefix)
 
     def decode(self, ids: list[int]) -> str:
         n = len(SPECIALS)
