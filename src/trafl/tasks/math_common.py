@@ -52,7 +52,7 @@ PROMPT_STYLES = ("d1_train", "d1_eval")
 
 @dataclass
 class HubDataConfig:
-    """Where a hub task's problems come from. ``path`` (a local .json/.jsonl/.parquet file)
+    """Where a hub task's problems come from. ``path`` (a local .json/.jsonl/.csv/.parquet file)
     wins over ``dataset``/``subset``/``split`` (a hub id, the default). Training problems come
     from ``train_path``, else from ``train_dataset`` (``dataset`` when None) at ``train_split``."""
 

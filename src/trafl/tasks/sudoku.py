@@ -7,9 +7,8 @@ Data: d1 ships its puzzles as CSV files in its repository (``dataset/4x4_sudoku_
 to train, ``dataset/4x4_test_sudoku.csv`` to test; columns ``Puzzle``, ``Solution``). The hub
 mirror ``Mayfull/sudoku`` (fields ``puzzle``, ``solution``; ``train`` 1M and ``test`` 500
 puzzles), whose card says it is the set of d1, d2 and SPG, is the default. To compare with d1's
-numbers exactly, point ``task.path`` (and ``task.train_path``) at d1's CSV files: ``.csv`` is
-read here, in either column spelling, besides the JSON/JSONL/parquet of
-:func:`trafl.tasks.data.load_records`.
+numbers exactly, point ``task.path`` (and ``task.train_path``) at d1's CSV files
+(:func:`trafl.tasks.data.read_local` reads CSV; either column spelling works).
 
 Prompt: d1's ``SUDOKU_SYSTEM_PROMPT + "\\n\\nSolve the following Sudoku puzzle: " + puzzle +
 "\\n"`` (user turn).
@@ -22,15 +21,13 @@ without an answer block (``cells_weight``). Components: ``cells`` (that fraction
 
 from __future__ import annotations
 
-import csv
 import random
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 from trafl.tasks import TASKS
 from trafl.tasks.base import Problem
-from trafl.tasks.data import DataError, Record
+from trafl.tasks.data import Record
 from trafl.tasks.math_common import HubDataConfig, HubTask, field_of
 
 # d1's SUDOKU_SYSTEM_PROMPT (diffu-grpo/data_utils.py), byte for byte.
@@ -111,15 +108,6 @@ class Sudoku(HubTask):
     def __init__(self, config: SudokuConfig | None = None) -> None:
         super().__init__()
         self.config = config if config is not None else SudokuConfig()
-
-    def _read(self, split: str) -> list[Record]:
-        path = self.config.path if split == "test" else self.config.train_path
-        if path and Path(path).suffix.lower() == ".csv":
-            if not Path(path).is_file():
-                raise DataError(f"data file {path!r} does not exist")
-            with open(path, newline="", encoding="utf-8") as f:
-                return list(csv.DictReader(f))
-        return super()._read(split)
 
     def to_problem(self, record: Record) -> Problem:
         puzzle = str(field_of(record, ("puzzle", "Puzzle"))).strip()
