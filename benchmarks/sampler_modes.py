@@ -22,6 +22,7 @@ import torch
 
 from trafl.batch import RolloutBatch, completion_mask_from_eos
 from trafl.evaluation import pass_at_k_curve
+from trafl.evaluation.seeds import pooled_difference
 from trafl.likelihood.trajectory import TrajectoryLogp
 from trafl.models import load_model
 from trafl.rollouts import rollout_task, subset
@@ -89,11 +90,18 @@ def main() -> None:
             "pass@1": round(curve[1], 4),
             f"pass@{args.samples}": round(curve[args.samples], 4),
             "mean_abs_logp_gap_to_exact_replay": round(replay_gap(model, scored), 5),
+            "correct_counts": correct,
         }
-        print(name, results[name], flush=True)
+        print(name, {k: v for k, v in results[name].items() if k != "correct_counts"}, flush=True)
     plain = results["plain"]["tokens_per_s"]
+    ks = [1, args.samples]
     for r in results.values():
         r["speedup_vs_plain"] = round(r["tokens_per_s"] / plain, 2)
+        # pass@k minus the plain sampler's, paired per problem, 95 % bootstrap over problems
+        diffs = pooled_difference([r["correct_counts"]], [results["plain"]["correct_counts"]],
+                                  args.samples, args.samples, ks)  # fmt: skip
+        r["pass_diff_vs_plain"] = {f"pass@{d.k}": [round(d.diff, 4), round(d.lo, 4), round(d.hi, 4)]
+                                   for d in diffs}  # fmt: skip
     meta = {"machine": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
             "device": args.device, **vars(args)}  # fmt: skip
     Path(args.out).write_text(json.dumps({"setup": meta, "modes": results}, indent=1))

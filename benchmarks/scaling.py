@@ -18,6 +18,7 @@ import platform
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -39,6 +40,38 @@ def slope(x: list[int], y: list[float]) -> float:
     return float(np.polyfit(np.log(x), np.log(y), 1)[0])
 
 
+def plot(results: dict[str, dict[str, list[dict]]], args: argparse.Namespace) -> dict[str, float]:
+    """The log-log figure (``OUT.png``); returns the fitted slopes."""
+    slopes = {}
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    for objective, by_axis in results.items():
+        for axis, rows in by_axis.items():
+            x = [r[axis] for r in rows]
+            ax = axes[0] if axis == "gen_length" else axes[1]
+            for key, style in (("sample_s", "-o"), ("update_s", "--s")):
+                y = [r[key] for r in rows]
+                slopes[f"{objective} {key} vs {axis}"] = round(slope(x, y), 2)
+                ax.plot(x, y, style, label=f"{objective} {key.removesuffix('_s')} "
+                        f"(slope {slope(x, y):.2f})")  # fmt: skip
+            ax.set_xticks(x, [str(v) for v in x])
+            mem_key = "peak_cuda_mb" if "peak_cuda_mb" in rows[0] else "peak_rss_mb"
+            axes[2].plot(x, [r[mem_key] for r in rows], "-o", label=f"{objective} vs {axis}")
+    for ax, xlabel, ylabel in ((axes[0], f"generation length (rollouts = {args.fixed_batch})", "seconds"),
+                               (axes[1], f"rollouts per step (L = {args.fixed_length})", "seconds"),
+                               (axes[2], "generation length, or rollouts per step", "peak memory (MiB)")):  # fmt: skip
+        ax.set(xscale="log", yscale="log", xlabel=xlabel, ylabel=ylabel)
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0].set_xticks(args.lengths, [str(v) for v in args.lengths])
+    axes[1].set_xticks(args.batches, [str(v) for v in args.batches])
+    fig.suptitle(f"one RL step, {args.device}: sampling and update time, peak memory")
+    fig.tight_layout()
+    fig.savefig(f"{args.out}.png", dpi=120)
+    plt.close(fig)
+    return slopes
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu")
@@ -49,7 +82,15 @@ def main() -> None:
     parser.add_argument("--fixed-length", type=int, default=32)
     parser.add_argument("--steps", type=int, default=1, help="measured steps per point")
     parser.add_argument("--out", default="benchmarks/scaling")
+    parser.add_argument("--replot", action="store_true", help="redraw OUT.png from OUT.json")
     args = parser.parse_args()
+    if args.replot:
+        saved = json.loads(Path(f"{args.out}.json").read_text())
+        for key in ("lengths", "batches", "fixed_batch", "fixed_length", "device"):
+            setattr(args, key, saved["meta"][key])
+        plot(saved["results"], args)
+        print(f"wrote {args.out}.png")
+        return
 
     grids = {"gen_length": [(n, args.fixed_batch) for n in args.lengths],
              "rollouts": [(args.fixed_length, b) for b in args.batches]}  # fmt: skip
@@ -66,28 +107,7 @@ def main() -> None:
                       f"{r['sample_s']:.2f}s update {r['update_s']:.2f}s peak {mem:.0f} MiB", flush=True)  # fmt: skip
             results.setdefault(objective, {})[axis] = rows
 
-    slopes = {}
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
-    for objective, by_axis in results.items():
-        for axis, rows in by_axis.items():
-            x = [r[axis] for r in rows]
-            for key, style in (("sample_s", "-o"), ("update_s", "--s")):
-                y = [r[key] for r in rows]
-                slopes[f"{objective} {key} vs {axis}"] = round(slope(x, y), 2)
-                ax = axes[0] if axis == "gen_length" else axes[1]
-                ax.plot(x, y, style, label=f"{objective} {key.removesuffix('_s')} "
-                        f"(slope {slope(x, y):.2f})")  # fmt: skip
-            mem_key = "peak_cuda_mb" if "peak_cuda_mb" in rows[0] else "peak_rss_mb"
-            axes[2].plot(x, [r[mem_key] for r in rows], "-o", label=f"{objective} vs {axis}")
-    for ax, xlabel, ylabel in ((axes[0], f"generation length (rollouts = {args.fixed_batch})", "seconds"),
-                               (axes[1], f"rollouts per step (L = {args.fixed_length})", "seconds"),
-                               (axes[2], "length or rollouts", "peak memory (MiB)")):  # fmt: skip
-        ax.set(xscale="log", yscale="log", xlabel=xlabel, ylabel=ylabel)
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.suptitle(f"one RL step, {args.device}: sampling and update time, peak memory")
-    fig.tight_layout()
-    fig.savefig(f"{args.out}.png", dpi=120)
+    slopes = plot(results, args)
     meta = {"machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
             "torch": torch.__version__, "device": args.device, **vars(args)}  # fmt: skip
     Path(f"{args.out}.json").write_text(
