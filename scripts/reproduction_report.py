@@ -105,6 +105,22 @@ def diversity_table(data, length: str) -> list[str]:
     return lines
 
 
+def seed_spread_table(data, lengths: list[str]) -> list[str]:
+    """Per method and length: the smallest and largest per-seed mean difference to the base."""
+    cols = [f"L={n} pass@{k}" for n in lengths for k in ("1", "64")]
+    lines = ["| method | seeds | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
+    for method in [m for m in METHODS if m in data]:
+        cells = []
+        for length in lengths:
+            by_k = {d.k: d for d in differences(data, method, length)}
+            for k in (1, max(by_k)):
+                d = by_k[k]
+                cells.append(f"{d.seed_min:+.3f} .. {d.seed_max:+.3f}")
+        seeds = len(set(data[method]) & set(data["base"]))
+        lines.append(f"| {LABELS[method]} | {seeds} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def verdict(data, method: str, lengths: list[str]) -> str:
     below, significant, cells = [], [], 0
     for length in lengths:
@@ -187,6 +203,13 @@ def report(root: Path, out: Path) -> None:
         *[f"- {verdict(data, m, lengths)}" for m in methods],
         "",
         f"![pass@k and difference to the base]({png.name})",
+        "",
+        "## Seed to seed",
+        "",
+        "Smallest .. largest per-seed mean difference to the base (each seed against its own "
+        "base evaluation): how far one run of a method can land from another.",
+        "",
+        *seed_spread_table(data, lengths),
         "",
     ]
     for length in lengths:
