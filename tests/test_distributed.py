@@ -50,17 +50,23 @@ def weights(run: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("objective", ["trafl", "diffu_grpo"])
-def test_two_ranks_equal_one_process_and_resume(tmp_path, objective):
+@pytest.mark.parametrize(
+    ("objective", "fsdp"), [("trafl", False), ("diffu_grpo", False), ("trafl", True)]
+)
+def test_two_ranks_equal_one_process_and_resume(tmp_path, objective, fsdp):
+    """Plain data parallelism, and with fsdp=true the weights, gradients and Adam moments
+    sharded over the two ranks (trafl keeps a sharded frozen reference and an unsharded log Z
+    head beside the sharded policy)."""
     model = Path("models/countdown-base")  # the shipped base earns rewards: gradients are real
     single = tmp_path / "single"
     train(load_config(TrainConfig, None, overrides(model, single, objective, 3)))
 
     # two ranks: 2 steps with a checkpoint, then resume to 3 (constant lr: the same schedule)
     double = tmp_path / "double"
+    sharding = {"fsdp": "true"} if fsdp else {}
     phases = [
-        overrides(model, double, objective, 2, ckpt_every=2),
-        overrides(model, double, objective, 3, resume="true"),
+        overrides(model, double, objective, 2, ckpt_every=2, **sharding),
+        overrides(model, double, objective, 3, resume="true", **sharding),
     ]
     mp.spawn(_rank, args=(2, f"file://{tmp_path / 'rendezvous'}", phases), nprocs=2)
 
@@ -74,6 +80,12 @@ def test_two_ranks_equal_one_process_and_resume(tmp_path, objective):
         f"{worst}: |2 ranks - 1 process| = {gap:.2e}, moved {moved:.2e}"
     )
     assert (double / "checkpoint-2").is_dir()
+    shards = sorted(p.name for p in (double / "checkpoint-2").glob("optimizer.rank*.pt"))
+    assert shards == (["optimizer.rank0.pt", "optimizer.rank1.pt"] if fsdp else [])
+    if fsdp:  # each rank kept about half of the Adam moments: the state really was sharded
+        shard = torch.load(double / "checkpoint-2" / shards[0], weights_only=False)
+        held = sum(e["exp_avg"].numel() for e in shard["state"].values())
+        assert 0.45 < held / sum(t.numel() for t in base.values()) < 0.55
     rows = (double / "metrics.jsonl").read_text().splitlines()
     assert len(rows) == 3  # rank 0 alone logs, and the resumed run continued its log
     assert (single / "metrics.jsonl").read_text().count("\n") == 3
@@ -87,3 +99,24 @@ def test_groups_must_divide_across_ranks():
     assert d.shard(8) == slice(2, 4)
     with pytest.raises(ValueError, match="multiple of the number of processes"):
         d.shard(6)
+
+
+def test_fsdp_settings_it_cannot_run_with_are_errors(tmp_path):
+    from trafl.sharding import check_fsdp, transformer_blocks
+
+    def cfg(*extra):
+        return load_config(TrainConfig, None, [*overrides(Path("m"), tmp_path, "trafl", 1), *extra])
+
+    check_fsdp(cfg(), 2)
+    with pytest.raises(ValueError, match="several processes"):
+        check_fsdp(cfg(), 1)
+    with pytest.raises(ValueError, match="with LoRA"):
+        check_fsdp(cfg("model.lora.rank=8"), 2)
+    with pytest.raises(ValueError, match="plain sampler schedule"):
+        check_fsdp(cfg("rollout.sampler.parallel_threshold=0.9"), 2)
+    with pytest.raises(ValueError, match="plain sampler schedule"):
+        check_fsdp(cfg("rollout.sampler.cache=prefix"), 2)
+    from tests.conftest import make_tiny
+
+    tiny = make_tiny(num_layers=3)
+    assert transformer_blocks(tiny) == list(tiny.blocks)

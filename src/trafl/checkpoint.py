@@ -83,20 +83,27 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_policy(policy: Any, folder: str | Path, model_cfg: Any) -> None:
+def save_policy(
+    policy: Any, folder: str | Path, model_cfg: Any, state_dict: dict[str, Any] | None = None
+) -> None:
     """Write ``policy`` to ``folder``: the adapter and its base's name for a LoRA policy, the
-    whole model otherwise (``model_cfg`` is the run's :class:`trafl.models.ModelConfig`)."""
+    whole model otherwise (``model_cfg`` is the run's :class:`trafl.models.ModelConfig`).
+    ``state_dict``: the whole weights of a sharded policy, gathered (trafl.sharding)."""
     from trafl.models.loading import BASE_MODEL_FILE, base_model_record
     from trafl.models.lora import is_lora
 
-    policy.save_pretrained(folder)
+    if state_dict is not None:
+        policy.save_pretrained(folder, state_dict=state_dict)
+    else:
+        policy.save_pretrained(folder)
     if is_lora(policy):
         record = base_model_record(model_cfg, policy)
         (Path(folder) / BASE_MODEL_FILE).write_text(json.dumps(record, indent=1))
 
 
-def restore_policy(policy: Any, folder: str | Path, model_cfg: Any) -> None:
-    """Load weights written by :func:`save_policy` into the live ``policy`` (resume)."""
+def restore_policy(policy: Any, folder: str | Path, model_cfg: Any, sharded: bool = False) -> None:
+    """Load weights written by :func:`save_policy` into the live ``policy`` (resume); a
+    ``sharded`` policy takes them through trafl.sharding (collective)."""
     from dataclasses import replace
 
     from trafl.models.loading import load_model
@@ -106,4 +113,9 @@ def restore_policy(policy: Any, folder: str | Path, model_cfg: Any) -> None:
         load_adapter_weights(policy, folder)
         return
     saved = load_model(replace(model_cfg, path=str(folder), lora=LoraConfig()))
+    if sharded:
+        from trafl.sharding import load_full_state_dict
+
+        load_full_state_dict(policy, saved.state_dict())  # type: ignore[attr-defined]
+        return
     policy.load_state_dict(saved.state_dict())  # type: ignore[attr-defined]

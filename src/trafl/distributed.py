@@ -16,8 +16,8 @@ What is split and what is not, so that W ranks compute the SAME update as one pr
   (an all-reduce, exactly what DDP does), so clipping and the optimizer step are identical.
 * Only rank 0 writes logs, completions and checkpoints; every rank reads a checkpoint on resume.
 
-This is plain data parallelism: every rank holds the whole model (LoRA keeps 8B models within
-one GPU). Sharded weights (FSDP / ZeRO-3) are not supported yet.
+By default every rank holds the whole model (LoRA keeps 8B models within one GPU);
+``fsdp=true`` shards weights, gradients and optimizer state (trafl.sharding).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch.distributed.tensor import DTensor
 
 
 class Distributed:
@@ -75,6 +76,7 @@ class Distributed:
         the optimizer skips it exactly as one process would."""
         if not self.enabled:
             return
+        params = [p for p in params if not isinstance(p, DTensor)]  # FSDP reduces its own
         has = torch.tensor([p.grad is not None for p in params], dtype=torch.float32,
                            device=self.device)  # fmt: skip
         dist.all_reduce(has)
@@ -104,6 +106,14 @@ class Distributed:
     def barrier(self) -> None:
         if self.enabled:
             dist.barrier()
+
+    def gather_objects(self, obj: Any) -> list[Any] | None:
+        """Every rank's ``obj`` on rank 0 (in rank order), None elsewhere; ``[obj]`` alone."""
+        if not self.enabled:
+            return [obj]
+        out: list[Any] | None = [None] * self.world_size if self.is_main else None
+        dist.gather_object(obj, out, dst=0)
+        return out
 
     def broadcast_object(self, obj: Any) -> Any:
         if not self.enabled:

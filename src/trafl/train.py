@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,13 @@ from trafl.runtime import (
     seed_everything,
 )
 from trafl.sampling import SamplerConfig
+from trafl.sharding import (
+    check_fsdp,
+    clip_grad_norm,
+    load_local_optimizer_state,
+    local_optimizer_state,
+    shard_model,
+)
 from trafl.tasks import TASKS
 
 
@@ -83,6 +91,10 @@ class TrainConfig:
     max_bad_steps: int = 5  # stop after this many non-finite updates in a row
     resume: bool = False
     device: str = "auto"
+    # shard weights, gradients and optimizer state over the ranks (FSDP2, trafl.sharding);
+    # needs several processes and a full-weight policy. None: as the launcher says (an
+    # accelerate config with distributed_type FSDP sets ACCELERATE_USE_FSDP=true), else off
+    fsdp: bool | None = None
 
     def __post_init__(self) -> None:
         self.model = ModelConfig.coerce(self.model)
@@ -128,6 +140,13 @@ class Trainer:
         self.estimator = ESTIMATORS.get(cfg.estimator.name)(cfg.estimator)
         # pi_ref: the adapter-disabled policy under LoRA, else a frozen copy (trafl.reference)
         self.reference = reference_model(self.policy) if self.objective.needs_reference else None
+        if cfg.fsdp is None:
+            cfg.fsdp = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() in ("1", "true")
+        if cfg.fsdp:  # before the optimizer: sharding replaces the parameters
+            check_fsdp(cfg, self.dist.world_size)
+            for model in (self.policy, self.reference):
+                if model is not None:
+                    shard_model(model, self.device, self.dist.world_size)
         self.mu = cfg.inner_updates or self.objective.default_inner_updates
         total_updates = cfg.steps * self.mu
         groups = decay_groups(self.policy) + self.objective.param_groups(cfg.optim.lr)
@@ -164,8 +183,8 @@ class Trainer:
                 metrics |= self.dist.mean(rollout_metrics(scored, batch))
                 metrics |= {"reward": float(full.rewards.mean()),
                             "reward_std": float(full.rewards.std()) if full.num_rows > 1 else 0.0}  # fmt: skip
-                if main and cfg.eval_every > 0 and self.step % cfg.eval_every == 0:
-                    metrics["eval_greedy_accuracy"] = self.evaluate()
+                if cfg.eval_every > 0 and self.step % cfg.eval_every == 0 and (main or cfg.fsdp):
+                    metrics["eval_greedy_accuracy"] = self.evaluate()  # sharded: every rank
                 if main and (self.step % cfg.log_every == 0 or self.step == cfg.steps):
                     self.metrics_log.log(self.step, metrics)
                     keys = ["reward", "loss", "grad_norm", *self.objective_keys(metrics)]
@@ -176,8 +195,10 @@ class Trainer:
                     self.save_checkpoint()
                 progress.advance(bar)
         final = self.out / "model"
+        weights = self.gathered_weights()  # collective when sharded
         if main:
-            final = save_atomic(self.out, "model", self.save_model, update_latest=False)
+            final = save_atomic(self.out, "model", lambda f: self.save_model(f, weights),
+                                update_latest=False)  # fmt: skip
             self.metrics_log.close()
             console.print(f"saved {final}")
         self.dist.barrier()
@@ -291,7 +312,10 @@ class Trainer:
         self.dist.average_gradients(params)  # the data-parallel mean (no-op in one process)
         loss = torch.tensor(self.dist.mean({"loss": float(loss)})["loss"])
         clip = self.cfg.optim.grad_clip if self.cfg.optim.grad_clip > 0 else float("inf")
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
+        if self.cfg.fsdp:
+            grad_norm = clip_grad_norm(params, clip)
+        else:
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
         finite = bool(torch.isfinite(loss)) and bool(torch.isfinite(grad_norm))
         if finite:
             self.optimizer.step()
@@ -360,20 +384,36 @@ class Trainer:
                 )
 
     # ------------------------------------------------------------------ checkpoints
-    def save_model(self, folder: Path) -> None:
+    def gathered_weights(self) -> dict[str, torch.Tensor] | None:
+        """Sharded: the whole weights on rank 0 (collective); else None (use the live model)."""
+        if not self.cfg.fsdp:
+            return None
+        from trafl.sharding import full_state_dict
+
+        return full_state_dict(self.policy)
+
+    def save_model(self, folder: Path, weights: dict[str, torch.Tensor] | None = None) -> None:
         """The policy's weights: only the adapter under LoRA (trafl export merges it)."""
-        save_policy(self.policy, folder, self.cfg.model)
+        save_policy(self.policy, folder, self.cfg.model, state_dict=weights)
 
     def save_checkpoint(self) -> None:
+        weights = self.gathered_weights()  # collective when sharded, like the optimizer shards
+        shards = (
+            self.dist.gather_objects(local_optimizer_state(self.optimizer))
+            if self.cfg.fsdp
+            else None
+        )
         if not self.dist.is_main:  # rank 0 writes; the others wait until it is complete
             self.dist.barrier()
             return
 
         def write(folder: Path) -> None:
-            self.save_model(folder / "model")
+            self.save_model(folder / "model", weights)
+            for rank, shard in enumerate(shards or []):
+                torch.save(shard, folder / f"optimizer.rank{rank}.pt")
             torch.save({
                 "objective": self.objective.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
+                "optimizer": None if shards else self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "data_rng": self.data_rng.getstate(),
                 "mask_gen": self.mask_gen.get_state(),
@@ -395,10 +435,22 @@ class Trainer:
             if self.metrics_log is not None:  # rows of a run killed before its first checkpoint
                 self.metrics_log.truncate_after(0)
             return
-        restore_policy(self.policy, ckpt / "model", self.cfg.model)
+        restore_policy(self.policy, ckpt / "model", self.cfg.model, sharded=self.cfg.fsdp)
         state = torch.load(ckpt / "state.pt", weights_only=False, map_location=self.device)
         self.objective.load_state_dict(state["objective"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        if self.cfg.fsdp:
+            shard_file = ckpt / f"optimizer.rank{self.dist.rank}.pt"
+            if state["optimizer"] is not None or not shard_file.is_file():
+                raise ValueError(
+                    f"{ckpt} was not written by a sharded run with {self.dist.world_size} ranks; "
+                    "resume it with the same fsdp setting and number of processes"
+                )
+            shard = torch.load(shard_file, weights_only=False, map_location=self.device)
+            load_local_optimizer_state(self.optimizer, shard)
+        elif state["optimizer"] is None:
+            raise ValueError(f"{ckpt} holds sharded optimizer state; resume it with fsdp=true")
+        else:
+            self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.data_rng.setstate(state["data_rng"])
         self.mask_gen.set_state(state["mask_gen"])

@@ -188,11 +188,18 @@ class HFDiffusionLM(TokenIdsFromTokenizer, nn.Module):
             "transformers' gradient checkpointing nor LLaDA's set_activation_checkpointing"
         )
 
-    def save_pretrained(self, path: str | Path) -> None:
+    def save_pretrained(
+        self, path: str | Path, state_dict: dict[str, torch.Tensor] | None = None
+    ) -> None:
         """A folder transformers (and :func:`trafl.models.load_model`) reloads, custom modeling
-        code included; ``config.json`` records which trafl adapter it belongs to."""
+        code included; ``config.json`` records which trafl adapter it belongs to.
+        ``state_dict`` (this module's keys) replaces the live weights (trafl.sharding)."""
         setattr(self.model.config, TRAFL_TYPE_KEY, self.model_type)
-        self.model.save_pretrained(str(path))
+        if state_dict is not None:
+            inner = {k.removeprefix("model."): v for k, v in state_dict.items()}
+            self.model.save_pretrained(str(path), state_dict=inner)
+        else:
+            self.model.save_pretrained(str(path))
         self.tokenizer.hf.save_pretrained(str(path))
 
     @classmethod

@@ -179,7 +179,16 @@ class TinyDiffusionLM(TokenIdsFromTokenizer, nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def save_pretrained(self, path: str | Path) -> None:
+    def save_pretrained(
+        self, path: str | Path, state_dict: dict[str, torch.Tensor] | None = None
+    ) -> None:
+        """Write the model folder; ``state_dict`` (this module's keys) replaces the live weights,
+        e.g. the whole weights gathered from a sharded model (trafl.sharding)."""
+        if state_dict is not None:
+            twin = type(self)(self.config, self.tokenizer)
+            twin.load_state_dict(state_dict)
+            twin.save_pretrained(path)
+            return
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         meta = {"model_type": self.model_type, **asdict(self.config)}
