@@ -196,7 +196,8 @@ def report(root: Path, out: Path) -> None:
         "",
         "Differences to the base are pooled over seeds per problem and bootstrapped over "
         "problems (`trafl.evaluation.seeds`); ▼ marks a 95 % interval entirely below 0, ▲ one "
-        "entirely above.",
+        "entirely above. What TraFL's open knobs (lr, beta, reward normalisation, K, log Z) "
+        "change: [ABLATION.md](ABLATION.md) (`python scripts/ablation.py`).",
         "",
         "## Verdicts",
         "",
