@@ -63,8 +63,8 @@ VARIANTS = [
 BY_NAME = {v.name: v for v in VARIANTS}
 # what `python scripts/ablation.py` runs and docs/ABLATION.md shows (about 40 min on 2 cores);
 # the other variants run with --only NAME ...
-DEFAULT = ["default", "lr3e-5", "beta128", "beta8", "loo", "vargrad", "K8", "path_lr3e-5",
-           "d1_lr3e-5"]  # fmt: skip
+DEFAULT = ["default", "lr3e-5", "beta128", "beta8", "loo", "vargrad", "K8", "iid",
+           "path_lr3e-5", "d1_lr3e-5"]  # fmt: skip
 REPRO = Path("runs/repro/seed0")
 LENGTHS = [16, 32]
 
