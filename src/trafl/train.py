@@ -50,6 +50,7 @@ from trafl.sampling import SamplerConfig
 from trafl.sharding import (
     check_fsdp,
     clip_grad_norm,
+    full_state_dict,
     load_local_optimizer_state,
     local_optimizer_state,
     shard_model,
@@ -386,11 +387,7 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
     def gathered_weights(self) -> dict[str, torch.Tensor] | None:
         """Sharded: the whole weights on rank 0 (collective); else None (use the live model)."""
-        if not self.cfg.fsdp:
-            return None
-        from trafl.sharding import full_state_dict
-
-        return full_state_dict(self.policy)
+        return full_state_dict(self.policy) if self.cfg.fsdp else None
 
     def save_model(self, folder: Path, weights: dict[str, torch.Tensor] | None = None) -> None:
         """The policy's weights: only the adapter under LoRA (trafl export merges it)."""
