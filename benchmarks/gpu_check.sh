@@ -6,7 +6,8 @@
 # Same scripts as on the CPU (benchmarks/RESULTS.md), on the shipped Countdown base:
 #   1. sampler modes (plain, parallel, prefix/dual cache): tokens/s ratios and accuracy;
 #   2. time and peak CUDA memory per RL step of every objective;
-#   3. growth with generation length and batch size (log-log plot).
+#   3. growth with generation length and batch size (log-log plot);
+#   4. per-sequence lengths interleaved in one batch against one batch per length.
 # Each part has its own time limit so one slow part cannot eat the others' time.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -33,4 +34,6 @@ run 100 step_time "$PYTHON" benchmarks/step_time.py --device cuda --steps 2 \
   --out "$DEST/step_time.json"
 run 90 scaling "$PYTHON" benchmarks/scaling.py --device cuda --lengths 32 64 128 256 \
   --batches 64 256 1024 --fixed-batch 256 --fixed-length 64 --out "$DEST/scaling"
+run 30 mixed_lengths "$PYTHON" benchmarks/mixed_lengths.py --device cuda --problems 256 \
+  --samples 4 --lengths 64 128 256 --batch-size 512 --out "$DEST/mixed_lengths.json"
 ls -l "$DEST"

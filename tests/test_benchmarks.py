@@ -49,3 +49,15 @@ def test_sampler_modes_exact_modes_replay_exactly(tmp_path):
     assert modes["plain"]["pass_diff_vs_plain"]["pass@1"] == [0.0, 0.0, 0.0]
     assert modes["plain"]["denoiser_calls_per_batch"] == 8
     assert modes["parallel_0.7"]["denoiser_calls_per_batch"] <= 8
+
+
+def test_mixed_lengths_rows_equal_one_batch_per_length(tmp_path):
+    out = tmp_path / "mixed.json"
+    args = ["--problems", "3", "--samples", "2", "--lengths", "8", "12", "--batch-size", "4",
+            "--out", str(out)]  # fmt: skip
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "mixed_lengths.py"), *args],
+                   cwd=ROOT, check=True, capture_output=True)  # fmt: skip
+    result = json.loads(out.read_text())["result"]
+    assert result["rows_identical"] == 1.0  # same per-row noise: the same completions
+    for per in result["per_length"].values():
+        assert per["mean_reward_separate"] == per["mean_reward_mixed"]

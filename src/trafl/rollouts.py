@@ -71,12 +71,16 @@ def rollout_task(
     progress: Progress | None = None,
     description: str = "sampling",
     pad_to: int | None = None,
+    lengths: list[int] | None = None,
 ) -> ScoredRollout:
     """Sample ``num_samples`` completions per problem (rows grouped: problem-major) and score
-    them. ``generator``: one, or one per row (problem-major)."""
+    them. ``generator``: one, or one per row (problem-major); ``lengths``: a completion
+    length per row (problem-major), each <= ``sampler.gen_length``."""
     rows = [p for p in problems for _ in range(num_samples)]
     prompts = [task.prompt(p) for p in rows]
-    rollout, texts = generate(model, prompts, sampler, generator, progress, description, pad_to)
+    rollout, texts = generate(
+        model, prompts, sampler, generator, progress, description, pad_to, lengths
+    )
     scores, errors = safe_scores(task, rows, texts)
     group = torch.arange(len(problems)).repeat_interleave(num_samples)
     names = sorted({k for s in scores for k in s} - {"reward"})

@@ -1,6 +1,7 @@
 """Masked-diffusion sampling with exact trajectory recording."""
 
 from trafl.sampling.batching import concat_rollouts, generate
+from trafl.sampling.lengths import at_length, reveal_schedule, row_plans
 from trafl.sampling.sampler import (
     Generators,
     Rollout,
@@ -8,7 +9,6 @@ from trafl.sampling.sampler import (
     Trajectory,
     completion_texts,
     left_pad,
-    reveal_schedule,
     sample,
 )
 
@@ -17,10 +17,12 @@ __all__ = [
     "Rollout",
     "SamplerConfig",
     "Trajectory",
+    "at_length",
     "completion_texts",
     "concat_rollouts",
     "generate",
     "left_pad",
     "reveal_schedule",
+    "row_plans",
     "sample",
 ]

@@ -22,6 +22,10 @@ Fast modes (Fast-dLLM, Wu et al. 2025), all off by default:
   the recomputed window. The recorded log-probs are those of the cached computation that was
   sampled from; an exact replay (the ``trajectory`` estimator) differs by the cache's error,
   which ``benchmarks/sampler_modes.py`` measures.
+
+Per-sequence lengths (``sample(..., lengths=...)``, :mod:`trafl.sampling.lengths`): each row
+has its own completion length and schedule in one batch; with one generator per row a row
+equals the row sampled alone.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import torch
 
 from trafl.models.base import DiffusionLM
 from trafl.sampling.cache import CACHE_MODES, StepLogits
+from trafl.sampling.lengths import row_plans
 
 
 @dataclass
@@ -93,7 +98,8 @@ class SamplerConfig:
 class Trajectory:
     """How a batch of completions was revealed. Exact: replaying it reproduces ``token_logp``."""
 
-    reveal_step: torch.Tensor  # (N, L) long, global step (0-based) at which position was revealed
+    reveal_step: torch.Tensor  # (N, L) long, the row's step (0-based) that revealed the position;
+    # -1 past a row's own length (per-sequence lengths)
     token_logp: torch.Tensor  # (N, L) float32, log p_theta(token | state before its step)
     sample_logp: torch.Tensor  # (N, L) float32, same under the sampled (tempered, top-p) law
 
@@ -104,14 +110,8 @@ class Rollout:
     prompt_mask: torch.Tensor  # (N, P) bool, False on padding
     completion_ids: torch.Tensor  # (N, L)
     trajectory: Trajectory
-    num_steps: int
-
-
-def reveal_schedule(num_tokens: int, steps: int) -> list[int]:
-    """Tokens revealed at each step of a block: as even as possible, the remainder first
-    (LLaDA's ``get_num_transfer_tokens``)."""
-    base, extra = divmod(num_tokens, steps)
-    return [base + (1 if i < extra else 0) for i in range(steps)]
+    num_steps: int  # denoising steps of the longest row
+    lengths: torch.Tensor | None = None  # (N,) per-row completion lengths; None: all L
 
 
 def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
@@ -126,22 +126,39 @@ def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
 Generators = torch.Generator | Sequence[torch.Generator] | None
 
 
-def uniform(shape: tuple[int, ...], generator: Generators, device: torch.device) -> torch.Tensor:
-    """float64 U(0, 1) noise of ``shape`` (N, ...). With one generator per row, row i's noise
+def uniform(
+    shape: tuple[int, ...],
+    generator: Generators,
+    device: torch.device,
+    spans: Sequence[tuple[int, int] | None] | None = None,
+) -> torch.Tensor:
+    """float64 U(0, 1) noise of ``shape`` (N, S, ...). With one generator per row, row i's noise
     comes from generator i alone, so a row's sample does not depend on which other rows share
-    its batch (what makes sharded rollouts equal unsharded ones, see trafl.distributed)."""
+    its batch (what makes sharded rollouts equal unsharded ones, see trafl.distributed).
+
+    ``spans`` (per-row generators only): row i draws noise for its own positions
+    ``spans[i]`` of the S window, as it would alone, and nothing when its span is None."""
     if generator is None or isinstance(generator, torch.Generator):
         return torch.rand(shape, dtype=torch.float64, device=device, generator=generator)
     if len(generator) != shape[0]:
         raise ValueError(f"{len(generator)} row generators for {shape[0]} rows")
-    return torch.stack([torch.rand(shape[1:], dtype=torch.float64, device=device, generator=g)
-                        for g in generator])  # fmt: skip
+    if spans is None:
+        return torch.stack([torch.rand(shape[1:], dtype=torch.float64, device=device, generator=g)
+                            for g in generator])  # fmt: skip
+    u = torch.full(shape, 0.5, dtype=torch.float64, device=device)
+    for i, (g, span) in enumerate(zip(generator, spans, strict=True)):
+        if span is not None:
+            lo, hi = span
+            u[i, lo:hi] = torch.rand((hi - lo, *shape[2:]), dtype=torch.float64, device=device,
+                                     generator=g)  # fmt: skip
+    return u
 
 
 def candidates(
     logits: torch.Tensor,  # (N, S, V) float64
     config: SamplerConfig,
     generator: Generators,
+    spans: Sequence[tuple[int, int] | None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Draw a candidate token per position and its log-prob under the sampled law.
 
@@ -154,7 +171,7 @@ def candidates(
     scaled = logits / config.temperature
     if config.top_p is not None and config.top_p < 1:
         scaled = top_p_filter(scaled, config.top_p)
-    u = uniform(scaled.shape, generator, logits.device)
+    u = uniform(scaled.shape, generator, logits.device, spans)
     gumbel = -torch.log(-torch.log(u.clamp_min(1e-300)))
     x0 = (scaled + gumbel).argmax(dim=-1)  # (N, S)
     sample_logp = scaled.log_softmax(dim=-1).gather(-1, x0[..., None])[..., 0]
@@ -168,56 +185,91 @@ def sample(
     prompt_mask: torch.Tensor,  # (N, P) bool
     config: SamplerConfig,
     generator: Generators = None,  # one, or one per row
+    lengths: Sequence[int] | torch.Tensor | None = None,  # per row, <= gen_length; None: all
 ) -> Rollout:
-    """Generate one completion per row and record its trajectory."""
-    n, p = prompt_ids.shape
-    length, block = config.gen_length, config.resolved_block_length()
-    num_blocks = length // block
-    steps_per_block = config.resolved_steps() // num_blocks
-    device, mask_id = prompt_ids.device, model.mask_token_id
+    """Generate one completion per row and record its trajectory.
 
-    x = torch.cat([prompt_ids, prompt_ids.new_full((n, length), mask_id)], dim=1)  # (N, P+L)
-    attn = torch.cat([prompt_mask.bool(), prompt_mask.new_ones((n, length), dtype=torch.bool)], 1)
-    reveal_step = torch.full((n, length), -1, dtype=torch.long, device=device)
-    token_logp = torch.zeros((n, length), dtype=torch.float32, device=device)
-    sample_logp = torch.zeros((n, length), dtype=torch.float32, device=device)
+    With ``lengths``, row i gets a completion of ``lengths[i]`` tokens, scheduled as
+    :mod:`trafl.sampling.lengths` says, and (with one generator per row) the same tokens and
+    trajectory as that row sampled alone, up to floating-point rounding of the wider batch.
+
+    Steps are counted per row: ``reveal_step`` is the row's own denoising step, and a row
+    that has nothing left to reveal while the others go on is left out of the denoiser call
+    (without a cache) and draws no noise."""
+    n, p = prompt_ids.shape
+    width, device, mask_id = config.gen_length, prompt_ids.device, model.mask_token_id
+    plans = row_plans(config, lengths, n)
+    row_length = torch.tensor([r.length for r in plans], device=device)
+    exists = torch.arange(width, device=device)[None] < row_length[:, None]  # (N, L)
+    fill = torch.full_like(exists, mask_id, dtype=torch.long)
+    if lengths is not None:  # past its length a row holds EOS, outside attention
+        fill = fill.masked_fill(~exists, model.eos_token_id)
+    x = torch.cat([prompt_ids, fill.to(prompt_ids.dtype)], dim=1)  # (N, P+L)
+    attn = torch.cat([prompt_mask.bool(), exists], dim=1)
+    reveal_step = torch.full((n, width), -1, dtype=torch.long, device=device)
+    token_logp = torch.zeros((n, width), dtype=torch.float32, device=device)
+    sample_logp = torch.zeros((n, width), dtype=torch.float32, device=device)
+    row_step = torch.zeros(n, dtype=torch.long, device=device)  # steps each row has taken
 
     step_logits = StepLogits(model, config.cache, config.cache_refresh_every, config.bf16)
-    step = 0
-    for b in range(num_blocks):
-        lo, hi = p + b * block, p + (b + 1) * block  # block span in sequence coordinates
-        plan = reveal_schedule(block, steps_per_block)
-        for i in itertools.count():
-            still_masked = reveal_step[:, lo - p : hi - p] < 0  # (N, S)
-            if config.parallel_threshold is None:
-                if i == len(plan):  # the block's scheduled steps are done
-                    break
-            elif not still_masked.any():  # parallel decoding: the block is fully revealed
+    for b in range(max(r.num_blocks for r in plans)):
+        spans = [r.span(b) for r in plans]  # each row's current block, completion coordinates
+        lo = min(s[0] for s in spans if s is not None)
+        hi = max(s[1] for s in spans if s is not None)  # the window every row's block is in
+        in_block = torch.zeros((n, hi - lo), dtype=torch.bool, device=device)
+        for i, s in enumerate(spans):
+            if s is not None:
+                in_block[i, s[0] - lo : s[1] - lo] = True
+        for j in itertools.count():
+            still_masked = in_block & (reveal_step[:, lo:hi] < 0)  # (N, S)
+            if config.parallel_threshold is None:  # the block's scheduled steps
+                count = [r.schedule[j] if s is not None and j < len(r.schedule) else 0
+                         for r, s in zip(plans, spans, strict=True)]  # fmt: skip
+                active = torch.tensor(count, device=device) > 0
+            else:  # parallel decoding: until the block is fully revealed
+                active = still_masked.any(dim=1)
+            if not active.any():
                 break
-            logits = step_logits(x, attn, lo, hi, i).double()  # (N, S, V)
-            x0, x0_sample_logp = candidates(logits, config, generator)  # (N, S)
-            x0_logp = logits.log_softmax(dim=-1).gather(-1, x0[..., None])[..., 0]  # (N, S)
+            # Without a cache, only the rows that reveal something go through the denoiser.
+            rows = torch.arange(n, device=device)
+            if config.cache == "none" and not active.all():
+                rows = active.nonzero()[:, 0]
+            gen = generator
+            if isinstance(generator, list | tuple):
+                gen = [generator[i] for i in rows.tolist()]
+            row_spans = [(spans[i][0] - lo, spans[i][1] - lo) if active[i] else None  # type: ignore[index]
+                         for i in rows.tolist()]  # fmt: skip
+            draw = row_spans if isinstance(generator, list | tuple) else None
+            logits = step_logits(x[rows], attn[rows], p + lo, p + hi, j).double()  # (R, S, V)
+            x0, x0_sample_logp = candidates(logits, config, gen, draw)  # (R, S)
+            x0_logp = logits.log_softmax(dim=-1).gather(-1, x0[..., None])[..., 0]  # (R, S)
             if config.remasking == "low_confidence":
                 confidence = x0_logp.exp()
             else:
-                confidence = uniform(x0.shape, generator, device)
-            confidence = confidence.masked_fill(~still_masked, float("-inf"))
-            if config.parallel_threshold is None:
-                chosen = confidence.topk(plan[i], dim=-1).indices  # (N, k)
-                reveal = torch.zeros_like(still_masked).scatter(1, chosen, True)  # (N, S)
+                confidence = uniform(x0.shape, gen, device, draw)
+            masked = still_masked[rows] & active[rows, None]
+            confidence = confidence.masked_fill(~masked, float("-inf"))
+            if config.parallel_threshold is None:  # the k_i most confident positions of row i
+                k = torch.tensor(count, device=device)[rows]
+                chosen = confidence.topk(int(k.max()), dim=-1).indices  # (R, kmax)
+                keep = torch.arange(chosen.shape[1], device=device)[None] < k[:, None]
+                reveal = torch.zeros_like(masked).scatter(1, chosen, keep)  # (R, S)
             else:  # every confident position, and at least the most confident one
-                top = torch.zeros_like(still_masked).scatter(1, confidence.argmax(-1, True), True)
-                reveal = still_masked & ((confidence >= config.parallel_threshold) | top)
-            span = slice(lo - p, hi - p)  # the block in completion coordinates
-            x[:, lo:hi] = torch.where(reveal, x0, x[:, lo:hi])
-            reveal_step[:, span] = torch.where(reveal, step, reveal_step[:, span])
-            token_logp[:, span] = torch.where(reveal, x0_logp.float(), token_logp[:, span])
-            sample_logp[:, span] = torch.where(reveal, x0_sample_logp.float(), sample_logp[:, span])
-            step += 1
+                top = torch.zeros_like(masked).scatter(1, confidence.argmax(-1, True), True)
+                reveal = masked & ((confidence >= config.parallel_threshold) | top)
+            step = row_step[rows, None]  # (R, 1)
+            x[rows, p + lo : p + hi] = torch.where(reveal, x0, x[rows, p + lo : p + hi])
+            reveal_step[rows, lo:hi] = torch.where(reveal, step, reveal_step[rows, lo:hi])
+            token_logp[rows, lo:hi] = torch.where(reveal, x0_logp.float(), token_logp[rows, lo:hi])
+            sample_logp[rows, lo:hi] = torch.where(
+                reveal, x0_sample_logp.float(), sample_logp[rows, lo:hi]
+            )
+            row_step += active.long()
 
-    assert (reveal_step >= 0).all(), "every completion position is revealed exactly once"
+    assert torch.equal(reveal_step >= 0, exists), "every position is revealed exactly once"
     trajectory = Trajectory(reveal_step, token_logp, sample_logp)
-    return Rollout(prompt_ids, prompt_mask.bool(), x[:, p:], trajectory, step)
+    return Rollout(prompt_ids, prompt_mask.bool(), x[:, p:], trajectory, int(row_step.max()),
+                   None if lengths is None else row_length)  # fmt: skip
 
 
 def left_pad(
