@@ -178,6 +178,26 @@ def candidates(
     return x0, sample_logp
 
 
+def choose(
+    confidence: torch.Tensor,  # (R, S)
+    masked: torch.Tensor,  # (R, S) bool, the candidates: still masked in the row's block
+    count: torch.Tensor | None,  # (R,) tokens to reveal per row (the schedule), or None
+    threshold: float | None,  # parallel decoding's confidence threshold
+) -> torch.Tensor:  # (R, S) bool, the positions revealed at this step
+    """The ``count[i]`` most confident candidates of row i, or (parallel decoding) every
+    candidate at least ``threshold`` confident and at least the most confident one."""
+    confidence = confidence.masked_fill(~masked, float("-inf"))
+    if count is not None:
+        chosen = confidence.topk(
+            int(count.max()), dim=-1
+        ).indices  # (R, kmax), most confident first
+        keep = torch.arange(chosen.shape[1], device=chosen.device)[None] < count[:, None]
+        return torch.zeros_like(masked).scatter(1, chosen, keep)
+    assert threshold is not None
+    top = torch.zeros_like(masked).scatter(1, confidence.argmax(-1, True), True)
+    return masked & ((confidence >= threshold) | top)
+
+
 @torch.no_grad()
 def sample(
     model: DiffusionLM,
@@ -222,6 +242,7 @@ def sample(
                 in_block[i, s[0] - lo : s[1] - lo] = True
         for j in itertools.count():
             still_masked = in_block & (reveal_step[:, lo:hi] < 0)  # (N, S)
+            count: list[int] = []
             if config.parallel_threshold is None:  # the block's scheduled steps
                 count = [r.schedule[j] if s is not None and j < len(r.schedule) else 0
                          for r, s in zip(plans, spans, strict=True)]  # fmt: skip
@@ -248,15 +269,8 @@ def sample(
             else:
                 confidence = uniform(x0.shape, gen, device, draw)
             masked = still_masked[rows] & active[rows, None]
-            confidence = confidence.masked_fill(~masked, float("-inf"))
-            if config.parallel_threshold is None:  # the k_i most confident positions of row i
-                k = torch.tensor(count, device=device)[rows]
-                chosen = confidence.topk(int(k.max()), dim=-1).indices  # (R, kmax)
-                keep = torch.arange(chosen.shape[1], device=device)[None] < k[:, None]
-                reveal = torch.zeros_like(masked).scatter(1, chosen, keep)  # (R, S)
-            else:  # every confident position, and at least the most confident one
-                top = torch.zeros_like(masked).scatter(1, confidence.argmax(-1, True), True)
-                reveal = masked & ((confidence >= config.parallel_threshold) | top)
+            k = torch.tensor(count, device=device)[rows] if count else None
+            reveal = choose(confidence, masked, k, config.parallel_threshold)  # (R, S)
             step = row_step[rows, None]  # (R, 1)
             x[rows, p + lo : p + hi] = torch.where(reveal, x0, x[rows, p + lo : p + hi])
             reveal_step[rows, lo:hi] = torch.where(reveal, step, reveal_step[rows, lo:hi])
