@@ -4,11 +4,13 @@
     python benchmarks/mixed_lengths.py --device cuda --problems 256
 
 Samples every problem at each of ``--lengths`` (steps = L/2, one block, LLaDA's evaluation
-setting) twice: once as one batch per length (what ``trafl eval`` does), once with the lengths
-interleaved in the same micro-batches (``sample(..., lengths=...)``). Both use one generator
-per row, so a row gets the same noise either way: the script reports the share of rows whose
-tokens agree (1.0 unless the wider batch's rounding flips a near-tie), the time of each and
-their ratio, and the number of denoiser calls. Writes ``benchmarks/mixed_lengths.json``.
+setting) in two ways: one batch per length (what ``trafl eval`` does), and with the lengths
+interleaved in the same micro-batches (``sample(..., lengths=...)``), each row at
+``at_length(config, L)``. Both use one generator per row, so a row gets the same noise either
+way: the script reports the share of rows whose tokens agree (1.0 unless the wider batch's
+rounding flips a near-tie), the time of each (after a warm-up, ``--repeats`` alternating
+rounds, the fastest kept) and their ratio, and the number of denoiser calls. Writes
+``benchmarks/mixed_lengths.json``.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import torch
 
 from trafl.models import load_model
 from trafl.rollouts import rollout_task, subset
-from trafl.sampling import SamplerConfig
+from trafl.sampling import SamplerConfig, at_length
 from trafl.tasks import TASKS
 
 
@@ -39,6 +41,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=4)
     parser.add_argument("--lengths", type=int, nargs="+", default=[16, 24, 32])
     parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--out", default="benchmarks/mixed_lengths.json")
     args = parser.parse_args()
 
@@ -49,26 +52,31 @@ def main() -> None:
     longest = max(args.lengths)
     config = SamplerConfig(gen_length=longest, steps=longest // 2, temperature=1.0,
                            batch_size=args.batch_size)  # fmt: skip
-
-    # One batch per length: row r of length index j draws from seed j * n + r.
-    start = time.perf_counter()
-    separate = []
-    for j, length in enumerate(args.lengths):
-        cfg = SamplerConfig(gen_length=length, steps=length // 2, temperature=1.0,
-                            batch_size=args.batch_size)  # fmt: skip
-        gens = row_generators(list(range(j * n, (j + 1) * n)), args.device)
-        separate.append(rollout_task(model, task, problems, args.samples, cfg, gens, pad_to=64))
-    separate_s = time.perf_counter() - start
-
-    # Interleaved: row r of every length next to each other, the same seeds.
-    order = [(j, r) for r in range(n) for j in range(len(args.lengths))]
     rows = [p for p in problems for _ in range(args.samples)]
-    mixed_problems = [rows[r] for _, r in order]
-    start = time.perf_counter()
-    mixed = rollout_task(model, task, mixed_problems, 1, config,
-                         row_generators([j * n + r for j, r in order], args.device), pad_to=64,
-                         lengths=[args.lengths[j] for j, _ in order])  # fmt: skip
-    mixed_s = time.perf_counter() - start
+    order = [(j, r) for r in range(n) for j in range(len(args.lengths))]  # interleaved
+
+    def run_separate():  # one batch per length; row r of length j draws from seed j * n + r
+        return [rollout_task(model, task, problems, args.samples, at_length(config, length),
+                             row_generators(list(range(j * n, (j + 1) * n)), args.device),
+                             pad_to=64) for j, length in enumerate(args.lengths)]  # fmt: skip
+
+    def run_mixed():  # the same rows and seeds, lengths interleaved row by row
+        return rollout_task(model, task, [rows[r] for _, r in order], 1, config,
+                            row_generators([j * n + r for j, r in order], args.device), pad_to=64,
+                            lengths=[args.lengths[j] for j, _ in order])  # fmt: skip
+
+    rollout_task(model, task, problems[:2], 2, config, None)  # warm-up
+    times: dict[str, list[float]] = {"separate": [], "mixed": []}
+    for _ in range(args.repeats):  # alternate, keep the fastest of each
+        for name, fn in (("separate", run_separate), ("mixed", run_mixed)):
+            start = time.perf_counter()
+            out = fn()
+            times[name].append(time.perf_counter() - start)
+            if name == "separate":
+                separate = out
+            else:
+                mixed = out
+    separate_s, mixed_s = min(times["separate"]), min(times["mixed"])
 
     same, per_length = 0, {}
     for j, length in enumerate(args.lengths):
@@ -90,6 +98,9 @@ def main() -> None:
         "separate_tokens_per_s": round(tokens / separate_s, 1),
         "mixed_tokens_per_s": round(tokens / mixed_s, 1),
         "rows_identical": round(same / (n * len(args.lengths)), 4),
+        "denoiser_calls_separate": sum(r.rollout.num_calls for r in separate),
+        "denoiser_calls_mixed": mixed.rollout.num_calls,
+        "all_seconds": {k: [round(t, 2) for t in v] for k, v in times.items()},
         "per_length": per_length,
     }
     print(json.dumps(result, indent=1))

@@ -74,6 +74,7 @@ def main() -> None:
     base = SamplerConfig(gen_length=args.gen_length, block_length=args.block_length,
                          steps=args.steps, temperature=1.0)  # fmt: skip
     results = {}
+    micro_batches = -(-len(problems) * args.samples // base.batch_size)
     for name, fields in MODES.items():
         cfg = replace(base, **fields)
         gen = torch.Generator(device=args.device).manual_seed(0)
@@ -86,7 +87,7 @@ def main() -> None:
         results[name] = {
             "seconds": round(seconds, 2),
             "tokens_per_s": round(tokens / seconds, 1),
-            "denoiser_calls_per_batch": scored.rollout.num_steps,
+            "denoiser_calls_per_batch": round(scored.rollout.num_calls / micro_batches, 1),
             "pass@1": round(curve[1], 4),
             f"pass@{args.samples}": round(curve[args.samples], 4),
             "mean_abs_logp_gap_to_exact_replay": round(replay_gap(model, scored), 5),

@@ -54,10 +54,14 @@ def test_sampler_modes_exact_modes_replay_exactly(tmp_path):
 def test_mixed_lengths_rows_equal_one_batch_per_length(tmp_path):
     out = tmp_path / "mixed.json"
     args = ["--problems", "3", "--samples", "2", "--lengths", "8", "12", "--batch-size", "4",
-            "--out", str(out)]  # fmt: skip
+            "--repeats", "1", "--out", str(out)]  # fmt: skip
     subprocess.run([sys.executable, str(ROOT / "benchmarks" / "mixed_lengths.py"), *args],
                    cwd=ROOT, check=True, capture_output=True)  # fmt: skip
     result = json.loads(out.read_text())["result"]
     assert result["rows_identical"] == 1.0  # same per-row noise: the same completions
+    # 6 rows per length in micro-batches of 4: lengths 8 and 12 at steps L/2 -> 4 + 6 calls
+    # per batch of one length; mixed batches run 6 calls each (their longest row)
+    assert result["denoiser_calls_separate"] == 2 * 4 + 2 * 6
+    assert result["denoiser_calls_mixed"] == 3 * 6
     for per in result["per_length"].values():
         assert per["mean_reward_separate"] == per["mean_reward_mixed"]

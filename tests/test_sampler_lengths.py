@@ -37,6 +37,30 @@ def test_at_length_scales_steps_for_one_block_and_keeps_steps_per_block_with_blo
     assert plans[1].span(1) == (8, 16) and plans[1].span(2) is None
 
 
+def test_an_explicit_block_of_gen_length_is_one_block():
+    config = SamplerConfig(gen_length=16, block_length=16, steps=8)
+    short = at_length(config, 8)
+    assert (short.resolved_block_length(), short.resolved_steps()) == (8, 4)
+
+
+def test_exact_confidence_ties_break_the_same_way_in_a_batch_and_alone():
+    """A very confident model rounds exp(logp) to exactly 1.0 for several positions; which of
+    them is revealed must not depend on the window width or the other rows' counts."""
+    config = SamplerConfig(gen_length=12, steps=6, temperature=0.0)
+    ties = 0
+    for seed in range(3):
+        model = make_tiny(seed=seed, scale=30.0)
+        ids, mask = prompts_batch(model)
+        out = sample(model, ids, mask, config, None, [12, 4, 8])
+        for i, length in enumerate([12, 4, 8]):
+            alone = sample(model, ids[i : i + 1], mask[i : i + 1], at_length(config, length))
+            assert torch.equal(
+                out.trajectory.reveal_step[i, :length], alone.trajectory.reveal_step[0]
+            )
+            ties += int((alone.trajectory.token_logp[0] == 0).sum())  # exp(logp) == 1.0
+    assert ties > 0  # the case is exercised
+
+
 def test_length_errors_name_the_problem():
     blocks = SamplerConfig(gen_length=12, block_length=4, steps=6)
     with pytest.raises(ValueError, match="multiple of block_length 4"):
@@ -140,7 +164,7 @@ def test_finished_rows_leave_the_denoiser_calls(tiny_model):
     config = SamplerConfig(gen_length=12, temperature=0.0)  # one token per step per row
     out = sample(spy, ids, mask, config, None, LENGTHS)
     assert [x.shape[0] for x, _ in spy.calls] == [3] * 4 + [2] * 4 + [1] * 4
-    assert out.num_steps == 12
+    assert out.num_steps == 12 and out.num_calls == 12
     rows_left = [[8, 4, 12]] * 4 + [[8, 12]] * 4 + [[12]] * 4
     for (x, attn), left in zip(spy.calls, rows_left, strict=True):
         assert x.shape[1] == ids.shape[1] + 12  # one width; past a row's length: no attention
@@ -185,8 +209,27 @@ def test_a_row_that_waits_for_the_others_in_parallel_decoding_keeps_its_own_step
     out = sample(model, ids, mask, config, generators(seeds), lengths)
     first_block = out.trajectory.reveal_step[:, :4].amax(1).tolist()
     assert first_block[0] > first_block[1] == first_block[2] == 0  # the rows do wait
+    # a block takes as many calls as its slowest row; the calls in which a row waits are not
+    # its steps (every parallel step reveals at least one position)
+    calls = 0
+    for b in range(3):
+        block = out.trajectory.reveal_step[:, 4 * b : 4 * b + 4]
+        took = [int(r.max() - r.min()) + 1 for r in block if (r >= 0).all()]
+        calls += max(took)
+    assert out.num_calls == calls >= out.num_steps
     for i, length in enumerate(lengths):
         alone = sample(model, ids[i : i + 1], mask[i : i + 1], at_length(config, length),
                        generators(seeds[i : i + 1]))  # fmt: skip
         assert out.completion_ids[i, :length].tolist() == alone.completion_ids[0].tolist()
         assert torch.equal(out.trajectory.reveal_step[i, :length], alone.trajectory.reveal_step[0])
+
+
+def test_training_estimators_refuse_rollouts_with_per_sequence_lengths(tiny_model):
+    from tests.test_sampler_fast import replay
+
+    ids, mask = prompts_batch(tiny_model)
+    out = sample(
+        tiny_model, ids, mask, SamplerConfig(gen_length=12, temperature=0.0), None, LENGTHS
+    )
+    with pytest.raises(ValueError, match="per-sequence lengths"):
+        replay(tiny_model, out)

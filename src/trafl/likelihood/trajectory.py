@@ -63,7 +63,11 @@ class TrajectoryLogp:
     def estimate(self, model: DiffusionLM, batch: RolloutBatch, draw: Draw) -> Estimate:
         reveal = batch.trajectory.reveal_step  # (N, L)
         if bool((reveal < 0).any()):
-            raise ValueError("trajectory.reveal_step has unrevealed positions (< 0)")
+            raise ValueError(
+                "trajectory.reveal_step has unrevealed positions (< 0): a rollout sampled with "
+                "per-sequence lengths (sample(..., lengths=...)) is for generation and "
+                "evaluation; the training estimators need every row at the full length"
+            )
         num_steps = int(reveal.max()) + 1
         token_logp = torch.zeros(reveal.shape, dtype=torch.float32, device=reveal.device)
         chunk = self.config.steps_per_forward

@@ -80,4 +80,5 @@ def concat_rollouts(parts: list[Rollout]) -> Rollout:
         trajectory=trajectory,
         num_steps=max(r.num_steps for r in parts),
         lengths=lengths,
+        num_calls=sum(r.num_calls for r in parts),
     )

@@ -3,7 +3,8 @@
 ``sample(..., lengths=[...])`` gives every row its own completion length L_i <= gen_length.
 Row i is sampled as if alone with the sampler config :func:`at_length` derives for L_i:
 
-* the block length is kept (``block_length=None``: one block of L_i tokens);
+* the block length is kept (one block, ``block_length`` None or ``gen_length``: one block of
+  L_i tokens);
 * steps scale with the length: ``steps_i = round(L_i * steps / gen_length)`` for one block,
   and with blocks the steps per block are kept (``steps / num_blocks``), so that every row of
   a batch is in the same block at the same step.
@@ -40,10 +41,9 @@ def at_length(config: SamplerConfig, length: int) -> SamplerConfig:
     if not 1 <= length <= config.gen_length:
         raise ValueError(f"a row length must be in 1..gen_length={config.gen_length}, got {length}")
     block, steps = config.block_length, config.resolved_steps()
-    if block is None:
-        return replace(
-            config, gen_length=length, steps=max(1, round(length * steps / config.gen_length))
-        )
+    if block is None or block >= config.gen_length:  # one block: of the row's own length
+        steps = max(1, round(length * steps / config.gen_length))
+        return replace(config, gen_length=length, block_length=None, steps=steps)
     if length % block:
         raise ValueError(
             f"row length {length} is not a multiple of block_length {block}: with blocks, every "

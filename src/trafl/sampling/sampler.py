@@ -110,8 +110,9 @@ class Rollout:
     prompt_mask: torch.Tensor  # (N, P) bool, False on padding
     completion_ids: torch.Tensor  # (N, L)
     trajectory: Trajectory
-    num_steps: int  # denoising steps of the longest row
+    num_steps: int  # denoising steps of the row that took most (reveal_step < num_steps)
     lengths: torch.Tensor | None = None  # (N,) per-row completion lengths; None: all L
+    num_calls: int = 0  # denoiser calls made (summed over micro-batches by concat_rollouts)
 
 
 def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
@@ -181,17 +182,20 @@ def candidates(
 def choose(
     confidence: torch.Tensor,  # (R, S)
     masked: torch.Tensor,  # (R, S) bool, the candidates: still masked in the row's block
-    count: torch.Tensor | None,  # (R,) tokens to reveal per row (the schedule), or None
+    count: list[int] | None,  # tokens to reveal per row (the schedule), or None
     threshold: float | None,  # parallel decoding's confidence threshold
 ) -> torch.Tensor:  # (R, S) bool, the positions revealed at this step
     """The ``count[i]`` most confident candidates of row i, or (parallel decoding) every
-    candidate at least ``threshold`` confident and at least the most confident one."""
+    candidate at least ``threshold`` confident and at least the most confident one.
+
+    Exact ties (a confident model rounds exp(logp) to 1.0) go to the leftmost position, so
+    the choice does not depend on the window's width or the other rows' counts."""
     confidence = confidence.masked_fill(~masked, float("-inf"))
     if count is not None:
-        chosen = confidence.topk(
-            int(count.max()), dim=-1
-        ).indices  # (R, kmax), most confident first
-        keep = torch.arange(chosen.shape[1], device=chosen.device)[None] < count[:, None]
+        order = confidence.sort(dim=-1, descending=True, stable=True).indices
+        chosen = order[:, : max(count)]  # (R, kmax), most confident first
+        k = torch.tensor(count, device=chosen.device)
+        keep = torch.arange(chosen.shape[1], device=chosen.device)[None] < k[:, None]
         return torch.zeros_like(masked).scatter(1, chosen, keep)
     assert threshold is not None
     top = torch.zeros_like(masked).scatter(1, confidence.argmax(-1, True), True)
@@ -230,60 +234,65 @@ def sample(
     token_logp = torch.zeros((n, width), dtype=torch.float32, device=device)
     sample_logp = torch.zeros((n, width), dtype=torch.float32, device=device)
     row_step = torch.zeros(n, dtype=torch.long, device=device)  # steps each row has taken
+    per_row_noise = isinstance(generator, list | tuple)
 
     step_logits = StepLogits(model, config.cache, config.cache_refresh_every, config.bf16)
+    calls = 0
     for b in range(max(r.num_blocks for r in plans)):
         spans = [r.span(b) for r in plans]  # each row's current block, completion coordinates
         lo = min(s[0] for s in spans if s is not None)
         hi = max(s[1] for s in spans if s is not None)  # the window every row's block is in
-        in_block = torch.zeros((n, hi - lo), dtype=torch.bool, device=device)
+        in_block = torch.zeros((n, hi - lo), dtype=torch.bool)
         for i, s in enumerate(spans):
             if s is not None:
                 in_block[i, s[0] - lo : s[1] - lo] = True
+        in_block = in_block.to(device)
         for j in itertools.count():
             still_masked = in_block & (reveal_step[:, lo:hi] < 0)  # (N, S)
-            count: list[int] = []
+            # Which rows reveal something at this step: decided on the host.
+            count: list[int] | None = None
             if config.parallel_threshold is None:  # the block's scheduled steps
                 count = [r.schedule[j] if s is not None and j < len(r.schedule) else 0
                          for r, s in zip(plans, spans, strict=True)]  # fmt: skip
-                active = torch.tensor(count, device=device) > 0
+                active = [c > 0 for c in count]
             else:  # parallel decoding: until the block is fully revealed
-                active = still_masked.any(dim=1)
-            if not active.any():
+                active = still_masked.any(dim=1).tolist()
+            if not any(active):
                 break
             # Without a cache, only the rows that reveal something go through the denoiser.
-            rows = torch.arange(n, device=device)
-            if config.cache == "none" and not active.all():
-                rows = active.nonzero()[:, 0]
-            gen = generator
-            if isinstance(generator, list | tuple):
-                gen = [generator[i] for i in rows.tolist()]
-            row_spans = [(spans[i][0] - lo, spans[i][1] - lo) if active[i] else None  # type: ignore[index]
-                         for i in rows.tolist()]  # fmt: skip
-            draw = row_spans if isinstance(generator, list | tuple) else None
-            logits = step_logits(x[rows], attn[rows], p + lo, p + hi, j).double()  # (R, S, V)
+            rows = list(range(n))
+            if config.cache == "none" and not all(active):
+                rows = [i for i in range(n) if active[i]]
+            pick = slice(None) if len(rows) == n else torch.tensor(rows, device=device)
+            gen = [generator[i] for i in rows] if per_row_noise else generator  # type: ignore[index]
+            draw = None  # per-row generators draw at each active row's own span, as alone
+            if per_row_noise:
+                draw = [(spans[i][0] - lo, spans[i][1] - lo) if active[i] else None  # type: ignore[index]
+                        for i in rows]  # fmt: skip
+            logits = step_logits(x[pick], attn[pick], p + lo, p + hi, j).double()  # (R, S, V)
+            calls += 1
             x0, x0_sample_logp = candidates(logits, config, gen, draw)  # (R, S)
             x0_logp = logits.log_softmax(dim=-1).gather(-1, x0[..., None])[..., 0]  # (R, S)
             if config.remasking == "low_confidence":
                 confidence = x0_logp.exp()
             else:
                 confidence = uniform(x0.shape, gen, device, draw)
-            masked = still_masked[rows] & active[rows, None]
-            k = torch.tensor(count, device=device)[rows] if count else None
-            reveal = choose(confidence, masked, k, config.parallel_threshold)  # (R, S)
-            step = row_step[rows, None]  # (R, 1)
-            x[rows, p + lo : p + hi] = torch.where(reveal, x0, x[rows, p + lo : p + hi])
-            reveal_step[rows, lo:hi] = torch.where(reveal, step, reveal_step[rows, lo:hi])
-            token_logp[rows, lo:hi] = torch.where(reveal, x0_logp.float(), token_logp[rows, lo:hi])
-            sample_logp[rows, lo:hi] = torch.where(
-                reveal, x0_sample_logp.float(), sample_logp[rows, lo:hi]
-            )
-            row_step += active.long()
+            stepping = torch.tensor(active, device=device)  # (N,) bool
+            masked = still_masked[pick] & stepping[pick, None]
+            row_count = None if count is None else [count[i] for i in rows]
+            reveal = choose(confidence, masked, row_count, config.parallel_threshold)  # (R, S)
+            step = row_step[pick, None]  # (R, 1)
+            window, span = (pick, slice(p + lo, p + hi)), (pick, slice(lo, hi))
+            x[window] = torch.where(reveal, x0, x[window])
+            reveal_step[span] = torch.where(reveal, step, reveal_step[span])
+            token_logp[span] = torch.where(reveal, x0_logp.float(), token_logp[span])
+            sample_logp[span] = torch.where(reveal, x0_sample_logp.float(), sample_logp[span])
+            row_step += stepping.long()
 
     assert torch.equal(reveal_step >= 0, exists), "every position is revealed exactly once"
     trajectory = Trajectory(reveal_step, token_logp, sample_logp)
     return Rollout(prompt_ids, prompt_mask.bool(), x[:, p:], trajectory, int(row_step.max()),
-                   None if lengths is None else row_length)  # fmt: skip
+                   None if lengths is None else row_length, calls)  # fmt: skip
 
 
 def left_pad(
