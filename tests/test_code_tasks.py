@@ -226,7 +226,7 @@ def test_tiny_code_splits_are_disjoint_and_examples_identify_problems(tiny: Tiny
 
     test = {ident(p) for p in tiny.problems("test")}
     train = {ident(p) for p in tiny.problems("train")}
-    assert len(test) == 200 and not test & train
+    assert len(test) == tiny.config.num_test == 100 and not test & train
     assert all(ident(p) not in test for p in tiny.sample_train(500, random.Random(0)))
     shown = [tiny.prompt(p) for p in tiny.problems("test") + tiny.problems("train")]
     assert len(set(shown)) == len(shown)  # no two problems look alike
