@@ -65,3 +65,21 @@ def test_mixed_lengths_rows_equal_one_batch_per_length(tmp_path):
     assert result["denoiser_calls_mixed"] == 3 * 6
     for per in result["per_length"].values():
         assert per["mean_reward_separate"] == per["mean_reward_mixed"]
+
+
+def test_sampler_ab_compares_a_revision_with_the_working_tree():
+    args = [
+        "--rev",
+        "HEAD",
+        "--problems",
+        "2",
+        "--samples",
+        "1",
+        "--modes",
+        "none",
+        "--rounds",
+        "1",
+    ]
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "sampler_ab.py"), *args],
+                          cwd=ROOT, check=True, capture_output=True, text=True)  # fmt: skip
+    assert "identical completions: True" in done.stdout  # HEAD's sampler is the working tree's
