@@ -82,4 +82,9 @@ def test_sampler_ab_compares_a_revision_with_the_working_tree():
     ]
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "sampler_ab.py"), *args],
                           cwd=ROOT, check=True, capture_output=True, text=True)  # fmt: skip
-    assert "identical completions: True" in done.stdout  # HEAD's sampler is the working tree's
+    unchanged = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "src/trafl/sampling/sampler.py"],
+                               cwd=ROOT).returncode == 0  # fmt: skip
+    if unchanged:  # (a clean checkout, as in CI): HEAD's sampler is the working tree's
+        assert "identical completions: True" in done.stdout
+    else:
+        assert "identical completions:" in done.stdout
