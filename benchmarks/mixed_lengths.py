@@ -20,6 +20,7 @@ import json
 import platform
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -67,15 +68,13 @@ def main() -> None:
 
     rollout_task(model, task, problems[:2], 2, config, None)  # warm-up
     times: dict[str, list[float]] = {"separate": [], "mixed": []}
+    outputs: dict[str, Any] = {}
     for _ in range(args.repeats):  # alternate, keep the fastest of each
         for name, fn in (("separate", run_separate), ("mixed", run_mixed)):
             start = time.perf_counter()
-            out = fn()
+            outputs[name] = fn()
             times[name].append(time.perf_counter() - start)
-            if name == "separate":
-                separate = out
-            else:
-                mixed = out
+    separate, mixed = outputs["separate"], outputs["mixed"]
     separate_s, mixed_s = min(times["separate"]), min(times["mixed"])
 
     same, per_length = 0, {}

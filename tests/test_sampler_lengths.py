@@ -233,3 +233,16 @@ def test_training_estimators_refuse_rollouts_with_per_sequence_lengths(tiny_mode
     )
     with pytest.raises(ValueError, match="per-sequence lengths"):
         replay(tiny_model, out)
+
+
+def test_concat_keeps_per_row_lengths_and_fills_full_ones(tiny_model):
+    from trafl.sampling import concat_rollouts
+
+    ids, mask = prompts_batch(tiny_model)
+    config = SamplerConfig(gen_length=12, steps=6, temperature=0.0)
+    plain = sample(tiny_model, ids, mask, config)
+    mixed = sample(tiny_model, ids, mask, config, None, LENGTHS)
+    both = concat_rollouts([plain, mixed])
+    assert both.lengths.tolist() == [12, 12, 12, *LENGTHS]
+    assert both.num_calls == plain.num_calls + mixed.num_calls
+    assert concat_rollouts([plain, plain]).lengths is None
