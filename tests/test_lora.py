@@ -3,6 +3,7 @@ resume is exact, ``trafl export`` merges; and the ``model`` config section aroun
 
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
 from pathlib import Path
 
@@ -95,9 +96,46 @@ def test_adapter_only_checkpoints_resume_exactly_and_export_merges(bases, tmp_pa
     main(["export", str(tmp_path / "full"), str(tmp_path / "exported"), *extra])
     exported = {p.name for p in (tmp_path / "exported").iterdir()}
     assert "config.json" in exported and "adapter_config.json" not in exported
-    merged = load_model(replace(bases[kind], path=str(tmp_path / "exported")))
+    merged = load_model(replace(bases[kind], path=str(tmp_path / "exported"))).eval()
     full.policy.eval()
-    torch.testing.assert_close(logits(merged), logits(full.policy), atol=1e-5, rtol=1e-5)
+    assert_merged_within_float32_rounding(full.policy, merged)
+    # The exported model computes what the policy computes with those merged weights (and B = 0):
+    # the same operations on the same numbers, so bit for bit.
+    same = copy.deepcopy(full.policy)
+    with torch.no_grad():
+        for name, layer in lora_layers(same):
+            layer.base_layer.weight.copy_(merged.state_dict()[f"{name}.weight"])
+            layer.lora_B["default"].weight.zero_()
+    torch.testing.assert_close(logits(merged), logits(same), atol=0, rtol=0)
+
+
+def lora_layers(policy) -> list[tuple[str, torch.nn.Module]]:
+    """(name in the unwrapped model, peft LoRA layer) for every adapted linear layer."""
+    prefix = "base_model.model."
+    return [(n.removeprefix(prefix), m) for n, m in policy.named_modules() if hasattr(m, "lora_A")
+            and "default" in m.lora_A]  # fmt: skip
+
+
+def assert_merged_within_float32_rounding(policy, merged) -> None:
+    """Each merged weight W' = fl(W + fl(fl(B A) s)) against W + s B A in float64. Float32 with
+    unit roundoff u = 2^-24 bounds the error elementwise (Higham, Accuracy and Stability, 3.5):
+    the rank-r product by s gamma_r |B||A| with gamma_r = r u / (1 - r u), the scaling by
+    u s |B||A| (1 + gamma_r), the sum by u |W'| / (1 - u)."""
+    u = 2.0**-24
+    weights = merged.state_dict()
+    layers = lora_layers(policy)
+    assert layers, "no LoRA layer found in the policy"
+    for name, layer in layers:
+        w = layer.base_layer.weight.double()  # out x in
+        a, b = layer.lora_A["default"].weight.double(), layer.lora_B["default"].weight.double()
+        s, r = layer.scaling["default"], a.shape[0]
+        gamma = r * u / (1 - r * u)
+        exact = w + s * (b @ a)  # out x in
+        got = weights[f"{name}.weight"].double()
+        abs_ba = b.abs() @ a.abs()  # out x in
+        bound = s * gamma * abs_ba + u * s * abs_ba * (1 + gamma) + u * got.abs() / (1 - u)
+        excess = ((got - exact).abs() - bound).max().item()
+        assert excess <= 0, f"{name}: merged weight off by {excess:.3g} beyond float32 rounding"
 
 
 def test_all_linear_targets_skip_the_output_head(bases):
