@@ -26,6 +26,7 @@ from typing import Any, Literal, Union
 
 import yaml
 
+from trafl.errors import UserError
 from trafl.registry import Registry
 
 _NULLS = ("null", "none", "~")
@@ -33,7 +34,7 @@ _TRUE = ("true", "yes", "1", "on")
 _FALSE = ("false", "no", "0", "off")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A bad config; a ValueError so callers need not know this module, a subclass so a CLI
     can print it as a one-line message instead of a traceback."""
 

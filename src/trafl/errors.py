@@ -1,0 +1,29 @@
+"""The errors a command reports as one line instead of a traceback.
+
+``trafl.cli`` prints ``trafl COMMAND: message`` and exits with the error's ``exit_code``;
+``--debug`` (or ``TRAFL_DEBUG=1``) shows the traceback instead. Imports nothing of ours, so any
+module may raise these.
+"""
+
+from __future__ import annotations
+
+
+class TraflError(Exception):
+    """A failure whose message says everything a user needs: printed alone, exit code 1."""
+
+    exit_code = 1
+
+
+class UserError(TraflError, ValueError):
+    """Bad input the user can fix (config, files, folders, devices): exit code 2. A
+    ``ValueError`` too, so library callers that catch ``ValueError`` keep working."""
+
+    exit_code = 2
+
+
+class RunStopped(TraflError):
+    """A run stopped on purpose (a signal, a streak of bad updates) after saving what it could."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
