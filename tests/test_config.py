@@ -300,3 +300,16 @@ def test_a_partial_section_keeps_its_fields_own_default_not_the_class_defaults()
     # a component that names another class starts from that class's defaults
     other = load_config(TrainConfig, None, ["objective.name=diffu_grpo"])
     assert other.objective.name == "diffu_grpo" and not hasattr(other.objective, "beta")
+
+
+def test_a_component_name_combines_with_its_keys_in_either_order() -> None:
+    for args in (["sec=beta", "sec.width=3"], ["sec.width=3", "sec=beta"]):
+        assert parse_overrides(args, Top) == {"sec": {"name": "beta", "width": 3}}
+        assert load_config(Top, None, args).sec == Beta.Config(width=3)
+
+
+def test_a_text_field_keeps_the_command_line_text_as_typed() -> None:
+    """``[/INST]`` is a YAML list and ``yes`` a bool; a str field wants the text itself."""
+    cfg = load_config(Top, None, ["run_name=[/INST]", "sec=beta", "sec.tags=[a, b]"])
+    assert cfg.run_name == "[/INST]" and cfg.sec.tags == ["a", "b"]
+    assert load_config(Top, None, ["run_name=yes"]).run_name == "yes"

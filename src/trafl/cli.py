@@ -1,13 +1,21 @@
-"""The ``trafl`` command: ``trafl COMMAND [CONFIG.yaml] [key=value ...]``."""
+"""The ``trafl`` command: ``trafl COMMAND [CONFIG.yaml] [key=value ...]``.
+
+A failure the user can act on (:class:`trafl.errors.TraflError`: a bad config, file, folder or
+device, a run stopped on purpose) is one line on stderr, ``trafl COMMAND: message``, and the
+error's exit code (2 for bad input); ``--debug`` anywhere on the line, or ``TRAFL_DEBUG=1``,
+shows its traceback instead. Anything else is a bug and keeps its traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
 from trafl.config import ConfigError, load_config
+from trafl.errors import TraflError
 
 USAGE = """\
 trafl COMMAND [CONFIG.yaml] [key=value ...]
@@ -23,6 +31,7 @@ commands:
 
 Settings: dataclass defaults < CONFIG.yaml < key=value overrides (dotted keys, e.g.
 sampler.temperature=0.9). Unknown keys and bad values are errors that list what is valid.
+--debug (or TRAFL_DEBUG=1) shows the traceback of an error instead of its one-line message.
 """
 
 
@@ -96,18 +105,36 @@ def _as_override(arg: str) -> str:
     return arg[2:] if "=" in arg else f"{arg[2:]}=true"
 
 
+def one_line(err: BaseException) -> str:
+    """The error's message on one line (YAML and state-dict errors span several)."""
+    return " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+
+
+def debug_requested(argv: list[str]) -> bool:
+    return "--debug" in argv or os.environ.get("TRAFL_DEBUG", "").lower() in ("1", "true", "yes")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="trafl", usage=USAGE, add_help=True)
     parser.add_argument("command", choices=sorted(COMMANDS), metavar="COMMAND")
     parser.add_argument("args", nargs="*", help="[CONFIG.yaml] [key=value ...]")
-    argv = [_as_override(a) for a in (sys.argv[1:] if argv is None else argv)]
-    ns = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = debug_requested(argv)
+    ns = parser.parse_args([_as_override(a) for a in argv if a != "--debug"])
     config_path = None
     overrides = list(ns.args)
     if overrides and "=" not in overrides[0] and ns.command not in ("compare", "export"):
         config_path = overrides.pop(0)
     try:
         COMMANDS[ns.command](config_path, overrides)
-    except ConfigError as err:
-        print(f"trafl {ns.command}: config error: {err}", file=sys.stderr)
-        sys.exit(2)
+    except TraflError as err:
+        if debug:
+            raise
+        print(f"trafl {ns.command}: {one_line(err)}", file=sys.stderr)
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:  # Ctrl-C outside a training loop, or twice inside one
+        if debug:
+            raise
+        print(f"trafl {ns.command}: interrupted (nothing saved since the last checkpoint)",
+              file=sys.stderr)  # fmt: skip
+        sys.exit(130)

@@ -46,6 +46,22 @@ def check_choice(field: str, value: Any, choices: typing.Sequence[Any]) -> None:
         raise ValueError(f"invalid {field} {value!r}; valid: {', '.join(map(repr, choices))}")
 
 
+def check_at_least(obj: Any, minimums: dict[str, int], prefix: str = "") -> None:
+    """Raise a ValueError naming the first field of ``obj`` (as ``prefix + name``) below its
+    minimum: the counts of a config's ``__post_init__`` (``steps=0`` must not exit as if it
+    had trained). ``None`` passes: it stands for a default filled in later."""
+    for name, low in minimums.items():
+        value = getattr(obj, name)
+        if value is not None and value < low:
+            raise ValueError(f"{prefix}{name} must be >= {low}, got {value}")
+
+
+def check_lengths(name: str, values: typing.Sequence[int]) -> None:
+    """A non-empty list of lengths, each >= 1 (``completion_lengths``, ``gen_lengths``)."""
+    if not values or min(values) < 1:
+        raise ValueError(f"{name} must be a non-empty list of lengths >= 1, got {list(values)}")
+
+
 def component(registry: Registry, default_name: str) -> Any:
     """A polymorphic section: ``registry.get(name).Config`` decides which keys are valid.
 
@@ -318,7 +334,9 @@ def parse_overrides(args: list[str], cls: type | None = None) -> dict[str, Any]:
     Values go through ``yaml.safe_load`` (lists, numbers, bools, null), except that text YAML
     would misread as a mapping (``prompt=Answer: 42``) or a comment stays a string. An empty
     value (``key=``) is the empty string. With ``cls`` (the config dataclass), a section's
-    scalar shorthand and its keys combine: ``model=PATH model.dtype=bfloat16``.
+    scalar shorthand and its keys combine (``model=PATH model.dtype=bfloat16``, ``task=gsm8k
+    task.path=FILE``), and a ``str`` field keeps its text as typed (``model.response_prefix=
+    [/INST]`` is that text, not a YAML list).
     """
     out: dict[str, Any] = {}
     for arg in args:
@@ -328,32 +346,86 @@ def parse_overrides(args: list[str], cls: type | None = None) -> dict[str, Any]:
         parts = [p.strip() for p in key.strip().split(".")]
         if not all(parts):
             raise ConfigError(f"override {arg!r} has an empty key part (use e.g. optim.lr=1e-4)")
-        value: Any = raw
-        if raw.strip():
-            try:
-                value = yaml.safe_load(raw)
-            except yaml.YAMLError:
-                value = raw
-            if (isinstance(value, dict) and not raw.lstrip().startswith("{")) or (
-                value is None and raw.strip().lower() not in _NULLS
-            ):
-                value = raw
         node, node_cls = out, cls
         for i, part in enumerate(parts[:-1]):
-            node_cls = _section_type(node_cls, part)
             if part in node:
-                node[part] = _expand_shorthand(node_cls, node[part])
+                node[part] = _as_section(node_cls, part, node[part])
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 prefix = ".".join(parts[: i + 1])
                 raise ConfigError(f"override {arg!r} conflicts with an earlier {prefix}=...")
-        last_cls = _section_type(node_cls, parts[-1])
-        value = _expand_shorthand(last_cls, value)
-        old = node.get(parts[-1])
-        if last_cls is not None and isinstance(old, dict) and isinstance(value, dict):
+            node_cls = _child_type(node_cls, part, node)
+        last = parts[-1]
+        value = _as_section(node_cls, last, _parse_value(raw, _text_kind(node_cls, last)))
+        old = node.get(last)
+        if _is_section(node_cls, last) and isinstance(old, dict) and isinstance(value, dict):
             value = {**old, **value}  # ``model.dtype=... model=PATH`` keeps the dtype
-        node[parts[-1]] = value
+        node[last] = value
     return out
+
+
+def _parse_value(raw: str, text: str | None) -> Any:
+    """One command-line value (see :func:`parse_overrides`); ``text`` is ``"str"`` or
+    ``"str | None"`` for a text field (kept as typed; null words are None for the second)."""
+    if text is not None:
+        return None if text != "str" and raw.strip().lower() in _NULLS else raw
+    if not raw.strip():
+        return raw
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+    if (isinstance(value, dict) and not raw.lstrip().startswith("{")) or (
+        value is None and raw.strip().lower() not in _NULLS
+    ):
+        return raw
+    return value
+
+
+def _text_kind(cls: type | None, key: str) -> str | None:
+    """``"str"`` or ``"str | None"`` when field ``key`` of ``cls`` holds text, else None."""
+    if cls is None or not dataclasses.is_dataclass(cls) or key not in _fields(cls):
+        return None
+    hint = _hints(cls)[key]
+    if hint is str:
+        return "str"
+    args = typing.get_args(hint)
+    is_union = typing.get_origin(hint) in (Union, types.UnionType)
+    return "str | None" if is_union and set(args) == {str, type(None)} else None
+
+
+def _child_type(cls: type | None, key: str, node: dict[str, Any]) -> type | None:
+    """The dataclass of section ``key`` of ``cls``: a plain section's type, or the ``Config``
+    of the component that ``node``'s name (or the field's default) picks; None if unknown."""
+    if not _is_component(cls, key):
+        return _section_type(cls, key)
+    meta = _fields(cls)[key].metadata  # type: ignore[arg-type]
+    name = node.get("name", meta["default"])
+    try:
+        return _component_cls(meta["registry"], name, "") if isinstance(name, str) else None
+    except ValueError:
+        return None  # from_dict reports the bad name with its key
+
+
+def _is_section(cls: type | None, key: str) -> bool:
+    """``key`` of ``cls`` is a plain section or a component (not a scalar, not unknown)."""
+    return _section_type(cls, key) is not None or _is_component(cls, key)
+
+
+def _is_component(cls: type | None, key: str) -> bool:
+    if cls is None or not dataclasses.is_dataclass(cls):
+        return False
+    f = _fields(cls).get(key)
+    return f is not None and "registry" in f.metadata
+
+
+def _as_section(cls: type | None, key: str, value: Any) -> Any:
+    """``value`` of ``cls.key`` as a mapping where a scalar is a shorthand for one: a component
+    name (``task=gsm8k`` is ``task.name=gsm8k``) or a plain section's ``shorthand`` key, so that
+    it combines with the section's dotted keys (``task=gsm8k task.path=FILE``)."""
+    if _is_component(cls, key) and isinstance(value, str):
+        return {"name": value}
+    return _expand_shorthand(_section_type(cls, key), value)
 
 
 def _section_type(cls: type | None, key: str) -> type | None:
@@ -434,9 +506,15 @@ def load_config(
         if not file.is_file():
             raise ConfigError(f"config file not found: {file}")
         try:
-            loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
+            loaded = yaml.safe_load(file.read_bytes().decode("utf-8"))
         except yaml.YAMLError as err:
             raise ConfigError(f"config file {file} is not valid YAML: {err}") from err
+        except UnicodeDecodeError as err:
+            raise ConfigError(
+                f"config file {file} is not UTF-8 text (byte offset {err.start})"
+            ) from None
+        except OSError as err:
+            raise ConfigError(f"cannot read config file {file}: {err.strerror}") from err
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(
                 f"config file {file} must hold a mapping, got {type(loaded).__name__}"

@@ -17,8 +17,9 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from rich.table import Table
+from rich.text import Text
 
-from trafl.config import component, save_config, to_dict
+from trafl.config import check_at_least, check_lengths, component, save_config, to_dict
 from trafl.evaluation import (
     bootstrap_ci,
     coverage_at_k,
@@ -57,6 +58,11 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         self.model = ModelConfig.coerce(self.model)
+        check_at_least(self, {"num_problems": 1, "num_samples": 1, "block_length": 1,
+                              "bootstrap": 1, "heatmap_problems": 0, "batch_size": 1})  # fmt: skip
+        check_lengths("gen_lengths", self.gen_lengths)
+        if self.steps_per_token <= 0:
+            raise ValueError(f"steps_per_token must be > 0, got {self.steps_per_token}")
 
     def sampler(self, length: int, temperature: float) -> SamplerConfig:
         steps = max(1, round(length * self.steps_per_token))
@@ -77,13 +83,13 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
     model_path = Path(resolve_model_path(cfg.model.path))
-    out = default_out_dir(cfg, model_path)
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "eval_config.yaml")
+    task = TASKS.get(cfg.task.name)(cfg.task)  # bad data fails here, before the model loads
+    problems = subset(task.problems(cfg.split), cfg.num_problems)
     model: Any = load_model(replace(cfg.model, path=str(model_path)))
     model = model if cfg.model.load_in_4bit else model.to(device)
-    task = TASKS.get(cfg.task.name)(cfg.task)
-    problems = subset(task.problems(cfg.split), cfg.num_problems)
+    out = default_out_dir(cfg, model_path)  # made once the inputs are known to be good
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "eval_config.yaml")
     solutions = [task.all_solutions(p) for p in problems]
     n, ks = cfg.num_samples, power_of_two_ks(cfg.num_samples)
     result: dict[str, Any] = {
@@ -133,7 +139,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         titles = [task.prompt(p) for p in problems[: len(steps_list)]]
         plot_reveal_heatmaps(steps_list, rewards_list, titles, out / f"reveal_orders_L{length}.png")
     print_table(result)
-    console.print(f"wrote {out / 'eval.json'} and plots in {out}")
+    console.print(f"wrote {out / 'eval.json'} and plots in {out}", markup=False, emoji=False)
     return result
 
 
@@ -150,9 +156,8 @@ def jsonable(x: Any) -> Any:
 def print_table(result: dict[str, Any]) -> None:
     lengths = list(result["lengths"])
     ks = list(result["lengths"][lengths[0]]["pass_at_k"])
-    table = Table(
-        title=f"{result['model_name']} on {result['task']} ({result['num_problems']} problems x {result['num_samples']} samples)"
-    )
+    table = Table(title=Text(f"{result['model_name']} on {result['task']} ({result['num_problems']} "
+                             f"problems x {result['num_samples']} samples)"))  # fmt: skip
     table.add_column("metric")
     for length in lengths:
         table.add_column(f"L={length}", justify="right")

@@ -9,8 +9,10 @@ from typing import Any
 
 import torch
 from rich.table import Table
+from rich.text import Text
 
-from trafl.config import component
+from trafl.config import check_at_least, component
+from trafl.errors import UserError
 from trafl.metrics import mean_pass_at_k, power_of_two_ks
 from trafl.models import ModelConfig, load_model
 from trafl.rollouts import ScoredRollout, rollout_task, subset
@@ -36,16 +38,17 @@ class SampleConfig:
 
     def __post_init__(self) -> None:
         self.model = ModelConfig.coerce(self.model)
+        check_at_least(self, {"num_problems": 1, "num_samples": 1, "show": 0})
 
 
 def run_sample(cfg: SampleConfig) -> dict[str, Any]:
     """Sample, score, print a summary; returns the summary (accuracy, pass@k)."""
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
+    task = TASKS.get(cfg.task.name)(cfg.task)  # bad data fails here, before the model loads
+    problems = subset(task.problems(cfg.split), cfg.num_problems)
     model: Any = load_model(cfg.model)
     model = model if cfg.model.load_in_4bit else model.to(device)
-    task = TASKS.get(cfg.task.name)(cfg.task)
-    problems = subset(task.problems(cfg.split), cfg.num_problems)
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     with make_progress() as progress:
         scored = rollout_task(model, task, problems, cfg.num_samples, cfg.sampler, generator,
@@ -73,9 +76,13 @@ def summarize(scored: ScoredRollout, num_problems: int, num_samples: int) -> dic
 
 
 def write_jsonl(scored: ScoredRollout, task: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        f = path.open("w", encoding="utf-8")
+    except OSError as err:
+        raise UserError(f"cannot write output {str(path)!r}: {err.strerror}") from err
     traj = scored.rollout.trajectory
-    with path.open("w") as f:
+    with f:
         for i, (problem, text) in enumerate(zip(scored.problems, scored.texts, strict=True)):
             row = {
                 "problem": problem,
@@ -86,14 +93,15 @@ def write_jsonl(scored: ScoredRollout, task: Any, path: Path) -> None:
                 "token_logp": [round(x, 5) for x in traj.token_logp[i].tolist()],
             }
             f.write(json.dumps(row) + "\n")
-    console.print(f"wrote {path}")
+    console.print(f"wrote {path}", markup=False, emoji=False)
 
 
 def print_summary(scored: ScoredRollout, summary: dict[str, Any], cfg: SampleConfig) -> None:
     for i in range(min(cfg.show, len(scored.texts))):
-        mark = "[green]✓" if scored.rewards[i] >= 1 else "[red]✗"
-        console.print(f"{mark}[/] {scored.problems[i]} -> {scored.texts[i]!r}")
-    table = Table(title=f"{cfg.model.path} on {cfg.task.name}/{cfg.split}")
+        mark = ("✓", "green") if scored.rewards[i] >= 1 else ("✗", "red")
+        # problems and completions are user text: a Text is never read as markup ("[/INST]")
+        console.print(Text.assemble(mark, f" {scored.problems[i]} -> {scored.texts[i]!r}"))
+    table = Table(title=Text(f"{cfg.model.path} on {cfg.task.name}/{cfg.split}"))
     table.add_column("metric")
     table.add_column("value", justify="right")
     table.add_row("problems x samples", f"{summary['num_problems']} x {summary['num_samples']}")

@@ -16,9 +16,12 @@ import importlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from trafl.errors import UserError
+
 
 class Registry:
-    """A name -> object table with errors that list what is valid."""
+    """A name -> object table. A name that is not there is a :class:`UserError` (a ValueError)
+    that lists what is valid."""
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
@@ -41,8 +44,8 @@ class Registry:
             try:
                 return getattr(importlib.import_module(module_name), attr)
             except (ImportError, AttributeError) as err:
-                raise ValueError(f"cannot import {self.kind} {name!r}: {err}") from err
-        raise ValueError(
+                raise UserError(f"cannot import {self.kind} {name!r}: {err}") from err
+        raise UserError(
             f"unknown {self.kind} {name!r}; valid: {', '.join(sorted(self._items))} "
             f"(or an import path 'package.module:Name')"
         )

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import torch
 from rich.progress import Progress
 
+from trafl.errors import RunStopped
 from trafl.models.base import DiffusionLM
 from trafl.sampling import Generators, Rollout, SamplerConfig, generate
 from trafl.tasks.base import Problem, Task
@@ -25,6 +26,7 @@ class ScoredRollout:
     rewards: torch.Tensor  # (N,) float32
     num_reward_errors: int
     components: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> (N,) float32
+    reward_error: str = ""  # the first reward error's repr ("" when none raised)
 
 
 def safe_rewards(task: Task, problems: list[Problem], texts: list[str]) -> tuple[list[float], int]:
@@ -42,23 +44,48 @@ def safe_scores(
     Tasks that implement ``score(problems, completions)`` (see :class:`trafl.tasks.base.
     ScoringTask`; those that check answers or run code in worker pools) are called once per
     batch; the others once per sample through ``reward``. Whatever raises scores 0 (counted)."""
+    scores, errors = score_all(task, problems, texts)
+    return scores, len(errors)
+
+
+def score_all(
+    task: Task, problems: list[Problem], texts: list[str]
+) -> tuple[list[dict[str, float]], list[str]]:
+    """:func:`safe_scores` with the repr of each error instead of their count."""
     if hasattr(task, "score"):
         try:
             scores = [{k: float(v) for k, v in s.items()} for s in task.score(problems, texts)]
             if len(scores) != len(texts) or any("reward" not in s for s in scores):
                 raise ValueError("score() must return one dict with a 'reward' key per completion")
-            return scores, 0
+            return scores, []
         except Exception as err:  # noqa: BLE001 - fall back to per-sample scoring
             log.warning("batch scoring raised %r; scoring one sample at a time", err)
-    scores, errors = [], 0
+    scores, errors = [], []
     for problem, text in zip(problems, texts, strict=True):
         try:
             scores.append({"reward": float(task.reward(problem, text))})
         except Exception as err:  # noqa: BLE001 - one bad sample must not stop a run
-            errors += 1
+            errors.append(repr(err))
             log.warning("reward raised on %r: %r (scored 0)", text[:80], err)
             scores.append({"reward": 0.0})
     return scores, errors
+
+
+def check_reward_errors(
+    num_errors: float, num_rewards: int, max_rate: float, step: int, example: str = ""
+) -> None:
+    """Stop the run (:class:`RunStopped`) when more than ``max_rate`` of a step's rewards
+    raised: each scored 0, so a reward function that always raises would train on nothing.
+    Call it before the step's update. In a multi-process run pass the whole batch's counts
+    (the same on every rank), so that every rank stops together."""
+    if num_rewards <= 0 or num_errors / num_rewards <= max_rate:
+        return
+    first = f"; the first: {example}" if example else ""
+    raise RunStopped(
+        f"step {step}: {num_errors:g} of {num_rewards} rewards raised (more than "
+        f"max_reward_error_rate={max_rate:g}){first}. Fix the task's reward function, or "
+        "raise max_reward_error_rate"
+    )
 
 
 def rollout_task(
@@ -81,12 +108,13 @@ def rollout_task(
     rollout, texts = generate(
         model, prompts, sampler, generator, progress, description, pad_to, lengths
     )
-    scores, errors = safe_scores(task, rows, texts)
+    scores, errors = score_all(task, rows, texts)
     group = torch.arange(len(problems)).repeat_interleave(num_samples)
     names = sorted({k for s in scores for k in s} - {"reward"})
     components = {k: torch.tensor([s.get(k, 0.0) for s in scores]) for k in names}
     rewards = torch.tensor([s["reward"] for s in scores])
-    return ScoredRollout(rows, group, rollout, texts, rewards, errors, components)
+    first_error = errors[0] if errors else ""
+    return ScoredRollout(rows, group, rollout, texts, rewards, len(errors), components, first_error)
 
 
 def solved(scored: ScoredRollout) -> torch.Tensor:

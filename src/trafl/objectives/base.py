@@ -92,6 +92,14 @@ class Objective(torch.nn.Module):
     needs_prompt_hidden: bool = False  # the trainer passes mean-pooled prompt hidden states
     estimator_name: str = "mask_mean"  # the likelihood estimator this objective is defined on
     default_inner_updates: int = 1  # mu: optimiser steps per rollout batch
+    # its learning signal compares the G samples of a prompt (advantages against the group's
+    # mean): a group of one has no signal, so the config refuses rollout.group_size < 2
+    group_relative: ClassVar[bool] = False
+
+    @classmethod
+    def min_group_size(cls, config: Any) -> int:
+        """The smallest G that ``config`` learns from: 2 when group-relative, else 1."""
+        return 2 if cls.group_relative else 1
 
     def __init__(self, config: Any, hidden_size: int) -> None:
         super().__init__()

@@ -74,6 +74,7 @@ class DiffuGRPO(Objective):
     needs_old = True
     estimator_name = "one_step"
     default_inner_updates = 12
+    group_relative = True
 
     def __init__(self, config: DiffuGRPOConfig, hidden_size: int) -> None:
         super().__init__(config, hidden_size)

@@ -57,6 +57,7 @@ class ESPO(Objective):
     needs_old = True
     estimator_name = "elbo"
     default_inner_updates = 8
+    group_relative = True
 
     def __init__(self, config: ESPOConfig, hidden_size: int) -> None:
         super().__init__(config, hidden_size)

@@ -65,6 +65,7 @@ class SPG(Objective):
     Config = SPGConfig
     estimator_name = "blockwise"
     default_inner_updates = 4
+    group_relative = True
 
     def __init__(self, config: SPGConfig, hidden_size: int) -> None:
         super().__init__(config, hidden_size)

@@ -102,6 +102,14 @@ class TraFL(Objective):
     needs_old = True
     estimator_name = "mask_mean"
     default_inner_updates = 1
+    group_relative = True
+
+    @classmethod
+    def min_group_size(cls, config: TraFLConfig) -> int:
+        """2 when r~ is centred on the group or log Z is the group's mean (vargrad): with G = 1
+        either makes every residual blind to the reward. 1 for raw rewards (``reward_norm=
+        none``) with a learned log Z."""
+        return 2 if config.reward_norm != "none" or config.log_z == "vargrad" else 1
 
     def __init__(self, config: TraFLConfig, hidden_size: int) -> None:
         super().__init__(config, hidden_size)

@@ -43,6 +43,7 @@ class WD1(Objective):
     Config = WD1Config
     estimator_name = "one_step"
     default_inner_updates = 12
+    group_relative = True
 
     def __init__(self, config: WD1Config, hidden_size: int) -> None:
         super().__init__(config, hidden_size)

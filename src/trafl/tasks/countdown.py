@@ -27,6 +27,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 
+from trafl.errors import UserError
 from trafl.tasks import TASKS
 from trafl.tasks.base import Problem
 from trafl.tasks.countdown_expr import (  # noqa: F401  (re-exported: the task's public API)
@@ -131,7 +132,7 @@ class Countdown:
             ]
             if targets:
                 return {"nums": nums, "target": rng.choice(targets)}
-        raise ValueError(
+        raise UserError(
             f"no problem with a target in [{cfg.min_target}, {cfg.max_target}] and at least "
             f"{cfg.min_solutions} solutions found in {_MAX_DRAW_ATTEMPTS} draws; widen the config"
         )
@@ -148,7 +149,7 @@ class Countdown:
                 if pid in seen:
                     misses += 1
                     if misses > _MAX_DRAW_ATTEMPTS:
-                        raise ValueError(
+                        raise UserError(
                             f"only {len(test)} distinct problems found for num_test="
                             f"{self.config.num_test}; widen the config or lower num_test"
                         )
@@ -166,10 +167,10 @@ class Countdown:
         if split == "test":
             return [{"nums": list(p["nums"]), "target": p["target"]} for p in self._test_split()]
         if split == "train":
-            raise ValueError(
+            raise UserError(
                 "countdown's train split is an infinite generator; use sample_train(num, rng)"
             )
-        raise ValueError(f"unknown split {split!r}; valid: {', '.join(self.splits)}")
+        raise UserError(f"unknown split {split!r}; valid: {', '.join(self.splits)}")
 
     def sample_train(self, num: int, rng: random.Random) -> list[Problem]:
         """Draw ``num`` training problems with ``rng``, rejecting any that is in the test split."""
@@ -182,7 +183,7 @@ class Countdown:
             if _problem_id(problem) in self._test_ids:
                 rejected += 1
                 if rejected > _MAX_DRAW_ATTEMPTS:
-                    raise ValueError("the test split covers (almost) every problem; widen config")
+                    raise UserError("the test split covers (almost) every problem; widen config")
                 continue
             out.append(problem)
         return out

@@ -33,11 +33,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from trafl.config import check_choice
+from trafl.errors import UserError
 from trafl.rewards.answers import last_boxed
 from trafl.tasks import TASKS
 from trafl.tasks.base import Problem
 from trafl.tasks.countdown_expr import Parsed, enumerate_solutions, parse
-from trafl.tasks.data import DataError, Record, load_records
+from trafl.tasks.data import DataError, Record, convert_records, load_records
 from trafl.tasks.math_common import D1_SYSTEM_PROMPT, PROMPT_STYLES, HubDataConfig
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,9 @@ class CountdownD1:
         self.config = config if config is not None else CountdownD1Config()
         self._cache: dict[str, list[Problem]] = {}
         self._hub: list[Problem] | None = None
+        for split, path in (("test", self.config.path), ("train", self.config.train_path)):
+            if path:  # a bad local file fails now, before a model loads
+                self._load(split)
 
     # ----------------------------------------------------------------- data
 
@@ -126,9 +130,8 @@ class CountdownD1:
     def _read(
         self, path: str | None, dataset: str | None, split: str, subset: str | None
     ) -> list[Problem]:
-        return [
-            self.to_problem(r) for r in load_records(path, dataset, split, subset, task=self.name)
-        ]
+        rows = load_records(path, dataset, split, subset, task=self.name)
+        return convert_records(rows, self.to_problem, f"{self.name}: {path or dataset}")
 
     def _hub_rows(self) -> list[Problem]:
         """The default source's problems with the configured sizes, in the dataset's order."""
@@ -140,7 +143,7 @@ class CountdownD1:
 
     def _load(self, split: str) -> list[Problem]:
         if split not in self.splits:
-            raise ValueError(f"unknown split {split!r}; valid: {', '.join(self.splits)}")
+            raise UserError(f"unknown split {split!r}; valid: {', '.join(self.splits)}")
         if split not in self._cache:
             problems = self._test() if split == "test" else self._train()
             if not problems:
@@ -168,6 +171,8 @@ class CountdownD1:
             else:
                 rows = self._read(None, source, cfg.train_split, cfg.train_subset)
         except DataError as err:
+            if cfg.train_path:
+                raise
             raise DataError(
                 f"{err} (for training problems the option is task.train_path=FILE)"
             ) from err
@@ -205,7 +210,7 @@ class CountdownD1:
         )
 
     def demonstration(self, problem: Problem, rng: random.Random) -> str:
-        raise ValueError(
+        raise UserError(
             f"{self.name}: the dataset has no worked solutions, so there is no demonstration "
             f"(the embedded 'countdown' task renders solutions for pretraining)"
         )

@@ -9,16 +9,22 @@ from __future__ import annotations
 
 import csv
 import gzip
+import io
 import json
 import os
+import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from trafl.errors import UserError
 
 Record = dict[str, Any]
 
 
-class DataError(RuntimeError):
-    """A task's data could not be found or read; the message says how to provide it."""
+class DataError(UserError):
+    """A task's data could not be found or read; the message names the file (and line or
+    record) and says how to fix it. A :class:`UserError`: ``trafl`` prints it as one line."""
 
 
 def load_records(
@@ -39,39 +45,109 @@ def load_records(
 def read_local(path: str | Path) -> list[Record]:
     """JSON (a list of objects, or an object holding one such list), JSONL or CSV (a header
     row; values stay strings), each optionally .gz, or parquet (needs pyarrow, which
-    ``datasets`` installs)."""
+    ``datasets`` installs). Every error names the file, and the line (JSON, JSONL) or byte
+    offset (text that is not UTF-8) where it is."""
     file = Path(path)
     if not file.is_file():
         raise DataError(f"data file {str(path)!r} does not exist")
     name = file.name.lower()
-    opener = gzip.open if name.endswith(".gz") else open
     stem = name[:-3] if name.endswith(".gz") else name
-    if stem.endswith(".jsonl"):
-        with opener(file, "rt", encoding="utf-8") as f:
-            return [json.loads(line) for line in f if line.strip()]
-    if stem.endswith(".json"):
-        with opener(file, "rt", encoding="utf-8") as f:
-            data = json.load(f)
-        if isinstance(data, dict):  # {"data": [...]} / {"test": [...]}: the one list inside
-            lists = [v for v in data.values() if isinstance(v, list)]
-            if len(lists) != 1:
-                raise DataError(f"{path}: expected a list of records or an object holding one")
-            data = lists[0]
-        if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
-            raise DataError(f"{path}: expected a list of JSON objects")
-        return data
-    if stem.endswith(".csv"):
-        with opener(file, "rt", encoding="utf-8", newline="") as f:
-            return list(csv.DictReader(f))
     if stem.endswith(".parquet"):
-        try:
-            import pyarrow.parquet as pq
-        except ImportError as err:
-            raise DataError(
-                f"reading {path} needs pyarrow: pip install 'trafl[data]' (or use JSONL)"
-            ) from err
-        return pq.read_table(file).to_pylist()
+        return _read_parquet(file)
+    readers = {".jsonl": _parse_jsonl, ".json": _parse_json, ".csv": _parse_csv}
+    for suffix, parse in readers.items():
+        if stem.endswith(suffix):
+            return parse(file, _read_text(file))
     raise DataError(f"{path}: unknown format; use .json, .jsonl, .csv (optionally .gz) or .parquet")
+
+
+def _read_text(file: Path) -> str:
+    """The file's text (gunzipped for .gz), a UTF-8 byte-order mark dropped."""
+    try:
+        data = file.read_bytes()
+        if file.name.lower().endswith(".gz"):
+            data = gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as err:  # unreadable, or a .gz that is not gzip
+        raise DataError(f"cannot read data file {file}: {err}") from err
+    try:
+        return data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise DataError(
+            f"data file {file} is not UTF-8 text: byte 0x{data[err.start]:02x} at offset "
+            f"{err.start} (line {line}); convert it, e.g. iconv -t UTF-8"
+        ) from None
+
+
+def _parse_jsonl(file: Path, text: str) -> list[Record]:
+    """One JSON object per line (blank lines skipped)."""
+    rows = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{file} line {number}: not valid JSON ({err.msg}, column "
+                            f"{err.colno})") from None  # fmt: skip
+        if not isinstance(row, dict):
+            raise DataError(f"{file} line {number}: expected a JSON object, got "
+                            f"{type(row).__name__}")  # fmt: skip
+        rows.append(row)
+    return rows
+
+
+def _parse_json(file: Path, text: str) -> list[Record]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise DataError(f"{file} line {err.lineno}: not valid JSON ({err.msg}, column "
+                        f"{err.colno})") from None  # fmt: skip
+    if isinstance(data, dict):  # {"data": [...]} / {"test": [...]}: the one list inside
+        lists = [v for v in data.values() if isinstance(v, list)]
+        if len(lists) != 1:
+            raise DataError(f"{file}: expected a list of records or an object holding one")
+        data = lists[0]
+    if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+        raise DataError(f"{file}: expected a list of JSON objects")
+    return data
+
+
+def _parse_csv(file: Path, text: str) -> list[Record]:
+    try:
+        return list(csv.DictReader(io.StringIO(text, newline="")))
+    except csv.Error as err:
+        raise DataError(f"{file}: not valid CSV: {err}") from None
+
+
+def _read_parquet(file: Path) -> list[Record]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError as err:
+        raise DataError(
+            f"reading {file} needs pyarrow: pip install 'trafl[data]' (or use JSONL)"
+        ) from err
+    try:
+        return pq.read_table(file).to_pylist()
+    except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
+        raise DataError(f"{file}: not a readable parquet file: {err}") from None
+
+
+def convert_records(
+    records: list[Record], to_problem: Callable[[Record], Any], where: str
+) -> list[Any]:
+    """``to_problem`` of every record; a record it rejects (a missing or bad field) is a
+    :class:`DataError` naming ``where`` (task and split or file) and the record's index."""
+    problems = []
+    for i, record in enumerate(records):
+        try:
+            problems.append(to_problem(record))
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            reason = err.args[0] if isinstance(err, KeyError) and err.args else err
+            raise DataError(
+                f"{where}: record {i + 1} of {len(records)} is malformed: {reason}"
+            ) from err
+    return problems
 
 
 def read_hub(dataset: str, split: str, subset: str | None, task: str) -> list[Record]:

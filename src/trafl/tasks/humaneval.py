@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from trafl.errors import UserError
 from trafl.rewards.code import (
     CodeRewardConfig,
     CodeTask,
@@ -75,6 +76,8 @@ class HumanEval(CodeTask):
         self.config = config if config is not None else HumanEvalConfig()
         self._problems: list[Problem] | None = None
         self.sandbox  # noqa: B018 - probe the sandbox now: a bad setting fails at startup
+        if self.config.path:  # a bad local file fails now, before a model loads
+            self._load()
 
     def _load(self) -> list[Problem]:
         if self._problems is None:
@@ -97,11 +100,11 @@ class HumanEval(CodeTask):
 
     def problems(self, split: str) -> list[Problem]:
         if split != "test":
-            raise ValueError(f"humaneval has only a test split; got {split!r} (valid: 'test')")
+            raise UserError(f"humaneval has only a test split; got {split!r} (valid: 'test')")
         return [dict(p) for p in self._load()]
 
     def sample_train(self, num: int, rng: random.Random) -> list[Problem]:
-        raise ValueError("humaneval is a test set; train on mbpp or your own data (task.path)")
+        raise UserError("humaneval is a test set; train on mbpp or your own data (task.path)")
 
     def prompt(self, problem: Problem) -> str:
         if self.config.prompt_style == "completion":

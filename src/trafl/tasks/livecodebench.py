@@ -32,11 +32,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from trafl.errors import UserError
 from trafl.rewards.code import CodeRewardConfig, CodeTask, extract_code
 from trafl.rewards.sandbox import Job, SandboxConfig, SandboxResult
 from trafl.tasks import TASKS
 from trafl.tasks.base import Problem
-from trafl.tasks.data import DataError, load_records
+from trafl.tasks.data import DataError, convert_records, load_records
 
 DIFFICULTIES = ("easy", "medium", "hard")
 WITH_STARTER = (
@@ -117,7 +118,11 @@ def decode_tests(raw: Any) -> list[dict[str, Any]]:
 def to_problem(row: dict[str, Any]) -> Problem:
     meta = row.get("metadata") or {}
     meta = json.loads(meta) if isinstance(meta, str) else meta
-    tests = decode_tests(row.get("public_test_cases")) + decode_tests(row.get("private_test_cases"))
+    try:
+        tests = decode_tests(row.get("public_test_cases"))
+        tests += decode_tests(row.get("private_test_cases"))
+    except (zlib.error, pickle.UnpicklingError) as err:  # base64's errors are ValueErrors
+        raise ValueError(f"its test cases cannot be decoded: {err}") from err
     if not row.get("question_content") or not tests:
         raise DataError(f"livecodebench: record {row.get('question_id')!r} lacks content or tests")
     return {
@@ -159,12 +164,16 @@ class LiveCodeBench(CodeTask):
         self.config = config if config is not None else LiveCodeBenchConfig()
         self._problems: list[Problem] | None = None
         self.sandbox  # noqa: B018 - probe the sandbox now: a bad setting fails at startup
+        if self.config.path:  # a bad local file fails now, before a model loads
+            self._load()
 
     def _load(self) -> list[Problem]:
         if self._problems is None:
             cfg = self.config
             rows = load_records(cfg.path, cfg.dataset, cfg.split, cfg.version, "livecodebench")
-            problems = [to_problem(r) for r in rows]
+            problems = convert_records(
+                rows, to_problem, f"livecodebench: {cfg.path or cfg.dataset}"
+            )
             self._problems = [
                 p for p in problems
                 if p["difficulty"] in cfg.difficulties
@@ -178,11 +187,11 @@ class LiveCodeBench(CodeTask):
 
     def problems(self, split: str) -> list[Problem]:
         if split != "test":
-            raise ValueError(f"livecodebench has only a test split; got {split!r} (valid: 'test')")
+            raise UserError(f"livecodebench has only a test split; got {split!r} (valid: 'test')")
         return [dict(p) for p in self._load()]
 
     def sample_train(self, num: int, rng: random.Random) -> list[Problem]:
-        raise ValueError("livecodebench is a test set; train on your own data (task.path)")
+        raise UserError("livecodebench is a test set; train on your own data (task.path)")
 
     def prompt(self, problem: Problem) -> str:
         text = f"### Question:\n{problem['question_content']}\n\n"
@@ -193,7 +202,7 @@ class LiveCodeBench(CodeTask):
         return text + "### Answer: (use the provided format with backticks)\n\n"
 
     def demonstration(self, problem: Problem, rng: random.Random) -> str:
-        raise ValueError("livecodebench has no reference solutions to pretrain on")
+        raise UserError("livecodebench has no reference solutions to pretrain on")
 
     def build_job(self, problem: Problem, completion: str) -> Job | None:
         code = extract_code(completion, self.config.reward.block)

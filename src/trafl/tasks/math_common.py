@@ -21,11 +21,12 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from trafl.config import check_choice
+from trafl.errors import UserError
 from trafl.rewards.answers import extract_answer, last_boxed, normalize_answer
 from trafl.rewards.formats import FORMAT_REWARDS
 from trafl.rewards.math import MathCheckConfig, MathChecker, shared_checker
 from trafl.tasks.base import Problem
-from trafl.tasks.data import DataError, Record, load_records
+from trafl.tasks.data import DataError, Record, convert_records, load_records
 
 log = logging.getLogger(__name__)
 
@@ -110,26 +111,31 @@ class HubTask:
                 task=self.name,
             )
         except DataError as err:
+            if cfg.train_path:
+                raise
             raise DataError(
                 f"{err} (for training problems the option is task.train_path=FILE)"
             ) from err
 
     def _convert(self, records: list[Record], where: str) -> list[Problem]:
-        problems = []
-        for i, record in enumerate(records):
-            try:
-                problems.append(self.to_problem(record))
-            except (KeyError, TypeError, ValueError) as err:
-                raise DataError(f"{self.name}: {where} record {i} is malformed: {err}") from err
-        return problems
+        return convert_records(records, self.to_problem, f"{self.name}: {where}")
+
+    def _load_local_files(self) -> None:
+        """Read the splits that come from local files now (at construction, before a model
+        loads), so that a bad file fails at once; hub splits stay lazy."""
+        if self.config.path:
+            self._load("test")
+        if self.config.train_path:
+            self._load("train")
 
     def _build(self, split: str) -> list[Problem]:
         """The problems of ``split``, read from the configured source (uncached)."""
-        return self._convert(self._read(split), split)
+        file = self.config.path if split == "test" else self.config.train_path
+        return self._convert(self._read(split), f"{split} data {file}" if file else split)
 
     def _load(self, split: str) -> list[Problem]:
         if split not in self.splits:
-            raise ValueError(f"unknown split {split!r}; valid: {', '.join(self.splits)}")
+            raise UserError(f"unknown split {split!r}; valid: {', '.join(self.splits)}")
         if split not in self._cache:
             problems = self._build(split)
             if not problems:
@@ -173,6 +179,7 @@ class MathTask(HubTask):
         super().__init__()
         self.config = config
         self._checker: MathChecker | None = None
+        self._load_local_files()
 
     @property
     def checker(self) -> MathChecker:

@@ -26,11 +26,12 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from trafl.errors import UserError
 from trafl.rewards.code import CodeRewardConfig, CodeTask, extract_code, normalise, parses
 from trafl.rewards.sandbox import Job
 from trafl.tasks import TASKS
 from trafl.tasks.base import Problem
-from trafl.tasks.data import DataError, load_records
+from trafl.tasks.data import DataError, convert_records, load_records
 
 INSTRUCTION = "You are an expert Python programmer, and here is your task:"
 
@@ -81,10 +82,13 @@ class MBPP(CodeTask):
         self.config = config if config is not None else MBPPConfig()
         self._splits: dict[str, list[Problem]] = {}
         self.sandbox  # noqa: B018 - probe the sandbox now: a bad setting fails at startup
+        for split, path in (("test", self.config.path), ("train", self.config.train_path)):
+            if path:  # a bad local file fails now, before a model loads
+                self._load(split)
 
     def _load(self, split: str) -> list[Problem]:
         if split not in ("test", "train"):
-            raise ValueError(f"unknown split {split!r}; valid: 'test', 'train'")
+            raise UserError(f"unknown split {split!r}; valid: 'test', 'train'")
         if split not in self._splits:
             cfg = self.config
             path = cfg.path if split == "test" else cfg.train_path
@@ -92,7 +96,10 @@ class MBPP(CodeTask):
                 raise DataError("mbpp: task.path gives test problems; set task.train_path=FILE")
             hub_split = cfg.split if split == "test" else cfg.train_split
             rows = load_records(path, cfg.dataset, hub_split, cfg.subset, "mbpp")
-            self._splits[split] = [to_problem(r, cfg.challenge_tests) for r in rows]
+            where = f"mbpp: {split} data {path or cfg.dataset}"
+            self._splits[split] = convert_records(
+                rows, lambda r: to_problem(r, cfg.challenge_tests), where
+            )
         return self._splits[split]
 
     def problems(self, split: str) -> list[Problem]:
@@ -114,7 +121,7 @@ class MBPP(CodeTask):
     def demonstration(self, problem: Problem, rng: random.Random) -> str:
         code = problem["code"].replace("\r\n", "\n").strip()
         if not code:
-            raise ValueError(f"mbpp problem {problem['task_id']} has no reference code")
+            raise UserError(f"mbpp problem {problem['task_id']} has no reference code")
         if self.config.prompt_style == "begin_done":
             return f"{code}\n[DONE]"
         return f"```python\n{code}\n```"

@@ -108,6 +108,7 @@ class Sudoku(HubTask):
     def __init__(self, config: SudokuConfig | None = None) -> None:
         super().__init__()
         self.config = config if config is not None else SudokuConfig()
+        self._load_local_files()
 
     def to_problem(self, record: Record) -> Problem:
         puzzle = str(field_of(record, ("puzzle", "Puzzle"))).strip()

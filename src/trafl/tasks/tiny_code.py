@@ -36,6 +36,7 @@ import json
 import random
 from dataclasses import dataclass, field
 
+from trafl.errors import UserError
 from trafl.rewards.code import CodeRewardConfig, CodeTask, normalise
 from trafl.rewards.sandbox import Job, SandboxConfig, SandboxResult
 from trafl.tasks import TASKS
@@ -118,7 +119,7 @@ class TinyCode(CodeTask):
             and counts[tuple(b[i] for i in shown)] == 1
         )  # fmt: skip
         if len(eligible) <= cfg.num_test:
-            raise ValueError(
+            raise UserError(
                 f"only {len(eligible)} problems for num_test={cfg.num_test}; lower num_test or "
                 "min_solutions, or widen the family (max_const, max_nodes, ops)"
             )
@@ -136,7 +137,7 @@ class TinyCode(CodeTask):
 
     def problems(self, split: str) -> list[Problem]:
         if split not in self.splits:
-            raise ValueError(f"unknown split {split!r}; valid: {', '.join(self.splits)}")
+            raise UserError(f"unknown split {split!r}; valid: {', '.join(self.splits)}")
         return [self._problem(b) for b in (self._test if split == "test" else self._train)]
 
     def sample_train(self, num: int, rng: random.Random) -> list[Problem]:
