@@ -16,6 +16,7 @@ import torch
 
 from tests.conftest import make_tiny
 from trafl.config import load_config
+from trafl.errors import RunStopped
 from trafl.models import load_model
 from trafl.objectives import OBJECTIVES
 from trafl.train import TrainConfig, Trainer
@@ -162,7 +163,7 @@ def test_non_finite_updates_are_skipped_then_stop_the_run(tmp_path, tiny_path, m
         return loss * float("nan"), metrics
 
     monkeypatch.setattr(trainer.objective, "loss", nan_loss)
-    with pytest.raises(RuntimeError, match="3 non-finite updates in a row"):
+    with pytest.raises(RunStopped, match="3 bad updates in a row"):
         trainer.train()
     assert trainer.skipped_total == 3
     for k, v in trainer.policy.state_dict().items():

@@ -17,18 +17,22 @@ from typing import Any
 import torch
 
 from trafl.checkpoint import (
-    latest_checkpoint,
+    is_disk_full,
     restore_policy,
+    resume_from,
     rng_state,
     save_atomic,
     save_policy,
     set_rng_state,
 )
-from trafl.config import component, format_config, save_config
+from trafl.config import check_at_least, check_lengths, component, format_config
 from trafl.diffusion import sft_loss
+from trafl.errors import RunStopped, TraflError
+from trafl.files import write_text_atomic
 from trafl.models import CharTokenizer, ModelConfig, TinyConfig, TinyDiffusionLM, load_trainable
 from trafl.optim import OptimConfig, build_optimizer, decay_groups
 from trafl.rollouts import greedy_accuracy
+from trafl.run_folder import RunFolder, check_resume_config
 from trafl.runtime import (
     MetricsLog,
     console,
@@ -38,7 +42,12 @@ from trafl.runtime import (
     seed_everything,
 )
 from trafl.sampling import SamplerConfig, left_pad
+from trafl.signals import StopRequests
 from trafl.tasks import TASKS, Task
+
+# settings a resume may change freely: how long to run and how often to log, check and save
+RESUME_FREE = ("resume", "overwrite", "allow_changes", "out_dir", "steps", "device", "log_every",
+               "ckpt_every", "keep_checkpoints", "eval_every", "eval_problems")  # fmt: skip
 
 
 @dataclass
@@ -72,8 +81,20 @@ class PretrainConfig:
     eval_sampler: SamplerConfig = field(
         default_factory=lambda: SamplerConfig(gen_length=16, steps=16, temperature=0.0)
     )
+    # as in trafl train: resume=true continues from the newest checkpoint that verifies; a fresh
+    # run into a folder holding a run needs overwrite=true; allow_changes: settings a resume
+    # may change beside RESUME_FREE
     resume: bool = False
+    overwrite: bool = False
+    allow_changes: list[str] = field(default_factory=list)
     device: str = "auto"
+
+    def __post_init__(self) -> None:
+        check_at_least(self, {"steps": 1, "batch_size": 1, "log_every": 1, "ckpt_every": 0,
+                              "eval_every": 0, "eval_problems": 1})  # fmt: skip
+        check_lengths("completion_lengths", self.completion_lengths)
+        if not 0.0 < self.mask_eps < 1.0:
+            raise ValueError(f"mask_eps must be in (0, 1), got {self.mask_eps}")
 
 
 def build_task(config: Any) -> Task:
@@ -103,88 +124,142 @@ def new_model(arch: TinyArch) -> TinyDiffusionLM:
     return TinyDiffusionLM(TinyConfig(vocab_size=tokenizer.vocab_size, **asdict(arch)), tokenizer)
 
 
-def pretrain(cfg: PretrainConfig) -> Path:
-    """Run pretraining; returns the folder of the final model (``out_dir/model``)."""
-    device = resolve_device(cfg.device)
-    out = Path(cfg.out_dir)
-    seed_everything(cfg.seed)
-    task = build_task(cfg.task)
-    model_cfg = cfg.init_from or ModelConfig()  # how checkpoints of the model are saved
-    model: Any = (
-        load_trainable(cfg.init_from, device) if cfg.init_from else new_model(cfg.arch).to(device)
-    )
-    model.train()
-    optimizer, scheduler = build_optimizer(decay_groups(model), cfg.optim, cfg.steps)
-    data_rng = random.Random(cfg.seed)
-    mask_gen = torch.Generator(device=device).manual_seed(cfg.seed)
-    metrics_log = MetricsLog(out)
-    start = 0
+class Pretrainer:
+    """Holds a pretraining run's state; :meth:`train` is the loop. The run folder is claimed,
+    resumed, checkpointed and stopped on signals exactly as RL training does (trafl.train)."""
 
-    ckpt = latest_checkpoint(out) if cfg.resume else None
-    if ckpt is not None:
-        restore_policy(model, ckpt / "model", model_cfg)
-        state = torch.load(ckpt / "state.pt", weights_only=False)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        data_rng.setstate(state["data_rng"])
-        mask_gen.set_state(state["mask_gen"])
-        set_rng_state(state["rng"])
-        start = state["step"]
-        metrics_log.truncate_after(start)
-        console.print(f"resumed from {ckpt} at step {start}")
-    elif cfg.resume:
-        console.print(f"[yellow]resume requested but {out} has no checkpoint; starting fresh")
-        metrics_log.truncate_after(0)  # rows of a run killed before its first checkpoint
-    save_config(cfg, out / "config.yaml")
-    console.print(format_config(cfg))
-    console.print(f"model: {model.num_parameters():,} parameters on {device}")
+    def __init__(self, cfg: PretrainConfig) -> None:
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device)
+        self.out = Path(cfg.out_dir)
+        seed_everything(cfg.seed)
+        self.task = build_task(cfg.task)
+        self.model_cfg = cfg.init_from or ModelConfig()  # how checkpoints of the model are saved
+        self.model: Any = (
+            load_trainable(cfg.init_from, self.device)
+            if cfg.init_from
+            else new_model(cfg.arch).to(self.device)
+        )
+        self.model.train()
+        params = decay_groups(self.model)
+        self.optimizer, self.scheduler = build_optimizer(params, cfg.optim, cfg.steps)
+        self.data_rng = random.Random(cfg.seed)
+        self.mask_gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
+        self.step = 0
+        self.folder = RunFolder(self.out)
+        self.metrics_log: MetricsLog | None = None
 
-    def write_checkpoint(step: int) -> None:
+    def train(self) -> Path:
+        """Claim the folder (lock; refuse to mix runs), resume if asked, run; the final model."""
+        self.folder.claim(self.cfg.resume, self.cfg.overwrite)
+        try:
+            self.metrics_log = MetricsLog(self.out)
+            if self.cfg.resume:
+                self.resume()
+            write_text_atomic(self.out / "config.yaml", format_config(self.cfg))
+            console.print(format_config(self.cfg), markup=False, emoji=False)  # user text
+            console.print(f"model: {self.model.num_parameters():,} parameters on {self.device}",
+                          markup=False, emoji=False)  # fmt: skip
+            self.loop()
+            final = save_atomic(self.out, "model", self.save_model, update_latest=False)
+            console.print(f"saved {final}", markup=False, emoji=False)
+            return final
+        except OSError as err:
+            if is_disk_full(err, self.out):
+                raise TraflError(f"no space left on the device writing into {self.out}; its "
+                                 "checkpoints are intact; free space and resume with "
+                                 "resume=true") from err  # fmt: skip
+            raise
+        finally:
+            if self.metrics_log is not None:
+                self.metrics_log.close()
+            self.folder.release()
+
+    def loop(self) -> None:
+        cfg = self.cfg
+        with make_progress() as progress, StopRequests() as stop:
+            bar = progress.add_task("pretrain", total=cfg.steps, completed=self.step, info="")
+            while self.step < cfg.steps:
+                metrics = self.train_step()
+                self.step += 1
+                if metrics:
+                    self.metrics_log.log(self.step, metrics)
+                    progress.update(bar, info=format_metrics(metrics))
+                due = cfg.ckpt_every > 0 and self.step % cfg.ckpt_every == 0
+                if due and self.step < cfg.steps:
+                    self.save_checkpoint()
+                progress.advance(bar)
+                if stop.signum is not None and self.step < cfg.steps:
+                    if not due:
+                        self.save_checkpoint()
+                    raise RunStopped(f"stopped by {stop.name} after step {self.step}; saved "
+                                     f"{self.out / f'checkpoint-{self.step}'}; continue with "
+                                     "resume=true", stop.exit_code)  # fmt: skip
+
+    def train_step(self) -> dict[str, Any]:
+        """One SFT update; the metrics to log at this step (none between ``log_every``)."""
+        cfg, model = self.cfg, self.model
+        length = self.data_rng.choice(cfg.completion_lengths)
+        prompts, completions = supervised_batch(
+            self.task, model.tokenizer, cfg.batch_size, length, self.data_rng
+        )
+        prompt_ids, prompt_mask = left_pad(prompts, model.pad_token_id, self.device)
+        loss = sft_loss(model, prompt_ids, prompt_mask, completions.to(self.device),
+                        cfg.mask_eps, self.mask_gen)  # fmt: skip
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        clip = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        done = self.step + 1
+        metrics: dict[str, Any] = {}
+        if done % cfg.log_every == 0 or done == cfg.steps:
+            metrics = {"loss": loss.item(), "grad_norm": float(grad_norm),
+                       "lr": self.scheduler.get_last_lr()[0]}  # fmt: skip
+        if cfg.eval_every > 0 and (done % cfg.eval_every == 0 or done == cfg.steps):
+            metrics["greedy_accuracy"] = greedy_accuracy(
+                model, self.task, cfg.eval_problems, cfg.eval_sampler
+            )
+        return metrics
+
+    def save_model(self, folder: Path) -> None:
+        save_policy(self.model, folder, self.model_cfg)
+
+    def save_checkpoint(self) -> None:
         def write(folder: Path) -> None:
-            save_policy(model, folder / "model", model_cfg)
+            self.save_model(folder / "model")
             torch.save({
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "data_rng": data_rng.getstate(), "mask_gen": mask_gen.get_state(),
-                "rng": rng_state(), "step": step,
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "data_rng": self.data_rng.getstate(), "mask_gen": self.mask_gen.get_state(),
+                "rng": rng_state(), "step": self.step,
             }, folder / "state.pt")  # fmt: skip
 
-        save_atomic(out, f"checkpoint-{step}", write, cfg.keep_checkpoints)
+        save_atomic(self.out, f"checkpoint-{self.step}", write, self.cfg.keep_checkpoints)
 
-    with make_progress() as progress:
-        bar = progress.add_task("pretrain", total=cfg.steps, completed=start, info="")
-        for step in range(start, cfg.steps):
-            length = data_rng.choice(cfg.completion_lengths)
-            prompts, completions = supervised_batch(
-                task, model.tokenizer, cfg.batch_size, length, data_rng
-            )
-            prompt_ids, prompt_mask = left_pad(prompts, model.pad_token_id, device)
-            loss = sft_loss(model, prompt_ids, prompt_mask, completions.to(device),
-                            cfg.mask_eps, mask_gen)  # fmt: skip
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(
-                model.parameters(), cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf")
-            )
-            optimizer.step()
-            scheduler.step()
-            done = step + 1
-            metrics: dict[str, Any] = {}
-            if done % cfg.log_every == 0 or done == cfg.steps:
-                metrics = {"loss": loss.item(), "grad_norm": float(grad_norm),
-                           "lr": scheduler.get_last_lr()[0]}  # fmt: skip
-            if cfg.eval_every > 0 and (done % cfg.eval_every == 0 or done == cfg.steps):
-                metrics["greedy_accuracy"] = greedy_accuracy(
-                    model, task, cfg.eval_problems, cfg.eval_sampler
-                )
-            if metrics:
-                metrics_log.log(done, metrics)
-                progress.update(bar, info=format_metrics(metrics))
-            if cfg.ckpt_every > 0 and done % cfg.ckpt_every == 0 and done < cfg.steps:
-                write_checkpoint(done)
-            progress.advance(bar)
-    final = out / "model"
-    save_atomic(out, "model", lambda folder: save_policy(model, folder, model_cfg),
-                update_latest=False)  # fmt: skip
-    metrics_log.close()
-    console.print(f"saved {final}")
-    return final
+    def resume(self) -> None:
+        check_resume_config(self.out / "config.yaml", self.cfg, RESUME_FREE,
+                            self.cfg.allow_changes)  # fmt: skip
+        ckpt = resume_from(self.out, self.load_checkpoint)
+        if ckpt is None:
+            console.print(f"resume requested but {self.out} has no checkpoint; starting fresh",
+                          style="yellow", markup=False, emoji=False)  # fmt: skip
+            self.metrics_log.truncate_after(0)  # rows of a run killed before its first checkpoint
+            return
+        self.metrics_log.truncate_after(self.step)
+        console.print(f"resumed from {ckpt} at step {self.step}", markup=False, emoji=False)
+
+    def load_checkpoint(self, ckpt: Path) -> None:
+        restore_policy(self.model, ckpt / "model", self.model_cfg)
+        state = torch.load(ckpt / "state.pt", weights_only=False, map_location=self.device)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.data_rng.setstate(state["data_rng"])
+        self.mask_gen.set_state(state["mask_gen"])
+        set_rng_state(state["rng"])
+        self.step = state["step"]
+
+
+def pretrain(cfg: PretrainConfig) -> Path:
+    """Run pretraining; returns the folder of the final model (``out_dir/model``)."""
+    return Pretrainer(cfg).train()

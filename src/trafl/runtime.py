@@ -24,20 +24,30 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from trafl.errors import UserError
+from trafl.files import write_text_atomic
+
 console = Console(stderr=True)
 
 
 def resolve_device(name: str) -> torch.device:
+    """The torch device ``device=NAME`` names; a :class:`UserError` (one line, exit 2) for a
+    name torch does not know or a device this machine does not have."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
     except RuntimeError as err:
-        raise ValueError(f"invalid device {name!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from err
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            f"device {name!r} requested but CUDA is not available; use 'cpu' or 'auto'"
-        )
+        raise UserError(f"invalid device {name!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from err
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise UserError(f"device {name!r}: CUDA is not available here; use 'cpu' or 'auto'")
+        if device.index is not None and device.index >= count:
+            raise UserError(f"device {name!r}: this machine has {count} CUDA device(s), "
+                            f"cuda:0 to cuda:{count - 1}")  # fmt: skip
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError(f"device {name!r}: MPS is not available here; use 'cpu' or 'auto'")
     return device
 
 
@@ -96,13 +106,24 @@ class MetricsLog:
             self.writer.flush()
 
     def truncate_after(self, step: int) -> None:
-        """On resume, drop rows written after the checkpoint (they will be written again)."""
+        """On resume, drop rows written after the checkpoint (they will be written again) and
+        any line a kill tore in half (with a warning). The rewrite goes through a temp file,
+        fsync and rename, so a kill during it leaves the old file whole."""
         if not self.path.exists():
             return
-        rows = [
-            r for r in self.path.read_text().splitlines() if r and json.loads(r)["step"] <= step
-        ]
-        self.path.write_text("".join(r + "\n" for r in rows))
+        kept = []
+        for number, line in enumerate(self.path.read_bytes().splitlines(), start=1):
+            try:
+                row = json.loads(line)
+                row_step = int(row["step"])
+            except (ValueError, KeyError, TypeError):
+                if line.strip():
+                    console.print(f"warning: {self.path} line {number} is not a whole JSON row "
+                                  "(a write cut short); dropped", style="yellow", markup=False)  # fmt: skip
+                continue
+            if row_step <= step:
+                kept.append(line.decode("utf-8") + "\n")
+        write_text_atomic(self.path, "".join(kept))
 
     def close(self) -> None:
         if self.writer is not None:

@@ -23,21 +23,27 @@ import torch
 
 from trafl.batch import Estimate, RolloutBatch, completion_mask_from_eos
 from trafl.checkpoint import (
-    latest_checkpoint,
+    checkpoints,
+    is_disk_full,
     restore_policy,
+    resume_from,
     rng_state,
     save_atomic,
     save_policy,
     set_rng_state,
 )
-from trafl.config import component, format_config, save_config
+from trafl.config import check_at_least, component, format_config
 from trafl.distributed import Distributed
+from trafl.errors import RunStopped, TraflError
+from trafl.files import write_text_atomic
+from trafl.guard import UpdateGuard
 from trafl.likelihood import ESTIMATORS, slice_draw
 from trafl.models import ModelConfig, load_trainable
 from trafl.objectives import OBJECTIVES, LossInputs, build_objective
 from trafl.optim import OptimConfig, build_optimizer, decay_groups
 from trafl.reference import prompt_hidden, reference_model
-from trafl.rollouts import ScoredRollout, greedy_accuracy, rollout_task
+from trafl.rollouts import ScoredRollout, check_reward_errors, greedy_accuracy, rollout_task
+from trafl.run_folder import RunFolder, check_resume_config
 from trafl.runtime import (
     MetricsLog,
     console,
@@ -55,7 +61,13 @@ from trafl.sharding import (
     local_optimizer_state,
     shard_model,
 )
+from trafl.signals import StopRequests
 from trafl.tasks import TASKS
+
+# settings a resume may change freely: how long to run and how often to log, check and save
+RESUME_FREE = ("resume", "overwrite", "allow_changes", "out_dir", "steps", "device", "log_every",
+               "ckpt_every", "keep_checkpoints", "save_completions_every", "eval_every",
+               "eval_problems", "max_bad_steps", "max_reward_error_rate")  # fmt: skip
 
 
 @dataclass
@@ -90,7 +102,18 @@ class TrainConfig:
     eval_every: int = 0  # greedy accuracy on eval_problems test problems; 0: never
     eval_problems: int = 100
     max_bad_steps: int = 5  # stop after this many non-finite updates in a row
+    # stop when more than this share of a step's rewards raise (a broken reward function
+    # scores every sample 0, and the run would train on nothing); 1.0: never stop
+    max_reward_error_rate: float = 0.5
+    # resume=true continues the run in out_dir from its newest checkpoint that verifies; a fresh
+    # run into a folder that holds a run is refused unless overwrite=true (deletes that run)
     resume: bool = False
+    overwrite: bool = False
+    # settings a resume may change beside the bookkeeping ones (RESUME_FREE), e.g. [optim.lr]
+    allow_changes: list[str] = field(default_factory=list)
+    # copy the trainable weights and their AdamW state before each update and restore them if
+    # the update leaves a weight non-finite (trafl.guard); false: such an update stops the run
+    guard_updates: bool = True
     device: str = "auto"
     # shard weights, gradients and optimizer state over the ranks (FSDP2, trafl.sharding);
     # needs several processes and a full-weight policy. None: as the launcher says (an
@@ -99,18 +122,36 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.model = ModelConfig.coerce(self.model)
+        check_at_least(self, {"steps": 1, "inner_updates": 1, "micro_batch_groups": 1,
+                              "log_every": 1, "ckpt_every": 0, "save_completions_every": 0,
+                              "eval_every": 0, "eval_problems": 1, "max_bad_steps": 1})  # fmt: skip
+        check_at_least(self.rollout, {"prompts_per_step": 1, "group_size": 1}, "rollout.")
+        if not 0.0 <= self.max_reward_error_rate <= 1.0:
+            raise ValueError(f"max_reward_error_rate must be in [0, 1], got "
+                             f"{self.max_reward_error_rate}")  # fmt: skip
+        objective = OBJECTIVES.get(self.objective.name)
+        rule = getattr(objective, "min_group_size", None)  # a user's class may not have one
+        least = rule(self.objective) if rule is not None else 1
+        if self.rollout.group_size < least:
+            raise ValueError(f"rollout.group_size must be >= {least} for objective "
+                             f"{self.objective.name!r} (it compares the samples of a prompt), "
+                             f"got {self.rollout.group_size}")  # fmt: skip
 
     @staticmethod
     def fill_defaults(data: dict[str, Any]) -> dict[str, Any]:
-        """Name the objective's own estimator unless the config names one."""
+        """Name the objective's own estimator unless the config names one (an unknown
+        objective is left for from_dict to report with its key)."""
         data = dict(data)
         objective = data.get("objective") or {}
         objective_name = objective if isinstance(objective, str) else objective.get("name", "trafl")
         estimator = data.get("estimator") or {}
         if isinstance(estimator, str):
             estimator = {"name": estimator}
-        if "name" not in estimator:
-            estimator_name = OBJECTIVES.get(objective_name).estimator_name
+        if "name" not in estimator and isinstance(objective_name, str):
+            try:
+                estimator_name = OBJECTIVES.get(objective_name).estimator_name
+            except ValueError:
+                return data
             data["estimator"] = {"name": estimator_name, **estimator}
         return data
 
@@ -154,56 +195,111 @@ class Trainer:
         self.optimizer, self.scheduler = build_optimizer(groups, cfg.optim, total_updates)
         self.data_rng = random.Random(cfg.seed)  # the same prompts on every rank
         self.mask_gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 2)
+        self.guard = UpdateGuard(self.optimizer, cfg.guard_updates)
         self.step = 0
         self.bad_in_a_row = 0
         self.skipped_total = 0
-        self.metrics_log = MetricsLog(self.out) if self.dist.is_main else None
+        self.streak_start = 0  # the step whose update began the current run of bad updates
+        self.folder = RunFolder(self.out)
+        self.metrics_log: MetricsLog | None = None  # opened by train(), after the folder's lock
 
     # ------------------------------------------------------------------ the loop
     def train(self) -> Path:
+        """Claim the run folder (lock; refuse to mix runs), resume if asked, run the loop."""
+        error = None
+        if self.dist.is_main:
+            try:
+                self.folder.claim(self.cfg.resume, self.cfg.overwrite)
+            except TraflError as err:
+                error = err
+        error = self.dist.broadcast_object(error)  # every rank stops on rank 0's refusal
+        if error is not None:
+            raise error
+        try:
+            if self.dist.is_main:
+                self.metrics_log = MetricsLog(self.out)
+            return self.run()
+        except OSError as err:
+            if is_disk_full(err, self.out):
+                raise TraflError(f"no space left on the device writing into {self.out}; its "
+                                 "checkpoints are intact; free space and resume with "
+                                 "resume=true") from err  # fmt: skip
+            raise
+        finally:
+            if self.metrics_log is not None:
+                self.metrics_log.close()
+            self.folder.release()
+
+    def run(self) -> Path:
         cfg = self.cfg
         if cfg.resume:
             self.try_resume()
         main = self.dist.is_main
         if main:
-            save_config(cfg, self.out / "config.yaml")
+            write_text_atomic(self.out / "config.yaml", format_config(cfg))
             if self.step == 0:
-                console.print(format_config(cfg))
+                console.print(format_config(cfg), markup=False)
             console.print(
                 f"{cfg.objective.name} with {cfg.estimator.name} on {cfg.task.name}: "
                 f"{cfg.rollout.prompts_per_step}x{cfg.rollout.group_size} rollouts/step, "
-                f"mu={self.mu}, {self.dist.world_size} process(es)"
+                f"mu={self.mu}, {self.dist.world_size} process(es)",
+                markup=False,
             )
-        with make_progress(disable=not main) as progress:
+        with make_progress(disable=not main) as progress, StopRequests() as stop:
             bar = progress.add_task(cfg.objective.name, total=cfg.steps, completed=self.step)
             while self.step < cfg.steps:
-                step = self.rollouts()
-                scored, batch, full = step.scored, step.batch, step.full
-                metrics = self.update(step)
-                self.step += 1
-                metrics |= self.dist.mean(rollout_metrics(scored, batch))
-                metrics |= {"reward": float(full.rewards.mean()),
-                            "reward_std": float(full.rewards.std()) if full.num_rows > 1 else 0.0}  # fmt: skip
-                if cfg.eval_every > 0 and self.step % cfg.eval_every == 0 and (main or cfg.fsdp):
-                    metrics["eval_greedy_accuracy"] = self.evaluate()  # sharded: every rank
+                metrics = self.train_step()
                 if main and (self.step % cfg.log_every == 0 or self.step == cfg.steps):
                     self.metrics_log.log(self.step, metrics)
                     keys = ["reward", "loss", "grad_norm", *self.objective_keys(metrics)]
                     progress.update(bar, info=format_metrics(metrics, keys))
-                if cfg.save_completions_every > 0 and self.step % cfg.save_completions_every == 0:
-                    self.save_completions(scored)  # each rank its own rows
-                if cfg.ckpt_every > 0 and self.step % cfg.ckpt_every == 0:
+                saved = cfg.ckpt_every > 0 and self.step % cfg.ckpt_every == 0
+                if saved:
                     self.save_checkpoint()
                 progress.advance(bar)
+                if self.dist.mean({"stop": float(stop.signum is not None)})["stop"] > 0:
+                    self.stop_on_signal(stop, saved)
         final = self.out / "model"
         weights = self.gathered_weights()  # collective when sharded
         if main:
             final = save_atomic(self.out, "model", lambda f: self.save_model(f, weights),
                                 update_latest=False)  # fmt: skip
-            self.metrics_log.close()
-            console.print(f"saved {final}")
+            console.print(f"saved {final}", markup=False)
         self.dist.barrier()
         return final
+
+    def train_step(self) -> dict[str, Any]:
+        """Rollouts, the mu updates and their metrics; the in-training evaluation when due."""
+        cfg = self.cfg
+        step = self.rollouts()
+        scored, batch, full = step.scored, step.batch, step.full
+        errors = self.dist.mean({"n": float(scored.num_reward_errors)})["n"] * self.dist.world_size
+        check_reward_errors(errors, full.num_rows, cfg.max_reward_error_rate, self.step + 1,
+                            scored.reward_error)  # fmt: skip
+        metrics = self.update(step)
+        self.step += 1
+        metrics |= self.dist.mean(rollout_metrics(scored, batch))
+        metrics |= {"reward": float(full.rewards.mean()),
+                    "reward_std": float(full.rewards.std()) if full.num_rows > 1 else 0.0}  # fmt: skip
+        if (
+            cfg.eval_every > 0
+            and self.step % cfg.eval_every == 0
+            and (self.dist.is_main or cfg.fsdp)
+        ):
+            metrics["eval_greedy_accuracy"] = self.evaluate()  # sharded: every rank
+        if cfg.save_completions_every > 0 and self.step % cfg.save_completions_every == 0:
+            self.save_completions(scored)  # each rank its own rows
+        return metrics
+
+    def stop_on_signal(self, stop: StopRequests, saved: bool) -> None:
+        """SIGTERM / SIGINT: the step is finished; checkpoint it (unless just done) and stop."""
+        if not saved:
+            self.save_checkpoint()
+        name = stop.name or "a signal on another rank"
+        where = f"{self.out / f'checkpoint-{self.step}'}" if self.bad_in_a_row == 0 else (
+            "no checkpoint (the last update was not finite)")  # fmt: skip
+        raise RunStopped(f"stopped by {name} after step {self.step}; saved {where}; continue "
+                         "with resume=true", stop.exit_code)  # fmt: skip
 
     def rollouts(self) -> StepRollouts:
         """B prompts x G samples from the current policy, scored; no grad."""
@@ -318,23 +414,21 @@ class Trainer:
         else:
             grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
         finite = bool(torch.isfinite(loss)) and bool(torch.isfinite(grad_norm))
-        if finite:
-            self.optimizer.step()
-            self.scheduler.step()  # a skipped update does not consume the schedule
-            self.bad_in_a_row = 0
-        else:
+        if not finite:
             self.optimizer.zero_grad(set_to_none=True)
-            self.bad_in_a_row += 1
-            self.skipped_total += 1
-            console.print(
-                f"[yellow]step {self.step + 1}: non-finite loss or gradient, update skipped"
-            )
-            if self.bad_in_a_row >= self.cfg.max_bad_steps:
-                raise RuntimeError(
-                    f"{self.bad_in_a_row} non-finite updates in a row (loss={float(loss)}, "
-                    f"grad_norm={float(grad_norm)}); lower optim.lr or check the objective's "
-                    "settings. The last checkpoint is intact; resume with resume=true."
-                )
+            self.bad_update("non-finite loss or gradient", loss, grad_norm)
+        else:
+            self.guard.snapshot()
+            self.optimizer.step()
+            if self.dist.mean({"ok": float(self.guard.weights_finite())})["ok"] < 1:
+                if not self.guard.enabled:
+                    raise RunStopped(f"step {self.step + 1}: the update left non-finite weights "
+                                     f"(guard_updates=false); {self.good_checkpoint_advice()}")  # fmt: skip
+                self.guard.restore()
+                self.bad_update("the update left non-finite weights; rolled back", loss, grad_norm)
+            else:
+                self.scheduler.step()  # a skipped update does not consume the schedule
+                self.bad_in_a_row = 0
         metrics: dict[str, float] = {}
         for share, _, m in parts:
             for key, value in m.items():
@@ -343,6 +437,43 @@ class Trainer:
         metrics |= {"loss": float(loss), "grad_norm": float(grad_norm),
                     "lr": self.scheduler.get_last_lr()[0], "skipped_updates": self.skipped_total}  # fmt: skip
         return metrics
+
+    def bad_update(self, what: str, loss: torch.Tensor, grad_norm: torch.Tensor) -> None:
+        """Count a skipped update; a streak of ``max_bad_steps`` stops the run."""
+        if self.bad_in_a_row == 0:
+            self.streak_start = self.step + 1
+        self.bad_in_a_row += 1
+        self.skipped_total += 1
+        console.print(f"step {self.step + 1}: {what}, update skipped", style="yellow", markup=False)
+        if self.bad_in_a_row >= self.cfg.max_bad_steps:
+            raise RunStopped(
+                f"{self.bad_in_a_row} bad updates in a row ({what}; loss={float(loss):.4g}, "
+                f"grad_norm={float(grad_norm):.4g}); lower optim.lr or check the objective's "
+                f"settings. {self.good_checkpoint_advice()}"
+            )
+
+    def good_checkpoint_advice(self) -> str:
+        """Name the checkpoint to resume from. The update just before a streak of bad ones may
+        have caused it (finite but huge weights), so a checkpoint written after that update is
+        moved aside (``.suspect``) when an earlier one exists; resume then takes the earlier."""
+        if not self.dist.is_main:
+            return ""
+        start = self.streak_start or self.step + 1
+        found = checkpoints(self.out)
+        before = [c for c in found if int(c.name.split("-")[-1]) < start - 1]
+        suspect = [c for c in found if int(c.name.split("-")[-1]) >= start - 1]
+        if not found:
+            return "No checkpoint was written; start again with overwrite=true."
+        if not before:
+            return (f"The only checkpoint, {suspect[-1]}, was written right after the update "
+                    "before the bad ones and may hold its damage; resume=true continues from it.")  # fmt: skip
+        for c in suspect:
+            c.rename(c.with_name(c.name + ".suspect"))
+        moved = (
+            f" ({', '.join(c.name for c in suspect)} moved aside as .suspect)" if suspect else ""
+        )
+        return (f"The last good checkpoint is {before[-1]}{moved}; resume=true continues from it "
+                "(allow_changes=[optim.lr] to change the learning rate).")  # fmt: skip
 
     # ------------------------------------------------------------------ helpers
     def micro_batches(self, num_rows: int) -> list[slice]:
@@ -394,6 +525,10 @@ class Trainer:
         save_policy(self.policy, folder, self.cfg.model, state_dict=weights)
 
     def save_checkpoint(self) -> None:
+        if self.bad_in_a_row > 0:  # the same on every rank: loss and weights checks are shared
+            console.print(f"step {self.step}: no checkpoint during a run of bad updates",
+                          style="yellow", markup=False)  # fmt: skip
+            return
         weights = self.gathered_weights()  # collective when sharded, like the optimizer shards
         shards = (
             self.dist.gather_objects(local_optimizer_state(self.optimizer))
@@ -424,14 +559,23 @@ class Trainer:
         self.dist.barrier()
 
     def try_resume(self) -> None:
-        ckpt = latest_checkpoint(self.out)
+        """Continue from the newest checkpoint of ``out_dir`` that verifies and loads, with the
+        settings the run was started with (``allow_changes`` names exceptions)."""
+        check_resume_config(self.out / "config.yaml", self.cfg, RESUME_FREE,
+                            self.cfg.allow_changes)  # fmt: skip
+        ckpt = resume_from(self.out, self.load_checkpoint)
         if ckpt is None:
-            console.print(
-                f"[yellow]resume requested but {self.out} has no checkpoint; starting fresh"
-            )
+            console.print(f"resume requested but {self.out} has no checkpoint; starting fresh",
+                          style="yellow", markup=False)  # fmt: skip
             if self.metrics_log is not None:  # rows of a run killed before its first checkpoint
                 self.metrics_log.truncate_after(0)
             return
+        if self.metrics_log is not None:
+            self.metrics_log.truncate_after(self.step)
+            console.print(f"resumed from {ckpt} at step {self.step}", markup=False)
+
+    def load_checkpoint(self, ckpt: Path) -> None:
+        """Every piece of the run's state from ``ckpt`` (raises if any piece cannot load)."""
         restore_policy(self.policy, ckpt / "model", self.cfg.model, sharded=self.cfg.fsdp)
         state = torch.load(ckpt / "state.pt", weights_only=False, map_location=self.device)
         self.objective.load_state_dict(state["objective"])
@@ -455,9 +599,6 @@ class Trainer:
         self.step = state["step"]
         self.skipped_total = state["skipped_total"]
         self.bad_in_a_row = state["bad_in_a_row"]
-        if self.metrics_log is not None:
-            self.metrics_log.truncate_after(self.step)
-            console.print(f"resumed from {ckpt} at step {self.step}")
 
 
 def concat_estimates(parts: list[Estimate]) -> Estimate:
