@@ -42,7 +42,7 @@ def damage(run: Path, rng: random.Random) -> str:
     """One random fault of the kind a crash or a bad disk leaves; its description."""
     ckpts = sorted(run.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
     kind = rng.choice(["flip", "latest_deleted", "latest_garbage", "torn_metrics", "none"])
-    if kind == "flip" and ckpts:
+    if kind == "flip" and len(ckpts) >= 2:  # damaging the only checkpoint loses the run, rightly
         files = [p for p in ckpts[-1].rglob("*") if p.is_file() and p.stat().st_size]
         target = rng.choice(files)
         data = bytearray(target.read_bytes())
@@ -106,7 +106,8 @@ def main() -> None:
     final = start([*args, f"out_dir={run}", "resume=true"], log)
     final_code = final.wait()
     equal, worst = same_weights(run / "model", a.out / "reference" / "model") if final_code == 0 else (False, float("nan"))  # fmt: skip
-    steps = [json.loads(r)["step"] for r in (run / "metrics.jsonl").read_text().splitlines()]
+    rows = (run / "metrics.jsonl").read_text().splitlines() if final_code == 0 else []
+    steps = [json.loads(r)["step"] for r in rows]
     report = {
         "command": " ".join(["python scripts/chaos.py", *sys.argv[1:]]),
         "signals_sent": rounds,

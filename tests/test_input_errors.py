@@ -264,3 +264,23 @@ def test_a_step_whose_rewards_all_raise_stops_the_run():
     check_reward_errors(2, 4, 0.5, 3)  # at the rate: goes on
     check_reward_errors(4, 4, 1.0, 3)  # 1.0: never stops
     assert TrainConfig().max_reward_error_rate == 0.5
+
+
+def test_the_console_never_reads_user_text_as_markup_or_emoji():
+    """Tables, rules and progress descriptions print text like ``[/INST]`` or ``:smile:``
+    literally: rich would otherwise crash on a closing tag or drop or replace it."""
+    from rich.table import Table
+
+    from trafl.runtime import console, make_progress
+
+    text = "[/INST] [/b] [red]x :smile:"
+    with console.capture() as cap:
+        console.print(text)
+        table = Table(title=text)
+        table.add_column(text)
+        table.add_row(text)
+        console.print(table)
+        console.rule(text)
+    assert cap.get().count(text) == 5
+    with make_progress() as progress:  # must not raise MarkupError
+        progress.add_task(text, total=1)

@@ -286,9 +286,61 @@ def test_a_signal_checkpoints_the_step_and_exits_with_one_line(
     assert f"stopped by {signal.Signals(signum).name}" in last and "Traceback" not in err
     step = int(last.split("after step ")[1].split(";")[0])
     assert (out / f"checkpoint-{step}").is_dir() and step < 6
+    if signum != signal.SIGTERM:
+        return  # the same stop; one resume checks it
     resumed = cli([*args, "resume=true"])
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
     assert steps_logged(out) == [1, 2, 3, 4, 5, 6]
+    assert_same_weights(out / "model", four_checkpoints / "full" / "model")
+
+
+# ---------------------------------------------------------------------- kills at injected points
+KILLER = """
+import os, signal, sys
+from pathlib import Path
+import trafl.checkpoint, trafl.files
+point, target = sys.argv[1], sys.argv[2]
+real_manifest, real_replace = trafl.checkpoint.write_manifest, os.replace
+def manifest(folder):  # the checkpoint's files are written, its manifest not yet
+    if folder.name == target:
+        os.kill(os.getpid(), signal.SIGKILL)
+    real_manifest(folder)
+def replace(src, dst, *a, **k):  # the metrics rewrite's temp file is written, not renamed
+    if Path(dst).name == target:
+        os.kill(os.getpid(), signal.SIGKILL)
+    real_replace(src, dst, *a, **k)
+trafl.checkpoint.write_manifest = manifest
+trafl.files.os.replace = replace
+from trafl.cli import main
+main(["train", *sys.argv[3:]])
+"""
+
+
+@pytest.mark.slow
+def test_kill_9_inside_a_checkpoint_write_and_the_metrics_rewrite(
+    four_checkpoints, tiny_path, tmp_path
+):
+    """SIGKILL with the checkpoint's files on disk but no manifest or rename, then SIGKILL in
+    the resume's metrics rewrite: the run still ends equal to an uninterrupted one."""
+    out = tmp_path / "run"
+    args = [f"model={tiny_path}", *SMALL, "steps=6", "ckpt_every=1", "keep_checkpoints=3",
+            f"out_dir={out}"]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+
+    def killed_at(point: str, target: str, *extra: str) -> None:
+        done = subprocess.run([sys.executable, "-c", KILLER, point, target, *args, *extra],
+                              env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert done.returncode == -signal.SIGKILL, done.stderr
+
+    killed_at("manifest", ".checkpoint-3.tmp")
+    assert (out / ".checkpoint-3.tmp" / "state.pt").is_file(), "not killed mid-write"
+    assert [c.name for c in checkpoints(out)] == ["checkpoint-1", "checkpoint-2"]
+    rows = (out / "metrics.jsonl").read_text()
+    killed_at("replace", "metrics.jsonl", "resume=true")
+    assert (out / "metrics.jsonl").read_text() == rows, "the rewrite damaged the old file"
+    resume(out, tiny_path)
+    assert steps_logged(out) == [1, 2, 3, 4, 5, 6]
+    assert not list(out.glob(".*.tmp")), "a temp file or folder was left"
     assert_same_weights(out / "model", four_checkpoints / "full" / "model")
 
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
 from trafl.config import ConfigError, load_config
-from trafl.errors import TraflError
+from trafl.errors import RunStopped, TraflError
 
 USAGE = """\
 trafl COMMAND [CONFIG.yaml] [key=value ...]
@@ -105,6 +107,11 @@ def _as_override(arg: str) -> str:
     return arg[2:] if "=" in arg else f"{arg[2:]}=true"
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    """SIGTERM outside a training loop: unwind (temp files are removed) and exit 143."""
+    raise RunStopped("stopped by SIGTERM (nothing saved since the last checkpoint)", 128 + signum)
+
+
 def one_line(err: BaseException) -> str:
     """The error's message on one line (YAML and state-dict errors span several)."""
     return " ".join(line.strip() for line in str(err).splitlines() if line.strip())
@@ -125,6 +132,8 @@ def main(argv: list[str] | None = None) -> None:
     overrides = list(ns.args)
     if overrides and "=" not in overrides[0] and ns.command not in ("compare", "export"):
         config_path = overrides.pop(0)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)  # a training loop defers it to a step's end
     try:
         COMMANDS[ns.command](config_path, overrides)
     except TraflError as err:

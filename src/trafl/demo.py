@@ -71,7 +71,7 @@ def run_demo(cfg: DemoConfig) -> Path:
                                     base="base", out_dir=str(out / "compare")))  # fmt: skip
     results = {name: load_eval(str(path)) for name, path in evals.items()}
     write_report(cfg, out, results, summary["verdicts"])
-    console.print(f"[bold]report: {out / 'report.md'}")
+    console.print(f"report: {out / 'report.md'}", style="bold")
     return out / "report.md"
 
 

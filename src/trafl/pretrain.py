@@ -160,8 +160,9 @@ class Pretrainer:
             console.print(format_config(self.cfg), markup=False, emoji=False)  # user text
             console.print(f"model: {self.model.num_parameters():,} parameters on {self.device}",
                           markup=False, emoji=False)  # fmt: skip
-            self.loop()
-            final = save_atomic(self.out, "model", self.save_model, update_latest=False)
+            with StopRequests() as stop:  # stops the loop between steps; the final save waits
+                self.loop(stop)
+                final = save_atomic(self.out, "model", self.save_model, update_latest=False)
             console.print(f"saved {final}", markup=False, emoji=False)
             return final
         except OSError as err:
@@ -175,9 +176,9 @@ class Pretrainer:
                 self.metrics_log.close()
             self.folder.release()
 
-    def loop(self) -> None:
+    def loop(self, stop: StopRequests) -> None:
         cfg = self.cfg
-        with make_progress() as progress, StopRequests() as stop:
+        with make_progress() as progress:
             bar = progress.add_task("pretrain", total=cfg.steps, completed=self.step, info="")
             while self.step < cfg.steps:
                 metrics = self.train_step()

@@ -42,6 +42,8 @@ class RunFolder:
         except OSError as err:
             raise UserError(f"out_dir {self.path} cannot be written: {err.strerror}") from err
         self.lock()
+        for stale in [*self.path.glob(".checkpoint-*.tmp"), *self.path.glob(".model.tmp")]:
+            shutil.rmtree(stale, ignore_errors=True)  # left by a kill mid-write; ours now
         if resume or not self.holds_a_run():
             return
         if not overwrite:

@@ -27,7 +27,9 @@ from rich.text import Text
 from trafl.errors import UserError
 from trafl.files import write_text_atomic
 
-console = Console(stderr=True)
+# Everything printed holds user text (problems, completions, paths, configs) that may look like
+# rich markup ("[/INST]") or emoji codes: neither is ever interpreted. Style with style=... .
+console = Console(stderr=True, markup=False, emoji=False)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -67,7 +69,7 @@ class InfoColumn(ProgressColumn):
 def make_progress(disable: bool = False) -> Progress:
     """A rich progress bar with a free-text metrics column (``fields['info']``)."""
     return Progress(
-        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.description}", style="bold", markup=False),
         BarColumn(bar_width=24),
         MofNCompleteColumn(),
         TimeElapsedColumn(),

@@ -245,6 +245,7 @@ class Trainer:
                 f"mu={self.mu}, {self.dist.world_size} process(es)",
                 markup=False,
             )
+        # a signal stops the loop between steps; one during the final save waits for it
         with make_progress(disable=not main) as progress, StopRequests() as stop:
             bar = progress.add_task(cfg.objective.name, total=cfg.steps, completed=self.step)
             while self.step < cfg.steps:
@@ -257,11 +258,15 @@ class Trainer:
                 if saved:
                     self.save_checkpoint()
                 progress.advance(bar)
-                if self.dist.mean({"stop": float(stop.signum is not None)})["stop"] > 0:
+                stopping = self.dist.mean({"stop": float(stop.signum is not None)})["stop"] > 0
+                if stopping and self.step < cfg.steps:
                     self.stop_on_signal(stop, saved)
+            return self.save_final()
+
+    def save_final(self) -> Path:
         final = self.out / "model"
         weights = self.gathered_weights()  # collective when sharded
-        if main:
+        if self.dist.is_main:
             final = save_atomic(self.out, "model", lambda f: self.save_model(f, weights),
                                 update_latest=False)  # fmt: skip
             console.print(f"saved {final}", markup=False)
