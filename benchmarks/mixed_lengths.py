@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from trafl.models import load_model
-from trafl.rollouts import rollout_task, subset
+from trafl.run.rollouts import rollout_task, subset
 from trafl.sampling import SamplerConfig, at_length
 from trafl.tasks import TASKS
 

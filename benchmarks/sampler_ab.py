@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from trafl.models import load_model
-from trafl.rollouts import subset
+from trafl.run.rollouts import subset
 from trafl.sampling import left_pad
 from trafl.sampling import sampler as current
 from trafl.tasks import TASKS

@@ -20,12 +20,12 @@ from pathlib import Path
 
 import torch
 
-from trafl.batch import RolloutBatch, completion_mask_from_eos
+from trafl.core.batch import RolloutBatch, completion_mask_from_eos
 from trafl.evaluation import pass_at_k_curve
 from trafl.evaluation.seeds import pooled_difference
 from trafl.likelihood.trajectory import TrajectoryLogp
 from trafl.models import load_model
-from trafl.rollouts import rollout_task, subset
+from trafl.run.rollouts import rollout_task, subset
 from trafl.sampling import SamplerConfig
 from trafl.tasks import TASKS
 

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import torch
 
-from trafl.config import load_config
+from trafl.commands.train import TrainConfig, Trainer
+from trafl.core.config import load_config
 from trafl.objectives import OBJECTIVES
-from trafl.train import TrainConfig, Trainer
 
 
 def rss_mb() -> float:

@@ -24,11 +24,11 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reproduction_report import differences, fmt  # noqa: E402
 
-from trafl.demo import DemoConfig, train_config  # noqa: E402
-from trafl.evaluate import EvalConfig, evaluate  # noqa: E402
+from trafl.commands.demo import DemoConfig, train_config  # noqa: E402
+from trafl.commands.eval import EvalConfig, evaluate  # noqa: E402
+from trafl.commands.train import train  # noqa: E402
 from trafl.models import ModelConfig  # noqa: E402
-from trafl.runtime import console  # noqa: E402
-from trafl.train import train  # noqa: E402
+from trafl.run.runtime import console  # noqa: E402
 
 
 @dataclass(frozen=True)

@@ -94,6 +94,9 @@ def main() -> None:
         proc = start([*args, f"out_dir={run}", "resume=true"], log)
         time.sleep(rng.uniform(0.5, a.max_wait))
         if proc.poll() is not None:
+            if proc.returncode != 0:
+                sys.exit(f"round {rounds + 1}: the run failed on its own (exit "
+                         f"{proc.returncode}); see {log}")  # fmt: skip
             break  # finished before the signal: the run is complete
         sig = rng.choice(SIGNALS)
         proc.send_signal(sig)

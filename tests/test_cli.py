@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from tests.conftest import make_tiny
-from trafl import pretrain as pretrain_module
-from trafl.cli import main
-from trafl.config import load_config, load_saved_config
+from trafl.commands import pretrain as pretrain_module
+from trafl.commands.cli import main
+from trafl.commands.pretrain import PretrainConfig, pretrain
+from trafl.core.config import load_config, load_saved_config
 from trafl.models import load_model
-from trafl.pretrain import PretrainConfig, pretrain
 
 SMALL = ["arch.hidden_size=16", "arch.num_layers=1", "arch.num_heads=2", "arch.mlp_hidden=32",
          "batch_size=8", "log_every=1", "eval_every=0", "completion_lengths=[16]"]  # fmt: skip

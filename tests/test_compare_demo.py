@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from trafl.compare import CompareConfig, below_base, compare, markdown_table, verdicts
-from trafl.demo import DemoConfig, run_demo
+from trafl.commands.compare import CompareConfig, below_base, compare, markdown_table, verdicts
+from trafl.commands.demo import DemoConfig, run_demo
 
 
 def fake_eval(name: str, curve: dict[str, float]) -> dict:

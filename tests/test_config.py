@@ -9,7 +9,7 @@ from typing import Any, Literal
 import pytest
 import yaml
 
-from trafl.config import (
+from trafl.core.config import (
     ConfigError,
     component,
     deep_merge,
@@ -21,7 +21,7 @@ from trafl.config import (
     save_config,
     to_dict,
 )
-from trafl.registry import Registry
+from trafl.core.registry import Registry
 
 SECTIONS = Registry("section")
 
@@ -288,7 +288,7 @@ def test_parse_overrides_errors(args: list[str], match: str) -> None:
 def test_a_partial_section_keeps_its_fields_own_default_not_the_class_defaults():
     """``optim.lr=...`` once reset warmup_steps/min_lr_ratio to OptimConfig()'s (100 / 0.1)
     instead of the trainer's default (0 / 1.0): every demo run warmed up for 100 updates."""
-    from trafl.train import TrainConfig
+    from trafl.commands.train import TrainConfig
 
     default = TrainConfig().optim
     cfg = load_config(TrainConfig, None, ["optim.lr=3e-3", "rollout.sampler.temperature=1.0"])

@@ -8,7 +8,7 @@ import math
 import torch
 
 from tests.conftest import make_tiny
-from trafl.diffusion import elbo_sample, masked_token_logp, sft_loss
+from trafl.likelihood.diffusion import elbo_sample, masked_token_logp, sft_loss
 from trafl.sampling import left_pad
 
 L = 4

@@ -1,4 +1,4 @@
-"""Two gloo ranks compute the same training as one process (trafl.distributed).
+"""Two gloo ranks compute the same training as one process (trafl.run.distributed).
 
 The ranks are started with ``torch.multiprocessing.spawn`` and a ``file://`` rendezvous (what
 ENVIRONMENT.md lists as really starting two processes on a CPU machine); `accelerate launch` /
@@ -15,8 +15,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from safetensors.torch import load_file
 
-from trafl.config import load_config
-from trafl.train import TrainConfig, train
+from trafl.commands.train import TrainConfig, train
+from trafl.core.config import load_config
 
 
 def overrides(model: Path, out: Path, objective: str, steps: int, **extra) -> list[str]:
@@ -92,7 +92,7 @@ def test_two_ranks_equal_one_process_and_resume(tmp_path, objective, fsdp):
 
 
 def test_groups_must_divide_across_ranks():
-    from trafl.distributed import Distributed
+    from trafl.run.distributed import Distributed
 
     d = Distributed(torch.device("cpu"))
     d.world_size, d.rank = 4, 1  # as if launched with 4 processes
@@ -102,7 +102,7 @@ def test_groups_must_divide_across_ranks():
 
 
 def test_fsdp_settings_it_cannot_run_with_are_errors(tmp_path):
-    from trafl.sharding import check_fsdp, transformer_blocks
+    from trafl.run.sharding import check_fsdp, transformer_blocks
 
     def cfg(*extra):
         return load_config(TrainConfig, None, [*overrides(Path("m"), tmp_path, "trafl", 1), *extra])

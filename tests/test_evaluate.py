@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from trafl.config import load_config
-from trafl.evaluate import EvalConfig, evaluate, resolve_model_path
+from trafl.commands.eval import EvalConfig, evaluate, resolve_model_path
+from trafl.core.config import load_config
 
 BASE = Path(__file__).resolve().parents[1] / "models" / "countdown-base"
 
@@ -46,7 +46,7 @@ def test_correctness_is_the_correct_component_when_a_task_reports_one():
     1.0 must not count as solved."""
     import torch
 
-    from trafl.rollouts import ScoredRollout, solved
+    from trafl.run.rollouts import ScoredRollout, solved
 
     def scored(rewards, components):
         return ScoredRollout([], torch.zeros(3), None, [], torch.tensor(rewards), 0, components)  # type: ignore[arg-type]

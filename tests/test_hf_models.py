@@ -25,10 +25,11 @@ from tests.hf_fixtures import (
     save_qwen2,
     text_reward,
 )
-from trafl.config import load_config
-from trafl.diffusion import masked_token_logp
-from trafl.evaluate import EvalConfig, evaluate
-from trafl.generate import SampleConfig, run_sample
+from trafl.commands.eval import EvalConfig, evaluate
+from trafl.commands.sample import SampleConfig, run_sample
+from trafl.commands.train import TrainConfig, Trainer
+from trafl.core.config import load_config
+from trafl.likelihood.diffusion import masked_token_logp
 from trafl.models import (
     DiffusionLM,
     DreamLM,
@@ -41,7 +42,6 @@ from trafl.models import (
 )
 from trafl.models.base import DenoiserOutput, denoiser_logits
 from trafl.sampling import SamplerConfig, generate
-from trafl.train import TrainConfig, Trainer
 
 KINDS = ["llama", "dream", "modernbert", "bert", "llada_remote"]
 

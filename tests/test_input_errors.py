@@ -11,15 +11,15 @@ import pytest
 import torch
 
 from tests.conftest import make_tiny
-from trafl.cli import main
-from trafl.config import ConfigError, load_config
-from trafl.errors import RunStopped, UserError
-from trafl.generate import SampleConfig, print_summary, summarize
+from trafl.commands.cli import main
+from trafl.commands.sample import SampleConfig, print_summary, summarize
+from trafl.commands.train import TrainConfig
+from trafl.core.config import ConfigError, load_config
+from trafl.core.errors import RunStopped, UserError
 from trafl.objectives import OBJECTIVES, build_objective
-from trafl.rollouts import ScoredRollout, check_reward_errors, rollout_task
+from trafl.run.rollouts import ScoredRollout, check_reward_errors, rollout_task
 from trafl.sampling import SamplerConfig
 from trafl.tasks import TASKS
-from trafl.train import TrainConfig
 
 GSM8K_ROW = '{"question": "What is 1+2?", "answer": "1+2=3\\n#### 3"}\n'
 
@@ -196,7 +196,7 @@ def test_a_bug_keeps_its_traceback(monkeypatch):
     def broken(cfg):
         raise ZeroDivisionError("a bug, not bad input")
 
-    monkeypatch.setattr("trafl.generate.run_sample", broken)
+    monkeypatch.setattr("trafl.commands.sample.run_sample", broken)
     with pytest.raises(ZeroDivisionError):
         main(["sample"])
 
@@ -271,7 +271,7 @@ def test_the_console_never_reads_user_text_as_markup_or_emoji():
     literally: rich would otherwise crash on a closing tag or drop or replace it."""
     from rich.table import Table
 
-    from trafl.runtime import console, make_progress
+    from trafl.run.runtime import console, make_progress
 
     text = "[/INST] [/b] [red]x :smile:"
     with console.capture() as cap:

@@ -16,9 +16,9 @@ import pytest
 import torch
 
 from tests.conftest import make_tiny
-from trafl.batch import Estimate, RolloutBatch, completion_mask_from_eos
-from trafl.diffusion import masked_token_logp
+from trafl.core.batch import Estimate, RolloutBatch, completion_mask_from_eos
 from trafl.likelihood import ESTIMATORS, Estimator, slice_draw
+from trafl.likelihood.diffusion import masked_token_logp
 from trafl.models import TinyDiffusionLM
 from trafl.sampling import SamplerConfig, Trajectory, left_pad, sample
 

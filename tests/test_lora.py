@@ -13,12 +13,12 @@ import yaml
 
 from tests.conftest import make_tiny
 from tests.hf_fixtures import save_llada, save_llama, text_reward
-from trafl.cli import main
-from trafl.config import load_config, load_saved_config, save_config
+from trafl.commands.cli import main
+from trafl.commands.train import TrainConfig, Trainer
+from trafl.core.config import load_config, load_saved_config, save_config
 from trafl.models import LoraConfig, ModelConfig, add_lora, is_lora, load_model
 from trafl.models.lora import linear_targets
-from trafl.reference import AdapterDisabled
-from trafl.train import TrainConfig, Trainer
+from trafl.run.reference import AdapterDisabled
 
 SMALL = ["rollout.prompts_per_step=2", "rollout.group_size=2", "rollout.sampler.gen_length=8",
          "rollout.sampler.steps=4", "device=cpu", "save_completions_every=0", "optim.lr=0.05"]  # fmt: skip

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from trafl.config import ConfigError, from_dict
-from trafl.rollouts import safe_scores
+from trafl.core.config import ConfigError, from_dict
+from trafl.run.rollouts import safe_scores
 from trafl.tasks import TASKS
 from trafl.tasks import countdown_d1 as countdown_d1_module
 from trafl.tasks.base import ScoringTask, Task

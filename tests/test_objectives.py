@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import torch
 
-from trafl.batch import Estimate
-from trafl.config import ConfigError, from_dict
+from trafl.core.batch import Estimate
+from trafl.core.config import ConfigError, from_dict
 from trafl.objectives import (
     OBJECTIVES,
     DiffuGRPOConfig,

@@ -18,15 +18,15 @@ import pytest
 import torch
 
 from tests.conftest import make_tiny
-from trafl.checkpoint import MANIFEST, checkpoints, save_atomic, verify_checkpoint
-from trafl.config import load_config
-from trafl.errors import RunStopped, TraflError, UserError
-from trafl.files import write_text_atomic
-from trafl.guard import UpdateGuard
+from trafl.commands.train import TrainConfig, Trainer
+from trafl.core.config import load_config
+from trafl.core.errors import RunStopped, TraflError, UserError
+from trafl.core.files import write_text_atomic
 from trafl.models import load_model
-from trafl.run_folder import RunFolder
-from trafl.runtime import MetricsLog
-from trafl.train import TrainConfig, Trainer
+from trafl.run.checkpoint import MANIFEST, checkpoints, save_atomic, verify_checkpoint
+from trafl.run.folder import RunFolder
+from trafl.run.guard import UpdateGuard
+from trafl.run.runtime import MetricsLog
 
 SMALL = ["rollout.prompts_per_step=2", "rollout.group_size=4", "rollout.sampler.gen_length=8",
          "rollout.sampler.steps=4", "device=cpu", "save_completions_every=0",
@@ -298,9 +298,9 @@ def test_a_signal_checkpoints_the_step_and_exits_with_one_line(
 KILLER = """
 import os, signal, sys
 from pathlib import Path
-import trafl.checkpoint, trafl.files
+import trafl.run.checkpoint, trafl.core.files
 point, target = sys.argv[1], sys.argv[2]
-real_manifest, real_replace = trafl.checkpoint.write_manifest, os.replace
+real_manifest, real_replace = trafl.run.checkpoint.write_manifest, os.replace
 def manifest(folder):  # the checkpoint's files are written, its manifest not yet
     if folder.name == target:
         os.kill(os.getpid(), signal.SIGKILL)
@@ -309,9 +309,9 @@ def replace(src, dst, *a, **k):  # the metrics rewrite's temp file is written, n
     if Path(dst).name == target:
         os.kill(os.getpid(), signal.SIGKILL)
     real_replace(src, dst, *a, **k)
-trafl.checkpoint.write_manifest = manifest
-trafl.files.os.replace = replace
-from trafl.cli import main
+trafl.run.checkpoint.write_manifest = manifest
+trafl.core.files.os.replace = replace
+from trafl.commands.cli import main
 main(["train", *sys.argv[3:]])
 """
 
@@ -451,7 +451,7 @@ PRETRAIN = ["arch.hidden_size=16", "arch.num_layers=1", "arch.num_heads=2", "arc
 def test_pretraining_shares_the_life_cycle(tmp_path):
     """Refuses a folder holding a run, falls back past a damaged checkpoint, and the resumed
     run equals an uninterrupted one."""
-    from trafl.pretrain import PretrainConfig, pretrain
+    from trafl.commands.pretrain import PretrainConfig, pretrain
 
     def cfg(out: Path, *extra: str) -> PretrainConfig:
         return load_config(PretrainConfig, None, [*PRETRAIN, f"out_dir={out}", *extra])

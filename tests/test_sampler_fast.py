@@ -9,7 +9,7 @@ import torch
 
 from tests.conftest import make_tiny
 from tests.test_sampler import PROMPTS, prompts_batch, run
-from trafl.batch import RolloutBatch, completion_mask_from_eos
+from trafl.core.batch import RolloutBatch, completion_mask_from_eos
 from trafl.likelihood.trajectory import TrajectoryLogp
 from trafl.sampling import SamplerConfig
 

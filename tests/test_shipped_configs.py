@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from trafl.config import load_config
-from trafl.pretrain import PretrainConfig
-from trafl.train import TrainConfig
+from trafl.commands.pretrain import PretrainConfig
+from trafl.commands.train import TrainConfig
+from trafl.core.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted((ROOT / "configs").glob("*.yaml"))

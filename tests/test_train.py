@@ -15,11 +15,11 @@ import pytest
 import torch
 
 from tests.conftest import make_tiny
-from trafl.config import load_config
-from trafl.errors import RunStopped
+from trafl.commands.train import TrainConfig, Trainer
+from trafl.core.config import load_config
+from trafl.core.errors import RunStopped
 from trafl.models import load_model
 from trafl.objectives import OBJECTIVES
-from trafl.train import TrainConfig, Trainer
 
 BASE = Path(__file__).resolve().parents[1] / "models" / "countdown-base"
 SMALL = ["rollout.prompts_per_step=2", "rollout.group_size=4", "rollout.sampler.gen_length=16",

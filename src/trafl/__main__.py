@@ -1,4 +1,4 @@
-from trafl.cli import main
+from trafl.commands.cli import main
 
 if __name__ == "__main__":
     main()

@@ -11,10 +11,6 @@ policy, the old policy and the reference (``estimate``).
 - ``trajectory``: exact replay of the recorded reveal path.
 """
 
-from trafl.registry import Registry
-
-ESTIMATORS = Registry("estimator")
-
 from trafl.likelihood import (  # noqa: E402  (each registers itself in ESTIMATORS)
     blockwise,
     elbo,
@@ -22,7 +18,7 @@ from trafl.likelihood import (  # noqa: E402  (each registers itself in ESTIMATO
     one_step,
     trajectory,
 )
-from trafl.likelihood.base import Draw, Estimator, slice_draw  # noqa: E402
+from trafl.likelihood.base import ESTIMATORS, Draw, Estimator, slice_draw  # noqa: E402
 
 __all__ = [
     "ESTIMATORS",

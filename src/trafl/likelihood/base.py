@@ -19,10 +19,13 @@ from typing import Any, Literal, Protocol, get_args, runtime_checkable
 
 import torch
 
-from trafl.batch import Estimate, RolloutBatch
-from trafl.config import check_choice
-from trafl.diffusion import masked_token_logp
+from trafl.core.batch import Estimate, RolloutBatch
+from trafl.core.config import check_choice
+from trafl.core.registry import Registry
+from trafl.likelihood.diffusion import masked_token_logp
 from trafl.models.base import DiffusionLM
+
+ESTIMATORS = Registry("estimator")  # each estimator module registers itself here
 
 Draw = dict[str, torch.Tensor]  # every tensor has leading dim N
 Positions = Literal["all", "until_eos"]

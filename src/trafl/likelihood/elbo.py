@@ -7,7 +7,7 @@ masked log-probs by n / l, the count form of the 1/t weight (t = l / n):
     e_k(y | x) = (n / l_k) * sum_{i in M_k} log p_theta(y_i | y_{~M_k}, x),
     seq        = (1 / K) * sum_k e_k,        E[seq] = ELBO(y | x) <= log p(y | x),
 
-ELBO being the random-order ELBO (``trafl.diffusion``): E over a uniform order of the sum of
+ELBO being the random-order ELBO (``trafl.likelihood.diffusion``): E over a uniform order of the sum of
 the log-probs of each token when it is revealed. The masks and couplings are those of
 ``mask_mean`` (:mod:`trafl.likelihood.masks`); every member of a pair is marginally a LLaDA
 draw, so the estimate is unbiased for every coupling (with ``full_mask=True``). n is L
@@ -22,9 +22,14 @@ from dataclasses import dataclass
 
 import torch
 
-from trafl.batch import RolloutBatch
-from trafl.likelihood import ESTIMATORS
-from trafl.likelihood.base import Positions, check_positions, masked_sum, valid_positions
+from trafl.core.batch import RolloutBatch
+from trafl.likelihood.base import (
+    ESTIMATORS,
+    Positions,
+    check_positions,
+    masked_sum,
+    valid_positions,
+)
 from trafl.likelihood.mask_mean import MaskMean
 from trafl.likelihood.masks import Coupling, check_masks_config
 

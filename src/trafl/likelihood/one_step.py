@@ -25,9 +25,9 @@ from dataclasses import dataclass
 
 import torch
 
-from trafl.batch import Estimate, RolloutBatch
-from trafl.likelihood import ESTIMATORS
+from trafl.core.batch import Estimate, RolloutBatch
 from trafl.likelihood.base import (
+    ESTIMATORS,
     Draw,
     Positions,
     check_positions,

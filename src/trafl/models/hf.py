@@ -40,7 +40,7 @@ from torch import nn
 from trafl.models.base import DenoiserOutput, TokenIdsFromTokenizer
 
 if TYPE_CHECKING:
-    from trafl.models.loading import ModelConfig
+    from trafl.models.config import ModelConfig
 
 TRAFL_TYPE_KEY = "trafl_model_type"  # written into config.json so load_model finds the adapter
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -193,7 +193,7 @@ class HFDiffusionLM(TokenIdsFromTokenizer, nn.Module):
     ) -> None:
         """A folder transformers (and :func:`trafl.models.load_model`) reloads, custom modeling
         code included; ``config.json`` records which trafl adapter it belongs to.
-        ``state_dict`` (this module's keys) replaces the live weights (trafl.sharding)."""
+        ``state_dict`` (this module's keys) replaces the live weights (trafl.run.sharding)."""
         setattr(self.model.config, TRAFL_TYPE_KEY, self.model_type)
         if state_dict is not None:
             inner = {k.removeprefix("model."): v for k, v in state_dict.items()}

@@ -18,50 +18,25 @@ import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any
 
 from safetensors import SafetensorError
 
-from trafl.checkpoint import latest_checkpoint
-from trafl.errors import UserError
+from trafl.core.errors import UserError
+from trafl.core.layout import latest_checkpoint
+from trafl.core.registry import Registry
 from trafl.models.base import DiffusionLM
+from trafl.models.config import AUTO, ModelConfig
 from trafl.models.hf import DTYPES, TRAFL_TYPE_KEY, read_config_json
 from trafl.models.lora import LoraConfig, add_lora, attach_adapter, is_adapter_folder
-from trafl.registry import Registry
 
 MODEL_TYPES = Registry("model type")
-AUTO = "auto"
 BASE_MODEL_FILE = "trafl_base_model.json"  # beside a saved adapter: which base it adapts
 KNOWN_MODEL_TYPES = {"tiny": "tiny", "llada": "llada", "dream": "dream"}  # config model_type
 KNOWN_HUB_PREFIXES = {"gsai-ml/llada": "llada", "dream-org/dream": "dream"}
 _HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
-
-
-@dataclass
-class ModelConfig:
-    """``model.*``: the model and how to load it (the same section in every command)."""
-
-    shorthand: ClassVar[str] = "path"  # ``model=PATH`` means ``model.path=PATH``
-
-    path: str = "models/countdown-base"  # folder, hub id, run folder or adapter folder
-    type: str = AUTO  # auto, or a registered adapter: tiny, llada, dream, hf_masked_lm
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: as stored
-    trust_remote_code: bool = False  # LLaDA and Dream ship their modeling code on the hub
-    chat_template: bool = True  # apply the tokenizer's chat template to prompts, if it has one
-    # text put after the (templated) prompt, where the response starts: d1's evaluation
-    # starts the assistant turn with "<reasoning>"; our default is nothing
-    response_prefix: str = ""
-    attn_implementation: str | None = None  # transformers': sdpa, eager, flash_attention_2
-    gradient_checkpointing: bool = False
-    load_in_4bit: bool = False  # NF4 weights via bitsandbytes (CUDA only); train with LoRA
-    lora: LoraConfig = field(default_factory=LoraConfig)
-
-    @classmethod
-    def coerce(cls, value: str | Path | ModelConfig) -> ModelConfig:
-        """A config from a path (the shorthand) or a config."""
-        return value if isinstance(value, ModelConfig) else cls(path=str(value))
 
 
 def load_model(spec: str | Path | ModelConfig) -> DiffusionLM:

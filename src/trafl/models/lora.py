@@ -2,7 +2,7 @@
 
 Why LoRA matters here: d1, wd1, SPG and TraFL post-train 7-8B diffusion LMs, and a full copy of
 the policy for pi_ref plus AdamW state for every weight does not fit next to it. With an adapter
-the reference model is the same module with the adapter disabled (:mod:`trafl.reference`), the
+the reference model is the same module with the adapter disabled (:mod:`trafl.run.reference`), the
 optimiser sees only the adapter, and a checkpoint is a few MB (the adapter, the log Z head and
 the optimiser) instead of a full model. ``trafl export`` merges the adapter back into a full
 model folder.

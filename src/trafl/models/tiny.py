@@ -183,7 +183,7 @@ class TinyDiffusionLM(TokenIdsFromTokenizer, nn.Module):
         self, path: str | Path, state_dict: dict[str, torch.Tensor] | None = None
     ) -> None:
         """Write the model folder; ``state_dict`` (this module's keys) replaces the live weights,
-        e.g. the whole weights gathered from a sharded model (trafl.sharding)."""
+        e.g. the whole weights gathered from a sharded model (trafl.run.sharding)."""
         if state_dict is not None:
             twin = type(self)(self.config, self.tokenizer)
             twin.load_state_dict(state_dict)

@@ -24,9 +24,9 @@ from typing import Any, ClassVar
 
 import torch
 
-from trafl.batch import Estimate
-from trafl.config import check_choice  # noqa: F401  (re-exported for objectives)
-from trafl.registry import Registry
+from trafl.core.batch import Estimate
+from trafl.core.config import check_choice  # noqa: F401  (re-exported for objectives)
+from trafl.core.registry import Registry
 
 OBJECTIVES = Registry("objective")
 

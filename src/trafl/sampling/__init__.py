@@ -1,16 +1,10 @@
 """Masked-diffusion sampling with exact trajectory recording."""
 
+from trafl.core.batch import Rollout, Trajectory
 from trafl.sampling.batching import concat_rollouts, generate
+from trafl.sampling.config import SamplerConfig
 from trafl.sampling.lengths import at_length, reveal_schedule, row_plans
-from trafl.sampling.sampler import (
-    Generators,
-    Rollout,
-    SamplerConfig,
-    Trajectory,
-    completion_texts,
-    left_pad,
-    sample,
-)
+from trafl.sampling.sampler import Generators, completion_texts, left_pad, sample
 
 __all__ = [
     "Generators",

@@ -5,16 +5,10 @@ from __future__ import annotations
 import torch
 from rich.progress import Progress
 
+from trafl.core.batch import Rollout, Trajectory
 from trafl.models.base import DiffusionLM
-from trafl.sampling.sampler import (
-    Generators,
-    Rollout,
-    SamplerConfig,
-    Trajectory,
-    completion_texts,
-    left_pad,
-    sample,
-)
+from trafl.sampling.config import SamplerConfig
+from trafl.sampling.sampler import Generators, completion_texts, left_pad, sample
 
 
 def generate(

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import torch
 
 if TYPE_CHECKING:
-    from trafl.sampling.sampler import SamplerConfig
+    from trafl.sampling.config import SamplerConfig
 
 
 def reveal_schedule(num_tokens: int, steps: int) -> list[int]:

@@ -32,87 +32,14 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal
 
 import torch
 
+from trafl.core.batch import Rollout, Trajectory
 from trafl.models.base import DiffusionLM
-from trafl.sampling.cache import CACHE_MODES, StepLogits
+from trafl.sampling.cache import StepLogits
+from trafl.sampling.config import SamplerConfig
 from trafl.sampling.lengths import row_plans
-
-
-@dataclass
-class SamplerConfig:
-    gen_length: int = 16
-    block_length: int | None = None  # None: one block (= gen_length)
-    steps: int | None = None  # None: one reveal per step (= gen_length)
-    temperature: float = 1.0
-    remasking: Literal["low_confidence", "random"] = "low_confidence"
-    top_p: float | None = None  # None: no nucleus filtering
-    batch_size: int = 256  # sequences per denoiser call in `generate`
-    # Fast modes (Fast-dLLM). None / "none" / False: the exact LLaDA sampler above.
-    parallel_threshold: float | None = None  # reveal every position this confident (>= 1/step)
-    cache: Literal["none", "prefix", "dual"] = "none"  # reuse keys/values (approximate)
-    cache_refresh_every: int | None = None  # full forward every r steps in a block (1 = exact)
-    bf16: bool = False  # bf16 autocast for the denoiser (slower on CPUs without bf16 units)
-
-    def __post_init__(self) -> None:
-        plan = (self.gen_length, self.resolved_block_length(), self.resolved_steps())
-        length, block, steps = plan
-        if length < 1 or block < 1 or steps < 1:
-            raise ValueError(f"gen_length, block_length and steps must be positive, got {plan}")
-        if length % block:
-            raise ValueError(f"gen_length ({length}) must be a multiple of block_length ({block})")
-        num_blocks = length // block
-        if steps % num_blocks:
-            raise ValueError(f"steps ({steps}) must be a multiple of the {num_blocks} blocks")
-        if steps // num_blocks > block:
-            raise ValueError(f"{steps // num_blocks} steps per block exceed its {block} tokens")
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
-        if self.top_p is not None and not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {self.batch_size}")
-        if self.parallel_threshold is not None:
-            if not 0 < self.parallel_threshold <= 1:
-                raise ValueError(
-                    f"parallel_threshold must be in (0, 1], got {self.parallel_threshold}"
-                )
-            if self.remasking != "low_confidence":
-                raise ValueError("parallel_threshold needs remasking=low_confidence")
-        if self.cache not in CACHE_MODES:
-            raise ValueError(f"unknown cache {self.cache!r}; valid: {', '.join(CACHE_MODES)}")
-        if self.cache_refresh_every is not None and self.cache_refresh_every < 1:
-            raise ValueError(f"cache_refresh_every must be >= 1, got {self.cache_refresh_every}")
-
-    def resolved_block_length(self) -> int:
-        return self.block_length or self.gen_length
-
-    def resolved_steps(self) -> int:
-        return self.steps or self.gen_length
-
-
-@dataclass
-class Trajectory:
-    """How a batch of completions was revealed. Exact: replaying it reproduces ``token_logp``."""
-
-    reveal_step: torch.Tensor  # (N, L) long, the row's step (0-based) that revealed the position;
-    # -1 past a row's own length (per-sequence lengths)
-    token_logp: torch.Tensor  # (N, L) float32, log p_theta(token | state before its step)
-    sample_logp: torch.Tensor  # (N, L) float32, same under the sampled (tempered, top-p) law
-
-
-@dataclass
-class Rollout:
-    prompt_ids: torch.Tensor  # (N, P) left-padded with pad ids
-    prompt_mask: torch.Tensor  # (N, P) bool, False on padding
-    completion_ids: torch.Tensor  # (N, L)
-    trajectory: Trajectory
-    num_steps: int  # denoising steps of the row that took most (reveal_step < num_steps)
-    lengths: torch.Tensor | None = None  # (N,) per-row completion lengths; None: all L
-    num_calls: int = 0  # denoiser calls made (summed over micro-batches by concat_rollouts)
 
 
 def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
@@ -135,7 +62,7 @@ def uniform(
 ) -> torch.Tensor:
     """float64 U(0, 1) noise of ``shape`` (N, S, ...). With one generator per row, row i's noise
     comes from generator i alone, so a row's sample does not depend on which other rows share
-    its batch (what makes sharded rollouts equal unsharded ones, see trafl.distributed).
+    its batch (what makes sharded rollouts equal unsharded ones, see trafl.run.distributed).
 
     ``spans`` (per-row generators only): row i draws noise for its own positions
     ``spans[i]`` of the S window, as it would alone, and nothing when its span is None."""

@@ -1,10 +1,5 @@
 """Tasks: one file per task (data + prompt + reward), registered by name in ``TASKS``."""
 
-from trafl.registry import Registry
-from trafl.tasks.base import Problem, ScoringTask, Task
-
-TASKS = Registry("task")
-
 # Each import registers its tasks.
 from trafl.tasks import (  # noqa: E402,F401
     countdown,
@@ -18,5 +13,6 @@ from trafl.tasks import (  # noqa: E402,F401
     sudoku,
     tiny_code,
 )
+from trafl.tasks.base import TASKS, Problem, ScoringTask, Task
 
 __all__ = ["TASKS", "Problem", "ScoringTask", "Task"]

@@ -10,6 +10,10 @@ from __future__ import annotations
 import random
 from typing import Any, Protocol, runtime_checkable
 
+from trafl.core.registry import Registry
+
+TASKS = Registry("task")  # each task module registers itself here
+
 Problem = dict[str, Any]
 
 

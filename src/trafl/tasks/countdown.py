@@ -27,9 +27,8 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 
-from trafl.errors import UserError
-from trafl.tasks import TASKS
-from trafl.tasks.base import Problem
+from trafl.core.errors import UserError
+from trafl.tasks.base import TASKS, Problem
 from trafl.tasks.countdown_expr import (  # noqa: F401  (re-exported: the task's public API)
     MAX_EXPR_CHARS,
     VALID_SIZES,

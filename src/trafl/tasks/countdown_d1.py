@@ -32,14 +32,14 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
-from trafl.config import check_choice
-from trafl.errors import UserError
+from trafl.core.config import check_choice
+from trafl.core.errors import UserError
 from trafl.rewards.answers import last_boxed
-from trafl.tasks import TASKS
-from trafl.tasks.base import Problem
+from trafl.tasks.base import TASKS, Problem
 from trafl.tasks.countdown_expr import Parsed, enumerate_solutions, parse
 from trafl.tasks.data import DataError, Record, convert_records, load_records
-from trafl.tasks.math_common import D1_SYSTEM_PROMPT, PROMPT_STYLES, HubDataConfig
+from trafl.tasks.hub import HubDataConfig
+from trafl.tasks.math_common import D1_SYSTEM_PROMPT, PROMPT_STYLES
 
 log = logging.getLogger(__name__)
 

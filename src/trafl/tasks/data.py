@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from trafl.errors import UserError
+from trafl.core.errors import UserError
 
 Record = dict[str, Any]
 

@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from trafl.rewards.answers import hash_answer
-from trafl.tasks import TASKS
-from trafl.tasks.base import Problem
+from trafl.tasks.base import TASKS, Problem
 from trafl.tasks.data import Record
-from trafl.tasks.math_common import D1_SYSTEM_PROMPT, MathTask, MathTaskConfig, field_of
+from trafl.tasks.hub import field_of
+from trafl.tasks.math_common import D1_SYSTEM_PROMPT, MathTask, MathTaskConfig
 
 # d1's evaluation prompt for GSM8K (eval/gsm8k.py, GSM_SYSTEM_PROMPT), byte for byte.
 D1_EVAL_PROMPT = (

@@ -27,18 +27,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from trafl.errors import UserError
+from trafl.core.errors import UserError
 from trafl.rewards.code import (
     CodeRewardConfig,
-    CodeTask,
     extract_code,
     format_score,
     normalise,
     parses,
 )
 from trafl.rewards.sandbox import Job
-from trafl.tasks import TASKS
-from trafl.tasks.base import Problem
+from trafl.tasks.base import TASKS, Problem
+from trafl.tasks.code import CodeTask
 from trafl.tasks.data import DataError, load_records
 
 INSTRUCTION = "Write a solution to the following problem and make sure that it passes the tests:"

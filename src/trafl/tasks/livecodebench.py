@@ -32,11 +32,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from trafl.errors import UserError
-from trafl.rewards.code import CodeRewardConfig, CodeTask, extract_code
+from trafl.core.errors import UserError
+from trafl.rewards.code import CodeRewardConfig, extract_code
 from trafl.rewards.sandbox import Job, SandboxConfig, SandboxResult
-from trafl.tasks import TASKS
-from trafl.tasks.base import Problem
+from trafl.tasks.base import TASKS, Problem
+from trafl.tasks.code import CodeTask
 from trafl.tasks.data import DataError, convert_records, load_records
 
 DIFFICULTIES = ("easy", "medium", "hard")

@@ -23,14 +23,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from trafl.tasks import TASKS
-from trafl.tasks.base import Problem
+from trafl.tasks.base import TASKS, Problem
 from trafl.tasks.data import Record
+from trafl.tasks.hub import field_of
 from trafl.tasks.math_common import (
     D1_SYSTEM_PROMPT,
     MathTask,
     MathTaskConfig,
-    field_of,
     gold_from_solution,
 )
 

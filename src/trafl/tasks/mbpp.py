@@ -26,11 +26,11 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from trafl.errors import UserError
-from trafl.rewards.code import CodeRewardConfig, CodeTask, extract_code, normalise, parses
+from trafl.core.errors import UserError
+from trafl.rewards.code import CodeRewardConfig, extract_code, normalise, parses
 from trafl.rewards.sandbox import Job
-from trafl.tasks import TASKS
-from trafl.tasks.base import Problem
+from trafl.tasks.base import TASKS, Problem
+from trafl.tasks.code import CodeTask
 from trafl.tasks.data import DataError, convert_records, load_records
 
 INSTRUCTION = "You are an expert Python programmer, and here is your task:"

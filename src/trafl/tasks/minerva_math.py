@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from trafl.rewards.math import MathCheckConfig
-from trafl.tasks import TASKS
+from trafl.tasks.base import TASKS
 from trafl.tasks.math500 import Math500, Math500Config
 
 

@@ -25,10 +25,9 @@ import random
 import re
 from dataclasses import dataclass
 
-from trafl.tasks import TASKS
-from trafl.tasks.base import Problem
+from trafl.tasks.base import TASKS, Problem
 from trafl.tasks.data import Record
-from trafl.tasks.math_common import HubDataConfig, HubTask, field_of
+from trafl.tasks.hub import HubDataConfig, HubTask, field_of
 
 # d1's SUDOKU_SYSTEM_PROMPT (diffu-grpo/data_utils.py), byte for byte.
 SUDOKU_SYSTEM_PROMPT = """

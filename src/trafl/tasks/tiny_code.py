@@ -36,11 +36,11 @@ import json
 import random
 from dataclasses import dataclass, field
 
-from trafl.errors import UserError
-from trafl.rewards.code import CodeRewardConfig, CodeTask, normalise
+from trafl.core.errors import UserError
+from trafl.rewards.code import CodeRewardConfig, normalise
 from trafl.rewards.sandbox import Job, SandboxConfig, SandboxResult
-from trafl.tasks import TASKS
-from trafl.tasks.base import Problem
+from trafl.tasks.base import TASKS, Problem
+from trafl.tasks.code import CodeTask
 from trafl.tasks.tiny_code_family import check_ops, family, key, parse, render
 
 

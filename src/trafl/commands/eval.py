@@ -19,7 +19,7 @@ import torch
 from rich.table import Table
 from rich.text import Text
 
-from trafl.config import check_at_least, check_lengths, component, save_config, to_dict
+from trafl.core.config import check_at_least, check_lengths, component, save_config, to_dict
 from trafl.evaluation import (
     bootstrap_ci,
     coverage_at_k,
@@ -30,8 +30,8 @@ from trafl.evaluation import (
 )
 from trafl.evaluation.plots import plot_coverage, plot_pass_at_k, plot_reveal_heatmaps
 from trafl.models import ModelConfig, load_model, resolve_model_path
-from trafl.rollouts import rollout_task, solved, subset
-from trafl.runtime import console, make_progress, resolve_device, seed_everything
+from trafl.run.rollouts import rollout_task, solved, subset
+from trafl.run.runtime import console, make_progress, resolve_device, seed_everything
 from trafl.sampling import SamplerConfig
 from trafl.tasks import TASKS
 

@@ -11,12 +11,12 @@ import torch
 from rich.table import Table
 from rich.text import Text
 
-from trafl.config import check_at_least, component
-from trafl.errors import UserError
-from trafl.metrics import mean_pass_at_k, power_of_two_ks
+from trafl.core.config import check_at_least, component
+from trafl.core.errors import UserError
+from trafl.evaluation.passk import mean_pass_at_k, power_of_two_ks
 from trafl.models import ModelConfig, load_model
-from trafl.rollouts import ScoredRollout, rollout_task, subset
-from trafl.runtime import console, make_progress, resolve_device, seed_everything
+from trafl.run.rollouts import ScoredRollout, rollout_task, subset
+from trafl.run.runtime import console, make_progress, resolve_device, seed_everything
 from trafl.sampling import SamplerConfig
 from trafl.tasks import TASKS
 

@@ -1,6 +1,6 @@
 """Sharded weights over the data-parallel ranks (``fsdp=true``): FSDP2's ``fully_shard``.
 
-With data parallelism alone (trafl.distributed) every rank holds the whole model, its
+With data parallelism alone (trafl.run.distributed) every rank holds the whole model, its
 gradients and its Adam moments. ``fsdp=true`` shards all three over the ranks, as ZeRO-3 does:
 each transformer block (the elements of the model's longest ``nn.ModuleList``) and then the
 root are wrapped with ``torch.distributed.fsdp.fully_shard``; a block's weights are gathered

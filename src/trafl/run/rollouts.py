@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import torch
 from rich.progress import Progress
 
-from trafl.errors import RunStopped
+from trafl.core.errors import RunStopped
 from trafl.models.base import DiffusionLM
 from trafl.sampling import Generators, Rollout, SamplerConfig, generate
 from trafl.tasks.base import Problem, Task

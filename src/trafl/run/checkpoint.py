@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import random
-import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -28,13 +27,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from trafl.errors import TraflError, UserError
-from trafl.files import fsync_dir, write_text_atomic
-from trafl.runtime import console
-
-LATEST = "latest"
-MANIFEST = "manifest.json"
-CHECKPOINT_NAME = re.compile(r"checkpoint-(\d+)")
+from trafl.core.errors import TraflError, UserError
+from trafl.core.files import fsync_dir, write_text_atomic
+from trafl.core.layout import CHECKPOINT_NAME, LATEST, MANIFEST, checkpoints
+from trafl.run.runtime import console
 
 
 class CheckpointError(Exception):
@@ -139,27 +135,6 @@ def verify_checkpoint(folder: Path) -> bool:
     return True
 
 
-def checkpoints(run_dir: str | Path) -> list[Path]:
-    """The run folder's ``checkpoint-N`` folders, oldest first."""
-    found = [p for p in Path(run_dir).glob("checkpoint-*")
-             if p.is_dir() and CHECKPOINT_NAME.fullmatch(p.name)]  # fmt: skip
-    return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
-
-
-def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    """The checkpoint ``latest`` names if it is one of this folder's, else the newest one."""
-    run_dir = Path(run_dir)
-    pointer = run_dir / LATEST
-    try:
-        name = pointer.read_text(encoding="utf-8").strip() if pointer.is_file() else ""
-    except (OSError, UnicodeDecodeError):
-        name = ""
-    if CHECKPOINT_NAME.fullmatch(name) and (run_dir / name).is_dir():
-        return run_dir / name
-    found = checkpoints(run_dir)
-    return found[-1] if found else None
-
-
 def resume_from(run_dir: str | Path, load: Callable[[Path], None]) -> Path | None:
     """Load the newest checkpoint of ``run_dir`` that verifies and loads (``load(folder)``
     raises if it cannot), warning about each one passed over; None when the folder has none.
@@ -223,27 +198,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_policy(
-    policy: Any, folder: str | Path, model_cfg: Any, state_dict: dict[str, Any] | None = None
-) -> None:
-    """Write ``policy`` to ``folder``: the adapter and its base's name for a LoRA policy, the
-    whole model otherwise (``model_cfg`` is the run's :class:`trafl.models.ModelConfig`).
-    ``state_dict``: the whole weights of a sharded policy, gathered (trafl.sharding)."""
-    from trafl.models.loading import BASE_MODEL_FILE, base_model_record
-    from trafl.models.lora import is_lora
-
-    if state_dict is not None:
-        policy.save_pretrained(folder, state_dict=state_dict)
-    else:
-        policy.save_pretrained(folder)
-    if is_lora(policy):
-        record = base_model_record(model_cfg, policy)
-        (Path(folder) / BASE_MODEL_FILE).write_text(json.dumps(record, indent=1))
-
-
 def restore_policy(policy: Any, folder: str | Path, model_cfg: Any, sharded: bool = False) -> None:
     """Load weights written by :func:`save_policy` into the live ``policy`` (resume); a
-    ``sharded`` policy takes them through trafl.sharding (collective)."""
+    ``sharded`` policy takes them through trafl.run.sharding (collective)."""
     from dataclasses import replace
 
     from trafl.models.loading import load_model
@@ -254,7 +211,7 @@ def restore_policy(policy: Any, folder: str | Path, model_cfg: Any, sharded: boo
         return
     saved = load_model(replace(model_cfg, path=str(folder), lora=LoraConfig()))
     if sharded:
-        from trafl.sharding import load_full_state_dict
+        from trafl.run.sharding import load_full_state_dict
 
         load_full_state_dict(policy, saved.state_dict())  # type: ignore[attr-defined]
         return

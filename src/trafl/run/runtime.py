@@ -24,8 +24,8 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from trafl.errors import UserError
-from trafl.files import write_text_atomic
+from trafl.core.errors import UserError
+from trafl.core.files import write_text_atomic
 
 # Everything printed holds user text (problems, completions, paths, configs) that may look like
 # rich markup ("[/INST]") or emoji codes: neither is ever interpreted. Style with style=... .

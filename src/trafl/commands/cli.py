@@ -1,6 +1,6 @@
 """The ``trafl`` command: ``trafl COMMAND [CONFIG.yaml] [key=value ...]``.
 
-A failure the user can act on (:class:`trafl.errors.TraflError`: a bad config, file, folder or
+A failure the user can act on (:class:`trafl.core.errors.TraflError`: a bad config, file, folder or
 device, a run stopped on purpose) is one line on stderr, ``trafl COMMAND: message``, and the
 error's exit code (2 for bad input); ``--debug`` anywhere on the line, or ``TRAFL_DEBUG=1``,
 shows its traceback instead. Anything else is a bug and keeps its traceback.
@@ -16,8 +16,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from trafl.config import ConfigError, load_config
-from trafl.errors import RunStopped, TraflError
+from trafl.core.config import ConfigError, load_config
+from trafl.core.errors import RunStopped, TraflError
 
 USAGE = """\
 trafl COMMAND [CONFIG.yaml] [key=value ...]
@@ -38,31 +38,31 @@ sampler.temperature=0.9). Unknown keys and bad values are errors that list what 
 
 
 def _pretrain(config_path: str | None, overrides: list[str]) -> None:
-    from trafl.pretrain import PretrainConfig, pretrain
+    from trafl.commands.pretrain import PretrainConfig, pretrain
 
     pretrain(load_config(PretrainConfig, config_path, overrides))
 
 
 def _train(config_path: str | None, overrides: list[str]) -> None:
-    from trafl.train import TrainConfig, train
+    from trafl.commands.train import TrainConfig, train
 
     train(load_config(TrainConfig, config_path, overrides))
 
 
 def _sample(config_path: str | None, overrides: list[str]) -> None:
-    from trafl.generate import SampleConfig, run_sample
+    from trafl.commands.sample import SampleConfig, run_sample
 
     run_sample(load_config(SampleConfig, config_path, overrides))
 
 
 def _eval(config_path: str | None, overrides: list[str]) -> None:
-    from trafl.evaluate import EvalConfig, evaluate
+    from trafl.commands.eval import EvalConfig, evaluate
 
     evaluate(load_config(EvalConfig, config_path, overrides))
 
 
 def _compare(config_path: str | None, overrides: list[str]) -> None:
-    from trafl.compare import CompareConfig, compare
+    from trafl.commands.compare import CompareConfig, compare
 
     paths = [o for o in overrides if "=" not in o]
     rest = [o for o in overrides if "=" in o]
@@ -74,7 +74,7 @@ def _compare(config_path: str | None, overrides: list[str]) -> None:
 
 
 def _export(config_path: str | None, overrides: list[str]) -> None:
-    from trafl.export import ExportConfig, export
+    from trafl.commands.export import ExportConfig, export
 
     paths = [o for o in overrides if "=" not in o]
     if len(paths) != 2:
@@ -84,7 +84,7 @@ def _export(config_path: str | None, overrides: list[str]) -> None:
 
 
 def _demo(config_path: str | None, overrides: list[str]) -> None:
-    from trafl.demo import DemoConfig, run_demo
+    from trafl.commands.demo import DemoConfig, run_demo
 
     run_demo(load_config(DemoConfig, config_path, overrides))
 

@@ -15,12 +15,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from trafl.compare import CompareConfig, compare, load_eval, markdown_table
-from trafl.config import deep_merge, load_config, parse_overrides, to_dict
-from trafl.evaluate import EvalConfig, evaluate
+from trafl.commands.compare import CompareConfig, compare, load_eval, markdown_table
+from trafl.commands.eval import EvalConfig, evaluate
+from trafl.commands.train import TrainConfig, train
+from trafl.core.config import deep_merge, load_config, parse_overrides, to_dict
 from trafl.models import ModelConfig
-from trafl.runtime import console
-from trafl.train import TrainConfig, train
+from trafl.run.runtime import console
 
 
 @dataclass

@@ -26,8 +26,8 @@ from typing import Any, Literal, Union
 
 import yaml
 
-from trafl.errors import UserError
-from trafl.registry import Registry
+from trafl.core.errors import UserError
+from trafl.core.registry import Registry
 
 _NULLS = ("null", "none", "~")
 _TRUE = ("true", "yes", "1", "on")

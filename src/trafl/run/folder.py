@@ -18,8 +18,8 @@ from typing import Any
 
 import yaml
 
-from trafl.config import to_dict
-from trafl.errors import UserError
+from trafl.core.config import to_dict
+from trafl.core.errors import UserError
 
 LOCK_FILE = ".lock"
 # the files and folders a trainer writes; `overwrite=true` deletes exactly these

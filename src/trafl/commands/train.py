@@ -21,30 +21,30 @@ from typing import Any
 
 import torch
 
-from trafl.batch import Estimate, RolloutBatch, completion_mask_from_eos
-from trafl.checkpoint import (
-    checkpoints,
+from trafl.core.batch import Estimate, RolloutBatch, completion_mask_from_eos
+from trafl.core.config import check_at_least, component, format_config
+from trafl.core.errors import RunStopped, TraflError
+from trafl.core.files import write_text_atomic
+from trafl.core.layout import checkpoints
+from trafl.likelihood import ESTIMATORS, slice_draw
+from trafl.models import ModelConfig, load_trainable
+from trafl.models.saving import save_policy
+from trafl.objectives import OBJECTIVES, LossInputs, build_objective
+from trafl.run.checkpoint import (
     is_disk_full,
     restore_policy,
     resume_from,
     rng_state,
     save_atomic,
-    save_policy,
     set_rng_state,
 )
-from trafl.config import check_at_least, component, format_config
-from trafl.distributed import Distributed
-from trafl.errors import RunStopped, TraflError
-from trafl.files import write_text_atomic
-from trafl.guard import UpdateGuard
-from trafl.likelihood import ESTIMATORS, slice_draw
-from trafl.models import ModelConfig, load_trainable
-from trafl.objectives import OBJECTIVES, LossInputs, build_objective
-from trafl.optim import OptimConfig, build_optimizer, decay_groups
-from trafl.reference import prompt_hidden, reference_model
-from trafl.rollouts import ScoredRollout, check_reward_errors, greedy_accuracy, rollout_task
-from trafl.run_folder import RunFolder, check_resume_config
-from trafl.runtime import (
+from trafl.run.distributed import Distributed
+from trafl.run.folder import RunFolder, check_resume_config
+from trafl.run.guard import UpdateGuard
+from trafl.run.optim import OptimConfig, build_optimizer, decay_groups
+from trafl.run.reference import prompt_hidden, reference_model
+from trafl.run.rollouts import ScoredRollout, check_reward_errors, greedy_accuracy, rollout_task
+from trafl.run.runtime import (
     MetricsLog,
     console,
     format_metrics,
@@ -52,8 +52,7 @@ from trafl.runtime import (
     resolve_device,
     seed_everything,
 )
-from trafl.sampling import SamplerConfig
-from trafl.sharding import (
+from trafl.run.sharding import (
     check_fsdp,
     clip_grad_norm,
     full_state_dict,
@@ -61,7 +60,8 @@ from trafl.sharding import (
     local_optimizer_state,
     shard_model,
 )
-from trafl.signals import StopRequests
+from trafl.run.signals import StopRequests
+from trafl.sampling import SamplerConfig
 from trafl.tasks import TASKS
 
 # settings a resume may change freely: how long to run and how often to log, check and save
@@ -112,10 +112,10 @@ class TrainConfig:
     # settings a resume may change beside the bookkeeping ones (RESUME_FREE), e.g. [optim.lr]
     allow_changes: list[str] = field(default_factory=list)
     # copy the trainable weights and their AdamW state before each update and restore them if
-    # the update leaves a weight non-finite (trafl.guard); false: such an update stops the run
+    # the update leaves a weight non-finite (trafl.run.guard); false: such an update stops the run
     guard_updates: bool = True
     device: str = "auto"
-    # shard weights, gradients and optimizer state over the ranks (FSDP2, trafl.sharding);
+    # shard weights, gradients and optimizer state over the ranks (FSDP2, trafl.run.sharding);
     # needs several processes and a full-weight policy. None: as the launcher says (an
     # accelerate config with distributed_type FSDP sets ACCELERATE_USE_FSDP=true), else off
     fsdp: bool | None = None
@@ -180,7 +180,7 @@ class Trainer:
         self.policy: Any = load_trainable(cfg.model, self.device)
         self.objective = build_objective(cfg.objective, self.policy.hidden_size).to(self.device)
         self.estimator = ESTIMATORS.get(cfg.estimator.name)(cfg.estimator)
-        # pi_ref: the adapter-disabled policy under LoRA, else a frozen copy (trafl.reference)
+        # pi_ref: the adapter-disabled policy under LoRA, else a frozen copy (trafl.run.reference)
         self.reference = reference_model(self.policy) if self.objective.needs_reference else None
         if cfg.fsdp is None:
             cfg.fsdp = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() in ("1", "true")

@@ -17,7 +17,7 @@ What is split and what is not, so that W ranks compute the SAME update as one pr
 * Only rank 0 writes logs, completions and checkpoints; every rank reads a checkpoint on resume.
 
 By default every rank holds the whole model (LoRA keeps 8B models within one GPU);
-``fsdp=true`` shards weights, gradients and optimizer state (trafl.sharding).
+``fsdp=true`` shards weights, gradients and optimizer state (trafl.run.sharding).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The errors a command reports as one line instead of a traceback.
 
-``trafl.cli`` prints ``trafl COMMAND: message`` and exits with the error's ``exit_code``;
+``trafl.commands.cli`` prints ``trafl COMMAND: message`` and exits with the error's ``exit_code``;
 ``--debug`` (or ``TRAFL_DEBUG=1``) shows the traceback instead. Imports nothing of ours, so any
 module may raise these.
 """

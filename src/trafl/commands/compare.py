@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from trafl.evaluation import paired_difference_ci  # noqa: E402
-from trafl.runtime import console  # noqa: E402
+from trafl.run.runtime import console  # noqa: E402
 
 
 @dataclass

@@ -4,7 +4,7 @@ Each step draws fresh training problems, one demonstration each (drawn at random
 valid solutions, so the base model spreads its mass over many of them), fills the completion
 with EOS up to a generation length drawn from ``completion_lengths`` (EOS filling is trained,
 as in LLaDA, so the model learns to stop at any length) and minimises the length-normalised
-negative ELBO of :func:`trafl.diffusion.sft_loss`.
+negative ELBO of :func:`trafl.likelihood.diffusion.sft_loss`.
 """
 
 from __future__ import annotations
@@ -16,24 +16,24 @@ from typing import Any
 
 import torch
 
-from trafl.checkpoint import (
+from trafl.core.config import check_at_least, check_lengths, component, format_config
+from trafl.core.errors import RunStopped, TraflError
+from trafl.core.files import write_text_atomic
+from trafl.likelihood.diffusion import sft_loss
+from trafl.models import CharTokenizer, ModelConfig, TinyConfig, TinyDiffusionLM, load_trainable
+from trafl.models.saving import save_policy
+from trafl.run.checkpoint import (
     is_disk_full,
     restore_policy,
     resume_from,
     rng_state,
     save_atomic,
-    save_policy,
     set_rng_state,
 )
-from trafl.config import check_at_least, check_lengths, component, format_config
-from trafl.diffusion import sft_loss
-from trafl.errors import RunStopped, TraflError
-from trafl.files import write_text_atomic
-from trafl.models import CharTokenizer, ModelConfig, TinyConfig, TinyDiffusionLM, load_trainable
-from trafl.optim import OptimConfig, build_optimizer, decay_groups
-from trafl.rollouts import greedy_accuracy
-from trafl.run_folder import RunFolder, check_resume_config
-from trafl.runtime import (
+from trafl.run.folder import RunFolder, check_resume_config
+from trafl.run.optim import OptimConfig, build_optimizer, decay_groups
+from trafl.run.rollouts import greedy_accuracy
+from trafl.run.runtime import (
     MetricsLog,
     console,
     format_metrics,
@@ -41,8 +41,8 @@ from trafl.runtime import (
     resolve_device,
     seed_everything,
 )
+from trafl.run.signals import StopRequests
 from trafl.sampling import SamplerConfig, left_pad
-from trafl.signals import StopRequests
 from trafl.tasks import TASKS, Task
 
 # settings a resume may change freely: how long to run and how often to log, check and save
@@ -126,7 +126,7 @@ def new_model(arch: TinyArch) -> TinyDiffusionLM:
 
 class Pretrainer:
     """Holds a pretraining run's state; :meth:`train` is the loop. The run folder is claimed,
-    resumed, checkpointed and stopped on signals exactly as RL training does (trafl.train)."""
+    resumed, checkpointed and stopped on signals exactly as RL training does (trafl.commands.train)."""
 
     def __init__(self, cfg: PretrainConfig) -> None:
         self.cfg = cfg

@@ -10,7 +10,26 @@ from dataclasses import dataclass, field, fields, replace
 
 import torch
 
-from trafl.sampling.sampler import Trajectory
+
+@dataclass
+class Trajectory:
+    """How a batch of completions was revealed. Exact: replaying it reproduces ``token_logp``."""
+
+    reveal_step: torch.Tensor  # (N, L) long, the row's step (0-based) that revealed the position;
+    # -1 past a row's own length (per-sequence lengths)
+    token_logp: torch.Tensor  # (N, L) float32, log p_theta(token | state before its step)
+    sample_logp: torch.Tensor  # (N, L) float32, same under the sampled (tempered, top-p) law
+
+
+@dataclass
+class Rollout:
+    prompt_ids: torch.Tensor  # (N, P) left-padded with pad ids
+    prompt_mask: torch.Tensor  # (N, P) bool, False on padding
+    completion_ids: torch.Tensor  # (N, L)
+    trajectory: Trajectory
+    num_steps: int  # denoising steps of the row that took most (reveal_step < num_steps)
+    lengths: torch.Tensor | None = None  # (N,) per-row completion lengths; None: all L
+    num_calls: int = 0  # denoiser calls made (summed over micro-batches by concat_rollouts)
 
 
 @dataclass

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trafl.models import ModelConfig, load_model, resolve_model_path
-from trafl.runtime import console
+from trafl.run.runtime import console
 
 
 @dataclass

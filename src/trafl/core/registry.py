@@ -16,7 +16,7 @@ import importlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from trafl.errors import UserError
+from trafl.core.errors import UserError
 
 
 class Registry:

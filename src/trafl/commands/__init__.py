@@ -1,0 +1,1 @@
+"""One module per ``trafl`` command, named after it (docs/ARCHITECTURE.md)."""

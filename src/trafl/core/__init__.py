@@ -1,0 +1,1 @@
+"""The ground floor: data types and house rules (docs/ARCHITECTURE.md)."""

@@ -1,0 +1,1 @@
+"""Run plumbing that composes the components for a command (docs/ARCHITECTURE.md)."""
