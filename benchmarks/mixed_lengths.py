@@ -51,20 +51,37 @@ def main() -> None:
     problems = subset(task.problems("test"), args.problems)
     n = len(problems) * args.samples  # rows per length
     longest = max(args.lengths)
-    config = SamplerConfig(gen_length=longest, steps=longest // 2, temperature=1.0,
-                           batch_size=args.batch_size)  # fmt: skip
+    config = SamplerConfig(
+        gen_length=longest, steps=longest // 2, temperature=1.0, batch_size=args.batch_size
+    )
     rows = [p for p in problems for _ in range(args.samples)]
     order = [(j, r) for r in range(n) for j in range(len(args.lengths))]  # interleaved
 
     def run_separate():  # one batch per length; row r of length j draws from seed j * n + r
-        return [rollout_task(model, task, problems, args.samples, at_length(config, length),
-                             row_generators(list(range(j * n, (j + 1) * n)), args.device),
-                             pad_to=64) for j, length in enumerate(args.lengths)]  # fmt: skip
+        return [
+            rollout_task(
+                model,
+                task,
+                problems,
+                args.samples,
+                at_length(config, length),
+                row_generators(list(range(j * n, (j + 1) * n)), args.device),
+                pad_to=64,
+            )
+            for j, length in enumerate(args.lengths)
+        ]
 
     def run_mixed():  # the same rows and seeds, lengths interleaved row by row
-        return rollout_task(model, task, [rows[r] for _, r in order], 1, config,
-                            row_generators([j * n + r for j, r in order], args.device), pad_to=64,
-                            lengths=[args.lengths[j] for j, _ in order])  # fmt: skip
+        return rollout_task(
+            model,
+            task,
+            [rows[r] for _, r in order],
+            1,
+            config,
+            row_generators([j * n + r for j, r in order], args.device),
+            pad_to=64,
+            lengths=[args.lengths[j] for j, _ in order],
+        )
 
     rollout_task(model, task, problems[:2], 2, config, None)  # warm-up
     times: dict[str, list[float]] = {"separate": [], "mixed": []}
@@ -103,8 +120,12 @@ def main() -> None:
         "per_length": per_length,
     }
     print(json.dumps(result, indent=1))
-    meta = {"machine": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-            "device": args.device, **vars(args)}  # fmt: skip
+    meta = {
+        "machine": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "device": args.device,
+        **vars(args),
+    }
     Path(args.out).write_text(json.dumps({"setup": meta, "result": result}, indent=1))
     print(f"wrote {args.out}")
 

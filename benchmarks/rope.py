@@ -38,8 +38,10 @@ def main() -> None:
     q = torch.randn(256, 47, 3, 4, 32).permute(2, 0, 3, 1, 4)[0]  # a strided view, as in Block
     gap = float((rotary(q, 1e4) - rotary_strided(q, 1e4)).abs().max())
     old, new = timed(rotary_strided, q), timed(rotary, q)
-    print(f"strided {old * 1e3:.2f} ms, complex {new * 1e3:.2f} ms per call "
-          f"({old / new:.1f}x), max difference {gap:.1e}, {torch.get_num_threads()} threads")  # fmt: skip
+    print(
+        f"strided {old * 1e3:.2f} ms, complex {new * 1e3:.2f} ms per call "
+        f"({old / new:.1f}x), max difference {gap:.1e}, {torch.get_num_threads()} threads"
+    )
 
 
 if __name__ == "__main__":

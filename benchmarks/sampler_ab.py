@@ -29,8 +29,12 @@ from trafl.tasks import TASKS
 
 
 def sampler_at(rev: str):
-    source = subprocess.run(["git", "show", f"{rev}:src/trafl/sampling/sampler.py"], check=True,
-                            capture_output=True, text=True).stdout  # fmt: skip
+    source = subprocess.run(
+        ["git", "show", f"{rev}:src/trafl/sampling/sampler.py"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     path = Path(tempfile.mkdtemp()) / "sampler_at_rev.py"
     path.write_text(source)
     spec = importlib.util.spec_from_file_location("sampler_at_rev", path)
@@ -53,24 +57,30 @@ def main() -> None:
     old = sampler_at(args.rev)
     model = load_model(args.model).eval()
     task = TASKS.get("countdown")()
-    prompts = [task.prompt(p) for p in subset(task.problems("test"), args.problems)
-               for _ in range(args.samples)]  # fmt: skip
+    prompts = [
+        task.prompt(p)
+        for p in subset(task.problems("test"), args.problems)
+        for _ in range(args.samples)
+    ]
     ids, mask = left_pad([model.tokenizer.encode_prompt(p) for p in prompts], model.pad_token_id)
     for mode in args.modes:
         times: dict[str, list[float]] = {args.rev: [], "current": []}
         outputs = {}
         for _ in range(args.rounds):
             for name, module in ((args.rev, old), ("current", current)):
-                cfg = module.SamplerConfig(gen_length=32, block_length=8, steps=32,
-                                           temperature=1.0, cache=mode)  # fmt: skip
+                cfg = module.SamplerConfig(
+                    gen_length=32, block_length=8, steps=32, temperature=1.0, cache=mode
+                )
                 start = time.perf_counter()
                 out = module.sample(model, ids, mask, cfg, torch.Generator().manual_seed(0))
                 times[name].append(round(time.perf_counter() - start, 2))
                 outputs[name] = out.completion_ids
                 print(f"cache={mode} {name}: {times[name][-1]} s", flush=True)
         same = torch.equal(outputs[args.rev], outputs["current"])
-        print(f"cache={mode}: {args.rev} {times[args.rev]} s, current {times['current']} s, "
-              f"identical completions: {same}")  # fmt: skip
+        print(
+            f"cache={mode}: {args.rev} {times[args.rev]} s, current {times['current']} s, "
+            f"identical completions: {same}"
+        )
 
 
 if __name__ == "__main__":

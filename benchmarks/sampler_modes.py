@@ -44,13 +44,18 @@ def replay_gap(model, scored, max_rows: int = 256) -> float:
     r = scored.rollout
     rows = slice(0, min(max_rows, r.completion_ids.shape[0]))
     batch = RolloutBatch(
-        prompt_ids=r.prompt_ids[rows], prompt_mask=r.prompt_mask[rows],
+        prompt_ids=r.prompt_ids[rows],
+        prompt_mask=r.prompt_mask[rows],
         completion_ids=r.completion_ids[rows],
         completion_mask=completion_mask_from_eos(r.completion_ids[rows], model.eos_token_id),
-        rewards=scored.rewards[rows], group=scored.group[rows],
-        trajectory=type(r.trajectory)(r.trajectory.reveal_step[rows],
-                                      r.trajectory.token_logp[rows], r.trajectory.sample_logp[rows]),
-    )  # fmt: skip
+        rewards=scored.rewards[rows],
+        group=scored.group[rows],
+        trajectory=type(r.trajectory)(
+            r.trajectory.reveal_step[rows],
+            r.trajectory.token_logp[rows],
+            r.trajectory.sample_logp[rows],
+        ),
+    )
     with torch.no_grad():
         exact = TrajectoryLogp().estimate(model, batch, {}).token_logp
     return float((exact - batch.trajectory.token_logp).abs().mean())
@@ -71,8 +76,12 @@ def main() -> None:
     model = load_model(args.model).to(args.device).eval()
     task = TASKS.get("countdown")()
     problems = subset(task.problems("test"), args.problems)
-    base = SamplerConfig(gen_length=args.gen_length, block_length=args.block_length,
-                         steps=args.steps, temperature=1.0)  # fmt: skip
+    base = SamplerConfig(
+        gen_length=args.gen_length,
+        block_length=args.block_length,
+        steps=args.steps,
+        temperature=1.0,
+    )
     results = {}
     micro_batches = -(-len(problems) * args.samples // base.batch_size)
     for name, fields in MODES.items():
@@ -99,12 +108,22 @@ def main() -> None:
     for r in results.values():
         r["speedup_vs_plain"] = round(r["tokens_per_s"] / plain, 2)
         # pass@k minus the plain sampler's, paired per problem, 95 % bootstrap over problems
-        diffs = pooled_difference([r["correct_counts"]], [results["plain"]["correct_counts"]],
-                                  args.samples, args.samples, ks)  # fmt: skip
-        r["pass_diff_vs_plain"] = {f"pass@{d.k}": [round(d.diff, 4), round(d.lo, 4), round(d.hi, 4)]
-                                   for d in diffs}  # fmt: skip
-    meta = {"machine": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-            "device": args.device, **vars(args)}  # fmt: skip
+        diffs = pooled_difference(
+            [r["correct_counts"]],
+            [results["plain"]["correct_counts"]],
+            args.samples,
+            args.samples,
+            ks,
+        )
+        r["pass_diff_vs_plain"] = {
+            f"pass@{d.k}": [round(d.diff, 4), round(d.lo, 4), round(d.hi, 4)] for d in diffs
+        }
+    meta = {
+        "machine": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "device": args.device,
+        **vars(args),
+    }
     Path(args.out).write_text(json.dumps({"setup": meta, "modes": results}, indent=1))
     print(f"wrote {args.out}")
 

@@ -31,9 +31,13 @@ GROUP = 8
 
 def overrides(length: int, rollouts: int) -> list[str]:
     block = min(length, 32)
-    return [f"rollout.sampler.gen_length={length}", f"rollout.sampler.steps={length // 2}",
-            f"rollout.sampler.block_length={block}", f"rollout.group_size={GROUP}",
-            f"rollout.prompts_per_step={rollouts // GROUP}"]  # fmt: skip
+    return [
+        f"rollout.sampler.gen_length={length}",
+        f"rollout.sampler.steps={length // 2}",
+        f"rollout.sampler.block_length={block}",
+        f"rollout.group_size={GROUP}",
+        f"rollout.prompts_per_step={rollouts // GROUP}",
+    ]
 
 
 def slope(x: list[int], y: list[float]) -> float:
@@ -51,14 +55,20 @@ def plot(results: dict[str, dict[str, list[dict]]], args: argparse.Namespace) ->
             for key, style in (("sample_s", "-o"), ("update_s", "--s")):
                 y = [r[key] for r in rows]
                 slopes[f"{objective} {key} vs {axis}"] = round(slope(x, y), 2)
-                ax.plot(x, y, style, label=f"{objective} {key.removesuffix('_s')} "
-                        f"(slope {slope(x, y):.2f})")  # fmt: skip
+                ax.plot(
+                    x,
+                    y,
+                    style,
+                    label=f"{objective} {key.removesuffix('_s')} (slope {slope(x, y):.2f})",
+                )
             ax.set_xticks(x, [str(v) for v in x])
             mem_key = "peak_cuda_mb" if "peak_cuda_mb" in rows[0] else "peak_rss_mb"
             axes[2].plot(x, [r[mem_key] for r in rows], "-o", label=f"{objective} vs {axis}")
-    for ax, xlabel, ylabel in ((axes[0], f"generation length (rollouts = {args.fixed_batch})", "seconds"),
-                               (axes[1], f"rollouts per step (L = {args.fixed_length})", "seconds"),
-                               (axes[2], "generation length, or rollouts per step", "peak memory (MiB)")):  # fmt: skip
+    for ax, xlabel, ylabel in (
+        (axes[0], f"generation length (rollouts = {args.fixed_batch})", "seconds"),
+        (axes[1], f"rollouts per step (L = {args.fixed_length})", "seconds"),
+        (axes[2], "generation length, or rollouts per step", "peak memory (MiB)"),
+    ):
         ax.set(xscale="log", yscale="log", xlabel=xlabel, ylabel=ylabel)
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.grid(True, which="both", alpha=0.3)
@@ -92,8 +102,10 @@ def main() -> None:
         print(f"wrote {args.out}.png")
         return
 
-    grids = {"gen_length": [(n, args.fixed_batch) for n in args.lengths],
-             "rollouts": [(args.fixed_length, b) for b in args.batches]}  # fmt: skip
+    grids = {
+        "gen_length": [(n, args.fixed_batch) for n in args.lengths],
+        "rollouts": [(args.fixed_length, b) for b in args.batches],
+    }
     results: dict[str, dict[str, list[dict]]] = {}
     for objective in args.objectives:
         for axis, points in grids.items():
@@ -103,13 +115,20 @@ def main() -> None:
                 r |= {"gen_length": length, "rollouts": rollouts}
                 rows.append(r)
                 mem = r.get("peak_cuda_mb", r["peak_rss_mb"])
-                print(f"{objective} L={length:<4d} rollouts={rollouts:<5d} sample "
-                      f"{r['sample_s']:.2f}s update {r['update_s']:.2f}s peak {mem:.0f} MiB", flush=True)  # fmt: skip
+                print(
+                    f"{objective} L={length:<4d} rollouts={rollouts:<5d} sample "
+                    f"{r['sample_s']:.2f}s update {r['update_s']:.2f}s peak {mem:.0f} MiB",
+                    flush=True,
+                )
             results.setdefault(objective, {})[axis] = rows
 
     slopes = plot(results, args)
-    meta = {"machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
-            "torch": torch.__version__, "device": args.device, **vars(args)}  # fmt: skip
+    meta = {
+        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+        "torch": torch.__version__,
+        "device": args.device,
+        **vars(args),
+    }
     Path(f"{args.out}.json").write_text(
         json.dumps({"meta": meta, "slopes": slopes, "results": results}, indent=1)
     )

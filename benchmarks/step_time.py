@@ -38,9 +38,18 @@ def rss_mb() -> float:
 
 def measure(objective: str, steps: int, device: str, extra: list[str]) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as out_dir:
-        cfg = load_config(TrainConfig, None, [f"objective.name={objective}", f"out_dir={out_dir}",
-                                              f"device={device}", "save_completions_every=0",
-                                              "ckpt_every=0", *extra])  # fmt: skip
+        cfg = load_config(
+            TrainConfig,
+            None,
+            [
+                f"objective.name={objective}",
+                f"out_dir={out_dir}",
+                f"device={device}",
+                "save_completions_every=0",
+                "ckpt_every=0",
+                *extra,
+            ],
+        )
         trainer = Trainer(cfg)
         sample_s, update_s = [], []
         built_mb = rss_mb()
@@ -103,14 +112,24 @@ def main() -> None:
     results = {}
     for name in args.only or OBJECTIVES.names():
         results[name] = r = isolated(name, args.steps, args.device, list(args.set))
-        mem = (f"peak cuda {r['peak_cuda_mb']:.0f} MiB" if "peak_cuda_mb" in r else
-               f"peak rss {r['peak_rss_mb']:.0f} MiB (after build {r['rss_after_build_mb']:.0f})")  # fmt: skip
-        print(f"{name:12s} {r['estimator']:11s} mu={r['inner_updates']:<3d} "
-              f"step {r['step_s']:.2f}s = sample {r['sample_s']:.2f}s + update {r['update_s']:.2f}s, "
-              f"{mem}", flush=True)  # fmt: skip
-    meta = {"machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
-            "torch": torch.__version__, "steps_measured": args.steps, "device": args.device,
-            "overrides": args.set}  # fmt: skip
+        mem = (
+            f"peak cuda {r['peak_cuda_mb']:.0f} MiB"
+            if "peak_cuda_mb" in r
+            else f"peak rss {r['peak_rss_mb']:.0f} MiB (after build {r['rss_after_build_mb']:.0f})"
+        )
+        print(
+            f"{name:12s} {r['estimator']:11s} mu={r['inner_updates']:<3d} "
+            f"step {r['step_s']:.2f}s = sample {r['sample_s']:.2f}s + update {r['update_s']:.2f}s, "
+            f"{mem}",
+            flush=True,
+        )
+    meta = {
+        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+        "torch": torch.__version__,
+        "steps_measured": args.steps,
+        "device": args.device,
+        "overrides": args.set,
+    }
     Path(args.out).write_text(json.dumps({"meta": meta, "results": results}, indent=1))
     print(f"wrote {args.out}")
 

@@ -79,10 +79,18 @@ def run_variant(v: Variant, demo: DemoConfig, root: Path) -> Path:
         train(train_config(demo, v.method, run_dir, v.overrides))
     out = run_dir / "eval"
     if not (out / "eval.json").is_file():
-        evaluate(EvalConfig(model=ModelConfig.coerce(str(run_dir / "model")),
-                            num_problems=demo.eval_problems, num_samples=demo.eval_samples,
-                            gen_lengths=LENGTHS, seed=demo.seed, out_dir=str(out),
-                            device=demo.device, bootstrap=500))  # fmt: skip
+        evaluate(
+            EvalConfig(
+                model=ModelConfig.coerce(str(run_dir / "model")),
+                num_problems=demo.eval_problems,
+                num_samples=demo.eval_samples,
+                gen_lengths=LENGTHS,
+                seed=demo.seed,
+                out_dir=str(out),
+                device=demo.device,
+                bootstrap=500,
+            )
+        )
     return out / "eval.json"
 
 
@@ -116,8 +124,11 @@ def summary(names: list[str], data: dict[str, Any]) -> list[str]:
             sig_below += sum(d.hi < 0 for d in diffs)
             sig_above += sum(d.lo > 0 for d in diffs)
             ends.append(f"{diffs[0].diff:+.3f} / {diffs[-1].diff:+.3f}")
-        lines.append(f"| {name} | {below} of {cells} | {sig_below} | {sig_above} | "
-                     + " | ".join(ends) + " |")  # fmt: skip
+        lines.append(
+            f"| {name} | {below} of {cells} | {sig_below} | {sig_above} | "
+            + " | ".join(ends)
+            + " |"
+        )
     return lines
 
 

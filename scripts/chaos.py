@@ -34,8 +34,13 @@ SIGNALS = [signal.SIGKILL, signal.SIGKILL, signal.SIGTERM, signal.SIGINT]
 def start(args: list[str], log: Path) -> subprocess.Popen:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     with log.open("a") as f:
-        return subprocess.Popen([sys.executable, "-m", "trafl", "train", *args], cwd=ROOT,
-                                env=env, stdout=subprocess.DEVNULL, stderr=f)  # fmt: skip
+        return subprocess.Popen(
+            [sys.executable, "-m", "trafl", "train", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=f,
+        )
 
 
 def damage(run: Path, rng: random.Random) -> str:
@@ -95,8 +100,10 @@ def main() -> None:
         time.sleep(rng.uniform(0.5, a.max_wait))
         if proc.poll() is not None:
             if proc.returncode != 0:
-                sys.exit(f"round {rounds + 1}: the run failed on its own (exit "
-                         f"{proc.returncode}); see {log}")  # fmt: skip
+                sys.exit(
+                    f"round {rounds + 1}: the run failed on its own (exit "
+                    f"{proc.returncode}); see {log}"
+                )
             break  # finished before the signal: the run is complete
         sig = rng.choice(SIGNALS)
         proc.send_signal(sig)
@@ -108,7 +115,11 @@ def main() -> None:
         print(f"round {rounds}: {sig.name} -> exit {code}" + (f"; {event}" if event else ""))
     final = start([*args, f"out_dir={run}", "resume=true"], log)
     final_code = final.wait()
-    equal, worst = same_weights(run / "model", a.out / "reference" / "model") if final_code == 0 else (False, float("nan"))  # fmt: skip
+    equal, worst = (
+        same_weights(run / "model", a.out / "reference" / "model")
+        if final_code == 0
+        else (False, float("nan"))
+    )
     rows = (run / "metrics.jsonl").read_text().splitlines() if final_code == 0 else []
     steps = [json.loads(r)["step"] for r in rows]
     report = {

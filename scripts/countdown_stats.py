@@ -18,15 +18,20 @@ def main() -> None:
     cfg = load_config(CountdownConfig, None, sys.argv[1:])
     task = Countdown(cfg)
     counts = [len(task.all_solutions(p)) for p in task.problems("test")]
-    print(f"test split: {len(counts)} problems; solutions per problem: min {min(counts)}, "
-          f"median {statistics.median(counts)}, mean {statistics.mean(counts):.2f}, max {max(counts)}")  # fmt: skip
+    print(
+        f"test split: {len(counts)} problems; solutions per problem: min {min(counts)}, "
+        f"median {statistics.median(counts)}, mean {statistics.mean(counts):.2f}, max {max(counts)}"
+    )
     for size in cfg.num_numbers:
         numbers = range(cfg.min_number, cfg.max_number + 1)
         total = sum(
-            sum(1 for t, c in solution_counts(ms).items()
-                if cfg.min_target <= t <= cfg.max_target and c >= cfg.min_solutions)
+            sum(
+                1
+                for t, c in solution_counts(ms).items()
+                if cfg.min_target <= t <= cfg.max_target and c >= cfg.min_solutions
+            )
             for ms in itertools.combinations_with_replacement(numbers, size)
-        )  # fmt: skip
+        )
         print(f"distinct {size}-number problems in the whole space: {total}")
 
 

@@ -41,8 +41,13 @@ def char_tokenizer(chat_template: bool = False):
     core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     core.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
     core.decoder = decoders.Fuse()  # characters join without spaces
-    tok = PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", eos_token="<eos>",
-                                  mask_token="<mask>", unk_token="<unk>")  # fmt: skip
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        pad_token="<pad>",
+        eos_token="<eos>",
+        mask_token="<mask>",
+        unk_token="<unk>",
+    )
     tok.add_special_tokens({"additional_special_tokens": ["<|mdm_mask|>"]})
     if chat_template:
         tok.chat_template = CHAT_TEMPLATE
@@ -65,8 +70,14 @@ def save_llama(path: Path, seed: int = 0, chat_template: bool = False) -> Path:
 
     tok = char_tokenizer(chat_template)
     torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=len(tok), num_key_value_heads=2, initializer_range=0.3,
-                      max_position_embeddings=512, **SHAPE, **_ids(tok))  # fmt: skip
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        num_key_value_heads=2,
+        initializer_range=0.3,
+        max_position_embeddings=512,
+        **SHAPE,
+        **_ids(tok),
+    )
     return _save(LlamaForCausalLM(cfg), tok, path)
 
 
@@ -76,9 +87,15 @@ def save_qwen2(path: Path, seed: int = 0) -> Path:
 
     tok = char_tokenizer()
     torch.manual_seed(seed)
-    cfg = Qwen2Config(vocab_size=len(tok), num_key_value_heads=2, initializer_range=0.3,
-                      max_position_embeddings=512, mask_token_id=tok.mask_token_id,
-                      **SHAPE, **_ids(tok))  # fmt: skip
+    cfg = Qwen2Config(
+        vocab_size=len(tok),
+        num_key_value_heads=2,
+        initializer_range=0.3,
+        max_position_embeddings=512,
+        mask_token_id=tok.mask_token_id,
+        **SHAPE,
+        **_ids(tok),
+    )
     return _save(Qwen2ForCausalLM(cfg), tok, path)
 
 
@@ -87,9 +104,16 @@ def save_modernbert(path: Path, seed: int = 0) -> Path:
 
     tok = char_tokenizer()
     torch.manual_seed(seed)
-    cfg = ModernBertConfig(vocab_size=len(tok), initializer_range=0.3, global_attn_every_n_layers=1,
-                           max_position_embeddings=512, cls_token_id=tok.eos_token_id,
-                           sep_token_id=tok.eos_token_id, **SHAPE, **_ids(tok))  # fmt: skip
+    cfg = ModernBertConfig(
+        vocab_size=len(tok),
+        initializer_range=0.3,
+        global_attn_every_n_layers=1,
+        max_position_embeddings=512,
+        cls_token_id=tok.eos_token_id,
+        sep_token_id=tok.eos_token_id,
+        **SHAPE,
+        **_ids(tok),
+    )
     return _save(ModernBertForMaskedLM(cfg), tok, path)
 
 
@@ -99,9 +123,15 @@ def save_bert(path: Path, seed: int = 0) -> Path:
 
     tok = char_tokenizer()
     torch.manual_seed(seed)
-    cfg = BertConfig(vocab_size=len(tok), initializer_range=0.3, hidden_dropout_prob=0.0,
-                     attention_probs_dropout_prob=0.0, max_position_embeddings=512,
-                     **SHAPE, **_ids(tok))  # fmt: skip
+    cfg = BertConfig(
+        vocab_size=len(tok),
+        initializer_range=0.3,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        max_position_embeddings=512,
+        **SHAPE,
+        **_ids(tok),
+    )
     return _save(BertForMaskedLM(cfg), tok, path)
 
 
@@ -117,13 +147,20 @@ def save_llada(path: Path, seed: int = 0) -> Path:
     for name in ("configuration_llada.py", "modeling_llada.py"):
         shutil.copy(FIXTURES / "llada_tiny" / name, path / name)
     config = {
-        "model_type": "llada", "architectures": ["LLaDAModelLM"],
-        "auto_map": {"AutoConfig": "configuration_llada.LLaDAConfig",
-                     "AutoModel": "modeling_llada.LLaDAModelLM"},
-        "vocab_size": len(tok), "d_model": 32, "n_heads": 2, "n_layers": 2,
-        "mlp_hidden_size": 64, "mask_token_id": tok.convert_tokens_to_ids("<|mdm_mask|>"),
+        "model_type": "llada",
+        "architectures": ["LLaDAModelLM"],
+        "auto_map": {
+            "AutoConfig": "configuration_llada.LLaDAConfig",
+            "AutoModel": "modeling_llada.LLaDAModelLM",
+        },
+        "vocab_size": len(tok),
+        "d_model": 32,
+        "n_heads": 2,
+        "n_layers": 2,
+        "mlp_hidden_size": 64,
+        "mask_token_id": tok.convert_tokens_to_ids("<|mdm_mask|>"),
         **_ids(tok),
-    }  # fmt: skip
+    }
     (path / "config.json").write_text(json.dumps(config))
     torch.manual_seed(seed)
     cfg = AutoConfig.from_pretrained(path, trust_remote_code=True)

@@ -32,10 +32,13 @@ def imports(name: str, path: Path, known: set[str]) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1]
-                                + ([base] if base else []))  # fmt: skip
-            targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in known else base
-                       for a in node.names]  # fmt: skip
+                base = ".".join(
+                    package.split(".")[: len(package.split(".")) - node.level + 1]
+                    + ([base] if base else [])
+                )
+            targets = [
+                f"{base}.{a.name}" if f"{base}.{a.name}" in known else base for a in node.names
+            ]
         else:
             continue
         for target in targets:
@@ -120,8 +123,13 @@ def test_every_module_lives_on_a_floor():
 
 def test_no_import_runs_up_a_floor_and_objectives_see_core_only():
     g = graph()
-    bad = sorted(f"{src} -> {dst}" for src, dsts in g.items() if src not in TOP_LEVEL
-                 for dst in dsts if not allowed(src, dst))  # fmt: skip
+    bad = sorted(
+        f"{src} -> {dst}"
+        for src, dsts in g.items()
+        if src not in TOP_LEVEL
+        for dst in dsts
+        if not allowed(src, dst)
+    )
     assert not bad, "imports against docs/ARCHITECTURE.md:\n" + "\n".join(bad)
 
 

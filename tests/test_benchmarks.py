@@ -37,10 +37,26 @@ def test_step_time_measures_a_step(objective):
 
 def test_sampler_modes_exact_modes_replay_exactly(tmp_path):
     out = tmp_path / "modes.json"
-    args = ["--problems", "3", "--samples", "2", "--gen-length", "8", "--block-length", "4",
-            "--steps", "8", "--out", str(out)]  # fmt: skip
-    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "sampler_modes.py"), *args],
-                   cwd=ROOT, check=True, capture_output=True)  # fmt: skip
+    args = [
+        "--problems",
+        "3",
+        "--samples",
+        "2",
+        "--gen-length",
+        "8",
+        "--block-length",
+        "4",
+        "--steps",
+        "8",
+        "--out",
+        str(out),
+    ]
+    subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "sampler_modes.py"), *args],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
     modes = json.loads(out.read_text())["modes"]
     assert set(modes) == set(load_script("sampler_modes").MODES)
     for name in ("plain", "parallel_0.9", "parallel_0.7"):  # recorded log-probs are exact
@@ -53,10 +69,27 @@ def test_sampler_modes_exact_modes_replay_exactly(tmp_path):
 
 def test_mixed_lengths_rows_equal_one_batch_per_length(tmp_path):
     out = tmp_path / "mixed.json"
-    args = ["--problems", "3", "--samples", "2", "--lengths", "8", "12", "--batch-size", "4",
-            "--repeats", "1", "--out", str(out)]  # fmt: skip
-    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "mixed_lengths.py"), *args],
-                   cwd=ROOT, check=True, capture_output=True)  # fmt: skip
+    args = [
+        "--problems",
+        "3",
+        "--samples",
+        "2",
+        "--lengths",
+        "8",
+        "12",
+        "--batch-size",
+        "4",
+        "--repeats",
+        "1",
+        "--out",
+        str(out),
+    ]
+    subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "mixed_lengths.py"), *args],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
     result = json.loads(out.read_text())["result"]
     assert result["rows_identical"] == 1.0  # same per-row noise: the same completions
     # 6 rows per length in micro-batches of 4: lengths 8 and 12 at steps L/2 -> 4 + 6 calls
@@ -80,10 +113,19 @@ def test_sampler_ab_compares_a_revision_with_the_working_tree():
         "--rounds",
         "1",
     ]
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "sampler_ab.py"), *args],
-                          cwd=ROOT, check=True, capture_output=True, text=True)  # fmt: skip
-    unchanged = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "src/trafl/sampling/sampler.py"],
-                               cwd=ROOT).returncode == 0  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "sampler_ab.py"), *args],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    unchanged = (
+        subprocess.run(
+            ["git", "diff", "--quiet", "HEAD", "--", "src/trafl/sampling/sampler.py"], cwd=ROOT
+        ).returncode
+        == 0
+    )
     if unchanged:  # (a clean checkout, as in CI): HEAD's sampler is the working tree's
         assert "identical completions: True" in done.stdout
     else:

@@ -23,8 +23,17 @@ SMALL = ["arch.hidden_size=16", "arch.num_layers=1", "arch.num_heads=2", "arch.m
 def test_sample_writes_jsonl_with_rewards_and_trajectories(tmp_path, capsys):
     make_tiny().save_pretrained(tmp_path / "m")
     out = tmp_path / "s.jsonl"
-    main(["sample", f"model={tmp_path / 'm'}", "num_problems=3", "num_samples=2",
-          "sampler.temperature=1.0", f"output={out}", "device=cpu"])  # fmt: skip
+    main(
+        [
+            "sample",
+            f"model={tmp_path / 'm'}",
+            "num_problems=3",
+            "num_samples=2",
+            "sampler.temperature=1.0",
+            f"output={out}",
+            "device=cpu",
+        ]
+    )
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 6
     for row in rows:

@@ -133,8 +133,12 @@ def test_mbpp_reference_solutions_pass_and_partial_credit_counts(mbpp: MBPP) -> 
     one_of_three = fenced("def sort_matrix(M):\n    return [[1, 1, 1], [1, 2, 3], [2, 4, 5]]")
     [strict] = mbpp.score([problems[1]], [one_of_three])
     assert strict["correct"] == 0 and strict["pass_rate"] == pytest.approx(1 / 3)
-    partial = MBPP(MBPPConfig(path=str(FIXTURES / "mbpp.jsonl"), reward=CodeRewardConfig(
-        partial_credit=True, format_weight=0.0)))  # fmt: skip
+    partial = MBPP(
+        MBPPConfig(
+            path=str(FIXTURES / "mbpp.jsonl"),
+            reward=CodeRewardConfig(partial_credit=True, format_weight=0.0),
+        )
+    )
     assert partial.score([problems[1]], [one_of_three])[0]["reward"] == pytest.approx(2 / 3)
 
 
@@ -175,8 +179,9 @@ def test_livecodebench_loader_decodes_private_tests_and_filters(lcb: LiveCodeBen
     path = str(FIXTURES / "livecodebench.jsonl")
     hard = LiveCodeBench(LiveCodeBenchConfig(path=path, difficulties=["hard"]))
     assert [p["question_id"] for p in hard.problems("test")] == ["2090Z"]
-    window = LiveCodeBench(LiveCodeBenchConfig(path=path, start_date="2024-10-01",
-                                               end_date="2024-12-31"))  # fmt: skip
+    window = LiveCodeBench(
+        LiveCodeBenchConfig(path=path, start_date="2024-10-01", end_date="2024-12-31")
+    )
     assert [p["question_id"] for p in window.problems("test")] == ["9001"]
     with pytest.raises(ValueError, match="valid: \\['easy', 'medium', 'hard'\\]"):
         LiveCodeBenchConfig(difficulties=["extreme"])
@@ -193,11 +198,15 @@ def test_livecodebench_stdin_and_functional_scoring(lcb: LiveCodeBench) -> None:
     completions = [
         fenced("a, b = map(int, input().split())\nprint(a + b)"),
         fenced("print(sum(map(int, input().split())) + 1)"),
-        fenced("class Solution:\n    def largestElement(self, nums: List[int]) -> int:\n"
-               "        return max(nums)"),
+        fenced(
+            "class Solution:\n    def largestElement(self, nums: List[int]) -> int:\n"
+            "        return max(nums)"
+        ),
         fenced("class Solution:\n    def largestElement(self, nums):\n        return nums[0]"),
-        fenced("import sys\nn, *xs = map(int, sys.stdin.read().split())\nprint(f'{sum(xs)/n:.3f}')"),
-    ]  # fmt: skip
+        fenced(
+            "import sys\nn, *xs = map(int, sys.stdin.read().split())\nprint(f'{sum(xs)/n:.3f}')"
+        ),
+    ]
     scores = lcb.score([add, add, largest, largest, mean], completions)
     assert [s["correct"] for s in scores] == [1, 0, 1, 0, 1]
     assert scores[3]["pass_rate"] == pytest.approx(1 / 3)  # only [-7] starts with the max
@@ -263,8 +272,10 @@ def test_tiny_code_rewards_match_the_programs_behaviour(tiny: TinyCode) -> None:
     for candidate, s in zip(candidates, scores, strict=True):
         want = all(evaluate(parse(candidate), x) == y for x, y in target["tests"])
         assert s["correct"] == float(want) and s["reward"] == float(want) and s["format"] == 1.0
-    double = {"examples": [[x, 2 * x] for x in tiny.config.example_inputs],
-              "tests": [[x, 2 * x] for x in tiny.inputs]}  # fmt: skip
+    double = {
+        "examples": [[x, 2 * x] for x in tiny.config.example_inputs],
+        "tests": [[x, 2 * x] for x in tiny.inputs],
+    }
     odd = ["x<<1", "x*2==x*2", "x*2/1", "x+", "1)\nimport os\nos._exit(0)\n(1"]
     shift, true, div, broken, escape = tiny.score([double] * 5, odd)
     assert shift["correct"] == 1  # outside the grammar, still a solution

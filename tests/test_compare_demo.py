@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from trafl.commands.compare import CompareConfig, below_base, compare, markdown_table, verdicts
+from trafl.commands.compare import CompareConfig, compare
 from trafl.commands.demo import DemoConfig, run_demo
+from trafl.evaluation.report import below_base, markdown_table, verdicts
 
 
 def fake_eval(name: str, curve: dict[str, float]) -> dict:
@@ -40,7 +41,11 @@ def test_verdicts_mark_exactly_the_cells_below_the_base(tmp_path):
         paths.append(str(tmp_path / name))
     summary = compare(CompareConfig(evals=paths, out_dir=str(tmp_path / "cmp")))
     assert summary["base"] == "base"
-    assert (tmp_path / "cmp" / "pass_at_k.png").is_file()
+    assert summary["verdicts"] == text and summary["below_base"] == cells
+    saved = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    assert saved["verdicts"] == text
+    for name in ("pass_at_k.png", "coverage_locking.png"):
+        assert (tmp_path / "cmp" / name).stat().st_size > 1000
 
 
 def test_quick_demo_runs_end_to_end_and_reuses_finished_stages(tmp_path):

@@ -36,7 +36,7 @@ def write(path: Path, kind: str) -> Path:
         ("d.jsonl.gz", "jsonl"),
         ("d.csv", "csv"),
         ("d.CSV.gz", "csv"),
-    ],  # fmt: skip
+    ],
 )
 def test_every_format_reads_the_same_records(tmp_path, name, kind):
     assert read_local(write(tmp_path / name, kind)) == ROWS  # quotes and newlines survive CSV

@@ -57,8 +57,14 @@ def test_monte_carlo_elbo_converges_to_exact_and_lies_below_log_likelihood():
     log_p = exact_random_order_logp(model, ids, mask, y)
     assert exact < log_p  # Jensen: E_order[log p(y|order)] <= log E_order[p(y|order)]
     n = 40000
-    draws = elbo_sample(model, ids.expand(n, -1), mask.expand(n, -1), y.expand(n, -1),
-                        eps=1e-4, generator=torch.Generator().manual_seed(0))  # fmt: skip
+    draws = elbo_sample(
+        model,
+        ids.expand(n, -1),
+        mask.expand(n, -1),
+        y.expand(n, -1),
+        eps=1e-4,
+        generator=torch.Generator().manual_seed(0),
+    )
     mean, se = draws.mean().item(), draws.std().item() / math.sqrt(n)
     assert abs(mean - exact) < 4 * se + 1e-3, (mean, exact, se)
     assert se < 0.05 * abs(exact)  # the comparison is tight enough to mean something
@@ -70,10 +76,12 @@ def test_elbo_equals_expected_log_likelihood_over_random_orders():
     model, ids, mask, y = setup()
     per_order = []
     for order in itertools.permutations(range(L)):
-        per_order.append(sum(
-            logp_given(model, ids, mask, y, tuple(order[k:]))[pos].item()
-            for k, pos in enumerate(order)
-        ))  # fmt: skip
+        per_order.append(
+            sum(
+                logp_given(model, ids, mask, y, tuple(order[k:]))[pos].item()
+                for k, pos in enumerate(order)
+            )
+        )
     assert math.isclose(
         sum(per_order) / len(per_order), exact_elbo(model, ids, mask, y), rel_tol=1e-5
     )

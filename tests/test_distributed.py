@@ -25,12 +25,24 @@ def overrides(model: Path, out: Path, objective: str, steps: int, **extra) -> li
     in one process and averaging two halves turns into a visible weight difference; a larger
     eps keeps the update proportional to the gradient, so the comparison checks the math."""
     args = {
-        "model": str(model), "objective.name": objective, "steps": steps, "out_dir": str(out),
-        "rollout.prompts_per_step": 4, "rollout.group_size": 4, "rollout.sampler.gen_length": 12,
-        "rollout.sampler.steps": 6, "optim.lr": 3e-3, "ckpt_every": 0, "eval_every": 0,
-        "save_completions_every": 0, "device": "cpu", "seed": 5, "optim.eps": 1e-3,
-        "inner_updates": 2, **extra,
-    }  # fmt: skip
+        "model": str(model),
+        "objective.name": objective,
+        "steps": steps,
+        "out_dir": str(out),
+        "rollout.prompts_per_step": 4,
+        "rollout.group_size": 4,
+        "rollout.sampler.gen_length": 12,
+        "rollout.sampler.steps": 6,
+        "optim.lr": 3e-3,
+        "ckpt_every": 0,
+        "eval_every": 0,
+        "save_completions_every": 0,
+        "device": "cpu",
+        "seed": 5,
+        "optim.eps": 1e-3,
+        "inner_updates": 2,
+        **extra,
+    }
     return [f"{k}={v}" for k, v in args.items()]
 
 

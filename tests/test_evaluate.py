@@ -3,20 +3,32 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from trafl.commands.eval import EvalConfig, evaluate, resolve_model_path
-from trafl.core.config import load_config
+from trafl.commands.eval import EvalConfig, evaluate, llada_sampler, resolve_model_path
+from trafl.core.config import ConfigError, load_config
 
 BASE = Path(__file__).resolve().parents[1] / "models" / "countdown-base"
 
 
 def test_eval_writes_a_valid_eval_json_and_plots(tmp_path):
-    cfg = load_config(EvalConfig, None, [f"model={BASE}", "num_problems=6", "num_samples=4",
-                                         "gen_lengths=[16,24]", f"out_dir={tmp_path}",
-                                         "bootstrap=50", "heatmap_problems=2", "device=cpu"])  # fmt: skip
+    cfg = load_config(
+        EvalConfig,
+        None,
+        [
+            f"model={BASE}",
+            "num_problems=6",
+            "num_samples=4",
+            "gen_lengths=[16,24]",
+            f"out_dir={tmp_path}",
+            "bootstrap=50",
+            "heatmap_problems=2",
+            "device=cpu",
+        ],
+    )
     evaluate(cfg)
     result = json.loads((tmp_path / "eval.json").read_text())
     assert set(result["lengths"]) == {"16", "24"}
@@ -55,3 +67,32 @@ def test_correctness_is_the_correct_component_when_a_task_reports_one():
     assert solved(weighted).tolist() == [False, True, False]
     plain = scored([1.0, 0.0, 0.9], {})
     assert solved(plain).tolist() == [True, False, False]
+
+
+def test_the_default_sampler_is_llada_steps_half_the_length_at_every_length():
+    """What steps_per_token=0.5 did before the sampler section: one block of L tokens in L/2
+    steps, temperature 1, 512 rows per call; greedy is the same schedule at temperature 0."""
+    cfg = EvalConfig()
+    for length in (16, 24, 32):
+        s = cfg.sampler_at(length)
+        assert (s.gen_length, s.resolved_block_length(), s.resolved_steps()) == (
+            length,
+            length,
+            length // 2,
+        )
+        assert (s.temperature, s.top_p, s.batch_size) == (1.0, None, 512)
+        greedy = cfg.sampler_at(length, greedy=True)
+        assert greedy == replace(s, temperature=0.0)
+    odd = EvalConfig(gen_lengths=[9, 25], sampler=llada_sampler(25))  # an even reference: 26
+    assert [odd.sampler_at(n).resolved_steps() for n in (9, 25)] == [round(9 / 2), round(25 / 2)]
+
+
+def test_sampler_errors_name_the_fix():
+    with pytest.raises(ConfigError, match=r"'steps_per_token' is now sampler\.steps"):
+        load_config(EvalConfig, None, ["steps_per_token=0.5"])
+    with pytest.raises(ConfigError, match=r"'temperature' is now sampler\.temperature"):
+        load_config(EvalConfig, None, ["temperature=0.7"])
+    with pytest.raises(ConfigError, match=r"gen_lengths has 64 > sampler\.gen_length=32"):
+        load_config(EvalConfig, None, ["gen_lengths=[16,64]"])
+    with pytest.raises(ConfigError, match="not a multiple of block_length 8"):
+        load_config(EvalConfig, None, ["sampler.block_length=8", "gen_lengths=[12]"])

@@ -73,8 +73,13 @@ def hf(tmp_path_factory) -> dict[str, ModelConfig]:
 @pytest.mark.parametrize("kind", KINDS)
 def test_protocol_special_ids_and_hidden_states(hf, kind):
     model = load_model(hf[kind])
-    expected = {"llama": LLaDALM, "dream": DreamLM, "modernbert": MaskedLM, "bert": MaskedLM,
-                "llada_remote": LLaDALM}[kind]  # fmt: skip
+    expected = {
+        "llama": LLaDALM,
+        "dream": DreamLM,
+        "modernbert": MaskedLM,
+        "bert": MaskedLM,
+        "llada_remote": LLaDALM,
+    }[kind]
     assert type(model) is expected and isinstance(model, DiffusionLM)
     tok = model.tokenizer.hf
     config_mask = json.loads(Path(hf[kind].path, "config.json").read_text()).get("mask_token_id")
@@ -224,19 +229,30 @@ def test_load_in_4bit_without_a_gpu_is_a_clear_error(hf):
     with pytest.raises(ValueError, match="load_in_4bit needs a CUDA GPU"):
         load_model(replace(hf["llama"], load_in_4bit=True))
     with pytest.raises(ValueError, match="4-bit weights cannot be trained directly"):
-        Trainer(load_config(TrainConfig, None, {"model": {"path": hf["llama"].path,
-                                                          "load_in_4bit": True}}))  # fmt: skip
+        Trainer(
+            load_config(
+                TrainConfig, None, {"model": {"path": hf["llama"].path, "load_in_4bit": True}}
+            )
+        )
 
 
 SMALL = ["rollout.prompts_per_step=2", "rollout.group_size=2", "rollout.sampler.gen_length=8",
          "rollout.sampler.steps=4", "device=cpu", "save_completions_every=0", "steps=2"]  # fmt: skip
 
 
-@pytest.mark.parametrize(("kind", "lora"), [("llama", 0), ("dream", 4), ("modernbert", 4),
-                                            ("llada_remote", 0)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("kind", "lora"), [("llama", 0), ("dream", 4), ("modernbert", 4), ("llada_remote", 0)]
+)
 def test_sample_train_eval(hf, tmp_path, monkeypatch, kind, lora):
-    summary = run_sample(SampleConfig(model=hf[kind], num_problems=2, num_samples=2,
-                                      sampler=SamplerConfig(gen_length=8, steps=4), show=0))  # fmt: skip
+    summary = run_sample(
+        SampleConfig(
+            model=hf[kind],
+            num_problems=2,
+            num_samples=2,
+            sampler=SamplerConfig(gen_length=8, steps=4),
+            show=0,
+        )
+    )
     assert summary["num_problems"] == 2
     cfg = load_config(TrainConfig, None, [*SMALL, f"out_dir={tmp_path / 'run'}"])
     cfg.model = replace(hf[kind], lora=LoraConfig(rank=lora))
@@ -251,7 +267,15 @@ def test_sample_train_eval(hf, tmp_path, monkeypatch, kind, lora):
     assert ("config.json" in saved) == (not lora)
     after = load_model(replace(hf[kind], path=str(tmp_path / "run"))).state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before), "nothing trained"
-    result = evaluate(EvalConfig(model=replace(hf[kind], path=str(tmp_path / "run")),
-                                 num_problems=2, num_samples=2, gen_lengths=[8], bootstrap=10,
-                                 heatmap_problems=1, device="cpu"))  # fmt: skip
+    result = evaluate(
+        EvalConfig(
+            model=replace(hf[kind], path=str(tmp_path / "run")),
+            num_problems=2,
+            num_samples=2,
+            gen_lengths=[8],
+            bootstrap=10,
+            heatmap_problems=1,
+            device="cpu",
+        )
+    )
     assert 0 <= result["lengths"]["8"]["mean_reward"] <= 1

@@ -49,10 +49,21 @@ def fails_in_one_line(capsys, args: list[str]) -> str:
 
 @pytest.mark.parametrize(
     "override",
-    ["steps=0", "inner_updates=0", "inner_updates=-1", "micro_batch_groups=0", "log_every=0",
-     "eval_problems=0", "ckpt_every=-1", "max_bad_steps=0", "save_completions_every=-1",
-     "rollout.prompts_per_step=0", "rollout.group_size=0", "max_reward_error_rate=1.5"],
-)  # fmt: skip
+    [
+        "steps=0",
+        "inner_updates=0",
+        "inner_updates=-1",
+        "micro_batch_groups=0",
+        "log_every=0",
+        "eval_problems=0",
+        "ckpt_every=-1",
+        "max_bad_steps=0",
+        "save_completions_every=-1",
+        "rollout.prompts_per_step=0",
+        "rollout.group_size=0",
+        "max_reward_error_rate=1.5",
+    ],
+)
 def test_every_train_count_is_range_checked(capsys, override):
     key = override.partition("=")[0]
     line = fails_in_one_line(capsys, ["train", override])
@@ -61,11 +72,19 @@ def test_every_train_count_is_range_checked(capsys, override):
 
 @pytest.mark.parametrize(
     ("command", "override"),
-    [("pretrain", "steps=0"), ("pretrain", "batch_size=0"), ("pretrain", "log_every=0"),
-     ("pretrain", "eval_problems=0"), ("pretrain", "completion_lengths=[]"),
-     ("sample", "num_samples=0"), ("sample", "num_problems=0"), ("eval", "num_samples=0"),
-     ("eval", "gen_lengths=[16,0]"), ("eval", "bootstrap=0")],
-)  # fmt: skip
+    [
+        ("pretrain", "steps=0"),
+        ("pretrain", "batch_size=0"),
+        ("pretrain", "log_every=0"),
+        ("pretrain", "eval_problems=0"),
+        ("pretrain", "completion_lengths=[]"),
+        ("sample", "num_samples=0"),
+        ("sample", "num_problems=0"),
+        ("eval", "num_samples=0"),
+        ("eval", "gen_lengths=[16,0]"),
+        ("eval", "bootstrap=0"),
+    ],
+)
 def test_other_commands_range_check_their_counts(capsys, command, override):
     assert override.partition("=")[0] in fails_in_one_line(capsys, [command, override])
 
@@ -95,8 +114,11 @@ def test_trafl_on_raw_rewards_with_a_learned_log_z_may_use_groups_of_one():
     cfg = load_config(TrainConfig, None, ["objective.reward_norm=none", "rollout.group_size=1"])
     assert cfg.rollout.group_size == 1
     with pytest.raises(ConfigError, match="group_size must be >= 2"):  # vargrad: log Z = -score
-        load_config(TrainConfig, None, ["objective.reward_norm=none", "objective.log_z=vargrad",
-                                        "rollout.group_size=1"])  # fmt: skip
+        load_config(
+            TrainConfig,
+            None,
+            ["objective.reward_norm=none", "objective.log_z=vargrad", "rollout.group_size=1"],
+        )
 
 
 # ------------------------------------------------------------------ models, data, names, devices
@@ -109,9 +131,13 @@ def test_missing_model_folder(capsys, tmp_path):
 
 @pytest.mark.parametrize(
     ("file", "content"),
-    [("config.json", b"{not json"), ("model.safetensors", b"garbage" * 20),
-     ("model.safetensors", None), ("tokenizer.json", b'{"type": "ch')],
-)  # fmt: skip
+    [
+        ("config.json", b"{not json"),
+        ("model.safetensors", b"garbage" * 20),
+        ("model.safetensors", None),
+        ("tokenizer.json", b'{"type": "ch'),
+    ],
+)
 def test_corrupt_model_folder(capsys, tmp_path, tiny, file, content):
     model = tmp_path / "m"
     shutil.copytree(tiny, model)
@@ -134,20 +160,30 @@ def test_weights_that_do_not_fit_the_config(capsys, tmp_path):
 
 @pytest.mark.parametrize(
     ("content", "expected"),
-    [(GSM8K_ROW.encode() + b'{"question": oops}\n', "line 2: not valid JSON"),
-     (GSM8K_ROW.encode() + b"[1, 2]\n", "line 2: expected a JSON object"),
-     (GSM8K_ROW.encode() + b'{"question": "caf\xe9"}\n', "not UTF-8 text: byte 0xe9 at offset"),
-     (GSM8K_ROW.encode() + b'{"question": "no answer"}\n', "record 2 of 2 is malformed")],
-)  # fmt: skip
+    [
+        (GSM8K_ROW.encode() + b'{"question": oops}\n', "line 2: not valid JSON"),
+        (GSM8K_ROW.encode() + b"[1, 2]\n", "line 2: expected a JSON object"),
+        (GSM8K_ROW.encode() + b'{"question": "caf\xe9"}\n', "not UTF-8 text: byte 0xe9 at offset"),
+        (GSM8K_ROW.encode() + b'{"question": "no answer"}\n', "record 2 of 2 is malformed"),
+    ],
+)
 def test_bad_data_file_fails_before_the_model_loads_and_leaves_no_run_folder(
     capsys, tmp_path, content, expected
 ):
     data = tmp_path / "train.jsonl"
     data.write_bytes(content)
     out = tmp_path / "run"
-    line = fails_in_one_line(capsys, ["train", "task=gsm8k", f"task.train_path={data}",
-                                      f"model={tmp_path / 'no-model'}", f"out_dir={out}",
-                                      "device=cpu"])  # fmt: skip
+    line = fails_in_one_line(
+        capsys,
+        [
+            "train",
+            "task=gsm8k",
+            f"task.train_path={data}",
+            f"model={tmp_path / 'no-model'}",
+            f"out_dir={out}",
+            "device=cpu",
+        ],
+    )
     assert str(data) in line and expected in line  # the data, not the missing model
     assert not out.exists()
 
@@ -156,8 +192,17 @@ def test_eval_with_bad_data_leaves_no_eval_folder(capsys, tmp_path, tiny):
     data = tmp_path / "test.jsonl"
     data.write_bytes(b"\xff\xfe")
     out = tmp_path / "eval"
-    line = fails_in_one_line(capsys, ["eval", f"model={tiny}", "task=gsm8k",
-                                      f"task.path={data}", f"out_dir={out}", "device=cpu"])  # fmt: skip
+    line = fails_in_one_line(
+        capsys,
+        [
+            "eval",
+            f"model={tiny}",
+            "task=gsm8k",
+            f"task.path={data}",
+            f"out_dir={out}",
+            "device=cpu",
+        ],
+    )
     assert str(data) in line and "offset 0" in line
     assert not out.exists()
 
@@ -222,8 +267,14 @@ def test_task_shorthand_combines_with_task_keys(tmp_path):
 
 def test_problems_and_completions_print_literally(capsys):
     problems = [{"q": "[/b] and [bold]"}, {"q": "x"}]
-    scored = ScoredRollout(problems, torch.arange(2), None, ["ok [/INST] done", "[/b]"],  # type: ignore[arg-type]
-                           torch.tensor([1.0, 0.0]), 0)  # fmt: skip
+    scored = ScoredRollout(
+        problems,
+        torch.arange(2),
+        None,
+        ["ok [/INST] done", "[/b]"],  # type: ignore[arg-type]
+        torch.tensor([1.0, 0.0]),
+        0,
+    )
     cfg = SampleConfig(model="models/[/INST]", show=2)
     print_summary(scored, summarize(scored, 2, 1), cfg)
     err = capsys.readouterr().err
@@ -232,9 +283,19 @@ def test_problems_and_completions_print_literally(capsys):
 
 
 def test_pretrain_prints_its_config_literally(capsys, tmp_path, tiny):
-    main(["pretrain", f"init_from={tiny}", "init_from.response_prefix=[/INST]", "steps=1",
-          "batch_size=2", "eval_every=0", "completion_lengths=[16]", "device=cpu",
-          f"out_dir={tmp_path / 'run'}"])  # fmt: skip
+    main(
+        [
+            "pretrain",
+            f"init_from={tiny}",
+            "init_from.response_prefix=[/INST]",
+            "steps=1",
+            "batch_size=2",
+            "eval_every=0",
+            "completion_lengths=[16]",
+            "device=cpu",
+            f"out_dir={tmp_path / 'run'}",
+        ]
+    )
     err = capsys.readouterr().err
     assert "response_prefix: '[/INST]'" in err
     assert "completion_lengths: [16]" in err

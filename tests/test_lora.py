@@ -112,8 +112,11 @@ def test_adapter_only_checkpoints_resume_exactly_and_export_merges(bases, tmp_pa
 def lora_layers(policy) -> list[tuple[str, torch.nn.Module]]:
     """(name in the unwrapped model, peft LoRA layer) for every adapted linear layer."""
     prefix = "base_model.model."
-    return [(n.removeprefix(prefix), m) for n, m in policy.named_modules() if hasattr(m, "lora_A")
-            and "default" in m.lora_A]  # fmt: skip
+    return [
+        (n.removeprefix(prefix), m)
+        for n, m in policy.named_modules()
+        if hasattr(m, "lora_A") and "default" in m.lora_A
+    ]
 
 
 def assert_merged_within_float32_rounding(policy, merged) -> None:

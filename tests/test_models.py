@@ -42,8 +42,10 @@ def test_left_padding_is_invisible(tiny_model):
 def test_save_and_load_round_trip(tmp_path, tiny_model):
     tiny_model.save_pretrained(tmp_path / "m")
     assert {p.name for p in (tmp_path / "m").iterdir()} == {
-        "config.json", "model.safetensors", "tokenizer.json"
-    }  # fmt: skip
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+    }
     loaded = load_model(tmp_path / "m")
     x = torch.tensor([tiny_model.tokenizer.encode("3 7 12 -> 25:")])
     torch.testing.assert_close(loaded(x).logits, tiny_model(x).logits, atol=0, rtol=0)

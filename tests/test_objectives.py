@@ -207,7 +207,7 @@ VARIANTS = [
     TraFLConfig(reward_norm="center_loo", importance_clip=1.2),
     *[DiffuGRPOConfig(token_reduction=t) for t in ("group", "batch", "sequence")],
     DiffuGRPOConfig(scale_rewards=True, beta_kl=0.0),
-    SPGConfig(length_norm="batch"),
+    *[SPGConfig(token_reduction=t) for t in ("batch", "sequence")],
     SPGConfig(eubo_mix=0.0),
     SPGConfig(eubo_mix=1.0),
     WD1Config(temperature=0.5),
@@ -432,7 +432,7 @@ def test_ppo_clip_stops_the_gradient_beyond_the_trust_region(objective_name: str
         (TraFLConfig, "reward_norm", ["center", "center_loo", "center_std", "none"]),
         (TraFLConfig, "beta_units", ["sequence", "token"]),
         (DiffuGRPOConfig, "token_reduction", ["group", "batch", "sequence"]),
-        (SPGConfig, "length_norm", ["group", "batch"]),
+        (SPGConfig, "token_reduction", ["group", "batch", "sequence"]),
         (ESPOConfig, "baseline", ["leave_one_out", "mean"]),
     ],
 )
@@ -462,6 +462,6 @@ def test_inputs_are_validated() -> None:
     with pytest.raises(ValueError, match="problem-major"):
         objective.prepare(batch["rewards"], batch["group"].flip(0).roll(1), G)
     with pytest.raises(ValueError, match="lengths"):
-        build_objective(SPGConfig(length_norm="batch"), H).prepare(
+        build_objective(SPGConfig(token_reduction="batch"), H).prepare(
             batch["rewards"], batch["group"], G
         )

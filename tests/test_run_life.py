@@ -73,8 +73,9 @@ def copy_run(four_checkpoints: Path, tmp_path: Path) -> Path:
 
 
 def resume(out: Path, model: Path, *extra: str) -> Trainer:
-    trainer = Trainer(config(out, model, "steps=6", "ckpt_every=1", "keep_checkpoints=3",
-                             "resume=true", *extra))  # fmt: skip
+    trainer = Trainer(
+        config(out, model, "steps=6", "ckpt_every=1", "keep_checkpoints=3", "resume=true", *extra)
+    )
     trainer.train()
     return trainer
 
@@ -96,13 +97,18 @@ def test_a_damaged_latest_pointer_resumes_from_the_newest_checkpoint(
     if damage == "deleted":
         pointer.unlink()
     else:
-        text = {"empty": "", "garbage": "\x00\xff junk", "missing": "checkpoint-9",
-                "other_run": "../other/checkpoint-6"}[damage]  # fmt: skip
+        text = {
+            "empty": "",
+            "garbage": "\x00\xff junk",
+            "missing": "checkpoint-9",
+            "other_run": "../other/checkpoint-6",
+        }[damage]
         pointer.write_text(text)
     other = tmp_path / "other" / "checkpoint-6"  # another run's checkpoint must not be used
     other.mkdir(parents=True)
-    trainer = Trainer(config(out, tiny_path, "steps=6", "ckpt_every=1", "keep_checkpoints=3",
-                             "resume=true"))  # fmt: skip
+    trainer = Trainer(
+        config(out, tiny_path, "steps=6", "ckpt_every=1", "keep_checkpoints=3", "resume=true")
+    )
     trainer.train()
     assert steps_logged(out) == [1, 2, 3, 4, 5, 6], "metrics were emptied or duplicated"
     assert_same_weights(out / "model", four_checkpoints / "full" / "model")
@@ -121,8 +127,9 @@ def test_a_flipped_byte_falls_back_to_the_previous_checkpoint(
     data = bytearray(damaged.read_bytes())
     data[len(data) // 2] ^= 0xFF
     damaged.write_bytes(bytes(data))
-    trainer = Trainer(config(out, tiny_path, "steps=6", "ckpt_every=1", "keep_checkpoints=3",
-                             "resume=true"))  # fmt: skip
+    trainer = Trainer(
+        config(out, tiny_path, "steps=6", "ckpt_every=1", "keep_checkpoints=3", "resume=true")
+    )
     trainer.try_resume()
     assert trainer.step == 3
     err = capsys.readouterr().err
@@ -157,8 +164,9 @@ def test_a_checkpoint_without_a_manifest_loads_with_a_warning(
 ):
     out = copy_run(four_checkpoints, tmp_path)
     (out / "checkpoint-4" / MANIFEST).unlink()  # as written before manifests existed
-    trainer = Trainer(config(out, tiny_path, "steps=6", "resume=true", "ckpt_every=1",
-                             "keep_checkpoints=3"))  # fmt: skip
+    trainer = Trainer(
+        config(out, tiny_path, "steps=6", "resume=true", "ckpt_every=1", "keep_checkpoints=3")
+    )
     trainer.try_resume()
     assert trainer.step == 4 and "unverified" in capsys.readouterr().err
 
@@ -177,22 +185,43 @@ def test_a_second_process_on_the_same_folder_is_refused_naming_the_holder(tmp_pa
     run(tmp_path, tiny_path, "steps=1")  # free again
 
 
-def test_two_cli_runs_at_once_the_second_exits_at_once(tmp_path, tiny_path):
+def test_the_cli_refuses_a_locked_folder_in_one_line_with_exit_code_2(tmp_path, tiny_path, capsys):
+    from trafl.commands.cli import main
+
+    holder = RunFolder(tmp_path)
+    holder.lock()
+    try:
+        with pytest.raises(SystemExit) as exc:
+            main(["train", f"model={tiny_path}", f"out_dir={tmp_path}", *SMALL, "steps=1"])
+    finally:
+        holder.release()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1 and f"pid {os.getpid()}" in err[0]
+
+
+def test_a_running_cli_run_holds_the_lock_against_another_process(tmp_path, tiny_path):
+    """A real `trafl train` process holds the folder: this process is refused, naming its pid
+    (the CLI turns that into one line and exit code 2, tested in test_input_errors)."""
     args = [f"model={tiny_path}", f"out_dir={tmp_path}", *SMALL, "steps=200", "ckpt_every=0"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    first = subprocess.Popen([sys.executable, "-m", "trafl", "train", *args], env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    first = subprocess.Popen(
+        [sys.executable, "-m", "trafl", "train", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.time() + 120
         while not (tmp_path / "metrics.jsonl").exists() and time.time() < deadline:
             time.sleep(0.05)
-        second = subprocess.run([sys.executable, "-m", "trafl", "train", *args, "resume=true"],
-                                env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
-        assert second.returncode == 2
-        assert f"pid {first.pid}" in second.stderr and "Traceback" not in second.stderr
+        with pytest.raises(
+            UserError, match=rf"in use by another trafl process \(pid {first.pid}\)"
+        ):
+            RunFolder(tmp_path).claim(resume=True, overwrite=False)
     finally:
         first.kill()
         first.wait()
+    RunFolder(tmp_path).claim(resume=True, overwrite=False)  # the kernel released it on death
 
 
 def test_a_fresh_run_into_a_folder_holding_a_run_is_refused_unless_overwrite(tmp_path, tiny_path):
@@ -217,8 +246,9 @@ def test_resume_with_changed_settings_lists_them_unless_allowed(tmp_path, tiny_p
     run(tmp_path, tiny_path, "steps=1", "ckpt_every=1")
     with pytest.raises(UserError, match=r"optim\.lr: 0\.0001 -> 0\.001.*seed: 0 -> 3"):
         run(tmp_path, tiny_path, "steps=2", "resume=true", "seed=3", "optim.lr=1e-3")
-    trainer = run(tmp_path, tiny_path, "steps=2", "resume=true", "optim.lr=1e-3",
-                  "allow_changes=[optim.lr]")  # fmt: skip
+    trainer = run(
+        tmp_path, tiny_path, "steps=2", "resume=true", "optim.lr=1e-3", "allow_changes=[optim.lr]"
+    )
     assert trainer.step == 2 and steps_logged(tmp_path) == [1, 2]
 
 
@@ -257,8 +287,13 @@ def test_write_text_atomic_replaces_whole(tmp_path):
 # ---------------------------------------------------------------------- signals
 def cli(args: list[str]) -> subprocess.Popen:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.Popen([sys.executable, "-m", "trafl", "train", *args], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "trafl", "train", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_for_rows(out: Path, rows: int, proc: subprocess.Popen) -> None:
@@ -323,13 +358,24 @@ def test_kill_9_inside_a_checkpoint_write_and_the_metrics_rewrite(
     """SIGKILL with the checkpoint's files on disk but no manifest or rename, then SIGKILL in
     the resume's metrics rewrite: the run still ends equal to an uninterrupted one."""
     out = tmp_path / "run"
-    args = [f"model={tiny_path}", *SMALL, "steps=6", "ckpt_every=1", "keep_checkpoints=3",
-            f"out_dir={out}"]  # fmt: skip
+    args = [
+        f"model={tiny_path}",
+        *SMALL,
+        "steps=6",
+        "ckpt_every=1",
+        "keep_checkpoints=3",
+        f"out_dir={out}",
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
 
     def killed_at(point: str, target: str, *extra: str) -> None:
-        done = subprocess.run([sys.executable, "-c", KILLER, point, target, *args, *extra],
-                              env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-c", KILLER, point, target, *args, *extra],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert done.returncode == -signal.SIGKILL, done.stderr
 
     killed_at("manifest", ".checkpoint-3.tmp")
@@ -350,8 +396,11 @@ def small_disk(tmp_path):
     """A 2 MB tmpfs (root can mount one; skipped where the kernel refuses)."""
     mount = tmp_path / "disk"
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
-                          capture_output=True, text=True)  # fmt: skip
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
     yield mount
@@ -388,7 +437,9 @@ def test_an_update_that_poisons_the_weights_is_rolled_back_exactly(tmp_path, tin
     trainer.train_step()  # one good update: AdamW has state to corrupt
     trainer.save_checkpoint()
     weights = {k: v.clone() for k, v in trainer.policy.state_dict().items()}
-    moments = {id(p): {k: v.clone() for k, v in s.items()} for p, s in trainer.optimizer.state.items()}  # fmt: skip
+    moments = {
+        id(p): {k: v.clone() for k, v in s.items()} for p, s in trainer.optimizer.state.items()
+    }
     for group in trainer.optimizer.param_groups:
         group["lr"] = float("inf")
     trainer.train_step()
@@ -408,8 +459,11 @@ def test_an_update_that_poisons_the_weights_is_rolled_back_exactly(tmp_path, tin
 def test_a_streak_names_the_good_checkpoint_and_sets_the_suspect_one_aside(tmp_path, tiny_path):
     """The update before a streak can poison the weights while staying finite (lr = 1e6): the
     checkpoint written right after it is moved aside and the advice names the earlier one."""
-    trainer = Trainer(config(tmp_path, tiny_path, "steps=8", "ckpt_every=1", "max_bad_steps=2",
-                             "keep_checkpoints=3"))  # fmt: skip
+    trainer = Trainer(
+        config(
+            tmp_path, tiny_path, "steps=8", "ckpt_every=1", "max_bad_steps=2", "keep_checkpoints=3"
+        )
+    )
     real_loss = trainer.objective.loss
 
     def nan_from_step_4(inputs):
@@ -423,8 +477,17 @@ def test_a_streak_names_the_good_checkpoint_and_sets_the_suspect_one_aside(tmp_p
         trainer.train()
     assert [c.name for c in checkpoints(tmp_path)] == ["checkpoint-1", "checkpoint-2"]
     assert (tmp_path / "checkpoint-3.suspect").is_dir()
-    resumed = Trainer(config(tmp_path, tiny_path, "steps=8", "resume=true", "ckpt_every=1",
-                             "max_bad_steps=2", "keep_checkpoints=3"))  # fmt: skip
+    resumed = Trainer(
+        config(
+            tmp_path,
+            tiny_path,
+            "steps=8",
+            "resume=true",
+            "ckpt_every=1",
+            "max_bad_steps=2",
+            "keep_checkpoints=3",
+        )
+    )
     resumed.try_resume()
     assert resumed.step == 2
 
@@ -467,3 +530,55 @@ def test_pretraining_shares_the_life_cycle(tmp_path):
     pretrain(cfg(out, "steps=4", "ckpt_every=1", "keep_checkpoints=3", "resume=true"))
     assert_same_weights(out / "model", tmp_path / "full" / "model")
     assert steps_logged(out) == [1, 2, 3, 4]
+
+
+def test_the_run_state_round_trips_every_generator_and_counter():
+    """state_dict -> a fresh state -> load_state_dict: the next draws of every generator, the
+    optimizer's next update, the step and the counters are the same as the original's."""
+    import io
+    import random
+
+    from trafl.run.optim import OptimConfig, build_optimizer
+    from trafl.run.state import RunState
+
+    def fresh(seed: int) -> tuple[RunState, torch.nn.Linear]:
+        torch.manual_seed(seed)
+        layer = torch.nn.Linear(3, 2)
+        opt, sched = build_optimizer(
+            [{"params": list(layer.parameters())}],
+            OptimConfig(lr=0.1, warmup_steps=2),
+            total_steps=10,
+        )
+        state = RunState(
+            opt,
+            sched,
+            random.Random(seed),
+            torch.Generator().manual_seed(seed),
+            modules={"head": layer},
+            counters=("bad",),
+        )
+        return state, layer
+
+    def advance(state: RunState, layer: torch.nn.Linear) -> list[float]:
+        layer(torch.ones(1, 3)).sum().backward()
+        state.optimizer.step()
+        state.scheduler.step()
+        state.optimizer.zero_grad()
+        return [
+            state.data_rng.random(),
+            float(torch.rand(1, generator=state.mask_gen)),
+            float(torch.rand(1)),
+            *layer.weight.detach().flatten().tolist(),
+        ]
+
+    a, layer_a = fresh(0)
+    advance(a, layer_a)
+    a.step, a.counters["bad"] = 7, 2
+    buffer = io.BytesIO()  # as a checkpoint does: serialised, not references to live tensors
+    torch.save(a.state_dict(), buffer)
+    expected = advance(a, layer_a)  # the global RNG moves on; loading puts it back
+    b, layer_b = fresh(1)
+    buffer.seek(0)
+    b.load_state_dict(torch.load(buffer, weights_only=False))
+    assert (b.step, b.counters) == (7, {"bad": 2})
+    assert advance(b, layer_b) == expected

@@ -185,8 +185,13 @@ def test_one_token_samples_follow_tempered_softmax():
     model = make_tiny(alphabet="abc", seed=2, scale=3.0)
     temperature, n = 0.8, 20000
     ids, mask = left_pad([model.tokenizer.encode("ab")] * n, model.pad_token_id)
-    out = sample(model, ids, mask, SamplerConfig(gen_length=1, temperature=temperature),
-                 torch.Generator().manual_seed(0))  # fmt: skip
+    out = sample(
+        model,
+        ids,
+        mask,
+        SamplerConfig(gen_length=1, temperature=temperature),
+        torch.Generator().manual_seed(0),
+    )
     x = torch.cat([ids[:1], torch.tensor([[model.mask_token_id]])], 1)
     probs = (denoiser_logits(model, x, None, 2).double()[0, 0] / temperature).softmax(-1)
     freq = torch.bincount(out.completion_ids[:, 0], minlength=probs.numel()).double() / n

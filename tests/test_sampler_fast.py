@@ -24,10 +24,14 @@ def replay(model, out) -> torch.Tensor:
     """Exact per-token log-probs of the recorded path (the ``trajectory`` estimator)."""
     n = out.completion_ids.shape[0]
     batch = RolloutBatch(
-        prompt_ids=out.prompt_ids, prompt_mask=out.prompt_mask, completion_ids=out.completion_ids,
+        prompt_ids=out.prompt_ids,
+        prompt_mask=out.prompt_mask,
+        completion_ids=out.completion_ids,
         completion_mask=completion_mask_from_eos(out.completion_ids, model.eos_token_id),
-        rewards=torch.zeros(n), group=torch.arange(n), trajectory=out.trajectory,
-    )  # fmt: skip
+        rewards=torch.zeros(n),
+        group=torch.arange(n),
+        trajectory=out.trajectory,
+    )
     return TrajectoryLogp().estimate(model, batch, {}).token_logp  # (N, L)
 
 
@@ -91,8 +95,9 @@ def test_parallel_threshold_one_equals_one_token_per_step(tiny_model, temperatur
 
 def test_parallel_decoding_reveals_what_passes_the_threshold_and_replays_exactly():
     model = make_tiny(seed=3, scale=3.0)  # peaked: some positions pass a moderate threshold
-    config = SamplerConfig(gen_length=16, block_length=8, steps=2, temperature=1.0,
-                           parallel_threshold=0.5)  # fmt: skip
+    config = SamplerConfig(
+        gen_length=16, block_length=8, steps=2, temperature=1.0, parallel_threshold=0.5
+    )
     out = run(model, config, seed=7)
     steps, logp = out.trajectory.reveal_step, out.trajectory.token_logp
     assert out.num_steps < 16  # fewer denoiser calls than tokens
@@ -123,8 +128,9 @@ def test_bf16_autocast_samples_a_valid_trajectory_close_to_float32(tiny_model):
     assert (out.completion_ids != tiny_model.mask_token_id).all()
     # the recorded (bf16) log-probs are those of the float32 model along the same path, to
     # bf16 rounding
-    torch.testing.assert_close(out.trajectory.token_logp, replay(tiny_model, out),
-                               atol=0.1, rtol=0.05)  # fmt: skip
+    torch.testing.assert_close(
+        out.trajectory.token_logp, replay(tiny_model, out), atol=0.1, rtol=0.05
+    )
 
 
 def test_fast_mode_config_errors_name_the_problem():

@@ -118,8 +118,13 @@ def test_a_row_in_a_mixed_batch_equals_the_row_sampled_alone(config):
     out = sample(model, ids, mask, config, generators(seeds), LENGTHS)
     traj = out.trajectory
     for i, length in enumerate(LENGTHS):
-        alone = sample(model, ids[i : i + 1], mask[i : i + 1], at_length(config, length),
-                       generators(seeds[i : i + 1]))  # fmt: skip
+        alone = sample(
+            model,
+            ids[i : i + 1],
+            mask[i : i + 1],
+            at_length(config, length),
+            generators(seeds[i : i + 1]),
+        )
         assert out.completion_ids[i, :length].tolist() == alone.completion_ids[0].tolist()
         assert torch.equal(traj.reveal_step[i, :length], alone.trajectory.reveal_step[0])
         torch.testing.assert_close(traj.token_logp[i, :length], alone.trajectory.token_logp[0])
@@ -218,8 +223,13 @@ def test_a_row_that_waits_for_the_others_in_parallel_decoding_keeps_its_own_step
         calls += max(took)
     assert out.num_calls == calls >= out.num_steps
     for i, length in enumerate(lengths):
-        alone = sample(model, ids[i : i + 1], mask[i : i + 1], at_length(config, length),
-                       generators(seeds[i : i + 1]))  # fmt: skip
+        alone = sample(
+            model,
+            ids[i : i + 1],
+            mask[i : i + 1],
+            at_length(config, length),
+            generators(seeds[i : i + 1]),
+        )
         assert out.completion_ids[i, :length].tolist() == alone.completion_ids[0].tolist()
         assert torch.equal(out.trajectory.reveal_step[i, :length], alone.trajectory.reveal_step[0])
 

@@ -66,11 +66,18 @@ def test_assert_call_and_stdio_modes(sandbox: Sandbox) -> None:
     jobs = [
         Job("def f(x):\n    return x + 1\n", tests=["assert f(1) == 2", "assert f(2) == 4"]),
         Job("def f(a, b):\n    return [a * b]\n", mode="call", entry="f", inputs=[[2, 3], [4, 5]]),
-        Job("class Solution:\n    def g(self, s):\n        return s[::-1]\n", mode="call",
-            entry="Solution.g", inputs=[["abc"]]),
-        Job("import sys\nn = int(input())\nprint(n * 2)\nsys.stdout.write('!')\n"
-            "exit()", mode="stdio", inputs=["3\n", "5"]),
-    ]  # fmt: skip
+        Job(
+            "class Solution:\n    def g(self, s):\n        return s[::-1]\n",
+            mode="call",
+            entry="Solution.g",
+            inputs=[["abc"]],
+        ),
+        Job(
+            "import sys\nn = int(input())\nprint(n * 2)\nsys.stdout.write('!')\nexit()",
+            mode="stdio",
+            inputs=["3\n", "5"],
+        ),
+    ]
     asserts, call, method, stdio = sandbox.run(jobs)
     assert asserts.finished and [r[0] for r in asserts.results] == [True, False]
     assert "AssertionError" in asserts.results[1][1]
@@ -80,8 +87,12 @@ def test_assert_call_and_stdio_modes(sandbox: Sandbox) -> None:
 
 
 def test_program_errors_fail_every_test(sandbox: Sandbox) -> None:
-    syntax, raises = sandbox.run([Job("def f(:\n", tests=["assert 1", "assert 1"]),
-                                  Job("1 / 0", mode="call", entry="f", inputs=[[1]])])  # fmt: skip
+    syntax, raises = sandbox.run(
+        [
+            Job("def f(:\n", tests=["assert 1", "assert 1"]),
+            Job("1 / 0", mode="call", entry="f", inputs=[[1]]),
+        ]
+    )
     assert syntax.finished and syntax.results == [[False, "program failed"]] * 2
     assert "SyntaxError" in syntax.reason
     assert raises.results == [["error", ""]] and "ZeroDivisionError" in raises.reason
@@ -175,12 +186,24 @@ def hostile_runs(tmp_path_factory, bystander: subprocess.Popen, work_root: Path)
     listener.bind(("127.0.0.1", 0))
     listener.listen(8)
     listener.settimeout(0.2)
-    values = {"BYSTANDER": bystander.pid, "RUNNER": os.getpid(),
-              "PORT": listener.getsockname()[1], "MARKER": str(marker_dir / "marker")}  # fmt: skip
+    values = {
+        "BYSTANDER": bystander.pid,
+        "RUNNER": os.getpid(),
+        "PORT": listener.getsockname()[1],
+        "MARKER": str(marker_dir / "marker"),
+    }
     results = {}
     for guard in (True, False):
-        sb = Sandbox(SandboxConfig(timeout_s=TIMEOUT_S, cpu_s=3, memory_mb=256, workers=4,
-                                   guard=guard, tmp_dir=str(work_root)))  # fmt: skip
+        sb = Sandbox(
+            SandboxConfig(
+                timeout_s=TIMEOUT_S,
+                cpu_s=3,
+                memory_mb=256,
+                workers=4,
+                guard=guard,
+                tmp_dir=str(work_root),
+            )
+        )
         if not _isolated(sb):
             pytest.skip(f"no namespaces or separate uid here ({sb.launcher.describe()})")
         names = list(HOSTILE) if guard else [*GUARD_OFF, *LINGERING]
@@ -198,8 +221,12 @@ def hostile_runs(tmp_path_factory, bystander: subprocess.Popen, work_root: Path)
     except OSError:
         connected = False
     listener.close()
-    return {"results": results, "marker": marker_dir / "marker", "connected": connected,
-            "leftovers": _sandbox_processes(work_root)}  # fmt: skip
+    return {
+        "results": results,
+        "marker": marker_dir / "marker",
+        "connected": connected,
+        "leftovers": _sandbox_processes(work_root),
+    }
 
 
 @pytest.mark.parametrize(

@@ -26,8 +26,9 @@ def test_pooled_point_is_the_mean_of_per_seed_differences_and_spread_is_their_ra
     seeds = [(rng.integers(0, 9, 20).tolist(), rng.integers(0, 9, 20).tolist()) for _ in range(3)]
     pooled = pooled_difference([s[0] for s in seeds], [s[1] for s in seeds], 8, 8, KS)
     for d in pooled:
-        per_seed = [pass_at_k_curve(m, 8, [d.k])[d.k] - pass_at_k_curve(b, 8, [d.k])[d.k]
-                    for m, b in seeds]  # fmt: skip
+        per_seed = [
+            pass_at_k_curve(m, 8, [d.k])[d.k] - pass_at_k_curve(b, 8, [d.k])[d.k] for m, b in seeds
+        ]
         assert d.diff == pytest.approx(np.mean(per_seed))
         assert (d.seed_min, d.seed_max) == pytest.approx((min(per_seed), max(per_seed)))
         assert d.lo <= d.diff <= d.hi and d.num_seeds == 3

@@ -32,8 +32,9 @@ def test_recipe_loads_and_names_a_shipped_or_hub_model(path):
             assert model.count("/") == 1, f"{path.name}: model {model!r}"
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "configs" / "accelerate").glob("*.yaml")),
-                         ids=lambda p: p.name)  # fmt: skip
+@pytest.mark.parametrize(
+    "path", sorted((ROOT / "configs" / "accelerate").glob("*.yaml")), ids=lambda p: p.name
+)
 def test_accelerate_configs_name_a_distributed_type(path):
     data = yaml.safe_load(path.read_text())
     assert data["distributed_type"] in {"MULTI_CPU", "MULTI_GPU", "FSDP"}

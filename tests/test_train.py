@@ -68,13 +68,20 @@ def test_gradient_does_not_depend_on_micro_batch_size(
 ):
     """One micro-batch of all 8 rows equals micro-batches of one group each (8 of 1 at G=1)."""
     rows = 8
-    cfg = config(tmp_path, tiny_path, f"objective.name={objective}", *extra,
-                 f"rollout.group_size={group_size}", f"rollout.prompts_per_step={rows // group_size}")  # fmt: skip
+    cfg = config(
+        tmp_path,
+        tiny_path,
+        f"objective.name={objective}",
+        *extra,
+        f"rollout.group_size={group_size}",
+        f"rollout.prompts_per_step={rows // group_size}",
+    )
     trainer = Trainer(cfg)
     batch = trainer.rollouts().batch
     batch.rewards = (torch.arange(rows) % 3 == 0).float()  # a random model never solves anything
-    prepared = trainer.objective.prepare(batch.rewards, batch.group, group_size,
-                                         lengths=batch.completion_mask.sum(1))  # fmt: skip
+    prepared = trainer.objective.prepare(
+        batch.rewards, batch.group, group_size, lengths=batch.completion_mask.sum(1)
+    )
     draw = trainer.estimator.draw(batch, trainer.mask_gen)
     ref = trainer.estimate(trainer.reference, batch, draw) if trainer.reference else None
 
@@ -95,13 +102,24 @@ def test_gradient_does_not_depend_on_micro_batch_size(
 
 def run_cli(args: list[str]) -> subprocess.Popen:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.Popen([sys.executable, "-m", "trafl", "train", *args], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "trafl", "train", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
 
 
 def test_kill_9_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path, tiny_path):
-    args = [f"model={tiny_path}", *SMALL, "rollout.prompts_per_step=4", "steps=8",
-            "ckpt_every=2", "objective.name=trafl", "inner_updates=2"]  # fmt: skip
+    args = [
+        f"model={tiny_path}",
+        *SMALL,
+        "rollout.prompts_per_step=4",
+        "steps=8",
+        "ckpt_every=2",
+        "objective.name=trafl",
+        "inner_updates=2",
+    ]
     full = run_cli([*args, f"out_dir={tmp_path / 'full'}"])
     assert full.wait(timeout=300) == 0, full.stderr.read().decode()
 

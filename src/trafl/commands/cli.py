@@ -144,6 +144,8 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:  # Ctrl-C outside a training loop, or twice inside one
         if debug:
             raise
-        print(f"trafl {ns.command}: interrupted (nothing saved since the last checkpoint)",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"trafl {ns.command}: interrupted (nothing saved since the last checkpoint)",
+            file=sys.stderr,
+        )
         sys.exit(130)

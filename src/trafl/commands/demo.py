@@ -15,10 +15,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from trafl.commands.compare import CompareConfig, compare, load_eval, markdown_table
-from trafl.commands.eval import EvalConfig, evaluate
+from trafl.commands.compare import CompareConfig, compare, load_eval
+from trafl.commands.eval import EvalConfig, evaluate, llada_sampler
 from trafl.commands.train import TrainConfig, train
-from trafl.core.config import deep_merge, load_config, parse_overrides, to_dict
+from trafl.core.config import layer, load_config, parse_overrides, to_dict
+from trafl.evaluation.report import comparison_sections
 from trafl.models import ModelConfig
 from trafl.run.runtime import console
 
@@ -47,8 +48,9 @@ class DemoConfig:
         """Apply ``quick``: a tiny budget that exercises every stage."""
         if not self.quick:
             return self
-        return replace(self, steps=2, prompts_per_step=4, group_size=4, eval_problems=8,
-                       eval_samples=4)  # fmt: skip
+        return replace(
+            self, steps=2, prompts_per_step=4, group_size=4, eval_problems=8, eval_samples=4
+        )
 
 
 def run_demo(cfg: DemoConfig) -> Path:
@@ -67,8 +69,14 @@ def run_demo(cfg: DemoConfig) -> Path:
         evals[method] = stage_eval(cfg, trained, run_dir / "eval")
     console.rule("comparison")
     names = list(evals)
-    summary = compare(CompareConfig(evals=[str(p) for p in evals.values()], names=names,
-                                    base="base", out_dir=str(out / "compare")))  # fmt: skip
+    summary = compare(
+        CompareConfig(
+            evals=[str(p) for p in evals.values()],
+            names=names,
+            base="base",
+            out_dir=str(out / "compare"),
+        )
+    )
     results = {name: load_eval(str(path)) for name, path in evals.items()}
     write_report(cfg, out, results, summary["verdicts"])
     console.print(f"report: {out / 'report.md'}", style="bold")
@@ -80,14 +88,21 @@ def train_config(
 ) -> TrainConfig:
     """The demo's training run for ``method``; ``extra`` overrides come last (ablations)."""
     overrides = [
-        f"objective.name={method}", f"steps={cfg.steps}",
-        f"rollout.prompts_per_step={cfg.prompts_per_step}", f"rollout.group_size={cfg.group_size}",
-        f"optim.lr={cfg.lr}", f"seed={cfg.seed}", f"out_dir={run_dir}", f"device={cfg.device}",
-        f"ckpt_every={max(1, cfg.steps // 3)}", "resume=true", *extra,
-    ]  # fmt: skip
+        f"objective.name={method}",
+        f"steps={cfg.steps}",
+        f"rollout.prompts_per_step={cfg.prompts_per_step}",
+        f"rollout.group_size={cfg.group_size}",
+        f"optim.lr={cfg.lr}",
+        f"seed={cfg.seed}",
+        f"out_dir={run_dir}",
+        f"device={cfg.device}",
+        f"ckpt_every={max(1, cfg.steps // 3)}",
+        "resume=true",
+        *extra,
+    ]
     model = {"model": to_dict(cfg.base)}
     return load_config(
-        TrainConfig, None, deep_merge(model, parse_overrides(overrides, TrainConfig), TrainConfig)
+        TrainConfig, None, layer(model, parse_overrides(overrides, TrainConfig), TrainConfig)
     )
 
 
@@ -97,9 +112,20 @@ def stage_eval(cfg: DemoConfig, model: ModelConfig, out: Path) -> Path:
         console.print(f"reusing {out / 'eval.json'}")
         return out / "eval.json"
     console.rule(f"evaluating {model.path}")
-    evaluate(EvalConfig(model=model, num_problems=cfg.eval_problems, num_samples=cfg.eval_samples,
-                        gen_lengths=list(cfg.gen_lengths), seed=cfg.seed, out_dir=str(out),
-                        device=cfg.device, bootstrap=500))  # fmt: skip
+    sampler = llada_sampler(max(cfg.gen_lengths))  # one block, steps = L/2 at every length
+    evaluate(
+        EvalConfig(
+            model=model,
+            num_problems=cfg.eval_problems,
+            num_samples=cfg.eval_samples,
+            gen_lengths=list(cfg.gen_lengths),
+            sampler=sampler,
+            seed=cfg.seed,
+            out_dir=str(out),
+            device=cfg.device,
+            bootstrap=500,
+        )
+    )
     return out / "eval.json"
 
 
@@ -113,13 +139,7 @@ def write_report(cfg: DemoConfig, out: Path, results: dict, verdicts: dict[str, 
         f"{cfg.eval_samples} samples at temperature 1, lengths {cfg.gen_lengths} (steps = L/2)."
         + (" **Quick mode: a smoke test, the numbers mean nothing.**" if cfg.quick else ""),
         "",
-        "## Does each method stay above the base at every k and length?",
-        "",
-        *[f"- {sentence}" for sentence in verdicts.values()],
-        "",
-        "## pass@k (↓ = below the base), greedy accuracy, coverage, reveal-order diversity",
-        "",
-        markdown_table(results, "base"),
+        *comparison_sections(results, "base", verdicts),
         "",
         "![pass@k](compare/pass_at_k.png)",
         "",
@@ -130,7 +150,7 @@ def write_report(cfg: DemoConfig, out: Path, results: dict, verdicts: dict[str, 
         *[
             f"- {name}: `{'base' if name == 'base' else name + '/eval'}/reveal_orders_L{cfg.gen_lengths[0]}.png`"
             for name in results
-        ],  # fmt: skip
+        ],
         "",
         "Confidence intervals: `*/eval.json` (bootstrap over problems). Regenerate: `trafl demo"
         + (" --quick" if cfg.quick else "")

@@ -1,9 +1,10 @@
 """``trafl eval``: pass@k across budgets and generation lengths, coverage, trajectory locking.
 
 For a model (a model folder, or a run folder: its final model or latest checkpoint) and a task,
-draw ``num_samples`` completions per test problem at each generation length (steps and blocks
-scale with the length), then write ``eval.json`` (schema in docs/EVAL.md), print a table, and
-save PNG plots.
+draw ``num_samples`` completions per test problem at each generation length, then write
+``eval.json`` (schema in docs/EVAL.md), print a table, and save PNG plots. Each length is decoded
+with the ``sampler`` section carried to it by the one length rule (:func:`trafl.sampling.
+at_length`), the rule rollouts, the in-training evaluation and ``trafl sample`` follow.
 """
 
 from __future__ import annotations
@@ -12,14 +13,21 @@ import json
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 from rich.table import Table
 from rich.text import Text
 
-from trafl.core.config import check_at_least, check_lengths, component, save_config, to_dict
+from trafl.core.config import (
+    ConfigError,
+    check_at_least,
+    check_lengths,
+    component,
+    save_config,
+    to_dict,
+)
 from trafl.evaluation import (
     bootstrap_ci,
     coverage_at_k,
@@ -32,43 +40,76 @@ from trafl.evaluation.plots import plot_coverage, plot_pass_at_k, plot_reveal_he
 from trafl.models import ModelConfig, load_model, resolve_model_path
 from trafl.run.rollouts import rollout_task, solved, subset
 from trafl.run.runtime import console, make_progress, resolve_device, seed_everything
-from trafl.sampling import SamplerConfig
-from trafl.tasks import TASKS
+from trafl.sampling import SamplerConfig, at_length
+from trafl.tasks import TASKS, TaskConfig
+
+# keys of the flattened sampler settings trafl eval had, and where they went
+MOVED = {"temperature": "sampler.temperature", "block_length": "sampler.block_length",
+         "remasking": "sampler.remasking", "batch_size": "sampler.batch_size",
+         "steps_per_token": "sampler.steps (stated at sampler.gen_length; L/2 is "
+                            "sampler.steps = sampler.gen_length / 2)"}  # fmt: skip
+
+
+def llada_sampler(longest: int = 32) -> SamplerConfig:
+    """LLaDA's evaluation setting at every length L <= ``longest``: one block, steps = L/2
+    (temperature 1). Stated at an even reference length, so that the length rule's
+    ``round(L * steps / gen_length)`` is exactly ``round(L / 2)``."""
+    reference = longest + longest % 2
+    return SamplerConfig(
+        gen_length=reference, steps=reference // 2, temperature=1.0, batch_size=512
+    )
 
 
 @dataclass
 class EvalConfig:
     model: ModelConfig = field(default_factory=ModelConfig)  # a model, run or adapter folder
-    task: Any = component(TASKS, "countdown")
+    task: TaskConfig = component(TASKS, "countdown")
     split: str = "test"
     num_problems: int | None = 100
     num_samples: int = 64  # n per problem; pass@k for k = 1, 2, 4, ..., n
-    gen_lengths: list[int] = field(default_factory=lambda: [16, 24, 32])
-    steps_per_token: float = 0.5  # steps = gen_length * steps_per_token (LLaDA's L/2)
-    block_length: int | None = None  # None: one block; else blocks of this size at every length
-    temperature: float = 1.0
-    remasking: Literal["low_confidence", "random"] = "low_confidence"
-    greedy: bool = True  # also report greedy (temperature 0) accuracy
+    gen_lengths: list[int] = field(default_factory=lambda: [16, 24, 32])  # each <= sampler's
+    # The one sampler config (temperature, top_p, block_length, steps, remasking, the fast modes,
+    # batch_size), stated at sampler.gen_length and carried to each L of gen_lengths by the one
+    # length rule (trafl.sampling.at_length): one block: steps scale with L; blocks: the steps
+    # per block are kept. Default: 16 steps at 32 tokens in one block, LLaDA's steps = L/2 at
+    # every length (before this section, steps_per_token=0.5).
+    sampler: SamplerConfig = field(default_factory=llada_sampler)
+    greedy: bool = True  # also report greedy accuracy: the same schedule at temperature 0
     bootstrap: int = 1000  # resamples over problems for the pass@k confidence intervals
     heatmap_problems: int = 4
-    batch_size: int = 512
     seed: int = 0
     out_dir: str | None = None  # default: RUN/eval for a run folder, runs/eval/NAME otherwise
     device: str = "auto"
 
     def __post_init__(self) -> None:
         self.model = ModelConfig.coerce(self.model)
-        check_at_least(self, {"num_problems": 1, "num_samples": 1, "block_length": 1,
-                              "bootstrap": 1, "heatmap_problems": 0, "batch_size": 1})  # fmt: skip
+        check_at_least(
+            self, {"num_problems": 1, "num_samples": 1, "bootstrap": 1, "heatmap_problems": 0}
+        )
         check_lengths("gen_lengths", self.gen_lengths)
-        if self.steps_per_token <= 0:
-            raise ValueError(f"steps_per_token must be > 0, got {self.steps_per_token}")
+        longest = max(self.gen_lengths)
+        if longest > self.sampler.gen_length:
+            raise ValueError(
+                f"gen_lengths has {longest} > sampler.gen_length={self.sampler.gen_length}: "
+                "sampler.steps and block_length are stated at sampler.gen_length and carried "
+                "down to each length; set sampler.gen_length (and sampler.steps) for the longest"
+            )
+        for length in self.gen_lengths:  # a length the rule cannot carry fails before any work
+            at_length(self.sampler, length)
 
-    def sampler(self, length: int, temperature: float) -> SamplerConfig:
-        steps = max(1, round(length * self.steps_per_token))
-        return SamplerConfig(gen_length=length, block_length=self.block_length, steps=steps,
-                             temperature=temperature, remasking=self.remasking,  # type: ignore[arg-type]
-                             batch_size=self.batch_size)  # fmt: skip
+    @staticmethod
+    def fill_defaults(data: dict[str, Any]) -> dict[str, Any]:
+        """Name where an old flattened sampler key went (before the generic unknown-key error)."""
+        old = [key for key in MOVED if key in data]
+        if old:
+            moved = "; ".join(f"{key!r} is now {MOVED[key]}" for key in old)
+            raise ConfigError(f"trafl eval reads one sampler section: {moved}")
+        return data
+
+    def sampler_at(self, length: int, greedy: bool = False) -> SamplerConfig:
+        """The config length ``length`` is decoded with (``greedy``: at temperature 0)."""
+        config = at_length(self.sampler, length)
+        return config.greedy() if greedy else config
 
 
 def default_out_dir(cfg: EvalConfig, model_path: Path) -> Path:
@@ -93,22 +134,37 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     solutions = [task.all_solutions(p) for p in problems]
     n, ks = cfg.num_samples, power_of_two_ks(cfg.num_samples)
     result: dict[str, Any] = {
-        "model": str(model_path), "model_name": model_path.parent.name if model_path.name == "model" else model_path.name,
-        "task": cfg.task.name, "split": cfg.split, "num_problems": len(problems),
-        "num_samples": n, "config": to_dict(cfg), "lengths": {},
-    }  # fmt: skip
+        "model": str(model_path),
+        "model_name": model_path.parent.name if model_path.name == "model" else model_path.name,
+        "task": cfg.task.name,
+        "split": cfg.split,
+        "num_problems": len(problems),
+        "num_samples": n,
+        "config": to_dict(cfg),
+        "lengths": {},
+    }
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     heat: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
     start = time.time()
     with make_progress() as progress:
         for length in cfg.gen_lengths:
-            res: dict[str, Any] = {"steps": cfg.sampler(length, 1.0).resolved_steps()}
+            sampler = cfg.sampler_at(length)
+            res: dict[str, Any] = {"steps": sampler.resolved_steps()}
             if cfg.greedy:
-                greedy = rollout_task(model, task, problems, 1, cfg.sampler(length, 0.0), generator,
-                                      progress, f"greedy L={length}")  # fmt: skip
+                greedy = rollout_task(
+                    model,
+                    task,
+                    problems,
+                    1,
+                    cfg.sampler_at(length, greedy=True),
+                    generator,
+                    progress,
+                    f"greedy L={length}",
+                )
                 res["greedy_accuracy"] = float(solved(greedy).float().mean())
-            scored = rollout_task(model, task, problems, n, cfg.sampler(length, cfg.temperature),
-                                  generator, progress, f"{n} samples L={length}")  # fmt: skip
+            scored = rollout_task(
+                model, task, problems, n, sampler, generator, progress, f"{n} samples L={length}"
+            )
             rewards = scored.rewards.view(len(problems), n).numpy()  # (B, n)
             is_correct = solved(scored).view(len(problems), n).numpy()  # (B, n) bool
             correct = is_correct.sum(axis=1).tolist()
@@ -117,8 +173,17 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
             res["mean_reward"] = float(rewards.mean())
             res["correct_counts"] = correct  # per problem, in problem order (paired comparisons)
             res["pass_at_k"] = {str(k): {"mean": curve[k], "ci": list(ci[k])} for k in ks}
-            keys = [[task.solution_key(p, t) for p, t in zip(scored.problems[i * n:(i + 1) * n],
-                     scored.texts[i * n:(i + 1) * n], strict=True)] for i in range(len(problems))]  # fmt: skip
+            keys = [
+                [
+                    task.solution_key(p, t)
+                    for p, t in zip(
+                        scored.problems[i * n : (i + 1) * n],
+                        scored.texts[i * n : (i + 1) * n],
+                        strict=True,
+                    )
+                ]
+                for i in range(len(problems))
+            ]
             res["coverage"] = dict(coverage_summary(keys, solutions))
             res["coverage_at_k"] = jsonable(coverage_at_k(keys, solutions, ks))
             steps = (
@@ -156,8 +221,12 @@ def jsonable(x: Any) -> Any:
 def print_table(result: dict[str, Any]) -> None:
     lengths = list(result["lengths"])
     ks = list(result["lengths"][lengths[0]]["pass_at_k"])
-    table = Table(title=Text(f"{result['model_name']} on {result['task']} ({result['num_problems']} "
-                             f"problems x {result['num_samples']} samples)"))  # fmt: skip
+    table = Table(
+        title=Text(
+            f"{result['model_name']} on {result['task']} ({result['num_problems']} "
+            f"problems x {result['num_samples']} samples)"
+        )
+    )
     table.add_column("metric")
     for length in lengths:
         table.add_column(f"L={length}", justify="right")

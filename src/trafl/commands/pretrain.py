@@ -26,9 +26,7 @@ from trafl.run.checkpoint import (
     is_disk_full,
     restore_policy,
     resume_from,
-    rng_state,
     save_atomic,
-    set_rng_state,
 )
 from trafl.run.folder import RunFolder, check_resume_config
 from trafl.run.optim import OptimConfig, build_optimizer, decay_groups
@@ -42,8 +40,9 @@ from trafl.run.runtime import (
     seed_everything,
 )
 from trafl.run.signals import StopRequests
+from trafl.run.state import RunState
 from trafl.sampling import SamplerConfig, left_pad
-from trafl.tasks import TASKS, Task
+from trafl.tasks import TASKS, Task, TaskConfig
 
 # settings a resume may change freely: how long to run and how often to log, check and save
 RESUME_FREE = ("resume", "overwrite", "allow_changes", "out_dir", "steps", "device", "log_every",
@@ -62,7 +61,7 @@ class TinyArch:
 
 @dataclass
 class PretrainConfig:
-    task: Any = component(TASKS, "countdown")
+    task: TaskConfig = component(TASKS, "countdown")
     arch: TinyArch = field(default_factory=TinyArch)
     # continue from a model (any adapter; model.lora.* trains an adapter) instead of a new tiny one
     init_from: ModelConfig | None = None
@@ -78,6 +77,8 @@ class PretrainConfig:
     keep_checkpoints: int = 2
     eval_every: int = 1000
     eval_problems: int = 200
+    # the periodic greedy check's sampler: its own, as pretraining has no rollout sampler to
+    # share (trafl train checks with rollout.sampler at temperature 0); decoded at its gen_length
     eval_sampler: SamplerConfig = field(
         default_factory=lambda: SamplerConfig(gen_length=16, steps=16, temperature=0.0)
     )
@@ -90,8 +91,17 @@ class PretrainConfig:
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        check_at_least(self, {"steps": 1, "batch_size": 1, "log_every": 1, "ckpt_every": 0,
-                              "eval_every": 0, "eval_problems": 1})  # fmt: skip
+        check_at_least(
+            self,
+            {
+                "steps": 1,
+                "batch_size": 1,
+                "log_every": 1,
+                "ckpt_every": 0,
+                "eval_every": 0,
+                "eval_problems": 1,
+            },
+        )
         check_lengths("completion_lengths", self.completion_lengths)
         if not 0.0 < self.mask_eps < 1.0:
             raise ValueError(f"mask_eps must be in (0, 1), got {self.mask_eps}")
@@ -145,9 +155,17 @@ class Pretrainer:
         self.optimizer, self.scheduler = build_optimizer(params, cfg.optim, cfg.steps)
         self.data_rng = random.Random(cfg.seed)
         self.mask_gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
-        self.step = 0
+        self.state = RunState(self.optimizer, self.scheduler, self.data_rng, self.mask_gen)
         self.folder = RunFolder(self.out)
         self.metrics_log: MetricsLog | None = None
+
+    @property
+    def step(self) -> int:
+        return self.state.step
+
+    @step.setter
+    def step(self, value: int) -> None:
+        self.state.step = value
 
     def train(self) -> Path:
         """Claim the folder (lock; refuse to mix runs), resume if asked, run; the final model."""
@@ -158,8 +176,11 @@ class Pretrainer:
                 self.resume()
             write_text_atomic(self.out / "config.yaml", format_config(self.cfg))
             console.print(format_config(self.cfg), markup=False, emoji=False)  # user text
-            console.print(f"model: {self.model.num_parameters():,} parameters on {self.device}",
-                          markup=False, emoji=False)  # fmt: skip
+            console.print(
+                f"model: {self.model.num_parameters():,} parameters on {self.device}",
+                markup=False,
+                emoji=False,
+            )
             with StopRequests() as stop:  # stops the loop between steps; the final save waits
                 self.loop(stop)
                 final = save_atomic(self.out, "model", self.save_model, update_latest=False)
@@ -167,9 +188,11 @@ class Pretrainer:
             return final
         except OSError as err:
             if is_disk_full(err, self.out):
-                raise TraflError(f"no space left on the device writing into {self.out}; its "
-                                 "checkpoints are intact; free space and resume with "
-                                 "resume=true") from err  # fmt: skip
+                raise TraflError(
+                    f"no space left on the device writing into {self.out}; its "
+                    "checkpoints are intact; free space and resume with "
+                    "resume=true"
+                ) from err
             raise
         finally:
             if self.metrics_log is not None:
@@ -193,9 +216,12 @@ class Pretrainer:
                 if stop.signum is not None and self.step < cfg.steps:
                     if not due:
                         self.save_checkpoint()
-                    raise RunStopped(f"stopped by {stop.name} after step {self.step}; saved "
-                                     f"{self.out / f'checkpoint-{self.step}'}; continue with "
-                                     "resume=true", stop.exit_code)  # fmt: skip
+                    raise RunStopped(
+                        f"stopped by {stop.name} after step {self.step}; saved "
+                        f"{self.out / f'checkpoint-{self.step}'}; continue with "
+                        "resume=true",
+                        stop.exit_code,
+                    )
 
     def train_step(self) -> dict[str, Any]:
         """One SFT update; the metrics to log at this step (none between ``log_every``)."""
@@ -205,8 +231,9 @@ class Pretrainer:
             self.task, model.tokenizer, cfg.batch_size, length, self.data_rng
         )
         prompt_ids, prompt_mask = left_pad(prompts, model.pad_token_id, self.device)
-        loss = sft_loss(model, prompt_ids, prompt_mask, completions.to(self.device),
-                        cfg.mask_eps, self.mask_gen)  # fmt: skip
+        loss = sft_loss(
+            model, prompt_ids, prompt_mask, completions.to(self.device), cfg.mask_eps, self.mask_gen
+        )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         clip = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf")
@@ -216,8 +243,11 @@ class Pretrainer:
         done = self.step + 1
         metrics: dict[str, Any] = {}
         if done % cfg.log_every == 0 or done == cfg.steps:
-            metrics = {"loss": loss.item(), "grad_norm": float(grad_norm),
-                       "lr": self.scheduler.get_last_lr()[0]}  # fmt: skip
+            metrics = {
+                "loss": loss.item(),
+                "grad_norm": float(grad_norm),
+                "lr": self.scheduler.get_last_lr()[0],
+            }
         if cfg.eval_every > 0 and (done % cfg.eval_every == 0 or done == cfg.steps):
             metrics["greedy_accuracy"] = greedy_accuracy(
                 model, self.task, cfg.eval_problems, cfg.eval_sampler
@@ -230,21 +260,20 @@ class Pretrainer:
     def save_checkpoint(self) -> None:
         def write(folder: Path) -> None:
             self.save_model(folder / "model")
-            torch.save({
-                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "data_rng": self.data_rng.getstate(), "mask_gen": self.mask_gen.get_state(),
-                "rng": rng_state(), "step": self.step,
-            }, folder / "state.pt")  # fmt: skip
+            torch.save(self.state.state_dict(), folder / "state.pt")
 
         save_atomic(self.out, f"checkpoint-{self.step}", write, self.cfg.keep_checkpoints)
 
     def resume(self) -> None:
-        check_resume_config(self.out / "config.yaml", self.cfg, RESUME_FREE,
-                            self.cfg.allow_changes)  # fmt: skip
+        check_resume_config(self.out / "config.yaml", self.cfg, RESUME_FREE, self.cfg.allow_changes)
         ckpt = resume_from(self.out, self.load_checkpoint)
         if ckpt is None:
-            console.print(f"resume requested but {self.out} has no checkpoint; starting fresh",
-                          style="yellow", markup=False, emoji=False)  # fmt: skip
+            console.print(
+                f"resume requested but {self.out} has no checkpoint; starting fresh",
+                style="yellow",
+                markup=False,
+                emoji=False,
+            )
             self.metrics_log.truncate_after(0)  # rows of a run killed before its first checkpoint
             return
         self.metrics_log.truncate_after(self.step)
@@ -253,12 +282,7 @@ class Pretrainer:
     def load_checkpoint(self, ckpt: Path) -> None:
         restore_policy(self.model, ckpt / "model", self.model_cfg)
         state = torch.load(ckpt / "state.pt", weights_only=False, map_location=self.device)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.data_rng.setstate(state["data_rng"])
-        self.mask_gen.set_state(state["mask_gen"])
-        set_rng_state(state["rng"])
-        self.step = state["step"]
+        self.state.load_state_dict(state)
 
 
 def pretrain(cfg: PretrainConfig) -> Path:

@@ -18,13 +18,13 @@ from trafl.models import ModelConfig, load_model
 from trafl.run.rollouts import ScoredRollout, rollout_task, subset
 from trafl.run.runtime import console, make_progress, resolve_device, seed_everything
 from trafl.sampling import SamplerConfig
-from trafl.tasks import TASKS
+from trafl.tasks import TASKS, TaskConfig
 
 
 @dataclass
 class SampleConfig:
     model: ModelConfig = field(default_factory=ModelConfig)  # a model, run or adapter folder
-    task: Any = component(TASKS, "countdown")
+    task: TaskConfig = component(TASKS, "countdown")
     split: str = "test"
     num_problems: int | None = None  # None: the whole split
     num_samples: int = 1  # completions per problem; > 1 also reports pass@k
@@ -51,8 +51,16 @@ def run_sample(cfg: SampleConfig) -> dict[str, Any]:
     model = model if cfg.model.load_in_4bit else model.to(device)
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     with make_progress() as progress:
-        scored = rollout_task(model, task, problems, cfg.num_samples, cfg.sampler, generator,
-                              progress, f"sampling {len(problems)}x{cfg.num_samples}")  # fmt: skip
+        scored = rollout_task(
+            model,
+            task,
+            problems,
+            cfg.num_samples,
+            cfg.sampler,
+            generator,
+            progress,
+            f"sampling {len(problems)}x{cfg.num_samples}",
+        )
     summary = summarize(scored, len(problems), cfg.num_samples)
     if cfg.output:
         write_jsonl(scored, task, Path(cfg.output))

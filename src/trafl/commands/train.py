@@ -26,17 +26,15 @@ from trafl.core.config import check_at_least, component, format_config
 from trafl.core.errors import RunStopped, TraflError
 from trafl.core.files import write_text_atomic
 from trafl.core.layout import checkpoints
-from trafl.likelihood import ESTIMATORS, slice_draw
+from trafl.likelihood import ESTIMATORS, EstimatorConfig, slice_draw
 from trafl.models import ModelConfig, load_trainable
 from trafl.models.saving import save_policy
-from trafl.objectives import OBJECTIVES, LossInputs, build_objective
+from trafl.objectives import OBJECTIVES, LossInputs, ObjectiveConfig, build_objective
 from trafl.run.checkpoint import (
     is_disk_full,
     restore_policy,
     resume_from,
-    rng_state,
     save_atomic,
-    set_rng_state,
 )
 from trafl.run.distributed import Distributed
 from trafl.run.folder import RunFolder, check_resume_config
@@ -61,8 +59,9 @@ from trafl.run.sharding import (
     shard_model,
 )
 from trafl.run.signals import StopRequests
+from trafl.run.state import RunState
 from trafl.sampling import SamplerConfig
-from trafl.tasks import TASKS
+from trafl.tasks import TASKS, TaskConfig
 
 # settings a resume may change freely: how long to run and how often to log, check and save
 RESUME_FREE = ("resume", "overwrite", "allow_changes", "out_dir", "steps", "device", "log_every",
@@ -82,10 +81,10 @@ class RolloutConfig:
 @dataclass
 class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
-    task: Any = component(TASKS, "countdown")
-    objective: Any = component(OBJECTIVES, "trafl")
+    task: TaskConfig = component(TASKS, "countdown")
+    objective: ObjectiveConfig = component(OBJECTIVES, "trafl")
     # default: the estimator the objective is defined on (filled in by fill_defaults)
-    estimator: Any = component(ESTIMATORS, "mask_mean")
+    estimator: EstimatorConfig = component(ESTIMATORS, "mask_mean")
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     optim: OptimConfig = field(
         default_factory=lambda: OptimConfig(lr=1e-4, warmup_steps=0, min_lr_ratio=1.0)
@@ -99,7 +98,9 @@ class TrainConfig:
     ckpt_every: int = 25
     keep_checkpoints: int = 2
     save_completions_every: int = 25  # write sampled completions to completions/step-N.jsonl
-    eval_every: int = 0  # greedy accuracy on eval_problems test problems; 0: never
+    # greedy accuracy on eval_problems test problems, decoded as rollouts are (rollout.sampler
+    # at temperature 0: the same steps, blocks, top_p and fast modes); 0: never
+    eval_every: int = 0
     eval_problems: int = 100
     max_bad_steps: int = 5  # stop after this many non-finite updates in a row
     # stop when more than this share of a step's rewards raise (a broken reward function
@@ -122,20 +123,34 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.model = ModelConfig.coerce(self.model)
-        check_at_least(self, {"steps": 1, "inner_updates": 1, "micro_batch_groups": 1,
-                              "log_every": 1, "ckpt_every": 0, "save_completions_every": 0,
-                              "eval_every": 0, "eval_problems": 1, "max_bad_steps": 1})  # fmt: skip
+        check_at_least(
+            self,
+            {
+                "steps": 1,
+                "inner_updates": 1,
+                "micro_batch_groups": 1,
+                "log_every": 1,
+                "ckpt_every": 0,
+                "save_completions_every": 0,
+                "eval_every": 0,
+                "eval_problems": 1,
+                "max_bad_steps": 1,
+            },
+        )
         check_at_least(self.rollout, {"prompts_per_step": 1, "group_size": 1}, "rollout.")
         if not 0.0 <= self.max_reward_error_rate <= 1.0:
-            raise ValueError(f"max_reward_error_rate must be in [0, 1], got "
-                             f"{self.max_reward_error_rate}")  # fmt: skip
+            raise ValueError(
+                f"max_reward_error_rate must be in [0, 1], got {self.max_reward_error_rate}"
+            )
         objective = OBJECTIVES.get(self.objective.name)
         rule = getattr(objective, "min_group_size", None)  # a user's class may not have one
         least = rule(self.objective) if rule is not None else 1
         if self.rollout.group_size < least:
-            raise ValueError(f"rollout.group_size must be >= {least} for objective "
-                             f"{self.objective.name!r} (it compares the samples of a prompt), "
-                             f"got {self.rollout.group_size}")  # fmt: skip
+            raise ValueError(
+                f"rollout.group_size must be >= {least} for objective "
+                f"{self.objective.name!r} (it compares the samples of a prompt), "
+                f"got {self.rollout.group_size}"
+            )
 
     @staticmethod
     def fill_defaults(data: dict[str, Any]) -> dict[str, Any]:
@@ -196,12 +211,43 @@ class Trainer:
         self.data_rng = random.Random(cfg.seed)  # the same prompts on every rank
         self.mask_gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 2)
         self.guard = UpdateGuard(self.optimizer, cfg.guard_updates)
-        self.step = 0
-        self.bad_in_a_row = 0
-        self.skipped_total = 0
+        # everything a checkpoint holds besides the weights (trafl.run.state)
+        self.state = RunState(
+            self.optimizer,
+            self.scheduler,
+            self.data_rng,
+            self.mask_gen,
+            modules={"objective": self.objective},
+            counters=("skipped_total", "bad_in_a_row"),
+        )
         self.streak_start = 0  # the step whose update began the current run of bad updates
         self.folder = RunFolder(self.out)
         self.metrics_log: MetricsLog | None = None  # opened by train(), after the folder's lock
+
+    # the step and the bad-update counters live in the run state
+    @property
+    def step(self) -> int:
+        return self.state.step
+
+    @step.setter
+    def step(self, value: int) -> None:
+        self.state.step = value
+
+    @property
+    def skipped_total(self) -> int:
+        return self.state.counters["skipped_total"]
+
+    @skipped_total.setter
+    def skipped_total(self, value: int) -> None:
+        self.state.counters["skipped_total"] = value
+
+    @property
+    def bad_in_a_row(self) -> int:
+        return self.state.counters["bad_in_a_row"]
+
+    @bad_in_a_row.setter
+    def bad_in_a_row(self, value: int) -> None:
+        self.state.counters["bad_in_a_row"] = value
 
     # ------------------------------------------------------------------ the loop
     def train(self) -> Path:
@@ -221,9 +267,11 @@ class Trainer:
             return self.run()
         except OSError as err:
             if is_disk_full(err, self.out):
-                raise TraflError(f"no space left on the device writing into {self.out}; its "
-                                 "checkpoints are intact; free space and resume with "
-                                 "resume=true") from err  # fmt: skip
+                raise TraflError(
+                    f"no space left on the device writing into {self.out}; its "
+                    "checkpoints are intact; free space and resume with "
+                    "resume=true"
+                ) from err
             raise
         finally:
             if self.metrics_log is not None:
@@ -267,8 +315,9 @@ class Trainer:
         final = self.out / "model"
         weights = self.gathered_weights()  # collective when sharded
         if self.dist.is_main:
-            final = save_atomic(self.out, "model", lambda f: self.save_model(f, weights),
-                                update_latest=False)  # fmt: skip
+            final = save_atomic(
+                self.out, "model", lambda f: self.save_model(f, weights), update_latest=False
+            )
             console.print(f"saved {final}", markup=False)
         self.dist.barrier()
         return final
@@ -279,13 +328,16 @@ class Trainer:
         step = self.rollouts()
         scored, batch, full = step.scored, step.batch, step.full
         errors = self.dist.mean({"n": float(scored.num_reward_errors)})["n"] * self.dist.world_size
-        check_reward_errors(errors, full.num_rows, cfg.max_reward_error_rate, self.step + 1,
-                            scored.reward_error)  # fmt: skip
+        check_reward_errors(
+            errors, full.num_rows, cfg.max_reward_error_rate, self.step + 1, scored.reward_error
+        )
         metrics = self.update(step)
         self.step += 1
         metrics |= self.dist.mean(rollout_metrics(scored, batch))
-        metrics |= {"reward": float(full.rewards.mean()),
-                    "reward_std": float(full.rewards.std()) if full.num_rows > 1 else 0.0}  # fmt: skip
+        metrics |= {
+            "reward": float(full.rewards.mean()),
+            "reward_std": float(full.rewards.std()) if full.num_rows > 1 else 0.0,
+        }
         if (
             cfg.eval_every > 0
             and self.step % cfg.eval_every == 0
@@ -301,10 +353,15 @@ class Trainer:
         if not saved:
             self.save_checkpoint()
         name = stop.name or "a signal on another rank"
-        where = f"{self.out / f'checkpoint-{self.step}'}" if self.bad_in_a_row == 0 else (
-            "no checkpoint (the last update was not finite)")  # fmt: skip
-        raise RunStopped(f"stopped by {name} after step {self.step}; saved {where}; continue "
-                         "with resume=true", stop.exit_code)  # fmt: skip
+        where = (
+            f"{self.out / f'checkpoint-{self.step}'}"
+            if self.bad_in_a_row == 0
+            else ("no checkpoint (the last update was not finite)")
+        )
+        raise RunStopped(
+            f"stopped by {name} after step {self.step}; saved {where}; continue with resume=true",
+            stop.exit_code,
+        )
 
     def rollouts(self) -> StepRollouts:
         """B prompts x G samples from the current policy, scored; no grad."""
@@ -316,8 +373,9 @@ class Trainer:
         prompts = [self.task.prompt(p) for p in problems]  # one prompt width on every rank
         width = max(len(self.policy.tokenizer.encode_prompt(p)) for p in prompts)
         generators = [self.row_generator(i) for i in range(rows.start, rows.stop)]
-        scored = rollout_task(self.policy, self.task, problems[mine], g, cfg.sampler,
-                              generators, pad_to=width)  # fmt: skip
+        scored = rollout_task(
+            self.policy, self.task, problems[mine], g, cfg.sampler, generators, pad_to=width
+        )
         r = scored.rollout
         batch = RolloutBatch(
             prompt_ids=r.prompt_ids,
@@ -344,21 +402,24 @@ class Trainer:
         g = self.dist.gather
         t = batch.trajectory
         return RolloutBatch(
-            prompt_ids=g(batch.prompt_ids), prompt_mask=g(batch.prompt_mask),
-            completion_ids=g(batch.completion_ids), completion_mask=g(batch.completion_mask),
-            rewards=g(batch.rewards), group=g(batch.group),
+            prompt_ids=g(batch.prompt_ids),
+            prompt_mask=g(batch.prompt_mask),
+            completion_ids=g(batch.completion_ids),
+            completion_mask=g(batch.completion_mask),
+            rewards=g(batch.rewards),
+            group=g(batch.group),
             trajectory=type(t)(g(t.reveal_step), g(t.token_logp), g(t.sample_logp)),
-        )  # fmt: skip
+        )
 
     def update(self, step: StepRollouts) -> dict[str, Any]:
         """mu optimiser steps on one rollout batch; returns averaged metrics. Batch statistics
         and random masks come from the whole batch ``step.full``; this rank keeps its rows."""
         g, mine, batch, full = self.cfg.rollout.group_size, step.rows, step.batch, step.full
-        prepared = self.objective.prepare(full.rewards, full.group, g,
-                                          lengths=full.completion_mask.sum(1))  # fmt: skip
+        prepared = self.objective.prepare(
+            full.rewards, full.group, g, lengths=full.completion_mask.sum(1)
+        )
         prepared = {key: v[mine] for key, v in prepared.items()}
-        draws = [slice_draw(self.estimator.draw(full, self.mask_gen), mine)
-                 for _ in range(self.mu)]  # fmt: skip
+        draws = [slice_draw(self.estimator.draw(full, self.mask_gen), mine) for _ in range(self.mu)]
         with torch.no_grad():
             refs = (
                 [self.estimate(self.reference, batch, d) for d in draws] if self.reference else None
@@ -368,8 +429,9 @@ class Trainer:
         totals: dict[str, float] = {}
         for k in range(self.mu):
             self.optimizer.zero_grad(set_to_none=True)
-            parts = self.backward(batch, prepared, draws[k], olds[k] if olds else None,
-                                  refs[k] if refs else None)  # fmt: skip
+            parts = self.backward(
+                batch, prepared, draws[k], olds[k] if olds else None, refs[k] if refs else None
+            )
             step_metrics = self.apply_gradients(parts)
             for key, value in step_metrics.items():
                 totals[key] = totals.get(key, 0.0) + value / self.mu
@@ -427,8 +489,10 @@ class Trainer:
             self.optimizer.step()
             if self.dist.mean({"ok": float(self.guard.weights_finite())})["ok"] < 1:
                 if not self.guard.enabled:
-                    raise RunStopped(f"step {self.step + 1}: the update left non-finite weights "
-                                     f"(guard_updates=false); {self.good_checkpoint_advice()}")  # fmt: skip
+                    raise RunStopped(
+                        f"step {self.step + 1}: the update left non-finite weights "
+                        f"(guard_updates=false); {self.good_checkpoint_advice()}"
+                    )
                 self.guard.restore()
                 self.bad_update("the update left non-finite weights; rolled back", loss, grad_norm)
             else:
@@ -439,8 +503,12 @@ class Trainer:
             for key, value in m.items():
                 metrics[key] = metrics.get(key, 0.0) + share * float(value)
         metrics = self.dist.mean(metrics)
-        metrics |= {"loss": float(loss), "grad_norm": float(grad_norm),
-                    "lr": self.scheduler.get_last_lr()[0], "skipped_updates": self.skipped_total}  # fmt: skip
+        metrics |= {
+            "loss": float(loss),
+            "grad_norm": float(grad_norm),
+            "lr": self.scheduler.get_last_lr()[0],
+            "skipped_updates": self.skipped_total,
+        }
         return metrics
 
     def bad_update(self, what: str, loss: torch.Tensor, grad_norm: torch.Tensor) -> None:
@@ -470,15 +538,19 @@ class Trainer:
         if not found:
             return "No checkpoint was written; start again with overwrite=true."
         if not before:
-            return (f"The only checkpoint, {suspect[-1]}, was written right after the update "
-                    "before the bad ones and may hold its damage; resume=true continues from it.")  # fmt: skip
+            return (
+                f"The only checkpoint, {suspect[-1]}, was written right after the update "
+                "before the bad ones and may hold its damage; resume=true continues from it."
+            )
         for c in suspect:
             c.rename(c.with_name(c.name + ".suspect"))
         moved = (
             f" ({', '.join(c.name for c in suspect)} moved aside as .suspect)" if suspect else ""
         )
-        return (f"The last good checkpoint is {before[-1]}{moved}; resume=true continues from it "
-                "(allow_changes=[optim.lr] to change the learning rate).")  # fmt: skip
+        return (
+            f"The last good checkpoint is {before[-1]}{moved}; resume=true continues from it "
+            "(allow_changes=[optim.lr] to change the learning rate)."
+        )
 
     # ------------------------------------------------------------------ helpers
     def micro_batches(self, num_rows: int) -> list[slice]:
@@ -490,8 +562,10 @@ class Trainer:
         """A no-grad estimate for the whole batch, computed per micro-batch (memory)."""
         model_was_training = model.training
         model.eval()
-        parts = [self.estimator.estimate(model, batch.rows(i), slice_draw(draw, i))
-                 for i in self.micro_batches(batch.num_rows)]  # fmt: skip
+        parts = [
+            self.estimator.estimate(model, batch.rows(i), slice_draw(draw, i))
+            for i in self.micro_batches(batch.num_rows)
+        ]
         model.train(model_was_training)
         return concat_estimates(parts)
 
@@ -505,7 +579,8 @@ class Trainer:
         return [k for k in metrics if k not in skip and not k.startswith(("rollout_", "eval_"))][:3]
 
     def evaluate(self) -> float:
-        sampler = SamplerConfig(gen_length=self.cfg.rollout.sampler.gen_length, temperature=0.0)
+        """Greedy accuracy with the rollouts' own schedule (steps, blocks, top_p, fast modes)."""
+        sampler = self.cfg.rollout.sampler.greedy()
         return greedy_accuracy(self.policy, self.task, self.cfg.eval_problems, sampler)
 
     def save_completions(self, scored: ScoredRollout) -> None:
@@ -531,8 +606,11 @@ class Trainer:
 
     def save_checkpoint(self) -> None:
         if self.bad_in_a_row > 0:  # the same on every rank: loss and weights checks are shared
-            console.print(f"step {self.step}: no checkpoint during a run of bad updates",
-                          style="yellow", markup=False)  # fmt: skip
+            console.print(
+                f"step {self.step}: no checkpoint during a run of bad updates",
+                style="yellow",
+                markup=False,
+            )
             return
         weights = self.gathered_weights()  # collective when sharded, like the optimizer shards
         shards = (
@@ -548,17 +626,7 @@ class Trainer:
             self.save_model(folder / "model", weights)
             for rank, shard in enumerate(shards or []):
                 torch.save(shard, folder / f"optimizer.rank{rank}.pt")
-            torch.save({
-                "objective": self.objective.state_dict(),
-                "optimizer": None if shards else self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(),
-                "data_rng": self.data_rng.getstate(),
-                "mask_gen": self.mask_gen.get_state(),
-                "rng": rng_state(),
-                "step": self.step,
-                "skipped_total": self.skipped_total,
-                "bad_in_a_row": self.bad_in_a_row,
-            }, folder / "state.pt")  # fmt: skip
+            torch.save(self.state.state_dict(with_optimizer=not shards), folder / "state.pt")
 
         save_atomic(self.out, f"checkpoint-{self.step}", write, self.cfg.keep_checkpoints)
         self.dist.barrier()
@@ -566,12 +634,14 @@ class Trainer:
     def try_resume(self) -> None:
         """Continue from the newest checkpoint of ``out_dir`` that verifies and loads, with the
         settings the run was started with (``allow_changes`` names exceptions)."""
-        check_resume_config(self.out / "config.yaml", self.cfg, RESUME_FREE,
-                            self.cfg.allow_changes)  # fmt: skip
+        check_resume_config(self.out / "config.yaml", self.cfg, RESUME_FREE, self.cfg.allow_changes)
         ckpt = resume_from(self.out, self.load_checkpoint)
         if ckpt is None:
-            console.print(f"resume requested but {self.out} has no checkpoint; starting fresh",
-                          style="yellow", markup=False)  # fmt: skip
+            console.print(
+                f"resume requested but {self.out} has no checkpoint; starting fresh",
+                style="yellow",
+                markup=False,
+            )
             if self.metrics_log is not None:  # rows of a run killed before its first checkpoint
                 self.metrics_log.truncate_after(0)
             return
@@ -583,7 +653,6 @@ class Trainer:
         """Every piece of the run's state from ``ckpt`` (raises if any piece cannot load)."""
         restore_policy(self.policy, ckpt / "model", self.cfg.model, sharded=self.cfg.fsdp)
         state = torch.load(ckpt / "state.pt", weights_only=False, map_location=self.device)
-        self.objective.load_state_dict(state["objective"])
         if self.cfg.fsdp:
             shard_file = ckpt / f"optimizer.rank{self.dist.rank}.pt"
             if state["optimizer"] is not None or not shard_file.is_file():
@@ -595,15 +664,7 @@ class Trainer:
             load_local_optimizer_state(self.optimizer, shard)
         elif state["optimizer"] is None:
             raise ValueError(f"{ckpt} holds sharded optimizer state; resume it with fsdp=true")
-        else:
-            self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.data_rng.setstate(state["data_rng"])
-        self.mask_gen.set_state(state["mask_gen"])
-        set_rng_state(state["rng"])
-        self.step = state["step"]
-        self.skipped_total = state["skipped_total"]
-        self.bad_in_a_row = state["bad_in_a_row"]
+        self.state.load_state_dict(state, with_optimizer=not self.cfg.fsdp)
 
 
 def concat_estimates(parts: list[Estimate]) -> Estimate:
@@ -612,8 +673,14 @@ def concat_estimates(parts: list[Estimate]) -> Estimate:
         return None if values[0] is None else torch.cat(values)
 
     extras = {k: torch.cat([p.extras[k] for p in parts]) for k in parts[0].extras}
-    return Estimate(seq=cat("seq"), token_logp=cat("token_logp"), token_mask=cat("token_mask"),
-                    per_draw=cat("per_draw"), upper=cat("upper"), extras=extras)  # fmt: skip
+    return Estimate(
+        seq=cat("seq"),
+        token_logp=cat("token_logp"),
+        token_mask=cat("token_mask"),
+        per_draw=cat("per_draw"),
+        upper=cat("upper"),
+        extras=extras,
+    )
 
 
 def rollout_metrics(scored: ScoredRollout, batch: RolloutBatch) -> dict[str, float]:

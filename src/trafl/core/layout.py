@@ -16,8 +16,11 @@ CHECKPOINT_NAME = re.compile(r"checkpoint-(\d+)")
 
 def checkpoints(run_dir: str | Path) -> list[Path]:
     """The run folder's ``checkpoint-N`` folders, oldest first."""
-    found = [p for p in Path(run_dir).glob("checkpoint-*")
-             if p.is_dir() and CHECKPOINT_NAME.fullmatch(p.name)]  # fmt: skip
+    found = [
+        p
+        for p in Path(run_dir).glob("checkpoint-*")
+        if p.is_dir() and CHECKPOINT_NAME.fullmatch(p.name)
+    ]
     return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
 
 

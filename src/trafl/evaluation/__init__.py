@@ -1,6 +1,10 @@
 """Evaluation metrics for the coverage claim: pass@k across budgets, solution coverage, and the
 locking of denoising paths. Pure functions over plain Python / numpy / torch inputs: no models,
-no sampling."""
+no sampling.
+
+Two modules are imported by their own path, so that ``import trafl.evaluation`` stays light:
+``trafl.evaluation.plots`` (every PNG figure, matplotlib) and ``trafl.evaluation.report`` (every
+``eval.json`` -> Markdown rendering, returned as strings)."""
 
 from trafl.evaluation.coverage import (
     CoverageAtK,

@@ -1,4 +1,7 @@
-"""PNG plots of an evaluation: pass@k curves, coverage bars, reveal-order heatmaps."""
+"""Every PNG figure of trafl, one function each, drawn from ``eval.json`` dicts: one evaluation
+(pass@k curves, coverage bars, reveal-order heatmaps: ``trafl eval``), several methods (pass@k
+per length, coverage and locking bars: ``trafl compare`` and the demo), several seeds (pass@k and
+the pooled difference to the base: ``scripts/reproduction_report.py``)."""
 
 from __future__ import annotations
 
@@ -10,6 +13,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only; never a window
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+from trafl.evaluation.report import BASE, Results, Seeds, differences, seed_mean  # noqa: E402
 
 
 def plot_pass_at_k(result: dict[str, Any], path: Path) -> None:
@@ -56,19 +61,127 @@ def plot_reveal_heatmaps(
 ) -> None:
     """For a few prompts: samples x positions, coloured by the step at which each position was
     revealed; rows sorted by order so identical paths form bands; a tick marks correct rows."""
-    fig, axes = plt.subplots(1, len(reveal_steps), figsize=(3.2 * len(reveal_steps) + 1, 4),
-                             squeeze=False, layout="constrained")  # fmt: skip
+    fig, axes = plt.subplots(
+        1,
+        len(reveal_steps),
+        figsize=(3.2 * len(reveal_steps) + 1, 4),
+        squeeze=False,
+        layout="constrained",
+    )
     panels = zip(axes[0], reveal_steps, rewards, titles, strict=True)
     for i, (ax, steps, reward, title) in enumerate(panels):
         order = np.lexsort(steps.T[::-1])  # group identical reveal orders together
         image = ax.imshow(steps[order], aspect="auto", cmap="viridis", interpolation="nearest")
         correct = np.nonzero(reward[order] >= 1)[0]
-        ax.scatter(np.full(len(correct), steps.shape[1] - 0.5), correct, marker="<", s=8,
-                   color="red", clip_on=False)  # fmt: skip
+        ax.scatter(
+            np.full(len(correct), steps.shape[1] - 0.5),
+            correct,
+            marker="<",
+            s=8,
+            color="red",
+            clip_on=False,
+        )
         ax.set_title(title, fontsize=8)
         ax.set_xlabel("completion position")
         if i == 0:
             ax.set_ylabel("sample (sorted by reveal order; < = correct)")
     fig.colorbar(image, ax=axes[0].tolist(), label="reveal step")
     fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_pass_at_k_grid(results: Results, base: str, path: Path) -> None:
+    """One panel per generation length, one line per method (the base dashed)."""
+    lengths = list(next(iter(results.values()))["lengths"])
+    fig, axes = plt.subplots(1, len(lengths), figsize=(4.2 * len(lengths), 3.8), squeeze=False)
+    for ax, length in zip(axes[0], lengths, strict=True):
+        for name, res in results.items():
+            if length not in res["lengths"]:
+                continue
+            pk = res["lengths"][length]["pass_at_k"]
+            ks = [int(k) for k in pk]
+            style = {"linestyle": "--", "color": "black"} if name == base else {}
+            line = ax.plot(
+                ks, [pk[str(k)]["mean"] for k in ks], marker="o", ms=3, label=name, **style
+            )[0]
+            ax.fill_between(
+                ks,
+                [pk[str(k)]["ci"][0] for k in ks],
+                [pk[str(k)]["ci"][1] for k in ks],
+                color=line.get_color(),
+                alpha=0.12,
+            )
+        ax.set_xscale("log", base=2)
+        ax.set_ylim(0, 1)
+        ax.set_title(f"L = {length}")
+        ax.set_xlabel("k")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("pass@k")
+    axes[0][-1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_coverage_locking(results: Results, path: Path) -> None:
+    """Grouped bars per length: solution-set coverage and pairwise reveal-order distance."""
+    names = list(results)
+    lengths = list(next(iter(results.values()))["lengths"])
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    width = 0.8 / len(names)
+    for i, name in enumerate(names):
+        lens = results[name]["lengths"]
+        xs = [j + i * width for j in range(len(lengths))]
+        axes[0].bar(
+            xs, [lens[x]["coverage"]["mean_coverage"] or 0 for x in lengths], width, label=name
+        )
+        axes[1].bar(xs, [lens[x]["locking"]["mean_pairwise_rank_distance"] for x in lengths], width)
+    for ax, title in zip(
+        axes,
+        ["solution-set coverage", "reveal-order diversity (pairwise rank distance)"],
+        strict=True,
+    ):
+        ax.set_xticks(
+            [j + 0.4 - width / 2 for j in range(len(lengths))], [f"L={x}" for x in lengths]
+        )
+        ax.set_title(title)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_seed_differences(
+    data: Seeds, lengths: list[str], labels: dict[str, str], path: Path
+) -> None:
+    """Two rows, one column per length: pass@k (mean over seeds, the base black) on top, the
+    seed-pooled difference to the base with its 95 % interval below."""
+    fig, axes = plt.subplots(2, len(lengths), figsize=(4.2 * len(lengths), 7), squeeze=False)
+    for j, length in enumerate(lengths):
+        top, bottom = axes[0][j], axes[1][j]
+        for method in [BASE, *[m for m in data if m != BASE]]:
+            evals = data[method]
+            ks = [int(k) for k in next(iter(evals.values()))["lengths"][length]["pass_at_k"]]
+            means = [
+                seed_mean(evals, length, lambda r, k=k: r["pass_at_k"][str(k)]["mean"]) for k in ks
+            ]
+            style = {"color": "black", "lw": 2.5} if method == BASE else {}
+            top.plot(ks, means, marker="o", ms=3, label=labels.get(method, method), **style)
+            if method != BASE:
+                d = differences(data, method, length)
+                line = bottom.plot(ks, [x.diff for x in d], marker="o", ms=3)[0]
+                bottom.fill_between(
+                    ks, [x.lo for x in d], [x.hi for x in d], alpha=0.12, color=line.get_color()
+                )
+        for ax in (top, bottom):
+            ax.set_xscale("log", base=2)
+            ax.grid(alpha=0.3)
+        bottom.axhline(0, color="black", lw=1)
+        top.set_title(f"L = {length}")
+        top.set_ylabel("pass@k (mean over seeds)")
+        bottom.set_ylabel("pass@k - base (95 % CI)")
+        bottom.set_xlabel("k")
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
     plt.close(fig)

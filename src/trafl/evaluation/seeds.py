@@ -58,7 +58,14 @@ def pooled_difference(
     lo, hi = _bootstrap_interval(per_problem, num_resamples, level, seed)
     per_seed = stacked.mean(axis=1)  # (S, K)
     return [
-        PooledDifference(int(k), float(per_problem[:, i].mean()), float(lo[i]), float(hi[i]),
-                         float(per_seed[:, i].min()), float(per_seed[:, i].max()), len(diffs))
+        PooledDifference(
+            int(k),
+            float(per_problem[:, i].mean()),
+            float(lo[i]),
+            float(hi[i]),
+            float(per_seed[:, i].min()),
+            float(per_seed[:, i].max()),
+            len(diffs),
+        )
         for i, k in enumerate(ks)
-    ]  # fmt: skip
+    ]

@@ -18,12 +18,19 @@ from trafl.likelihood import (  # noqa: E402  (each registers itself in ESTIMATO
     one_step,
     trajectory,
 )
-from trafl.likelihood.base import ESTIMATORS, Draw, Estimator, slice_draw  # noqa: E402
+from trafl.likelihood.base import (  # noqa: E402
+    ESTIMATORS,
+    Draw,
+    Estimator,
+    EstimatorConfig,
+    slice_draw,
+)
 
 __all__ = [
     "ESTIMATORS",
     "Draw",
     "Estimator",
+    "EstimatorConfig",
     "blockwise",
     "elbo",
     "mask_mean",

@@ -15,17 +15,25 @@ next to ``batch.rows(idx)``. Letters: N rows, P prompt length, L completion leng
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol, get_args, runtime_checkable
 
 import torch
 
 from trafl.core.batch import Estimate, RolloutBatch
-from trafl.core.config import check_choice
+from trafl.core.config import ComponentConfig, check_choice
 from trafl.core.registry import Registry
 from trafl.likelihood.diffusion import masked_token_logp
 from trafl.models.base import DiffusionLM
 
 ESTIMATORS = Registry("estimator")  # each estimator module registers itself here
+
+
+@dataclass
+class EstimatorConfig(ComponentConfig):
+    """The base of every estimator's ``Config`` (``TrainConfig.estimator`` holds the subclass
+    that ``name`` picks)."""
+
 
 Draw = dict[str, torch.Tensor]  # every tensor has leading dim N
 Positions = Literal["all", "until_eos"]
@@ -36,7 +44,7 @@ POSITIONS: tuple[str, ...] = get_args(Positions)
 class Estimator(Protocol):
     """A likelihood estimator: all randomness in ``draw``, a differentiable ``estimate``."""
 
-    Config: type  # dataclass whose first field is ``name: str = "<registered name>"``
+    Config: type[EstimatorConfig]  # with ``name: str = "<registered name>"``
 
     def __init__(self, config: Any) -> None: ...
 

@@ -53,6 +53,7 @@ from trafl.core.batch import Estimate, RolloutBatch
 from trafl.likelihood.base import (
     ESTIMATORS,
     Draw,
+    EstimatorConfig,
     Positions,
     check_positions,
     check_probability,
@@ -66,7 +67,7 @@ from trafl.models.base import DiffusionLM
 
 
 @dataclass
-class BlockwiseConfig:
+class BlockwiseConfig(EstimatorConfig):
     name: str = "blockwise"
     num_draws: int = 2  # m, SPG's num_t
     block_length: int = 32  # clipped to L; L must be a multiple

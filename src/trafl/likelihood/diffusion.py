@@ -18,14 +18,17 @@ import torch.nn.functional as F
 from trafl.models.base import DiffusionLM, denoiser_logits
 
 
-def sample_mask_ratio(n: int, eps: float, generator: torch.Generator | None = None,
-                      device: torch.device | str = "cpu") -> torch.Tensor:  # fmt: skip
+def sample_mask_ratio(
+    n: int, eps: float, generator: torch.Generator | None = None, device: torch.device | str = "cpu"
+) -> torch.Tensor:
     """t ~ U(eps, 1) per sequence, (N,) float32. eps > 0 keeps the 1/t weight finite."""
     u = torch.rand(n, generator=generator, device=device)
     return eps + (1 - eps) * u
 
 
-def forward_masks(t: torch.Tensor, length: int, generator: torch.Generator | None = None) -> torch.Tensor:  # fmt: skip
+def forward_masks(
+    t: torch.Tensor, length: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Mask each of ``length`` positions independently with probability t: (N, L) bool."""
     u = torch.rand((t.shape[0], length), generator=generator, device=t.device)
     return u < t[:, None]

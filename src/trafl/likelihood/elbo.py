@@ -25,6 +25,7 @@ import torch
 from trafl.core.batch import RolloutBatch
 from trafl.likelihood.base import (
     ESTIMATORS,
+    EstimatorConfig,
     Positions,
     check_positions,
     masked_sum,
@@ -35,7 +36,7 @@ from trafl.likelihood.masks import Coupling, check_masks_config
 
 
 @dataclass
-class ElboConfig:
+class ElboConfig(EstimatorConfig):
     name: str = "elbo"
     num_masks: int = 2  # K
     coupling: Coupling = "complementary"

@@ -30,6 +30,7 @@ from trafl.core.batch import Estimate, RolloutBatch
 from trafl.likelihood.base import (
     ESTIMATORS,
     Draw,
+    EstimatorConfig,
     Positions,
     check_positions,
     masked_mean,
@@ -41,7 +42,7 @@ from trafl.models.base import DiffusionLM
 
 
 @dataclass
-class MaskMeanConfig:
+class MaskMeanConfig(EstimatorConfig):
     name: str = "mask_mean"
     num_masks: int = 4  # K; TraFL's reported default: two complementary pairs
     coupling: Coupling = "complementary"

@@ -29,6 +29,7 @@ from trafl.core.batch import Estimate, RolloutBatch
 from trafl.likelihood.base import (
     ESTIMATORS,
     Draw,
+    EstimatorConfig,
     Positions,
     check_positions,
     check_probability,
@@ -40,7 +41,7 @@ from trafl.models.base import DiffusionLM
 
 
 @dataclass
-class OneStepConfig:
+class OneStepConfig(EstimatorConfig):
     name: str = "one_step"
     prompt_mask_prob: float = 0.15  # d1's p_mask_prompt
     positions: Positions = "until_eos"  # d1 counts the tokens up to and including the first EOS

@@ -27,6 +27,7 @@ from trafl.core.batch import Estimate, RolloutBatch
 from trafl.likelihood.base import (
     ESTIMATORS,
     Draw,
+    EstimatorConfig,
     Positions,
     check_positions,
     masked_sum,
@@ -37,7 +38,7 @@ from trafl.models.base import DiffusionLM
 
 
 @dataclass
-class TrajectoryConfig:
+class TrajectoryConfig(EstimatorConfig):
     name: str = "trajectory"
     positions: Positions = "all"
     steps_per_forward: int = 16  # states scored per denoiser call (rows N * steps_per_forward)

@@ -302,8 +302,12 @@ def four_bit_kwargs(dtype: str) -> dict[str, Any]:
     from transformers import BitsAndBytesConfig
 
     compute = DTYPES.get(dtype, torch.bfloat16)
-    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                               bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute)  # fmt: skip
+    quant = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute,
+    )
     return {"quantization_config": quant, "device_map": {"": torch.cuda.current_device()}}
 
 

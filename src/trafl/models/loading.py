@@ -83,8 +83,9 @@ def model_file_errors(source: str | Path) -> Iterator[None]:
         text = str(err)  # load_state_dict's mismatches; a config.json key the model lacks
         if "state_dict" not in text and "unexpected keyword argument" not in text:
             raise
-        raise UserError(f"the weights or config.json at {str(source)!r} do not fit the model: "
-                        f"{_brief(err)}") from err  # fmt: skip
+        raise UserError(
+            f"the weights or config.json at {str(source)!r} do not fit the model: {_brief(err)}"
+        ) from err
 
 
 def _brief(err: BaseException) -> str:

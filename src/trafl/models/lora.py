@@ -62,8 +62,9 @@ def linear_targets(model: nn.Module) -> list[str]:
     """Every ``nn.Linear`` except projections onto the vocabulary (the output head, whose
     out_features equal the largest embedding's rows): peft's own "all-linear" only recognises
     the head of a transformers model, not of the trafl adapter around it."""
-    vocab = max((m.num_embeddings for m in model.modules() if isinstance(m, nn.Embedding)),
-                default=-1)  # fmt: skip
+    vocab = max(
+        (m.num_embeddings for m in model.modules() if isinstance(m, nn.Embedding)), default=-1
+    )
     return sorted(
         name
         for name, module in model.named_modules()

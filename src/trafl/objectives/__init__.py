@@ -9,9 +9,7 @@ contract with the trainer (``prepare`` on the full batch, micro-batch invariance
 Importing a module registers its objective, so this file imports every one of them.
 """
 
-from typing import Any
-
-from trafl.objectives.base import OBJECTIVES, LossInputs, Objective
+from trafl.objectives.base import OBJECTIVES, LossInputs, Objective, ObjectiveConfig
 from trafl.objectives.diffu_grpo import DiffuGRPO, DiffuGRPOConfig
 from trafl.objectives.espo import ESPO, ESPOConfig
 from trafl.objectives.spg import SPG, SPGConfig
@@ -20,7 +18,7 @@ from trafl.objectives.trafl_path import TraFLPath, TraFLPathConfig
 from trafl.objectives.wd1 import WD1, WD1Config
 
 
-def build_objective(config: Any, hidden_size: int) -> Objective:
+def build_objective(config: ObjectiveConfig, hidden_size: int) -> Objective:
     """The registered objective named by ``config.name``, built from ``config``."""
     return OBJECTIVES.get(config.name)(config, hidden_size)
 
@@ -35,6 +33,7 @@ __all__ = [
     "ESPOConfig",
     "LossInputs",
     "Objective",
+    "ObjectiveConfig",
     "SPGConfig",
     "TraFL",
     "TraFLConfig",

@@ -20,15 +20,27 @@ H hidden size.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, get_args
 
 import torch
 
 from trafl.core.batch import Estimate
-from trafl.core.config import check_choice  # noqa: F401  (re-exported for objectives)
+from trafl.core.config import (
+    ComponentConfig,
+    check_choice,  # noqa: F401  (re-exported for objectives)
+)
 from trafl.core.registry import Registry
 
 OBJECTIVES = Registry("objective")
+
+TokenReduction = Literal["group", "batch", "sequence"]  # see token_mean_weights
+TOKEN_REDUCTIONS: tuple[str, ...] = get_args(TokenReduction)
+
+
+@dataclass
+class ObjectiveConfig(ComponentConfig):
+    """The base of every objective's ``Config`` (``TrainConfig.objective`` holds the subclass
+    that ``name`` picks)."""
 
 
 @dataclass
@@ -78,6 +90,40 @@ def completion_lengths(inputs: LossInputs) -> torch.Tensor:
     return token_mask_of(inputs.policy, inputs.gen_length).sum(1)
 
 
+def prepare_token_mean(reduction: str, lengths: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """prepare()'s share of :func:`token_mean_weights`: for ``"batch"``, N / sum_i |o_i| on
+    every row, the one number a micro-batch cannot compute from its own rows."""
+    if reduction != "batch":
+        return {}
+    if lengths is None:
+        raise ValueError("token_reduction='batch' needs prepare(..., lengths=...)")
+    total = lengths.float().sum().clamp(min=1.0)
+    return {"token_weight": torch.full_like(lengths, len(lengths), dtype=torch.float32) / total}
+
+
+def token_mean_weights(
+    inputs: LossInputs, tokens: torch.Tensor, reduction: str, objective: str
+) -> torch.Tensor:
+    """(n,) w_i such that mean_rows(w_i * S_i) is the token-mean that ``reduction`` (an
+    objective's ``token_reduction``) names, S_i being row i's sum of per-token terms over its
+    ``tokens[i]`` tokens:
+
+    - ``group``: w_i = G / sum_{j in group} tokens_j: a token-mean per group, then the mean
+      over groups. d1 and SPG as run: their loss is a token-mean over a device micro-batch,
+      which their configs make one group (per_device_train_batch_size = num_generations).
+    - ``batch``: w_i = N / sum_j |o_j|: one token-mean over the whole batch (TRL's later
+      default; the weight comes from :func:`prepare_token_mean`).
+    - ``sequence``: w_i = 1 / tokens_i: each row's token-mean, then the mean over rows.
+    """
+    if reduction == "sequence":
+        return 1.0 / tokens.clamp(min=1.0)
+    if reduction == "group":
+        g = inputs.group_size
+        per_group = tokens.view(-1, g).sum(1, keepdim=True).clamp(min=1.0)  # (b, 1)
+        return (g / per_group).expand(-1, g).reshape(-1)  # (n,)
+    return prepared_field(inputs, "token_weight", objective)
+
+
 class Objective(torch.nn.Module):
     """Base class: declarations the trainer reads, plus shared validation.
 
@@ -86,7 +132,7 @@ class Objective(torch.nn.Module):
     the KL coefficient is 0), and implement :meth:`loss`.
     """
 
-    Config: ClassVar[type]
+    Config: ClassVar[type[ObjectiveConfig]]
     needs_reference: bool = False  # the trainer computes `ref` (same masks as the policy)
     needs_old: bool = False  # the trainer computes `old` when rollouts are reused (mu > 1)
     needs_prompt_hidden: bool = False  # the trainer passes mean-pooled prompt hidden states

@@ -3,42 +3,44 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 
 from trafl.objectives.advantages import advantages
 from trafl.objectives.base import (
     OBJECTIVES,
+    TOKEN_REDUCTIONS,
     LossInputs,
     Objective,
+    ObjectiveConfig,
+    TokenReduction,
     check_choice,
+    prepare_token_mean,
     prepared_field,
     token_mask_of,
+    token_mean_weights,
 )
-
-TOKEN_REDUCTIONS = ("group", "batch", "sequence")
 
 
 @dataclass
-class DiffuGRPOConfig:
+class DiffuGRPOConfig(ObjectiveConfig):
     """Defaults from d1's code and configs (github.com/dllm-reasoning/d1, diffu-grpo/):
     ``epsilon: 0.5``, ``beta: 0.04``, ``num_iterations: 12`` (trafl's mu, see
     ``default_inner_updates``), advantages ``r - mean_G r`` with no std division.
 
-    ``token_reduction``: how per-token losses are averaged.
-    ``group`` (d1 as run): d1's loss is ``(per_token_loss * mask).sum() / mask.sum()`` over a
-    device micro-batch, and its configs set per_device_train_batch_size = num_generations, so
-    each token-mean is over ONE group; the step averages those group means.
-    ``batch``: one token-mean over the whole batch (TRL's later default; needs ``lengths`` in
-    prepare()). ``sequence``: per-sequence token-mean, then the mean over rows (TRL <= 0.15).
+    ``token_reduction`` (:func:`~trafl.objectives.base.token_mean_weights`): which token-mean
+    of the per-token losses. ``group`` (d1 as run): d1's loss is ``(per_token_loss * mask).sum()
+    / mask.sum()`` over a device micro-batch, which its configs make ONE group; the step averages
+    those group means. ``batch``: one token-mean over the whole batch (TRL's later default; needs
+    ``lengths`` in prepare()). ``sequence``: per-sequence token-mean, then the mean over rows
+    (TRL <= 0.15).
     """
 
     name: str = "diffu_grpo"
     clip_eps: float = 0.5
     beta_kl: float = 0.04
     scale_rewards: bool = False
-    token_reduction: Literal["group", "batch", "sequence"] = "group"
+    token_reduction: TokenReduction = "group"
 
     def __post_init__(self) -> None:
         check_choice("token_reduction", self.token_reduction, TOKEN_REDUCTIONS)
@@ -90,24 +92,7 @@ class DiffuGRPO(Objective):
     ) -> dict[str, torch.Tensor]:
         out = super().prepare(rewards, group, group_size, lengths)
         out["advantages"] = advantages(rewards, group_size, "mean", self.config.scale_rewards)
-        if self.config.token_reduction == "batch":
-            if lengths is None:
-                raise ValueError("token_reduction='batch' needs prepare(..., lengths=...)")
-            total = lengths.float().sum().clamp(min=1.0)
-            # mean over rows of N / sum|o| * row token sum = one token-mean over the batch
-            out["token_weight"] = torch.ones_like(out["advantages"]) * (len(lengths) / total)
-        return out
-
-    def row_weights(self, inputs: LossInputs, mask: torch.Tensor) -> torch.Tensor:
-        """(n,) weights turning per-row token sums into the chosen token-mean (see Config)."""
-        tokens = mask.sum(1)  # (n,)
-        mode, g = self.config.token_reduction, inputs.group_size
-        if mode == "sequence":
-            return 1.0 / tokens.clamp(min=1.0)
-        if mode == "group":
-            per_group = tokens.view(-1, g).sum(1, keepdim=True).clamp(min=1.0)  # (b, 1)
-            return (g / per_group).expand(-1, g).reshape(-1)  # (n,)
-        return prepared_field(inputs, "token_weight", "diffu_grpo")
+        return out | prepare_token_mean(self.config.token_reduction, lengths)
 
     def loss(self, inputs: LossInputs) -> tuple[torch.Tensor, dict[str, float]]:
         self.check_inputs(inputs)
@@ -128,7 +113,8 @@ class DiffuGRPO(Objective):
             kl = k3_kl(logp, inputs.ref.token_logp.float())  # (n, L)
             per_token = per_token + cfg.beta_kl * kl
         row_sum = (per_token * mask).sum(1)  # (n,)
-        loss = (row_sum * self.row_weights(inputs, mask)).mean()
+        weights = token_mean_weights(inputs, mask.sum(1), cfg.token_reduction, "diffu_grpo")
+        loss = (row_sum * weights).mean()  # the token-mean of per_token (see Config)
         num_tokens = mask.sum().clamp(min=1.0)
         region = ((ratio < 1 - cfg.clip_eps) & (adv < 0)) | ((ratio > 1 + cfg.clip_eps) & (adv > 0))
         metrics = {

@@ -8,11 +8,18 @@ from typing import Literal
 import torch
 
 from trafl.objectives.advantages import advantages
-from trafl.objectives.base import OBJECTIVES, LossInputs, Objective, check_choice, prepared_field
+from trafl.objectives.base import (
+    OBJECTIVES,
+    LossInputs,
+    Objective,
+    ObjectiveConfig,
+    check_choice,
+    prepared_field,
+)
 
 
 @dataclass
-class ESPOConfig:
+class ESPOConfig(ObjectiveConfig):
     """Defaults from ESPO's code (github.com/ML-GSAI/ESPO: espo/espo_trainer.py,
     recipes/train.yaml, recipes/run_*_llada.sh): ``epsilon: 0.2`` (TRL sets epsilon_high =
     epsilon when unset), ``beta: 0.01`` (train.yaml; the task scripts use 1e-3 GSM8K, 3e-3

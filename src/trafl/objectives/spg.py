@@ -3,25 +3,27 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 
 from trafl.objectives.advantages import advantages
 from trafl.objectives.base import (
     OBJECTIVES,
+    TOKEN_REDUCTIONS,
     LossInputs,
     Objective,
+    ObjectiveConfig,
+    TokenReduction,
     check_choice,
     completion_lengths,
+    prepare_token_mean,
     prepared_field,
+    token_mean_weights,
 )
-
-LENGTH_NORMS = ("group", "batch")
 
 
 @dataclass
-class SPGConfig:
+class SPGConfig(ObjectiveConfig):
     """Defaults from SPG's code (github.com/facebookresearch/SPG: spg/spg_trainer.py and
     slurm_scripts/spg_mix/*.sbatch): ``logp_estimation mix``, ``mix_weight 0.5``,
     ``num_iterations 4`` (mu), ``beta 0`` (no KL), advantages ``r - mean_G r`` with no std.
@@ -30,18 +32,20 @@ class SPGConfig:
 
     ``eubo_mix`` in [0, 1]: weight of the EUBO for A <= 0 (their ``mix_weight``; 1 is their
     "eubo" mode, 0 their "elbo" mode).
-    ``length_norm``: the denominator sum_i |o_i|. ``group`` (SPG as run): their loss divides
-    by the lengths of the device micro-batch, which their configs make one group
-    (per_device_train_batch_size = num_generations = 6), and the step averages the groups.
-    ``batch``: one sum over the whole batch (needs ``lengths`` in prepare()).
+    ``token_reduction`` (:func:`~trafl.objectives.base.token_mean_weights`, the knob diffu_grpo
+    has too; it was called ``length_norm``): the loss is a token-mean of A_i l_i, and this picks
+    its denominator sum_i |o_i|. ``group`` (SPG as run): their loss divides by the lengths of
+    the device micro-batch, which their configs make one group (per_device_train_batch_size =
+    num_generations = 6), and the step averages the groups. ``batch``: one sum over the whole
+    batch (needs ``lengths`` in prepare()). ``sequence``: each row weighted equally.
     """
 
     name: str = "spg"
     eubo_mix: float = 0.5
-    length_norm: Literal["group", "batch"] = "group"
+    token_reduction: TokenReduction = "group"
 
     def __post_init__(self) -> None:
-        check_choice("length_norm", self.length_norm, LENGTH_NORMS)
+        check_choice("token_reduction", self.token_reduction, TOKEN_REDUCTIONS)
         if not 0 <= self.eubo_mix <= 1:
             raise ValueError(f"eubo_mix must be in [0, 1], got {self.eubo_mix}")
 
@@ -80,22 +84,7 @@ class SPG(Objective):
     ) -> dict[str, torch.Tensor]:
         out = super().prepare(rewards, group, group_size, lengths)
         out["advantages"] = advantages(rewards, group_size, "mean")  # (N,)
-        if self.config.length_norm == "batch":
-            if lengths is None:
-                raise ValueError("length_norm='batch' needs prepare(..., lengths=...)")
-            total = lengths.float().sum().clamp(min=1.0)
-            # mean over rows of N |o_i| / sum|o| = sum_i |o_i| / sum|o|
-            out["length_weight"] = len(lengths) * lengths.float() / total  # (N,)
-        return out
-
-    def length_weights(self, inputs: LossInputs) -> torch.Tensor:
-        """(n,) w_i with loss = mean_rows(-A_i l_i w_i) (see SPGConfig.length_norm)."""
-        if self.config.length_norm == "batch":
-            return prepared_field(inputs, "length_weight", "spg")
-        g = inputs.group_size
-        lengths = completion_lengths(inputs)  # (n,)
-        per_group = lengths.view(-1, g).sum(1, keepdim=True).clamp(min=1.0)  # (b, 1)
-        return g * lengths / per_group.expand(-1, g).reshape(-1)  # (n,)
+        return out | prepare_token_mean(self.config.token_reduction, lengths)
 
     def loss(self, inputs: LossInputs) -> tuple[torch.Tensor, dict[str, float]]:
         self.check_inputs(inputs)
@@ -109,7 +98,10 @@ class SPG(Objective):
         else:
             negative = elbo
         bound = torch.where(adv > 0, elbo, negative)  # (n,)
-        loss = -(adv * bound * self.length_weights(inputs)).mean()
+        lengths = completion_lengths(inputs)  # (n,) |o_i|
+        # l_i is a mean over the |o_i| tokens, so A_i l_i |o_i| is row i's token sum
+        weights = token_mean_weights(inputs, lengths, self.config.token_reduction, "spg")
+        loss = -(adv * bound * lengths * weights).mean()
         metrics = {
             "loss": loss.item(),
             "elbo": elbo.detach().mean().item(),

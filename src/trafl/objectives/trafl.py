@@ -8,14 +8,20 @@ from typing import Any, Literal
 import torch
 
 from trafl.objectives.advantages import STD_EPS, advantages, group_mean, group_std
-from trafl.objectives.base import OBJECTIVES, LossInputs, Objective, check_choice
+from trafl.objectives.base import (
+    OBJECTIVES,
+    LossInputs,
+    Objective,
+    ObjectiveConfig,
+    check_choice,
+)
 from trafl.objectives.log_z import LOG_Z_KINDS, PromptMLPLogZ, ScalarLogZ, vargrad_log_z
 
 REWARD_NORMS = ("center", "center_loo", "center_std", "none")
 
 
 @dataclass
-class TraFLConfig:
+class TraFLConfig(ObjectiveConfig):
     """TraFL's knobs. The paper fixes none of these values; every default is OUR choice:
 
     - ``beta`` (32.0, ``beta_units="sequence"``): the tilt of pi* = pi_ref exp(beta r) / Z on

@@ -7,11 +7,17 @@ from dataclasses import dataclass
 import torch
 
 from trafl.objectives.advantages import advantages, group_softmax
-from trafl.objectives.base import OBJECTIVES, LossInputs, Objective, prepared_field
+from trafl.objectives.base import (
+    OBJECTIVES,
+    LossInputs,
+    Objective,
+    ObjectiveConfig,
+    prepared_field,
+)
 
 
 @dataclass
-class WD1Config:
+class WD1Config(ObjectiveConfig):
     """Defaults from wd1's code (github.com/xiaohangt/wd1: wd1/trainers/rev_grpo_trainer.py,
     run/wll_*.sh, wd1/train.yaml): advantages ``r - mean_G r`` without std division,
     ``softmax(A)`` at temperature 1 over one group (their device micro-batch is one group,

@@ -184,21 +184,33 @@ def run_job(launcher: Launcher, cfg: SandboxConfig, job: Job) -> SandboxResult:
         os.close(secret_w)
         cap = cfg.max_output_bytes
         settings = {
-            "secret_fd": secret_r, "report_fd": report.fileno(), "max_output": cap,
-            "guard": cfg.guard, "uid": launcher.uid, "gid": launcher.gid,
+            "secret_fd": secret_r,
+            "report_fd": report.fileno(),
+            "max_output": cap,
+            "guard": cfg.guard,
+            "uid": launcher.uid,
+            "gid": launcher.gid,
             "limits": {
-                "RLIMIT_CPU": cfg.cpu_s, "RLIMIT_AS": cfg.memory_mb << 20,
-                "RLIMIT_NPROC": cfg.max_processes, "RLIMIT_NOFILE": cfg.max_open_files,
-                "RLIMIT_FSIZE": cfg.max_file_mb << 20, "RLIMIT_CORE": 0,
+                "RLIMIT_CPU": cfg.cpu_s,
+                "RLIMIT_AS": cfg.memory_mb << 20,
+                "RLIMIT_NPROC": cfg.max_processes,
+                "RLIMIT_NOFILE": cfg.max_open_files,
+                "RLIMIT_FSIZE": cfg.max_file_mb << 20,
+                "RLIMIT_CORE": 0,
             },
-        }  # fmt: skip
+        }
         site = [] if cfg.site_packages else ["-S"]  # -S: start faster, standard library only
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir}
         proc = subprocess.Popen(
             [*launcher.prefix, launcher.python, "-I", *site, "-c", HARNESS, json.dumps(settings)],
-            stdin=payload, stdout=out, stderr=err, cwd=workdir, env=env | {"LANG": "C.UTF-8"},
-            pass_fds=(secret_r, report.fileno()), start_new_session=True,
-        )  # fmt: skip
+            stdin=payload,
+            stdout=out,
+            stderr=err,
+            cwd=workdir,
+            env=env | {"LANG": "C.UTF-8"},
+            pass_fds=(secret_r, report.fileno()),
+            start_new_session=True,
+        )
         os.close(secret_r)
         secret_r = -1
         timed_out = not _wait_unreaped(proc.pid, start + cfg.timeout_s)
@@ -242,9 +254,12 @@ def _no_report(returncode: int, data: bytes) -> str:
         returncode = 128 - returncode  # passed on by the namespace's init (sandbox_harness)
     if returncode < 0:
         sig = signal.Signals(-returncode).name
-        why = {"SIGXCPU": "CPU time limit", "SIGXFSZ": "file size / output limit",
-               "SIGSEGV": "crash, e.g. recursion too deep", "SIGKILL": "killed (a limit or kill)",
-               }.get(sig, "signal")  # fmt: skip
+        why = {
+            "SIGXCPU": "CPU time limit",
+            "SIGXFSZ": "file size / output limit",
+            "SIGSEGV": "crash, e.g. recursion too deep",
+            "SIGKILL": "killed (a limit or kill)",
+        }.get(sig, "signal")
         return f"died: {sig} ({why}) before the tests finished"
     if data:
         return f"report without the sentinel (exit code {returncode}): output tampered with"

@@ -71,9 +71,18 @@ def _install_guard(workdir):
     root = os.path.realpath(workdir)
     write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
     path_events = {
-        "os.remove", "os.rmdir", "os.mkdir", "os.truncate", "os.chmod", "os.chown",
-        "os.utime", "shutil.rmtree", "os.symlink", "os.link", "os.rename",
-    }  # fmt: skip
+        "os.remove",
+        "os.rmdir",
+        "os.mkdir",
+        "os.truncate",
+        "os.chmod",
+        "os.chown",
+        "os.utime",
+        "shutil.rmtree",
+        "os.symlink",
+        "os.link",
+        "os.rename",
+    }
 
     def inside(path):
         if isinstance(path, int) or path is None:

@@ -146,14 +146,20 @@ def resume_from(run_dir: str | Path, load: Callable[[Path], None]) -> Path | Non
     for ckpt in reversed(found):
         try:
             if not verify_checkpoint(ckpt):
-                console.print(f"warning: {ckpt} has no {MANIFEST}; loading it unverified",
-                              style="yellow", markup=False)  # fmt: skip
+                console.print(
+                    f"warning: {ckpt} has no {MANIFEST}; loading it unverified",
+                    style="yellow",
+                    markup=False,
+                )
             load(ckpt)
             return ckpt
         except Exception as err:  # a damaged file can fail anywhere in a loader
             failures.append(f"{ckpt.name} ({err})")
-            console.print(f"warning: cannot resume from {ckpt}: {err}; trying an earlier one",
-                          style="yellow", markup=False)  # fmt: skip
+            console.print(
+                f"warning: cannot resume from {ckpt}: {err}; trying an earlier one",
+                style="yellow",
+                markup=False,
+            )
     if failures:
         raise UserError(
             f"resume: no checkpoint in {run_dir} verifies and loads: {'; '.join(failures)}"
@@ -171,12 +177,18 @@ def warn_about_pointer(run_dir: Path) -> None:
     except (OSError, UnicodeDecodeError):
         name = "<unreadable>"
     if not CHECKPOINT_NAME.fullmatch(name):
-        console.print(f"warning: {pointer} holds {name!r}, not a checkpoint of this run; "
-                      "ignored, resuming from the newest checkpoint that verifies",
-                      style="yellow", markup=False)  # fmt: skip
+        console.print(
+            f"warning: {pointer} holds {name!r}, not a checkpoint of this run; "
+            "ignored, resuming from the newest checkpoint that verifies",
+            style="yellow",
+            markup=False,
+        )
     elif not (run_dir / name).is_dir():
-        console.print(f"warning: {pointer} names {name}, which is missing; ignored",
-                      style="yellow", markup=False)  # fmt: skip
+        console.print(
+            f"warning: {pointer} names {name}, which is missing; ignored",
+            style="yellow",
+            markup=False,
+        )
 
 
 def rng_state() -> dict[str, Any]:

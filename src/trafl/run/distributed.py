@@ -77,8 +77,9 @@ class Distributed:
         if not self.enabled:
             return
         params = [p for p in params if not isinstance(p, DTensor)]  # FSDP reduces its own
-        has = torch.tensor([p.grad is not None for p in params], dtype=torch.float32,
-                           device=self.device)  # fmt: skip
+        has = torch.tensor(
+            [p.grad is not None for p in params], dtype=torch.float32, device=self.device
+        )
         dist.all_reduce(has)
         used = [p for p, h in zip(params, has.tolist(), strict=True) if h > 0]
         for p in used:

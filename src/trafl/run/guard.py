@@ -33,11 +33,14 @@ class UpdateGuard:
             return
         state = self.optimizer.state
         self._saved = [
-            (local(p).detach().clone(),
-             {k: v.clone() if torch.is_tensor(v) else v for k, v in state[p].items()}
-             if p in state else None)
+            (
+                local(p).detach().clone(),
+                {k: v.clone() if torch.is_tensor(v) else v for k, v in state[p].items()}
+                if p in state
+                else None,
+            )
             for p in self.params
-        ]  # fmt: skip
+        ]
 
     def weights_finite(self) -> bool:
         """Whether every trainable weight on this rank is finite (one device sync)."""

@@ -32,9 +32,12 @@ def build_optimizer(
 ) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
     """AdamW over parameter groups (a group may carry its own ``lr``) and its schedule."""
     optimizer = torch.optim.AdamW(
-        list(groups), lr=config.lr, betas=config.betas, eps=config.eps,
+        list(groups),
+        lr=config.lr,
+        betas=config.betas,
+        eps=config.eps,
         weight_decay=config.weight_decay,
-    )  # fmt: skip
+    )
 
     def factor(step: int) -> float:
         if step < config.warmup_steps:

@@ -46,8 +46,10 @@ def resolve_device(name: str) -> torch.device:
         if count == 0:
             raise UserError(f"device {name!r}: CUDA is not available here; use 'cpu' or 'auto'")
         if device.index is not None and device.index >= count:
-            raise UserError(f"device {name!r}: this machine has {count} CUDA device(s), "
-                            f"cuda:0 to cuda:{count - 1}")  # fmt: skip
+            raise UserError(
+                f"device {name!r}: this machine has {count} CUDA device(s), "
+                f"cuda:0 to cuda:{count - 1}"
+            )
     elif device.type == "mps" and not torch.backends.mps.is_available():
         raise UserError(f"device {name!r}: MPS is not available here; use 'cpu' or 'auto'")
     return device
@@ -120,8 +122,12 @@ class MetricsLog:
                 row_step = int(row["step"])
             except (ValueError, KeyError, TypeError):
                 if line.strip():
-                    console.print(f"warning: {self.path} line {number} is not a whole JSON row "
-                                  "(a write cut short); dropped", style="yellow", markup=False)  # fmt: skip
+                    console.print(
+                        f"warning: {self.path} line {number} is not a whole JSON row "
+                        "(a write cut short); dropped",
+                        style="yellow",
+                        markup=False,
+                    )
                 continue
             if row_step <= step:
                 kept.append(line.decode("utf-8") + "\n")

@@ -123,6 +123,10 @@ def load_local_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str
                 if isinstance(value, torch.Tensor) and not isinstance(value, DTensor):
                     if value.shape == p.to_local().shape and value.dim() > 0:
                         entry[key] = DTensor.from_local(
-                            value, p.device_mesh, p.placements, run_check=False,
-                            shape=p.shape, stride=p.stride(),
-                        )  # fmt: skip
+                            value,
+                            p.device_mesh,
+                            p.placements,
+                            run_check=False,
+                            shape=p.shape,
+                            stride=p.stride(),
+                        )

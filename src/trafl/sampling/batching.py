@@ -57,8 +57,14 @@ def concat_rollouts(parts: list[Rollout]) -> Rollout:
     cat = torch.cat
     lengths = None
     if any(r.lengths is not None for r in parts):  # rows without their own are at full length
-        lengths = cat([r.completion_ids.new_full(r.completion_ids.shape[:1], r.completion_ids.shape[1])
-                       if r.lengths is None else r.lengths for r in parts])  # fmt: skip
+        lengths = cat(
+            [
+                r.completion_ids.new_full(r.completion_ids.shape[:1], r.completion_ids.shape[1])
+                if r.lengths is None
+                else r.lengths
+                for r in parts
+            ]
+        )
     trajectory = Trajectory(
         reveal_step=cat([r.trajectory.reveal_step for r in parts]),
         token_logp=cat([r.trajectory.token_logp for r in parts]),

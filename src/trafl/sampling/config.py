@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from trafl.sampling.cache import CACHE_MODES
@@ -58,3 +58,7 @@ class SamplerConfig:
 
     def resolved_steps(self) -> int:
         return self.steps or self.gen_length
+
+    def greedy(self) -> SamplerConfig:
+        """The same schedule at temperature 0: the greedy check of a sampler's setting."""
+        return replace(self, temperature=0.0)

@@ -12,6 +12,9 @@ Row i is sampled as if alone with the sampler config :func:`at_length` derives f
 This rule is our choice (LLaDA's evaluation scripts use steps = L/2 at every length, which it
 reproduces with ``steps = gen_length / 2``). In the batch, positions at and after L_i are
 excluded from attention, never revealed (``reveal_step`` -1) and filled with EOS.
+
+It is the one rule for steps at a length: rows of a mixed batch, and ``trafl eval``, which
+decodes each of its ``gen_lengths`` with ``at_length(sampler, L)`` (tests/test_sampler_settings.py).
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -71,14 +72,19 @@ def uniform(
     if len(generator) != shape[0]:
         raise ValueError(f"{len(generator)} row generators for {shape[0]} rows")
     if spans is None:
-        return torch.stack([torch.rand(shape[1:], dtype=torch.float64, device=device, generator=g)
-                            for g in generator])  # fmt: skip
+        return torch.stack(
+            [
+                torch.rand(shape[1:], dtype=torch.float64, device=device, generator=g)
+                for g in generator
+            ]
+        )
     u = torch.full(shape, 0.5, dtype=torch.float64, device=device)
     for i, (g, span) in enumerate(zip(generator, spans, strict=True)):
         if span is not None:
             lo, hi = span
-            u[i, lo:hi] = torch.rand((hi - lo, *shape[2:]), dtype=torch.float64, device=device,
-                                     generator=g)  # fmt: skip
+            u[i, lo:hi] = torch.rand(
+                (hi - lo, *shape[2:]), dtype=torch.float64, device=device, generator=g
+            )
     return u
 
 
@@ -129,6 +135,76 @@ def choose(
     return masked & ((confidence >= threshold) | top)
 
 
+@dataclass
+class _Canvas:
+    """The batch being denoised and what is recorded about it (sample's working state)."""
+
+    x: torch.Tensor  # (N, P+L) prompt and completion ids, masks where not yet revealed
+    attn: torch.Tensor  # (N, P+L) bool: prompt tokens and each row's own completion positions
+    exists: torch.Tensor  # (N, L) bool: position within the row's length
+    row_length: torch.Tensor  # (N,) long
+    reveal_step: torch.Tensor  # (N, L) long, -1 until revealed
+    token_logp: torch.Tensor  # (N, L) float32
+    sample_logp: torch.Tensor  # (N, L) float32
+    row_step: torch.Tensor  # (N,) long, steps each row has taken
+
+
+def _canvas(
+    model: DiffusionLM,
+    prompt_ids: torch.Tensor,
+    prompt_mask: torch.Tensor,
+    plans: list,
+    width: int,
+    per_row_lengths: bool,
+) -> _Canvas:
+    """All-masked completions after the prompts; past its length a row holds EOS, outside
+    attention."""
+    n, device = prompt_ids.shape[0], prompt_ids.device
+    row_length = torch.tensor([r.length for r in plans], device=device)  # (N,)
+    exists = torch.arange(width, device=device)[None] < row_length[:, None]  # (N, L)
+    fill = torch.full_like(exists, model.mask_token_id, dtype=torch.long)
+    if per_row_lengths:
+        fill = fill.masked_fill(~exists, model.eos_token_id)
+    zeros = torch.zeros((n, width), dtype=torch.float32, device=device)
+    return _Canvas(
+        x=torch.cat([prompt_ids, fill.to(prompt_ids.dtype)], dim=1),  # (N, P+L)
+        attn=torch.cat([prompt_mask.bool(), exists], dim=1),
+        exists=exists,
+        row_length=row_length,
+        reveal_step=torch.full((n, width), -1, dtype=torch.long, device=device),
+        token_logp=zeros,
+        sample_logp=zeros.clone(),
+        row_step=torch.zeros(n, dtype=torch.long, device=device),
+    )
+
+
+def _block_window(plans: list, b: int, device: torch.device) -> tuple[list, int, int, torch.Tensor]:
+    """Each row's span of block ``b`` (completion coordinates, None when the row has no such
+    block), the window [lo, hi) that holds them all, and (N, hi-lo) bool: in the row's span."""
+    spans = [r.span(b) for r in plans]
+    lo = min(s[0] for s in spans if s is not None)
+    hi = max(s[1] for s in spans if s is not None)
+    in_block = torch.zeros((len(plans), hi - lo), dtype=torch.bool)
+    for i, s in enumerate(spans):
+        if s is not None:
+            in_block[i, s[0] - lo : s[1] - lo] = True
+    return spans, lo, hi, in_block.to(device)
+
+
+def _reveal_counts(
+    config: SamplerConfig, plans: list, spans: list, j: int, still_masked: torch.Tensor
+) -> tuple[list[int] | None, list[bool]]:
+    """Which rows reveal something at step ``j`` of the block, decided on the host: the
+    block's scheduled counts, or (parallel decoding) every row with a masked position left."""
+    if config.parallel_threshold is not None:
+        return None, still_masked.any(dim=1).tolist()
+    count = [
+        r.schedule[j] if s is not None and j < len(r.schedule) else 0
+        for r, s in zip(plans, spans, strict=True)
+    ]
+    return count, [c > 0 for c in count]
+
+
 @torch.no_grad()
 def sample(
     model: DiffusionLM,
@@ -147,79 +223,93 @@ def sample(
     Steps are counted per row: ``reveal_step`` is the row's own denoising step, and a row
     that has nothing left to reveal while the others go on is left out of the denoiser call
     (without a cache) and draws no noise."""
-    n, p = prompt_ids.shape
-    width, device, mask_id = config.gen_length, prompt_ids.device, model.mask_token_id
+    n = prompt_ids.shape[0]
     plans = row_plans(config, lengths, n)
-    row_length = torch.tensor([r.length for r in plans], device=device)
-    exists = torch.arange(width, device=device)[None] < row_length[:, None]  # (N, L)
-    fill = torch.full_like(exists, mask_id, dtype=torch.long)
-    if lengths is not None:  # past its length a row holds EOS, outside attention
-        fill = fill.masked_fill(~exists, model.eos_token_id)
-    x = torch.cat([prompt_ids, fill.to(prompt_ids.dtype)], dim=1)  # (N, P+L)
-    attn = torch.cat([prompt_mask.bool(), exists], dim=1)
-    reveal_step = torch.full((n, width), -1, dtype=torch.long, device=device)
-    token_logp = torch.zeros((n, width), dtype=torch.float32, device=device)
-    sample_logp = torch.zeros((n, width), dtype=torch.float32, device=device)
-    row_step = torch.zeros(n, dtype=torch.long, device=device)  # steps each row has taken
-    per_row_noise = isinstance(generator, list | tuple)
-
+    c = _canvas(model, prompt_ids, prompt_mask, plans, config.gen_length, lengths is not None)
     step_logits = StepLogits(model, config.cache, config.cache_refresh_every, config.bf16)
     calls = 0
     for b in range(max(r.num_blocks for r in plans)):
-        spans = [r.span(b) for r in plans]  # each row's current block, completion coordinates
-        lo = min(s[0] for s in spans if s is not None)
-        hi = max(s[1] for s in spans if s is not None)  # the window every row's block is in
-        in_block = torch.zeros((n, hi - lo), dtype=torch.bool)
-        for i, s in enumerate(spans):
-            if s is not None:
-                in_block[i, s[0] - lo : s[1] - lo] = True
-        in_block = in_block.to(device)
+        spans, lo, hi, in_block = _block_window(plans, b, prompt_ids.device)
         for j in itertools.count():
-            still_masked = in_block & (reveal_step[:, lo:hi] < 0)  # (N, S)
-            # Which rows reveal something at this step: decided on the host.
-            count: list[int] | None = None
-            if config.parallel_threshold is None:  # the block's scheduled steps
-                count = [r.schedule[j] if s is not None and j < len(r.schedule) else 0
-                         for r, s in zip(plans, spans, strict=True)]  # fmt: skip
-                active = [c > 0 for c in count]
-            else:  # parallel decoding: until the block is fully revealed
-                active = still_masked.any(dim=1).tolist()
+            still_masked = in_block & (c.reveal_step[:, lo:hi] < 0)  # (N, S)
+            count, active = _reveal_counts(config, plans, spans, j, still_masked)
             if not any(active):
                 break
-            # Without a cache, only the rows that reveal something go through the denoiser.
-            rows = list(range(n))
-            if config.cache == "none" and not all(active):
-                rows = [i for i in range(n) if active[i]]
-            pick = slice(None) if len(rows) == n else torch.tensor(rows, device=device)
-            gen = [generator[i] for i in rows] if per_row_noise else generator  # type: ignore[index]
-            draw = None  # per-row generators draw at each active row's own span, as alone
-            if per_row_noise:
-                draw = [(spans[i][0] - lo, spans[i][1] - lo) if active[i] else None  # type: ignore[index]
-                        for i in rows]  # fmt: skip
-            logits = step_logits(x[pick], attn[pick], p + lo, p + hi, j).double()  # (R, S, V)
+            _denoise_step(
+                c,
+                step_logits,
+                config,
+                generator,
+                spans,
+                (lo, hi),
+                j,
+                still_masked,
+                count,
+                active,
+                prompt_ids.shape[1],
+            )
             calls += 1
-            x0, x0_sample_logp = candidates(logits, config, gen, draw)  # (R, S)
-            x0_logp = logits.log_softmax(dim=-1).gather(-1, x0[..., None])[..., 0]  # (R, S)
-            if config.remasking == "low_confidence":
-                confidence = x0_logp.exp()
-            else:
-                confidence = uniform(x0.shape, gen, device, draw)
-            stepping = torch.tensor(active, device=device)  # (N,) bool
-            masked = still_masked[pick] & stepping[pick, None]
-            row_count = None if count is None else [count[i] for i in rows]
-            reveal = choose(confidence, masked, row_count, config.parallel_threshold)  # (R, S)
-            step = row_step[pick, None]  # (R, 1)
-            window, span = (pick, slice(p + lo, p + hi)), (pick, slice(lo, hi))
-            x[window] = torch.where(reveal, x0, x[window])
-            reveal_step[span] = torch.where(reveal, step, reveal_step[span])
-            token_logp[span] = torch.where(reveal, x0_logp.float(), token_logp[span])
-            sample_logp[span] = torch.where(reveal, x0_sample_logp.float(), sample_logp[span])
-            row_step += stepping.long()
 
-    assert torch.equal(reveal_step >= 0, exists), "every position is revealed exactly once"
-    trajectory = Trajectory(reveal_step, token_logp, sample_logp)
-    return Rollout(prompt_ids, prompt_mask.bool(), x[:, p:], trajectory, int(row_step.max()),
-                   None if lengths is None else row_length, calls)  # fmt: skip
+    assert torch.equal(c.reveal_step >= 0, c.exists), "every position is revealed exactly once"
+    trajectory = Trajectory(c.reveal_step, c.token_logp, c.sample_logp)
+    p = prompt_ids.shape[1]
+    return Rollout(
+        prompt_ids,
+        prompt_mask.bool(),
+        c.x[:, p:],
+        trajectory,
+        int(c.row_step.max()),
+        None if lengths is None else c.row_length,
+        calls,
+    )
+
+
+def _denoise_step(
+    c: _Canvas,
+    step_logits: StepLogits,
+    config: SamplerConfig,
+    generator: Generators,
+    spans: list,
+    window: tuple[int, int],
+    j: int,
+    still_masked: torch.Tensor,  # (N, S)
+    count: list[int] | None,
+    active: list[bool],
+    p: int,
+) -> None:
+    """One denoiser call on the rows that reveal something (all rows with a cache): draw
+    candidates, score them, reveal the chosen positions and record their log-probs."""
+    (lo, hi), n, device = window, len(active), c.x.device
+    rows = list(range(n))
+    if config.cache == "none" and not all(active):
+        rows = [i for i in range(n) if active[i]]
+    pick = slice(None) if len(rows) == n else torch.tensor(rows, device=device)
+    per_row_noise = isinstance(generator, list | tuple)
+    gen = [generator[i] for i in rows] if per_row_noise else generator  # type: ignore[index]
+    draw = None  # per-row generators draw at each active row's own span, as alone
+    if per_row_noise:
+        draw = [
+            (spans[i][0] - lo, spans[i][1] - lo) if active[i] else None  # type: ignore[index]
+            for i in rows
+        ]
+    logits = step_logits(c.x[pick], c.attn[pick], p + lo, p + hi, j).double()  # (R, S, V)
+    x0, x0_sample_logp = candidates(logits, config, gen, draw)  # (R, S)
+    x0_logp = logits.log_softmax(dim=-1).gather(-1, x0[..., None])[..., 0]  # (R, S)
+    if config.remasking == "low_confidence":
+        confidence = x0_logp.exp()
+    else:
+        confidence = uniform(x0.shape, gen, device, draw)
+    stepping = torch.tensor(active, device=device)  # (N,) bool
+    masked = still_masked[pick] & stepping[pick, None]
+    row_count = None if count is None else [count[i] for i in rows]
+    reveal = choose(confidence, masked, row_count, config.parallel_threshold)  # (R, S)
+    step = c.row_step[pick, None]  # (R, 1)
+    x_win, span = (pick, slice(p + lo, p + hi)), (pick, slice(lo, hi))
+    c.x[x_win] = torch.where(reveal, x0, c.x[x_win])
+    c.reveal_step[span] = torch.where(reveal, step, c.reveal_step[span])
+    c.token_logp[span] = torch.where(reveal, x0_logp.float(), c.token_logp[span])
+    c.sample_logp[span] = torch.where(reveal, x0_sample_logp.float(), c.sample_logp[span])
+    c.row_step += stepping.long()
 
 
 def left_pad(

@@ -13,6 +13,6 @@ from trafl.tasks import (  # noqa: E402,F401
     sudoku,
     tiny_code,
 )
-from trafl.tasks.base import TASKS, Problem, ScoringTask, Task
+from trafl.tasks.base import TASKS, Problem, ScoringTask, Task, TaskConfig
 
-__all__ = ["TASKS", "Problem", "ScoringTask", "Task"]
+__all__ = ["TASKS", "Problem", "ScoringTask", "Task", "TaskConfig"]

@@ -8,11 +8,20 @@ scores 0.0.
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from trafl.core.config import ComponentConfig
 from trafl.core.registry import Registry
 
 TASKS = Registry("task")  # each task module registers itself here
+
+
+@dataclass
+class TaskConfig(ComponentConfig):
+    """The base of every task's ``Config`` (a command's ``task`` holds the subclass that
+    ``name`` picks)."""
+
 
 Problem = dict[str, Any]
 

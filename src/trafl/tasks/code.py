@@ -69,8 +69,14 @@ class CodeTask:
                 fmt = 0.0
             self._remember(problem, completion, correct == 1.0)
             total = cfg.correct_weight * (rate if cfg.partial_credit else correct)
-            out.append({"reward": total + cfg.format_weight * fmt, "correct": correct,
-                        "pass_rate": rate, "format": fmt})  # fmt: skip
+            out.append(
+                {
+                    "reward": total + cfg.format_weight * fmt,
+                    "correct": correct,
+                    "pass_rate": rate,
+                    "format": fmt,
+                }
+            )
         return out
 
     def reward(self, problem: Problem, completion: str) -> float:

@@ -28,7 +28,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from trafl.core.errors import UserError
-from trafl.tasks.base import TASKS, Problem
+from trafl.tasks.base import TASKS, Problem, TaskConfig
 from trafl.tasks.countdown_expr import (  # noqa: F401  (re-exported: the task's public API)
     MAX_EXPR_CHARS,
     VALID_SIZES,
@@ -53,7 +53,7 @@ _MAX_DRAW_ATTEMPTS = 100_000  # guards the generator against configs with (almos
 
 
 @dataclass
-class CountdownConfig:
+class CountdownConfig(TaskConfig):
     """How problems are drawn. ``min_solutions`` filters out targets with too few distinct
     solutions (useful when measuring solution diversity)."""
 

@@ -88,11 +88,13 @@ def _parse_jsonl(file: Path, text: str) -> list[Record]:
         try:
             row = json.loads(line)
         except json.JSONDecodeError as err:
-            raise DataError(f"{file} line {number}: not valid JSON ({err.msg}, column "
-                            f"{err.colno})") from None  # fmt: skip
+            raise DataError(
+                f"{file} line {number}: not valid JSON ({err.msg}, column {err.colno})"
+            ) from None
         if not isinstance(row, dict):
-            raise DataError(f"{file} line {number}: expected a JSON object, got "
-                            f"{type(row).__name__}")  # fmt: skip
+            raise DataError(
+                f"{file} line {number}: expected a JSON object, got {type(row).__name__}"
+            )
         rows.append(row)
     return rows
 
@@ -101,8 +103,9 @@ def _parse_json(file: Path, text: str) -> list[Record]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
-        raise DataError(f"{file} line {err.lineno}: not valid JSON ({err.msg}, column "
-                        f"{err.colno})") from None  # fmt: skip
+        raise DataError(
+            f"{file} line {err.lineno}: not valid JSON ({err.msg}, column {err.colno})"
+        ) from None
     if isinstance(data, dict):  # {"data": [...]} / {"test": [...]}: the one list inside
         lists = [v for v in data.values() if isinstance(v, list)]
         if len(lists) != 1:

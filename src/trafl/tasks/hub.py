@@ -8,14 +8,14 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from trafl.core.errors import UserError
-from trafl.tasks.base import Problem
+from trafl.tasks.base import Problem, TaskConfig
 from trafl.tasks.data import DataError, Record, convert_records, load_records
 
 SPLITS = ("test", "train")
 
 
 @dataclass
-class HubDataConfig:
+class HubDataConfig(TaskConfig):
     """Where a hub task's problems come from. ``path`` (a local .json/.jsonl/.csv/.parquet file)
     wins over ``dataset``/``subset``/``split`` (a hub id, the default). Training problems come
     from ``train_path``, else from ``train_dataset`` (``dataset`` when None) at ``train_split``."""

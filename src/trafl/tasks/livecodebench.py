@@ -35,7 +35,7 @@ from typing import Any
 from trafl.core.errors import UserError
 from trafl.rewards.code import CodeRewardConfig, extract_code
 from trafl.rewards.sandbox import Job, SandboxConfig, SandboxResult
-from trafl.tasks.base import TASKS, Problem
+from trafl.tasks.base import TASKS, Problem, TaskConfig
 from trafl.tasks.code import CodeTask
 from trafl.tasks.data import DataError, convert_records, load_records
 
@@ -61,8 +61,8 @@ PRELUDE = (
 )
 
 
-# Task-specific defaults are subclasses, not default_factory values: a config override of one
-# key (task.reward.sandbox.workers=8) rebuilds the section from its class's defaults.
+# Task-specific defaults as a subclass: the section's type says what they are, and an override
+# of one key (task.reward.sandbox.workers=8) keeps the others (trafl.core.config.layer).
 @dataclass
 class LiveCodeBenchSandbox(SandboxConfig):
     """Contest tests are many and can be large: more time and room than HumanEval needs."""
@@ -78,7 +78,7 @@ class LiveCodeBenchReward(CodeRewardConfig):
 
 
 @dataclass
-class LiveCodeBenchConfig:
+class LiveCodeBenchConfig(TaskConfig):
     name: str = "livecodebench"
     path: str | None = None  # local file (wins over dataset)
     dataset: str | None = "livecodebench/code_generation_lite"
@@ -132,9 +132,10 @@ def to_problem(row: dict[str, Any]) -> Problem:
         "difficulty": str(row.get("difficulty", "")).lower(),
         "contest_date": str(row.get("contest_date", ""))[:10],
         "func_name": str(meta.get("func_name") or ""),
-        "tests": [{"input": t["input"], "output": t["output"], "testtype": t["testtype"]}
-                  for t in tests],
-    }  # fmt: skip
+        "tests": [
+            {"input": t["input"], "output": t["output"], "testtype": t["testtype"]} for t in tests
+        ],
+    }
 
 
 def same_stdout(got: str, expected: str) -> bool:
@@ -175,11 +176,12 @@ class LiveCodeBench(CodeTask):
                 rows, to_problem, f"livecodebench: {cfg.path or cfg.dataset}"
             )
             self._problems = [
-                p for p in problems
+                p
+                for p in problems
                 if p["difficulty"] in cfg.difficulties
                 and (cfg.start_date is None or p["contest_date"] >= cfg.start_date)
                 and (cfg.end_date is None or p["contest_date"] <= cfg.end_date)
-            ]  # fmt: skip
+            ]
             if cfg.max_tests is not None:
                 for p in self._problems:
                     p["tests"] = p["tests"][: cfg.max_tests]
@@ -210,8 +212,9 @@ class LiveCodeBench(CodeTask):
         if tests[0]["testtype"] == "functional":
             name = problem["func_name"]
             entry = f"Solution.{name}" if "class Solution" in problem["starter_code"] else name
-            inputs = [[json.loads(line) for line in t["input"].split("\n") if line.strip()]
-                      for t in tests]  # fmt: skip
+            inputs = [
+                [json.loads(line) for line in t["input"].split("\n") if line.strip()] for t in tests
+            ]
             return Job(PRELUDE + code, mode="call", inputs=inputs, entry=entry)
         return Job(PRELUDE + code, mode="stdio", inputs=[t["input"] for t in tests])
 

@@ -29,7 +29,7 @@ from typing import Any, Literal
 from trafl.core.errors import UserError
 from trafl.rewards.code import CodeRewardConfig, extract_code, normalise, parses
 from trafl.rewards.sandbox import Job
-from trafl.tasks.base import TASKS, Problem
+from trafl.tasks.base import TASKS, Problem, TaskConfig
 from trafl.tasks.code import CodeTask
 from trafl.tasks.data import DataError, convert_records, load_records
 
@@ -45,7 +45,7 @@ class MBPPReward(CodeRewardConfig):
 
 
 @dataclass
-class MBPPConfig:
+class MBPPConfig(TaskConfig):
     name: str = "mbpp"
     path: str | None = None  # local test problems (wins over dataset)
     train_path: str | None = None  # local training problems
@@ -66,9 +66,13 @@ def to_problem(row: dict[str, Any], challenge: bool) -> Problem:
         raise DataError(f"mbpp: a record lacks 'text'/'prompt' or 'test_list': {sorted(row)}")
     setup = row.get("test_setup_code") or "\n".join(row.get("test_imports") or [])
     extra = list(row.get("challenge_test_list") or []) if challenge else []
-    return {"task_id": str(row.get("task_id", "")), "text": str(text).strip(),
-            "tests": [str(t) for t in tests + extra], "setup": str(setup or ""),
-            "code": str(row.get("code") or "")}  # fmt: skip
+    return {
+        "task_id": str(row.get("task_id", "")),
+        "text": str(text).strip(),
+        "tests": [str(t) for t in tests + extra],
+        "setup": str(setup or ""),
+        "code": str(row.get("code") or ""),
+    }
 
 
 @TASKS.register("mbpp")

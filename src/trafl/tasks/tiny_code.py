@@ -39,13 +39,13 @@ from dataclasses import dataclass, field
 from trafl.core.errors import UserError
 from trafl.rewards.code import CodeRewardConfig, normalise
 from trafl.rewards.sandbox import Job, SandboxConfig, SandboxResult
-from trafl.tasks.base import TASKS, Problem
+from trafl.tasks.base import TASKS, Problem, TaskConfig
 from trafl.tasks.code import CodeTask
 from trafl.tasks.tiny_code_family import check_ops, family, key, parse, render
 
 
-# Task-specific defaults are subclasses, not default_factory values: a config override of one
-# key (task.reward.sandbox.workers=4) rebuilds the section from its class's defaults.
+# Task-specific defaults as a subclass: the section's type says what they are, and an override
+# of one key (task.reward.sandbox.workers=4) keeps the others (trafl.core.config.layer).
 @dataclass
 class TinyCodeSandbox(SandboxConfig):
     """Expressions are tiny, so limits are tight. Starting a sandboxed interpreter is mostly
@@ -68,7 +68,7 @@ class TinyCodeReward(CodeRewardConfig):
 
 
 @dataclass
-class TinyCodeConfig:
+class TinyCodeConfig(TaskConfig):
     name: str = "tiny_code"
     # The defaults are the distribution of the shipped base model (models/tiny-code-base).
     max_const: int = 5
@@ -114,10 +114,12 @@ class TinyCode(CodeTask):
             sig = tuple(behaviour[i] for i in shown)
             counts[sig] = counts.get(sig, 0) + 1
         eligible = sorted(
-            b for b, keys in self.groups.items()
-            if len(keys) >= cfg.min_solutions and len(set(b)) > 1
+            b
+            for b, keys in self.groups.items()
+            if len(keys) >= cfg.min_solutions
+            and len(set(b)) > 1
             and counts[tuple(b[i] for i in shown)] == 1
-        )  # fmt: skip
+        )
         if len(eligible) <= cfg.num_test:
             raise UserError(
                 f"only {len(eligible)} problems for num_test={cfg.num_test}; lower num_test or "

@@ -1,0 +1,299 @@
+"""Markdown from ``eval.json`` results: strings only (the commands print or write them).
+
+Two shapes of input, both of plain ``eval.json`` dicts (schema in docs/EVAL.md):
+
+- ``results = {name: eval.json}``: one evaluation per method, compared with the method named
+  ``base`` (``trafl compare``, the demo's ``report.md``). A cell (length, k) is *below the base*
+  when the method's mean pass@k is below the base's; the table marks it with ↓.
+- ``seeds = {method: {seed: eval.json}}``, the base under ``"base"`` (``scripts/reproduce.sh``,
+  docs/REPRODUCTION.md): the difference to the base is paired per problem with the base
+  evaluated under the same seed, pooled over seeds (``trafl.evaluation.seeds``); ▼ / ▲ mark a
+  95 % interval entirely below / above 0.
+
+Every interval here comes from one bootstrap, ``pooled_difference`` (one seed is the paired
+bootstrap of the comparison), so the demo of a seed and the reproduction agree on significance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from trafl.evaluation.seeds import PooledDifference, pooled_difference
+
+Results = dict[str, dict[str, Any]]  # {name: eval.json}
+Seeds = dict[str, dict[int, dict[str, Any]]]  # {method: {seed: eval.json}}, base under "base"
+BASE = "base"  # the key of the base in ``Seeds``
+
+
+def fmt(x: float | None, digits: int = 3) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def cells_text(cells: list[tuple[str, str]]) -> str:
+    return ", ".join(f"L={length} k={k}" for length, k in cells)
+
+
+# one evaluation per method ------------------------------------------------------------------
+
+
+def below_base(results: Results, base: str) -> dict[str, list[tuple[str, str]]]:
+    """For each method, the (length, k) cells where its mean pass@k is below the base's."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    ref = results[base]["lengths"]
+    for name, res in results.items():
+        if name == base:
+            continue
+        cells = []
+        for length, r in res["lengths"].items():
+            for k, v in r["pass_at_k"].items():
+                if length in ref and k in ref[length]["pass_at_k"]:
+                    if v["mean"] < ref[length]["pass_at_k"][k]["mean"]:
+                        cells.append((length, k))
+        out[name] = cells
+    return out
+
+
+def significant_drops(results: Results, base: str) -> dict[str, list[tuple[str, str]] | None]:
+    """Cells where the paired 95 % bootstrap interval of (method - base) lies entirely below 0;
+    None for a method with no length to pair (no per-problem ``correct_counts`` on the same
+    problems in both files)."""
+    out: dict[str, list[tuple[str, str]] | None] = {}
+    ref = results[base]
+    for name, res in results.items():
+        if name == base:
+            continue
+        cells: list[tuple[str, str]] | None = None
+        for length, r in res["lengths"].items():
+            b = ref["lengths"].get(length)
+            if b is None or "correct_counts" not in r or "correct_counts" not in b:
+                continue
+            if len(r["correct_counts"]) != len(b["correct_counts"]):
+                continue
+            ks = [int(k) for k in r["pass_at_k"] if k in b["pass_at_k"]]
+            diffs = pooled_difference(
+                [r["correct_counts"]],
+                [b["correct_counts"]],
+                res["num_samples"],
+                ref["num_samples"],
+                ks,
+            )
+            cells = (cells or []) + [(length, str(d.k)) for d in diffs if d.hi < 0]
+        out[name] = cells
+    return out
+
+
+def verdicts(results: Results, base: str) -> dict[str, str]:
+    """One sentence per method: does it stay above the base at every k and length, and is any
+    drop larger than the noise of the problem set?"""
+    sentences = {}
+    significant = significant_drops(results, base)
+    for name, cells in below_base(results, base).items():
+        if not cells:
+            sentences[name] = f"**{name}** is at or above {base} at every k and every length."
+            continue
+        sig = significant[name]
+        if sig is None:
+            noise = "no paired interval (no per-problem correct_counts in both eval.json files)"
+        elif sig:
+            noise = (
+                f"{len(sig)} of them with a 95 % paired-bootstrap interval of the difference "
+                f"below 0 ({cells_text(sig)})"
+            )
+        else:
+            noise = "none of them beyond the 95 % paired-bootstrap interval of the difference"
+        sentences[name] = (
+            f"**{name}** falls below {base} at {len(cells)} point(s): {cells_text(cells)}; {noise}."
+        )
+    return sentences
+
+
+def comparison_rows(results: Results, base: str) -> tuple[list[str], list[list[str]]]:
+    """Header and rows (method x metric per length); '↓' marks pass@k below the base."""
+    lengths = list(results[base]["lengths"])
+    ks = list(results[base]["lengths"][lengths[0]]["pass_at_k"])
+    header = ["method", "L", "greedy", *[f"pass@{k}" for k in ks], "coverage", "rank dist."]
+    rows = []
+    for name, res in results.items():
+        for length in lengths:
+            r = res["lengths"].get(length)
+            if r is None:
+                continue
+            ref = results[base]["lengths"][length]["pass_at_k"]
+            cells = []
+            for k in ks:
+                v = r["pass_at_k"][k]["mean"]
+                mark = " ↓" if name != base and v < ref[k]["mean"] else ""
+                cells.append(f"{v:.3f}{mark}")
+            rows.append(
+                [
+                    name,
+                    length,
+                    fmt(r.get("greedy_accuracy")),
+                    *cells,
+                    fmt(r["coverage"]["mean_coverage"]),
+                    fmt(r["locking"]["mean_pairwise_rank_distance"]),
+                ]
+            )
+    return header, rows
+
+
+def markdown_table(results: Results, base: str) -> str:
+    header, rows = comparison_rows(results, base)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def comparison_sections(results: Results, base: str, sentences: dict[str, str]) -> list[str]:
+    """The verdicts (``sentences``, from :func:`verdicts`) and the table, as Markdown lines."""
+    return [
+        "## Does each method stay above the base at every k and length?",
+        "",
+        *[f"- {sentence}" for sentence in sentences.values()],
+        "",
+        "## pass@k (↓ = below the base), greedy accuracy, coverage, reveal-order diversity",
+        "",
+        markdown_table(results, base),
+    ]
+
+
+# several seeds per method -------------------------------------------------------------------
+
+
+def seed_mean(
+    evals: dict[int, dict[str, Any]], length: str, get: Callable[[dict[str, Any]], Any]
+) -> float | None:
+    """Mean over seeds of ``get(eval.json["lengths"][length])``, skipping missing values."""
+    values = [get(e["lengths"][length]) for e in evals.values() if length in e["lengths"]]
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else None
+
+
+def differences(data: Seeds, method: str, length: str) -> list[PooledDifference]:
+    """pass@k(method) - pass@k(base) per k, paired per seed and problem, pooled over seeds."""
+    seeds = sorted(set(data[method]) & set(data[BASE]))
+    m = [data[method][s]["lengths"][length]["correct_counts"] for s in seeds]
+    b = [data[BASE][s]["lengths"][length]["correct_counts"] for s in seeds]
+    n_m, n_b = data[method][seeds[0]]["num_samples"], data[BASE][seeds[0]]["num_samples"]
+    ks = [int(k) for k in data[BASE][seeds[0]]["lengths"][length]["pass_at_k"]]
+    return pooled_difference(m, b, n_m, n_b, ks)
+
+
+def difference_text(d: PooledDifference) -> str:
+    """``+0.012``, with ``**▼**`` / ``▲`` when the interval lies entirely below / above 0."""
+    mark = " **▼**" if d.hi < 0 else (" ▲" if d.lo > 0 else "")
+    return f"{d.diff:+.3f}{mark}"
+
+
+def methods_of(data: Seeds) -> list[str]:
+    return [m for m in data if m != BASE]
+
+
+def seed_passk_table(data: Seeds, length: str, labels: dict[str, str]) -> list[str]:
+    """pass@k means over seeds, the method rows with their difference to the base."""
+    ks = list(next(iter(data[BASE].values()))["lengths"][length]["pass_at_k"])
+    lines = [
+        "| method | seeds | " + " | ".join(f"pass@{k}" for k in ks) + " |",
+        "|---|---|" + "---|" * len(ks),
+    ]
+    for method in [BASE, *methods_of(data)]:
+        evals = data[method]
+        diffs = {} if method == BASE else {d.k: d for d in differences(data, method, length)}
+        cells = []
+        for k in ks:
+            cell = fmt(seed_mean(evals, length, lambda r, k=k: r["pass_at_k"][k]["mean"]))
+            cells.append(cell if method == BASE else f"{cell} ({difference_text(diffs[int(k)])})")
+        lines.append(f"| {labels.get(method, method)} | {len(evals)} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def seed_diversity_table(data: Seeds, length: str, labels: dict[str, str]) -> list[str]:
+    """Greedy accuracy, coverage and reveal-order locking, means over seeds."""
+    lines = [
+        "| method | greedy | distinct correct / problem | solution-set coverage | "
+        "share on modal order | order entropy (norm.) | rank distance | "
+        "correct: share on modal order |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    getters: list[Callable[[dict[str, Any]], Any]] = [
+        lambda r: r.get("greedy_accuracy"),
+        lambda r: r["coverage"]["mean_distinct_correct"],
+        lambda r: r["coverage"]["mean_coverage"],
+        lambda r: r["locking"]["order_share_of_mode"],
+        lambda r: r["locking"]["order_entropy_normalized"],
+        lambda r: r["locking"]["mean_pairwise_rank_distance"],
+        lambda r: r["locking"]["correct_order_share_of_mode"],
+    ]
+    for method in [BASE, *methods_of(data)]:
+        row = [fmt(seed_mean(data[method], length, get)) for get in getters]
+        lines.append(f"| {labels.get(method, method)} | " + " | ".join(row) + " |")
+    return lines
+
+
+def seed_spread_table(data: Seeds, lengths: list[str], labels: dict[str, str]) -> list[str]:
+    """Per method and length: the smallest and largest per-seed mean difference to the base,
+    at k = 1 and at the largest k."""
+    k_max = max(int(k) for k in next(iter(data[BASE].values()))["lengths"][lengths[0]]["pass_at_k"])
+    cols = [f"L={n} pass@{k}" for n in lengths for k in (1, k_max)]
+    lines = ["| method | seeds | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
+    for method in methods_of(data):
+        cells = []
+        for length in lengths:
+            by_k = {d.k: d for d in differences(data, method, length)}
+            for k in (1, max(by_k)):
+                cells.append(f"{by_k[k].seed_min:+.3f} .. {by_k[k].seed_max:+.3f}")
+        seeds = len(set(data[method]) & set(data[BASE]))
+        lines.append(f"| {labels.get(method, method)} | {seeds} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def seed_verdict(data: Seeds, method: str, lengths: list[str], labels: dict[str, str]) -> str:
+    """One sentence: in how many (length, k) cells the method is below the base, and where the
+    pooled 95 % interval lies entirely below 0."""
+    below, significant, cells = [], [], 0
+    for length in lengths:
+        for d in differences(data, method, length):
+            cells += 1
+            if d.diff < 0:
+                below.append(f"L={length} k={d.k}")
+            if d.hi < 0:
+                significant.append(f"L={length} k={d.k}")
+    seeds = len(set(data[method]) & set(data[BASE]))
+    head = f"**{labels.get(method, method)}** ({seeds} seed{'s' if seeds != 1 else ''}): "
+    if not below:
+        return head + f"at or above the base in all {cells} (length, k) cells."
+    text = head + f"below the base in {len(below)} of {cells} cells ({', '.join(below[:8])}"
+    text += ", ...)" if len(below) > 8 else ")"
+    if significant:
+        return text + f"; significantly (95 % interval below 0) at {', '.join(significant)}."
+    return text + "; none of these drops is significant (every 95 % interval includes 0)."
+
+
+def seed_sections(
+    data: Seeds, lengths: list[str], labels: dict[str, str], figure: str
+) -> list[str]:
+    """Verdicts, the figure, the seed-to-seed spread and one section per length."""
+    lines = [
+        "## Verdicts",
+        "",
+        *[f"- {seed_verdict(data, m, lengths, labels)}" for m in methods_of(data)],
+        "",
+        f"![pass@k and difference to the base]({figure})",
+        "",
+        "## Seed to seed",
+        "",
+        "Smallest .. largest per-seed mean difference to the base (each seed against its own "
+        "base evaluation): how far one run of a method can land from another.",
+        "",
+        *seed_spread_table(data, lengths, labels),
+        "",
+    ]
+    for length in lengths:
+        lines += [f"## L = {length}", "", "pass@k, mean over seeds (difference to the base):", ""]
+        lines += seed_passk_table(data, length, labels)
+        lines += ["", "Coverage and reveal-order locking (means over seeds):", ""]
+        lines += seed_diversity_table(data, length, labels) + [""]
+    return lines

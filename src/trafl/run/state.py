@@ -1,0 +1,69 @@
+"""One run state for every trainer: what a checkpoint holds besides the model's weights.
+
+The optimizer, the learning-rate schedule, the data and mask generators, every global RNG
+(Python, NumPy, torch, CUDA), the step, the trainer's counters and the state of extra modules
+(TraFL's log Z head) are saved and restored together by :meth:`RunState.state_dict` /
+:meth:`RunState.load_state_dict`, so a resumed run continues bit for bit. ``trafl train`` and
+``trafl pretrain`` both use it; a sharded optimizer (FSDP) leaves ``optimizer`` out and saves
+its per-rank shards beside the state (trafl.commands.train).
+
+The state file's keys are flat (``step``, ``optimizer``, ``objective``, a counter's name, ...)
+so checkpoints written before this class existed still load.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+from trafl.run.checkpoint import rng_state, set_rng_state
+
+
+class RunState:
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        scheduler: Any,
+        data_rng: random.Random,
+        mask_gen: torch.Generator,
+        modules: dict[str, Any] | None = None,
+        counters: Iterable[str] = (),
+    ) -> None:
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.data_rng = data_rng
+        self.mask_gen = mask_gen
+        self.modules = dict(modules or {})  # name -> object with state_dict / load_state_dict
+        self.step = 0
+        self.counters = dict.fromkeys(counters, 0)
+
+    def state_dict(self, with_optimizer: bool = True) -> dict[str, Any]:
+        """Everything to resume from; ``with_optimizer=False`` when the optimizer is sharded
+        and saved per rank (its entry is then None, which the loader checks)."""
+        return {
+            **{name: module.state_dict() for name, module in self.modules.items()},
+            "optimizer": self.optimizer.state_dict() if with_optimizer else None,
+            "scheduler": self.scheduler.state_dict(),
+            "data_rng": self.data_rng.getstate(),
+            "mask_gen": self.mask_gen.get_state(),
+            "rng": rng_state(),
+            "step": self.step,
+            **self.counters,
+        }
+
+    def load_state_dict(self, state: dict[str, Any], with_optimizer: bool = True) -> None:
+        """Restore :meth:`state_dict`'s output (``with_optimizer=False``: the caller loads the
+        optimizer's shards itself)."""
+        for name, module in self.modules.items():
+            module.load_state_dict(state[name])
+        if with_optimizer:
+            self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.data_rng.setstate(state["data_rng"])
+        self.mask_gen.set_state(state["mask_gen"])
+        set_rng_state(state["rng"])
+        self.step = state["step"]
+        self.counters = {name: state[name] for name in self.counters}
