@@ -345,3 +345,18 @@ def test_the_console_never_reads_user_text_as_markup_or_emoji():
     assert cap.get().count(text) == 5
     with make_progress() as progress:  # must not raise MarkupError
         progress.add_task(text, total=1)
+
+
+def test_an_unknown_command_is_one_line_with_exit_code_2(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["trian"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1 and "'trian'" in err[0] and "train" in err[0]
+
+
+def test_training_on_a_test_only_task_fails_before_anything_is_written(tmp_path, capsys):
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "task=humaneval", f"out_dir={out}", "device=cpu"])
+    assert exc.value.code == 2 and "test set" in capsys.readouterr().err
+    assert not out.exists()

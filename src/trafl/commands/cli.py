@@ -121,8 +121,15 @@ def debug_requested(argv: list[str]) -> bool:
     return "--debug" in argv or os.environ.get("TRAFL_DEBUG", "").lower() in ("1", "true", "yes")
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        """One line, like every other user error (argparse prints its usage block)."""
+        print(f"trafl: {message} (trafl --help)", file=sys.stderr)
+        sys.exit(2)
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="trafl", usage=USAGE, add_help=True)
+    parser = _Parser(prog="trafl", usage=USAGE, add_help=True)
     parser.add_argument("command", choices=sorted(COMMANDS), metavar="COMMAND")
     parser.add_argument("args", nargs="*", help="[CONFIG.yaml] [key=value ...]")
     argv = list(sys.argv[1:] if argv is None else argv)

@@ -15,6 +15,7 @@ from typing import Any
 
 from rich.table import Table
 
+from trafl.core.errors import UserError
 from trafl.evaluation.plots import plot_coverage_locking, plot_pass_at_k_grid
 from trafl.evaluation.report import Results, below_base, comparison_rows, verdicts
 from trafl.run.runtime import console
@@ -33,20 +34,20 @@ def load_eval(path: str) -> dict[str, Any]:
     for candidate in (p, p / "eval.json", p / "eval" / "eval.json"):
         if candidate.is_file():
             return json.loads(candidate.read_text())
-    raise ValueError(f"no eval.json at {path!r} (give an eval.json, its folder, or a run folder)")
+    raise UserError(f"no eval.json at {path!r} (give an eval.json, its folder, or a run folder)")
 
 
 def compare(cfg: CompareConfig) -> dict[str, Any]:
     if not cfg.evals:
-        raise ValueError("compare needs at least one eval (evals=[a,b,...])")
+        raise UserError("compare needs at least one eval (evals=[a,b,...])")
     loaded = [load_eval(p) for p in cfg.evals]
     names = cfg.names or [r["model_name"] for r in loaded]
     if len(names) != len(loaded) or len(set(names)) != len(names):
-        raise ValueError(f"names must be unique, one per eval; got {names}")
+        raise UserError(f"names must be unique, one per eval; got {names}")
     results = dict(zip(names, loaded, strict=True))
     base = cfg.base or names[0]
     if base not in results:
-        raise ValueError(f"base {base!r} is not one of {names}")
+        raise UserError(f"base {base!r} is not one of {names}")
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     plot_pass_at_k_grid(results, base, out / "pass_at_k.png")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from trafl.core.errors import UserError
 from trafl.models import ModelConfig, load_model, resolve_model_path
 from trafl.run.runtime import console
 
@@ -28,12 +29,12 @@ class ExportConfig:
 
 def export(cfg: ExportConfig) -> Path:
     if not cfg.out:
-        raise ValueError("export needs an output folder: trafl export RUN_OR_CHECKPOINT OUT")
+        raise UserError("export needs an output folder: trafl export RUN_OR_CHECKPOINT OUT")
     out = Path(cfg.out)
     if out.exists() and any(out.iterdir()):
-        raise ValueError(f"{out} exists and is not empty; export into a new folder")
+        raise UserError(f"{out} exists and is not empty; export into a new folder")
     if cfg.model.load_in_4bit:
-        raise ValueError("cannot export 4-bit weights; load the base in bfloat16 or float32")
+        raise UserError("cannot export 4-bit weights; load the base in bfloat16 or float32")
     source = resolve_model_path(cfg.model.path)
     model = load_model(cfg.model)
     model.save_pretrained(out)

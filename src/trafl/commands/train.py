@@ -192,6 +192,7 @@ class Trainer:
         self.out = Path(cfg.out_dir)
         seed_everything(cfg.seed)
         self.task = TASKS.get(cfg.task.name)(cfg.task)
+        self.task.sample_train(0, random.Random(0))  # a task without training data fails here
         self.policy: Any = load_trainable(cfg.model, self.device)
         self.objective = build_objective(cfg.objective, self.policy.hidden_size).to(self.device)
         self.estimator = ESTIMATORS.get(cfg.estimator.name)(cfg.estimator)
