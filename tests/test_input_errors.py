@@ -360,3 +360,15 @@ def test_training_on_a_test_only_task_fails_before_anything_is_written(tmp_path,
         main(["train", "task=humaneval", f"out_dir={out}", "device=cpu"])
     assert exc.value.code == 2 and "test set" in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("name", ["config.json", "tokenizer.json"])
+def test_a_model_file_of_the_wrong_json_shape_is_one_line(tmp_path, capsys, name):
+    from tests.conftest import make_tiny
+
+    make_tiny().save_pretrained(tmp_path / "m")
+    (tmp_path / "m" / name).write_text("[]")
+    with pytest.raises(SystemExit) as exc:
+        main(["sample", f"model={tmp_path / 'm'}", "device=cpu"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1 and name in err[0] and "not an object" in err[0]

@@ -28,3 +28,14 @@ def write_text_atomic(path: Path, text: str) -> None:
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+def read_json_object(path: str | Path) -> dict:
+    """A JSON file that must hold an object (config.json, tokenizer.json); a ValueError naming
+    the file otherwise, so a damaged model folder is a one-line error, not a KeyError later."""
+    import json
+
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} holds a JSON {type(data).__name__}, not an object")
+    return data

@@ -30,13 +30,13 @@ transformers and peft are imported only when such a model is loaded (they take s
 from __future__ import annotations
 
 import inspect
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
 
+from trafl.core.files import read_json_object
 from trafl.models.base import DenoiserOutput, TokenIdsFromTokenizer
 
 if TYPE_CHECKING:
@@ -274,11 +274,11 @@ def read_config_json(path: str) -> dict[str, Any]:
     """``config.json`` of a local folder, or of a hub id (downloaded or from the HF cache)."""
     local = Path(path) / "config.json"
     if local.is_file():
-        return json.loads(local.read_text())
+        return read_json_object(local)
     try:
         from huggingface_hub import hf_hub_download
 
-        return json.loads(Path(hf_hub_download(path, "config.json")).read_text())
+        return read_json_object(hf_hub_download(path, "config.json"))
     except Exception as err:  # noqa: BLE001 - offline, unknown id, gated: one clear message
         raise ValueError(
             f"no model at {path!r}: expected a folder with config.json or a reachable hub id "

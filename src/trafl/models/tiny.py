@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_model, save_model
 from torch import nn
 
+from trafl.core.files import read_json_object
 from trafl.models.base import DenoiserOutput, TokenIdsFromTokenizer
 from trafl.models.tokenizer import CharTokenizer
 
@@ -199,7 +200,7 @@ class TinyDiffusionLM(TokenIdsFromTokenizer, nn.Module):
     @classmethod
     def from_pretrained(cls, path: str | Path) -> TinyDiffusionLM:
         path = Path(path)
-        meta = json.loads((path / "config.json").read_text())
+        meta = read_json_object(path / "config.json")
         if meta.pop("model_type", None) != cls.model_type:
             raise ValueError(f"{path} does not hold a '{cls.model_type}' model")
         model = cls(TinyConfig(**meta), CharTokenizer.load(path / "tokenizer.json"))

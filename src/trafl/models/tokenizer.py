@@ -11,6 +11,8 @@ import json
 import string
 from pathlib import Path
 
+from trafl.core.files import read_json_object
+
 SPECIALS = ("<pad>", "<eos>", "<mask>")
 DEFAULT_ALPHABET = string.digits + string.ascii_letters + string.punctuation + " \n\t"
 
@@ -59,7 +61,7 @@ class CharTokenizer:
 
     @classmethod
     def load(cls, path: str | Path) -> CharTokenizer:
-        data = json.loads(Path(path).read_text())
+        data = read_json_object(path)
         if data.get("type") != "char" or tuple(data.get("specials", ())) != SPECIALS:
             raise ValueError(f"{path} is not a trafl character tokenizer file")
         return cls(data["alphabet"])
