@@ -121,6 +121,7 @@ def default_out_dir(cfg: EvalConfig, model_path: Path) -> Path:
 
 
 def evaluate(cfg: EvalConfig) -> dict[str, Any]:
+    """Evaluate at every length of ``cfg.gen_lengths``; writes eval.json and the plots."""
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
     model_path = Path(resolve_model_path(cfg.model.path))
@@ -131,15 +132,13 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     out = default_out_dir(cfg, model_path)  # made once the inputs are known to be good
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "eval_config.yaml")
-    solutions = [task.all_solutions(p) for p in problems]
-    n, ks = cfg.num_samples, power_of_two_ks(cfg.num_samples)
     result: dict[str, Any] = {
         "model": str(model_path),
         "model_name": model_path.parent.name if model_path.name == "model" else model_path.name,
         "task": cfg.task.name,
         "split": cfg.split,
         "num_problems": len(problems),
-        "num_samples": n,
+        "num_samples": cfg.num_samples,
         "config": to_dict(cfg),
         "lengths": {},
     }
@@ -148,54 +147,10 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     start = time.time()
     with make_progress() as progress:
         for length in cfg.gen_lengths:
-            sampler = cfg.sampler_at(length)
-            res: dict[str, Any] = {"steps": sampler.resolved_steps()}
-            if cfg.greedy:
-                greedy = rollout_task(
-                    model,
-                    task,
-                    problems,
-                    1,
-                    cfg.sampler_at(length, greedy=True),
-                    generator,
-                    progress,
-                    f"greedy L={length}",
-                )
-                res["greedy_accuracy"] = float(solved(greedy).float().mean())
-            scored = rollout_task(
-                model, task, problems, n, sampler, generator, progress, f"{n} samples L={length}"
+            res, heat[str(length)] = evaluate_length(
+                cfg, model, task, problems, length, generator, progress
             )
-            rewards = scored.rewards.view(len(problems), n).numpy()  # (B, n)
-            is_correct = solved(scored).view(len(problems), n).numpy()  # (B, n) bool
-            correct = is_correct.sum(axis=1).tolist()
-            ci = bootstrap_ci(correct, n, ks, num_resamples=cfg.bootstrap, seed=cfg.seed)
-            curve = pass_at_k_curve(correct, n, ks)
-            res["mean_reward"] = float(rewards.mean())
-            res["correct_counts"] = correct  # per problem, in problem order (paired comparisons)
-            res["pass_at_k"] = {str(k): {"mean": curve[k], "ci": list(ci[k])} for k in ks}
-            keys = [
-                [
-                    task.solution_key(p, t)
-                    for p, t in zip(
-                        scored.problems[i * n : (i + 1) * n],
-                        scored.texts[i * n : (i + 1) * n],
-                        strict=True,
-                    )
-                ]
-                for i in range(len(problems))
-            ]
-            res["coverage"] = dict(coverage_summary(keys, solutions))
-            res["coverage_at_k"] = jsonable(coverage_at_k(keys, solutions, ks))
-            steps = (
-                scored.rollout.trajectory.reveal_step.view(len(problems), n, length).cpu().numpy()
-            )
-            res["locking"] = dict(locking_summary(list(steps), list(is_correct)))
             result["lengths"][str(length)] = res
-            m = min(cfg.heatmap_problems, len(problems))
-            heat[str(length)] = (
-                [steps[i] for i in range(m)],
-                [is_correct[i] * 1.0 for i in range(m)],
-            )
     result["seconds"] = round(time.time() - start, 1)
     (out / "eval.json").write_text(json.dumps(result, indent=1))
     plot_pass_at_k(result, out / "pass_at_k.png")
@@ -206,6 +161,46 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     print_table(result)
     console.print(f"wrote {out / 'eval.json'} and plots in {out}", markup=False, emoji=False)
     return result
+
+
+def evaluate_length(
+    cfg: EvalConfig,
+    model: Any,
+    task: Any,
+    problems: list[Any],
+    length: int,
+    generator: torch.Generator,
+    progress: Any,
+) -> tuple[dict[str, Any], tuple[list[np.ndarray], list[np.ndarray]]]:
+    """One length's entry of eval.json (greedy accuracy, pass@k with intervals, coverage,
+    locking) and the reveal orders and outcomes of the first problems for the heatmaps."""
+    n, ks, b = cfg.num_samples, power_of_two_ks(cfg.num_samples), len(problems)
+    sampler = cfg.sampler_at(length)
+    res: dict[str, Any] = {"steps": sampler.resolved_steps()}
+    if cfg.greedy:
+        greedy_sampler = cfg.sampler_at(length, greedy=True)
+        greedy = rollout_task(model, task, problems, 1, greedy_sampler, generator, progress,
+                              f"greedy L={length}")  # fmt: skip
+        res["greedy_accuracy"] = float(solved(greedy).float().mean())
+    scored = rollout_task(
+        model, task, problems, n, sampler, generator, progress, f"{n} samples L={length}"
+    )
+    is_correct = solved(scored).view(b, n).numpy()  # (B, n) bool
+    correct = is_correct.sum(axis=1).tolist()
+    ci = bootstrap_ci(correct, n, ks, num_resamples=cfg.bootstrap, seed=cfg.seed)
+    curve = pass_at_k_curve(correct, n, ks)
+    res["mean_reward"] = float(scored.rewards.view(b, n).numpy().mean())  # as numpy sums it
+    res["correct_counts"] = correct  # per problem, in problem order (paired comparisons)
+    res["pass_at_k"] = {str(k): {"mean": curve[k], "ci": list(ci[k])} for k in ks}
+    keys = [[task.solution_key(p, t) for p, t in zip(scored.problems[i * n : (i + 1) * n],
+             scored.texts[i * n : (i + 1) * n], strict=True)] for i in range(b)]  # fmt: skip
+    solutions = [task.all_solutions(p) for p in problems]
+    res["coverage"] = dict(coverage_summary(keys, solutions))
+    res["coverage_at_k"] = jsonable(coverage_at_k(keys, solutions, ks))
+    steps = scored.rollout.trajectory.reveal_step.view(b, n, length).cpu().numpy()  # (B, n, L)
+    res["locking"] = dict(locking_summary(list(steps), list(is_correct)))
+    m = min(cfg.heatmap_problems, b)
+    return res, ([steps[i] for i in range(m)], [is_correct[i] * 1.0 for i in range(m)])
 
 
 def jsonable(x: Any) -> Any:
