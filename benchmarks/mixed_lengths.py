@@ -97,8 +97,8 @@ def main() -> None:
     same, per_length = 0, {}
     for j, length in enumerate(args.lengths):
         idx = [i for i, (jj, _) in enumerate(order) if jj == j]
-        a = separate[j].rollout.completion_ids
-        b = mixed.rollout.completion_ids[idx, :length]
+        a = separate[j].completion_ids
+        b = mixed.completion_ids[idx, :length]
         agree = (a == b).all(dim=1)
         same += int(agree.sum())
         per_length[str(length)] = {
@@ -114,8 +114,8 @@ def main() -> None:
         "separate_tokens_per_s": round(tokens / separate_s, 1),
         "mixed_tokens_per_s": round(tokens / mixed_s, 1),
         "rows_identical": round(same / (n * len(args.lengths)), 4),
-        "denoiser_calls_separate": sum(r.rollout.num_calls for r in separate),
-        "denoiser_calls_mixed": mixed.rollout.num_calls,
+        "denoiser_calls_separate": sum(r.num_calls for r in separate),
+        "denoiser_calls_mixed": mixed.num_calls,
         "all_seconds": {k: [round(t, 2) for t in v] for k, v in times.items()},
         "per_length": per_length,
     }

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from trafl.core.batch import RolloutBatch, completion_mask_from_eos
+from trafl.core.batch import completion_mask_from_eos
 from trafl.evaluation import pass_at_k_curve
 from trafl.evaluation.seeds import pooled_difference
 from trafl.likelihood.trajectory import TrajectoryLogp
@@ -41,21 +41,8 @@ MODES = {
 
 def replay_gap(model, scored, max_rows: int = 256) -> float:
     """Mean |recorded - exact| per-token log-prob over (at most) ``max_rows`` rows."""
-    r = scored.rollout
-    rows = slice(0, min(max_rows, r.completion_ids.shape[0]))
-    batch = RolloutBatch(
-        prompt_ids=r.prompt_ids[rows],
-        prompt_mask=r.prompt_mask[rows],
-        completion_ids=r.completion_ids[rows],
-        completion_mask=completion_mask_from_eos(r.completion_ids[rows], model.eos_token_id),
-        rewards=scored.rewards[rows],
-        group=scored.group[rows],
-        trajectory=type(r.trajectory)(
-            r.trajectory.reveal_step[rows],
-            r.trajectory.token_logp[rows],
-            r.trajectory.sample_logp[rows],
-        ),
-    )
+    batch = scored.rows(slice(0, min(max_rows, scored.num_rows)))
+    batch.completion_mask = completion_mask_from_eos(batch.completion_ids, model.eos_token_id)
     with torch.no_grad():
         exact = TrajectoryLogp().estimate(model, batch, {}).token_logp
     return float((exact - batch.trajectory.token_logp).abs().mean())
@@ -92,11 +79,11 @@ def main() -> None:
         seconds = time.perf_counter() - start
         correct = (scored.rewards >= 1).view(len(problems), -1).sum(1).tolist()
         curve = pass_at_k_curve(correct, args.samples, [1, args.samples])
-        tokens = scored.rollout.completion_ids.numel()
+        tokens = scored.completion_ids.numel()
         results[name] = {
             "seconds": round(seconds, 2),
             "tokens_per_s": round(tokens / seconds, 1),
-            "denoiser_calls_per_batch": round(scored.rollout.num_calls / micro_batches, 1),
+            "denoiser_calls_per_batch": round(scored.num_calls / micro_batches, 1),
             "pass@1": round(curve[1], 4),
             f"pass@{args.samples}": round(curve[args.samples], 4),
             "mean_abs_logp_gap_to_exact_replay": round(replay_gap(model, scored), 5),

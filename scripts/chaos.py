@@ -45,6 +45,8 @@ def start(args: list[str], log: Path) -> subprocess.Popen:
 
 def damage(run: Path, rng: random.Random) -> str:
     """One random fault of the kind a crash or a bad disk leaves; its description."""
+    if not run.is_dir():
+        return ""  # killed before the run made its folder
     ckpts = sorted(run.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
     kind = rng.choice(["flip", "latest_deleted", "latest_garbage", "torn_metrics", "none"])
     if kind == "flip" and len(ckpts) >= 2:  # damaging the only checkpoint loses the run, rightly
@@ -112,7 +114,10 @@ def main() -> None:
         rounds += 1
         event = damage(run, rng)
         events.append({"round": rounds, "signal": sig.name, "exit": code, "damage": event})
-        print(f"round {rounds}: {sig.name} -> exit {code}" + (f"; {event}" if event else ""))
+        print(
+            f"round {rounds}: {sig.name} -> exit {code}" + (f"; {event}" if event else ""),
+            flush=True,
+        )
     final = start([*args, f"out_dir={run}", "resume=true"], log)
     final_code = final.wait()
     equal, worst = (

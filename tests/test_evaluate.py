@@ -58,10 +58,20 @@ def test_correctness_is_the_correct_component_when_a_task_reports_one():
     1.0 must not count as solved."""
     import torch
 
-    from trafl.run.rollouts import ScoredRollout, solved
+    from trafl.core.batch import Rollout, Trajectory
+    from trafl.run.rollouts import solved
 
     def scored(rewards, components):
-        return ScoredRollout([], torch.zeros(3), None, [], torch.tensor(rewards), 0, components)  # type: ignore[arg-type]
+        empty = torch.zeros(3, 1)
+        traj = Trajectory(empty.long(), empty, empty)
+        return Rollout(
+            empty,
+            empty.bool(),
+            empty.long(),
+            traj,
+            rewards=torch.tensor(rewards),
+            components=components,
+        )
 
     weighted = scored([1.0, 2.5, 0.5], {"correct": torch.tensor([0.0, 1.0, 0.0])})
     assert solved(weighted).tolist() == [False, True, False]

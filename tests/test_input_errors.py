@@ -14,10 +14,11 @@ from tests.conftest import make_tiny
 from trafl.commands.cli import main
 from trafl.commands.sample import SampleConfig, print_summary, summarize
 from trafl.commands.train import TrainConfig
+from trafl.core.batch import Rollout, Trajectory
 from trafl.core.config import ConfigError, load_config
 from trafl.core.errors import RunStopped, UserError
 from trafl.objectives import OBJECTIVES, build_objective
-from trafl.run.rollouts import ScoredRollout, check_reward_errors, rollout_task
+from trafl.run.rollouts import check_reward_errors, rollout_task
 from trafl.sampling import SamplerConfig
 from trafl.tasks import TASKS
 
@@ -267,13 +268,16 @@ def test_task_shorthand_combines_with_task_keys(tmp_path):
 
 def test_problems_and_completions_print_literally(capsys):
     problems = [{"q": "[/b] and [bold]"}, {"q": "x"}]
-    scored = ScoredRollout(
-        problems,
-        torch.arange(2),
-        None,
-        ["ok [/INST] done", "[/b]"],  # type: ignore[arg-type]
-        torch.tensor([1.0, 0.0]),
-        0,
+    empty = torch.zeros(2, 1)
+    scored = Rollout(
+        empty,
+        empty.bool(),
+        empty.long(),
+        Trajectory(empty.long(), empty, empty),
+        problems=problems,
+        texts=["ok [/INST] done", "[/b]"],
+        rewards=torch.tensor([1.0, 0.0]),
+        group=torch.arange(2),
     )
     cfg = SampleConfig(model="models/[/INST]", show=2)
     print_summary(scored, summarize(scored, 2, 1), cfg)

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from tests.conftest import make_tiny
-from trafl.core.batch import Estimate, RolloutBatch, completion_mask_from_eos
+from trafl.core.batch import Estimate, Rollout, completion_mask_from_eos
 from trafl.likelihood import ESTIMATORS, Estimator, slice_draw
 from trafl.likelihood.diffusion import masked_token_logp
 from trafl.models import TinyDiffusionLM
@@ -37,14 +37,20 @@ def completion(model: TinyDiffusionLM, text: str) -> torch.Tensor:
     return torch.tensor([model.tokenizer.encode(text) + [model.eos_token_id] * (L - len(text))])
 
 
-def make_batch(model, ids, mask, y: torch.Tensor, rows: int) -> RolloutBatch:
+def make_batch(model, ids, mask, y: torch.Tensor, rows: int) -> Rollout:
     """``rows`` copies of one (prompt, completion) with a dummy trajectory."""
     y = y.expand(rows, -1)
     zeros, cm = torch.zeros(y.shape), completion_mask_from_eos(y, model.eos_token_id)
     traj = Trajectory(torch.zeros(y.shape, dtype=torch.long), zeros, zeros)
     group = torch.zeros(rows, dtype=torch.long)
-    return RolloutBatch(
-        ids.expand(rows, -1), mask.expand(rows, -1), y, cm, zeros[:, 0], group, traj
+    return Rollout(
+        ids.expand(rows, -1),
+        mask.expand(rows, -1),
+        y,
+        traj,
+        completion_mask=cm,
+        rewards=zeros[:, 0],
+        group=group,
     )
 
 
@@ -234,7 +240,15 @@ def sampled(remasking: str = "low_confidence", steps: int = 8):
     r = sample(model, ids, mask, cfg, torch.Generator().manual_seed(0))
     cm = completion_mask_from_eos(r.completion_ids, model.eos_token_id)
     rows = torch.arange(4)
-    return model, RolloutBatch(ids, mask, r.completion_ids, cm, rows * 0.0, rows, r.trajectory)
+    return model, Rollout(
+        ids,
+        mask,
+        r.completion_ids,
+        r.trajectory,
+        completion_mask=cm,
+        rewards=rows * 0.0,
+        group=rows,
+    )
 
 
 @torch.no_grad()

@@ -9,7 +9,7 @@ import torch
 
 from tests.conftest import make_tiny
 from tests.test_sampler import PROMPTS, prompts_batch, run
-from trafl.core.batch import RolloutBatch, completion_mask_from_eos
+from trafl.core.batch import completion_mask_from_eos
 from trafl.likelihood.trajectory import TrajectoryLogp
 from trafl.sampling import SamplerConfig
 
@@ -22,16 +22,8 @@ EXACT = [
 
 def replay(model, out) -> torch.Tensor:
     """Exact per-token log-probs of the recorded path (the ``trajectory`` estimator)."""
-    n = out.completion_ids.shape[0]
-    batch = RolloutBatch(
-        prompt_ids=out.prompt_ids,
-        prompt_mask=out.prompt_mask,
-        completion_ids=out.completion_ids,
-        completion_mask=completion_mask_from_eos(out.completion_ids, model.eos_token_id),
-        rewards=torch.zeros(n),
-        group=torch.arange(n),
-        trajectory=out.trajectory,
-    )
+    batch = out.rows(slice(None))
+    batch.completion_mask = completion_mask_from_eos(out.completion_ids, model.eos_token_id)
     return TrajectoryLogp().estimate(model, batch, {}).token_logp  # (N, L)
 
 

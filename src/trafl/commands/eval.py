@@ -179,8 +179,9 @@ def evaluate_length(
     res: dict[str, Any] = {"steps": sampler.resolved_steps()}
     if cfg.greedy:
         greedy_sampler = cfg.sampler_at(length, greedy=True)
-        greedy = rollout_task(model, task, problems, 1, greedy_sampler, generator, progress,
-                              f"greedy L={length}")  # fmt: skip
+        greedy = rollout_task(
+            model, task, problems, 1, greedy_sampler, generator, progress, f"greedy L={length}"
+        )
         res["greedy_accuracy"] = float(solved(greedy).float().mean())
     scored = rollout_task(
         model, task, problems, n, sampler, generator, progress, f"{n} samples L={length}"
@@ -192,12 +193,19 @@ def evaluate_length(
     res["mean_reward"] = float(scored.rewards.view(b, n).numpy().mean())  # as numpy sums it
     res["correct_counts"] = correct  # per problem, in problem order (paired comparisons)
     res["pass_at_k"] = {str(k): {"mean": curve[k], "ci": list(ci[k])} for k in ks}
-    keys = [[task.solution_key(p, t) for p, t in zip(scored.problems[i * n : (i + 1) * n],
-             scored.texts[i * n : (i + 1) * n], strict=True)] for i in range(b)]  # fmt: skip
+    keys = [
+        [
+            task.solution_key(p, t)
+            for p, t in zip(
+                scored.problems[i * n : (i + 1) * n], scored.texts[i * n : (i + 1) * n], strict=True
+            )
+        ]
+        for i in range(b)
+    ]
     solutions = [task.all_solutions(p) for p in problems]
     res["coverage"] = dict(coverage_summary(keys, solutions))
     res["coverage_at_k"] = jsonable(coverage_at_k(keys, solutions, ks))
-    steps = scored.rollout.trajectory.reveal_step.view(b, n, length).cpu().numpy()  # (B, n, L)
+    steps = scored.trajectory.reveal_step.view(b, n, length).cpu().numpy()  # (B, n, L)
     res["locking"] = dict(locking_summary(list(steps), list(is_correct)))
     m = min(cfg.heatmap_problems, b)
     return res, ([steps[i] for i in range(m)], [is_correct[i] * 1.0 for i in range(m)])

@@ -11,11 +11,12 @@ import torch
 from rich.table import Table
 from rich.text import Text
 
+from trafl.core.batch import Rollout
 from trafl.core.config import check_at_least, component
 from trafl.core.errors import UserError
 from trafl.evaluation.passk import mean_pass_at_k, power_of_two_ks
 from trafl.models import ModelConfig, load_model
-from trafl.run.rollouts import ScoredRollout, rollout_task, subset
+from trafl.run.rollouts import rollout_task, subset
 from trafl.run.runtime import console, make_progress, resolve_device, seed_everything
 from trafl.sampling import SamplerConfig
 from trafl.tasks import TASKS, TaskConfig
@@ -68,7 +69,7 @@ def run_sample(cfg: SampleConfig) -> dict[str, Any]:
     return summary
 
 
-def summarize(scored: ScoredRollout, num_problems: int, num_samples: int) -> dict[str, Any]:
+def summarize(scored: Rollout, num_problems: int, num_samples: int) -> dict[str, Any]:
     correct = (scored.rewards >= 1.0).view(num_problems, num_samples).sum(dim=1).tolist()
     summary: dict[str, Any] = {
         "num_problems": num_problems,
@@ -83,13 +84,13 @@ def summarize(scored: ScoredRollout, num_problems: int, num_samples: int) -> dic
     return summary
 
 
-def write_jsonl(scored: ScoredRollout, task: Any, path: Path) -> None:
+def write_jsonl(scored: Rollout, task: Any, path: Path) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         f = path.open("w", encoding="utf-8")
     except OSError as err:
         raise UserError(f"cannot write output {str(path)!r}: {err.strerror}") from err
-    traj = scored.rollout.trajectory
+    traj = scored.trajectory
     with f:
         for i, (problem, text) in enumerate(zip(scored.problems, scored.texts, strict=True)):
             row = {
@@ -104,7 +105,7 @@ def write_jsonl(scored: ScoredRollout, task: Any, path: Path) -> None:
     console.print(f"wrote {path}", markup=False, emoji=False)
 
 
-def print_summary(scored: ScoredRollout, summary: dict[str, Any], cfg: SampleConfig) -> None:
+def print_summary(scored: Rollout, summary: dict[str, Any], cfg: SampleConfig) -> None:
     for i in range(min(cfg.show, len(scored.texts))):
         mark = ("✓", "green") if scored.rewards[i] >= 1 else ("✗", "red")
         # problems and completions are user text: a Text is never read as markup ("[/INST]")

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from trafl.core.batch import Estimate, RolloutBatch, completion_mask_from_eos
+from trafl.core.batch import Estimate, Rollout, completion_mask_from_eos
 from trafl.core.config import check_at_least, component, format_config
 from trafl.core.errors import RunStopped, TraflError
 from trafl.core.files import write_text_atomic
@@ -41,7 +41,7 @@ from trafl.run.folder import RunFolder, check_resume_config
 from trafl.run.guard import UpdateGuard
 from trafl.run.optim import OptimConfig, build_optimizer, decay_groups
 from trafl.run.reference import prompt_hidden, reference_model
-from trafl.run.rollouts import ScoredRollout, check_reward_errors, greedy_accuracy, rollout_task
+from trafl.run.rollouts import check_reward_errors, greedy_accuracy, rollout_task
 from trafl.run.runtime import (
     MetricsLog,
     console,
@@ -173,12 +173,12 @@ class TrainConfig:
 
 @dataclass
 class StepRollouts:
-    """One step's rollouts: this rank's scored samples and rows, the whole batch (all ranks'
-    rows in rank order; the same object in one process) and where this rank's rows sit in it."""
+    """One step's rollouts: this rank's rows (scored, with their texts), the whole batch (all
+    ranks' rows in rank order, tensors only; the same object in one process) and where this
+    rank's rows sit in it."""
 
-    scored: ScoredRollout
-    batch: RolloutBatch
-    full: RolloutBatch
+    batch: Rollout
+    full: Rollout
     rows: slice
 
 
@@ -327,14 +327,14 @@ class Trainer:
         """Rollouts, the mu updates and their metrics; the in-training evaluation when due."""
         cfg = self.cfg
         step = self.rollouts()
-        scored, batch, full = step.scored, step.batch, step.full
-        errors = self.dist.mean({"n": float(scored.num_reward_errors)})["n"] * self.dist.world_size
+        batch, full = step.batch, step.full
+        errors = self.dist.mean({"n": float(batch.num_reward_errors)})["n"] * self.dist.world_size
         check_reward_errors(
-            errors, full.num_rows, cfg.max_reward_error_rate, self.step + 1, scored.reward_error
+            errors, full.num_rows, cfg.max_reward_error_rate, self.step + 1, batch.reward_error
         )
         metrics = self.update(step)
         self.step += 1
-        metrics |= self.dist.mean(rollout_metrics(scored, batch))
+        metrics |= self.dist.mean(rollout_metrics(batch))
         metrics |= {
             "reward": float(full.rewards.mean()),
             "reward_std": float(full.rewards.std()) if full.num_rows > 1 else 0.0,
@@ -346,7 +346,7 @@ class Trainer:
         ):
             metrics["eval_greedy_accuracy"] = self.evaluate()  # sharded: every rank
         if cfg.save_completions_every > 0 and self.step % cfg.save_completions_every == 0:
-            self.save_completions(scored)  # each rank its own rows
+            self.save_completions(batch)  # each rank its own rows
         return metrics
 
     def stop_on_signal(self, stop: StopRequests, saved: bool) -> None:
@@ -374,20 +374,14 @@ class Trainer:
         prompts = [self.task.prompt(p) for p in problems]  # one prompt width on every rank
         width = max(len(self.policy.tokenizer.encode_prompt(p)) for p in prompts)
         generators = [self.row_generator(i) for i in range(rows.start, rows.stop)]
-        scored = rollout_task(
+        batch = rollout_task(
             self.policy, self.task, problems[mine], g, cfg.sampler, generators, pad_to=width
         )
-        r = scored.rollout
-        batch = RolloutBatch(
-            prompt_ids=r.prompt_ids,
-            prompt_mask=r.prompt_mask,
-            completion_ids=r.completion_ids,
-            completion_mask=completion_mask_from_eos(r.completion_ids, self.policy.eos_token_id),
-            rewards=scored.rewards.to(self.device),
-            group=(scored.group + mine.start).to(self.device),  # global prompt index
-            trajectory=r.trajectory,
-        )
-        return StepRollouts(scored, batch, self.gather_batch(batch), rows)
+        eos = self.policy.eos_token_id
+        batch.completion_mask = completion_mask_from_eos(batch.completion_ids, eos)  # (N, L)
+        batch.rewards = batch.rewards.to(self.device)  # (N,)
+        batch.group = (batch.group + mine.start).to(self.device)  # (N,) global prompt index
+        return StepRollouts(batch, self.gather_batch(batch), rows)
 
     def row_generator(self, row: int) -> torch.Generator:
         """Rollout noise keyed by (seed, step, global row): the same completion whichever rank
@@ -396,13 +390,13 @@ class Trainer:
         seed = int.from_bytes(key.digest(), "little") >> 1
         return torch.Generator(device=self.device).manual_seed(seed)
 
-    def gather_batch(self, batch: RolloutBatch) -> RolloutBatch:
+    def gather_batch(self, batch: Rollout) -> Rollout:
         """All ranks' rows in rank order (= the one-process batch); ``batch`` itself alone."""
         if not self.dist.enabled:
             return batch
         g = self.dist.gather
         t = batch.trajectory
-        return RolloutBatch(
+        return Rollout(
             prompt_ids=g(batch.prompt_ids),
             prompt_mask=g(batch.prompt_mask),
             completion_ids=g(batch.completion_ids),
@@ -440,7 +434,7 @@ class Trainer:
 
     def backward(
         self,
-        batch: RolloutBatch,
+        batch: Rollout,
         prepared: dict[str, torch.Tensor],
         draw: dict[str, torch.Tensor],
         old: Estimate | None,
@@ -559,7 +553,7 @@ class Trainer:
         per = (self.cfg.micro_batch_groups or num_rows // g) * g
         return [slice(s, min(s + per, num_rows)) for s in range(0, num_rows, per)]
 
-    def estimate(self, model: Any, batch: RolloutBatch, draw: dict[str, torch.Tensor]) -> Estimate:
+    def estimate(self, model: Any, batch: Rollout, draw: dict[str, torch.Tensor]) -> Estimate:
         """A no-grad estimate for the whole batch, computed per micro-batch (memory)."""
         model_was_training = model.training
         model.eval()
@@ -570,7 +564,7 @@ class Trainer:
         model.train(model_was_training)
         return concat_estimates(parts)
 
-    def prompt_hidden(self, batch: RolloutBatch, idx: slice) -> torch.Tensor | None:
+    def prompt_hidden(self, batch: Rollout, idx: slice) -> torch.Tensor | None:
         if not self.objective.needs_prompt_hidden:
             return None
         return prompt_hidden(self.policy, batch.prompt_ids[idx], batch.prompt_mask[idx])
@@ -584,7 +578,7 @@ class Trainer:
         sampler = self.cfg.rollout.sampler.greedy()
         return greedy_accuracy(self.policy, self.task, self.cfg.eval_problems, sampler)
 
-    def save_completions(self, scored: ScoredRollout) -> None:
+    def save_completions(self, scored: Rollout) -> None:
         rank = f".rank{self.dist.rank}" if self.dist.enabled else ""
         path = self.out / "completions" / f"step-{self.step}{rank}.jsonl"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -684,14 +678,14 @@ def concat_estimates(parts: list[Estimate]) -> Estimate:
     )
 
 
-def rollout_metrics(scored: ScoredRollout, batch: RolloutBatch) -> dict[str, float]:
-    r = scored.rewards
+def rollout_metrics(batch: Rollout) -> dict[str, float]:
+    r = batch.rewards
     return {
         "reward": float(r.mean()),
         "reward_std": float(r.std()) if r.numel() > 1 else 0.0,
         "rollout_length": float(batch.completion_mask.sum(1).float().mean()),
-        "rollout_reward_errors": scored.num_reward_errors,
-        **{f"reward_{name}": float(v.mean()) for name, v in scored.components.items()},
+        "rollout_reward_errors": batch.num_reward_errors,
+        **{f"reward_{name}": float(v.mean()) for name, v in batch.components.items()},
     }
 
 

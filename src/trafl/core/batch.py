@@ -7,6 +7,7 @@ prompt g), P prompt length, L completion length, V vocabulary, H hidden size, K 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
+from typing import Any
 
 import torch
 
@@ -23,26 +24,27 @@ class Trajectory:
 
 @dataclass
 class Rollout:
+    """Completions with everything known about them, one container from the sampler to the
+    loss. The sampler fills the ids, the trajectory and its counts; scoring
+    (:func:`trafl.run.rollouts.rollout_task`) adds the problems, texts, rewards, reward
+    components and groups; the trainer adds ``completion_mask`` and moves rewards to its
+    device. Fields not filled yet are None or empty."""
+
     prompt_ids: torch.Tensor  # (N, P) left-padded with pad ids
     prompt_mask: torch.Tensor  # (N, P) bool, False on padding
-    completion_ids: torch.Tensor  # (N, L)
+    completion_ids: torch.Tensor  # (N, L), EOS-filled to L
     trajectory: Trajectory
-    num_steps: int  # denoising steps of the row that took most (reveal_step < num_steps)
+    num_steps: int = 0  # denoising steps of the row that took most (reveal_step < num_steps)
     lengths: torch.Tensor | None = None  # (N,) per-row completion lengths; None: all L
     num_calls: int = 0  # denoiser calls made (summed over micro-batches by concat_rollouts)
-
-
-@dataclass
-class RolloutBatch:
-    """Detached data: completions sampled from the old policy, with rewards and trajectories."""
-
-    prompt_ids: torch.Tensor  # (N, P) left-padded
-    prompt_mask: torch.Tensor  # (N, P) bool
-    completion_ids: torch.Tensor  # (N, L), EOS-filled to L
-    completion_mask: torch.Tensor  # (N, L) bool, tokens up to and including the first EOS
-    rewards: torch.Tensor  # (N,) float32
-    group: torch.Tensor  # (N,) long, prompt index of each row
-    trajectory: Trajectory
+    completion_mask: torch.Tensor | None = None  # (N, L) bool, up to and including first EOS
+    rewards: torch.Tensor | None = None  # (N,) float32
+    group: torch.Tensor | None = None  # (N,) long, prompt index of each row
+    problems: list[Any] = field(default_factory=list)  # (N,) each row's problem
+    texts: list[str] = field(default_factory=list)  # (N,) decoded completions, cut at EOS
+    components: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> (N,) float32
+    num_reward_errors: int = 0
+    reward_error: str = ""  # the first reward error's repr ("" when none raised)
 
     @property
     def num_rows(self) -> int:
@@ -52,17 +54,31 @@ class RolloutBatch:
     def gen_length(self) -> int:
         return self.completion_ids.shape[1]
 
-    def rows(self, index: torch.Tensor | slice) -> RolloutBatch:
-        """A sub-batch (a micro-batch of whole groups, normally)."""
+    def rows(self, index: torch.Tensor | slice) -> Rollout:
+        """A sub-batch (a micro-batch of whole groups, normally); counts are kept as they are."""
+
+        def pick(x: torch.Tensor | None) -> torch.Tensor | None:
+            return None if x is None else x[index]
+
+        def pick_list(items: list[Any]) -> list[Any]:
+            if not items or isinstance(index, slice):
+                return items[index] if items else items
+            return [items[i] for i in index.tolist()]
+
         traj = Trajectory(*(getattr(self.trajectory, f.name)[index] for f in fields(Trajectory)))
-        return RolloutBatch(
+        return replace(
+            self,
             prompt_ids=self.prompt_ids[index],
             prompt_mask=self.prompt_mask[index],
             completion_ids=self.completion_ids[index],
-            completion_mask=self.completion_mask[index],
-            rewards=self.rewards[index],
-            group=self.group[index],
             trajectory=traj,
+            lengths=pick(self.lengths),
+            completion_mask=pick(self.completion_mask),
+            rewards=pick(self.rewards),
+            group=pick(self.group),
+            problems=pick_list(self.problems),
+            texts=pick_list(self.texts),
+            components={k: v[index] for k, v in self.components.items()},
         )
 
 

@@ -20,7 +20,7 @@ from typing import Any, Literal, Protocol, get_args, runtime_checkable
 
 import torch
 
-from trafl.core.batch import Estimate, RolloutBatch
+from trafl.core.batch import Estimate, Rollout
 from trafl.core.config import ComponentConfig, check_choice
 from trafl.core.registry import Registry
 from trafl.likelihood.diffusion import masked_token_logp
@@ -48,11 +48,11 @@ class Estimator(Protocol):
 
     def __init__(self, config: Any) -> None: ...
 
-    def draw(self, batch: RolloutBatch, generator: torch.Generator) -> Draw:
+    def draw(self, batch: Rollout, generator: torch.Generator) -> Draw:
         """Draw all the randomness of one (inner) update; shared by policy, old and ref."""
         ...
 
-    def estimate(self, model: DiffusionLM, batch: RolloutBatch, draw: Draw) -> Estimate:
+    def estimate(self, model: DiffusionLM, batch: Rollout, draw: Draw) -> Estimate:
         """Score ``batch`` under ``model`` with the drawn masks (differentiable)."""
         ...
 
@@ -71,7 +71,7 @@ def check_positions(positions: str) -> None:
     check_choice("positions", positions, POSITIONS)
 
 
-def valid_positions(batch: RolloutBatch, positions: str) -> torch.Tensor:
+def valid_positions(batch: Rollout, positions: str) -> torch.Tensor:
     """(N, L) bool: the completion positions that count.
 
     ``"all"``: the L EOS-filled positions (LLaDA's convention, TraFL's reading);
@@ -107,7 +107,7 @@ def uniform_ints(
 
 def score_masks(
     model: DiffusionLM,
-    batch: RolloutBatch,
+    batch: Rollout,
     masks: torch.Tensor,  # (N, K, L) bool, True = completion position hidden
     prompt_masks: torch.Tensor | None = None,  # (N, K, P) bool, True = prompt token hidden
 ) -> torch.Tensor:

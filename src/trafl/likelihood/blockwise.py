@@ -49,7 +49,7 @@ from dataclasses import dataclass
 
 import torch
 
-from trafl.core.batch import Estimate, RolloutBatch
+from trafl.core.batch import Estimate, Rollout
 from trafl.likelihood.base import (
     ESTIMATORS,
     Draw,
@@ -119,7 +119,7 @@ class Blockwise:
     def __init__(self, config: BlockwiseConfig | None = None) -> None:
         self.config = config if config is not None else BlockwiseConfig()
 
-    def draw(self, batch: RolloutBatch, generator: torch.Generator) -> Draw:
+    def draw(self, batch: Rollout, generator: torch.Generator) -> Draw:
         """{"masks": (N, m, L) bool, "prompt_masks": (N, m, P) bool}: hidden positions."""
         c = self.config
         valid = valid_positions(batch, c.positions)  # (N, L)
@@ -143,7 +143,7 @@ class Blockwise:
         u = torch.rand(shape, generator=generator, device=valid.device)  # (N, m, P)
         return {"masks": masks, "prompt_masks": prompt_mask & (u < p)}
 
-    def estimate(self, model: DiffusionLM, batch: RolloutBatch, draw: Draw) -> Estimate:
+    def estimate(self, model: DiffusionLM, batch: Rollout, draw: Draw) -> Estimate:
         b = self.config.eubo_b
         valid = valid_positions(batch, self.config.positions)  # (N, L)
         scored = draw["masks"] & valid[:, None, :]  # (N, m, L) M_j

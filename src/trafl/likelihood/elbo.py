@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from trafl.core.batch import RolloutBatch
+from trafl.core.batch import Rollout
 from trafl.likelihood.base import (
     ESTIMATORS,
     EstimatorConfig,
@@ -59,9 +59,7 @@ class Elbo(MaskMean):
     def __init__(self, config: ElboConfig | None = None) -> None:
         self.config = config if config is not None else ElboConfig()
 
-    def per_mask(
-        self, logp: torch.Tensor, masks: torch.Tensor, batch: RolloutBatch
-    ) -> torch.Tensor:
+    def per_mask(self, logp: torch.Tensor, masks: torch.Tensor, batch: Rollout) -> torch.Tensor:
         num_valid = valid_positions(batch, self.config.positions).sum(dim=1)  # (N,)
         weight = num_valid[:, None] / masks.sum(dim=-1)  # (N, K) n / l
         return weight * masked_sum(logp, masks)  # (N, K)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
-from trafl.core.batch import Estimate, RolloutBatch
+from trafl.core.batch import Estimate, Rollout
 from trafl.likelihood.base import (
     ESTIMATORS,
     Draw,
@@ -55,7 +55,7 @@ class MaskMeanConfig(EstimatorConfig):
 
 
 def draw_completion_masks(
-    batch: RolloutBatch,
+    batch: Rollout,
     num_masks: int,
     coupling: str,
     positions: str,
@@ -67,9 +67,7 @@ def draw_completion_masks(
     return {"masks": draw_masks(valid, num_masks, coupling, generator, full_mask)}
 
 
-def masked_logp(
-    model: DiffusionLM, batch: RolloutBatch, draw: Draw, positions: str
-) -> torch.Tensor:
+def masked_logp(model: DiffusionLM, batch: Rollout, draw: Draw, positions: str) -> torch.Tensor:
     """log p of every position under each drawn mask, (N, K, L) float32; positions outside
     the valid set are hidden too (they are never part of a mask)."""
     valid = valid_positions(batch, positions)  # (N, L)
@@ -86,19 +84,17 @@ class MaskMean:
     def __init__(self, config: MaskMeanConfig | None = None) -> None:
         self.config = config if config is not None else MaskMeanConfig()
 
-    def draw(self, batch: RolloutBatch, generator: torch.Generator) -> Draw:
+    def draw(self, batch: Rollout, generator: torch.Generator) -> Draw:
         c = self.config
         return draw_completion_masks(
             batch, c.num_masks, c.coupling, c.positions, c.full_mask, generator
         )
 
-    def estimate(self, model: DiffusionLM, batch: RolloutBatch, draw: Draw) -> Estimate:
+    def estimate(self, model: DiffusionLM, batch: Rollout, draw: Draw) -> Estimate:
         logp = masked_logp(model, batch, draw, self.config.positions)  # (N, K, L)
         per_draw = self.per_mask(logp, draw["masks"], batch)  # (N, K)
         return Estimate(seq=per_draw.mean(dim=1), per_draw=per_draw)
 
-    def per_mask(
-        self, logp: torch.Tensor, masks: torch.Tensor, batch: RolloutBatch
-    ) -> torch.Tensor:
+    def per_mask(self, logp: torch.Tensor, masks: torch.Tensor, batch: Rollout) -> torch.Tensor:
         """The value of each mask draw, (N, K): here the mean log-prob of its masked tokens."""
         return masked_mean(logp, masks)  # (N, K)

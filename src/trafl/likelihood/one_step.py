@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from trafl.core.batch import Estimate, RolloutBatch
+from trafl.core.batch import Estimate, Rollout
 from trafl.likelihood.base import (
     ESTIMATORS,
     Draw,
@@ -60,13 +60,13 @@ class OneStep:
     def __init__(self, config: OneStepConfig | None = None) -> None:
         self.config = config if config is not None else OneStepConfig()
 
-    def draw(self, batch: RolloutBatch, generator: torch.Generator) -> Draw:
+    def draw(self, batch: Rollout, generator: torch.Generator) -> Draw:
         """{"prompt_masks": (N, P) bool}: which prompt tokens are hidden (never padding)."""
         prompt_mask = batch.prompt_mask.bool()  # (N, P)
         u = torch.rand(prompt_mask.shape, generator=generator, device=prompt_mask.device)
         return {"prompt_masks": prompt_mask & (u < self.config.prompt_mask_prob)}  # (N, P)
 
-    def estimate(self, model: DiffusionLM, batch: RolloutBatch, draw: Draw) -> Estimate:
+    def estimate(self, model: DiffusionLM, batch: Rollout, draw: Draw) -> Estimate:
         hidden = torch.ones_like(batch.completion_mask, dtype=torch.bool)  # (N, L) all masked
         logp = score_masks(model, batch, hidden[:, None], draw["prompt_masks"][:, None])
         token_logp = logp[:, 0]  # (N, L)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from trafl.core.batch import Estimate, RolloutBatch
+from trafl.core.batch import Estimate, Rollout
 from trafl.likelihood.base import (
     ESTIMATORS,
     Draw,
@@ -58,10 +58,10 @@ class TrajectoryLogp:
     def __init__(self, config: TrajectoryConfig | None = None) -> None:
         self.config = config if config is not None else TrajectoryConfig()
 
-    def draw(self, batch: RolloutBatch, generator: torch.Generator) -> Draw:
+    def draw(self, batch: Rollout, generator: torch.Generator) -> Draw:
         return {}  # deterministic
 
-    def estimate(self, model: DiffusionLM, batch: RolloutBatch, draw: Draw) -> Estimate:
+    def estimate(self, model: DiffusionLM, batch: Rollout, draw: Draw) -> Estimate:
         reveal = batch.trajectory.reveal_step  # (N, L)
         if bool((reveal < 0).any()):
             raise ValueError(

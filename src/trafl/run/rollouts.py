@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass, field
 
 import torch
 from rich.progress import Progress
@@ -15,18 +14,6 @@ from trafl.sampling import Generators, Rollout, SamplerConfig, generate
 from trafl.tasks.base import Problem, Task
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class ScoredRollout:
-    problems: list[Problem]  # (N,) one per row: each problem repeated num_samples times
-    group: torch.Tensor  # (N,) long, index of the row's problem in the prompt list
-    rollout: Rollout
-    texts: list[str]  # (N,) decoded completions, cut at EOS
-    rewards: torch.Tensor  # (N,) float32
-    num_reward_errors: int
-    components: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> (N,) float32
-    reward_error: str = ""  # the first reward error's repr ("" when none raised)
 
 
 def safe_rewards(task: Task, problems: list[Problem], texts: list[str]) -> tuple[list[float], int]:
@@ -99,25 +86,27 @@ def rollout_task(
     description: str = "sampling",
     pad_to: int | None = None,
     lengths: list[int] | None = None,
-) -> ScoredRollout:
+) -> Rollout:
     """Sample ``num_samples`` completions per problem (rows grouped: problem-major) and score
-    them. ``generator``: one, or one per row (problem-major); ``lengths``: a completion
-    length per row (problem-major), each <= ``sampler.gen_length``."""
+    them: the sampler's :class:`Rollout` with its problems, texts, rewards, components and
+    groups filled in. ``generator``: one, or one per row (problem-major); ``lengths``: a
+    completion length per row (problem-major), each <= ``sampler.gen_length``."""
     rows = [p for p in problems for _ in range(num_samples)]
     prompts = [task.prompt(p) for p in rows]
     rollout, texts = generate(
         model, prompts, sampler, generator, progress, description, pad_to, lengths
     )
     scores, errors = score_all(task, rows, texts)
-    group = torch.arange(len(problems)).repeat_interleave(num_samples)
     names = sorted({k for s in scores for k in s} - {"reward"})
-    components = {k: torch.tensor([s.get(k, 0.0) for s in scores]) for k in names}
-    rewards = torch.tensor([s["reward"] for s in scores])
-    first_error = errors[0] if errors else ""
-    return ScoredRollout(rows, group, rollout, texts, rewards, len(errors), components, first_error)
+    rollout.problems, rollout.texts = rows, texts
+    rollout.group = torch.arange(len(problems)).repeat_interleave(num_samples)  # (N,)
+    rollout.rewards = torch.tensor([s["reward"] for s in scores])  # (N,)
+    rollout.components = {k: torch.tensor([s.get(k, 0.0) for s in scores]) for k in names}
+    rollout.num_reward_errors, rollout.reward_error = len(errors), errors[0] if errors else ""
+    return rollout
 
 
-def solved(scored: ScoredRollout) -> torch.Tensor:
+def solved(scored: Rollout) -> torch.Tensor:
     """(N,) bool: the sample is a correct solution. The task's ``correct`` component when it
     reports one (weighted totals such as 2 * correct + 0.5 * format are not correctness),
     else a total reward of at least 1."""
