@@ -15,21 +15,22 @@ import hashlib
 import json
 import os
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from trafl.commands.train_config import RESUME_FREE, TrainConfig
 from trafl.core.batch import Estimate, Rollout, completion_mask_from_eos
-from trafl.core.config import check_at_least, component, format_config
+from trafl.core.config import format_config
 from trafl.core.errors import RunStopped, TraflError
 from trafl.core.files import write_text_atomic
 from trafl.core.layout import checkpoints
-from trafl.likelihood import ESTIMATORS, EstimatorConfig, slice_draw
-from trafl.models import ModelConfig, load_trainable
+from trafl.likelihood import ESTIMATORS, slice_draw
+from trafl.models import load_trainable
 from trafl.models.saving import save_policy
-from trafl.objectives import OBJECTIVES, LossInputs, ObjectiveConfig, build_objective
+from trafl.objectives import LossInputs, build_objective
 from trafl.run.checkpoint import (
     is_disk_full,
     restore_policy,
@@ -39,7 +40,7 @@ from trafl.run.checkpoint import (
 from trafl.run.distributed import Distributed
 from trafl.run.folder import RunFolder, check_resume_config
 from trafl.run.guard import UpdateGuard
-from trafl.run.optim import OptimConfig, build_optimizer, decay_groups
+from trafl.run.optim import build_optimizer, decay_groups
 from trafl.run.reference import prompt_hidden, reference_model
 from trafl.run.rollouts import check_reward_errors, greedy_accuracy, rollout_task
 from trafl.run.runtime import (
@@ -60,117 +61,10 @@ from trafl.run.sharding import (
 )
 from trafl.run.signals import StopRequests
 from trafl.run.state import RunState
-from trafl.sampling import SamplerConfig
-from trafl.tasks import TASKS, TaskConfig
+from trafl.tasks import TASKS
+
 
 # settings a resume may change freely: how long to run and how often to log, check and save
-RESUME_FREE = ("resume", "overwrite", "allow_changes", "out_dir", "steps", "device", "log_every",
-               "ckpt_every", "keep_checkpoints", "save_completions_every", "eval_every",
-               "eval_problems", "max_bad_steps", "max_reward_error_rate")  # fmt: skip
-
-
-@dataclass
-class RolloutConfig:
-    prompts_per_step: int = 16  # B
-    group_size: int = 8  # G samples per prompt
-    sampler: SamplerConfig = field(
-        default_factory=lambda: SamplerConfig(gen_length=16, steps=8, temperature=0.9)
-    )
-
-
-@dataclass
-class TrainConfig:
-    model: ModelConfig = field(default_factory=ModelConfig)
-    task: TaskConfig = component(TASKS, "countdown")
-    objective: ObjectiveConfig = component(OBJECTIVES, "trafl")
-    # default: the estimator the objective is defined on (filled in by fill_defaults)
-    estimator: EstimatorConfig = component(ESTIMATORS, "mask_mean")
-    rollout: RolloutConfig = field(default_factory=RolloutConfig)
-    optim: OptimConfig = field(
-        default_factory=lambda: OptimConfig(lr=1e-4, warmup_steps=0, min_lr_ratio=1.0)
-    )
-    steps: int = 200  # rollout batches
-    inner_updates: int | None = None  # mu; None: the objective's published default
-    micro_batch_groups: int | None = None  # groups per micro-batch; None: the whole batch
-    seed: int = 0
-    out_dir: str = "runs/train"
-    log_every: int = 1
-    ckpt_every: int = 25
-    keep_checkpoints: int = 2
-    save_completions_every: int = 25  # write sampled completions to completions/step-N.jsonl
-    # greedy accuracy on eval_problems test problems, decoded as rollouts are (rollout.sampler
-    # at temperature 0: the same steps, blocks, top_p and fast modes); 0: never
-    eval_every: int = 0
-    eval_problems: int = 100
-    max_bad_steps: int = 5  # stop after this many non-finite updates in a row
-    # stop when more than this share of a step's rewards raise (a broken reward function
-    # scores every sample 0, and the run would train on nothing); 1.0: never stop
-    max_reward_error_rate: float = 0.5
-    # resume=true continues the run in out_dir from its newest checkpoint that verifies; a fresh
-    # run into a folder that holds a run is refused unless overwrite=true (deletes that run)
-    resume: bool = False
-    overwrite: bool = False
-    # settings a resume may change beside the bookkeeping ones (RESUME_FREE), e.g. [optim.lr]
-    allow_changes: list[str] = field(default_factory=list)
-    # copy the trainable weights and their AdamW state before each update and restore them if
-    # the update leaves a weight non-finite (trafl.run.guard); false: such an update stops the run
-    guard_updates: bool = True
-    device: str = "auto"
-    # shard weights, gradients and optimizer state over the ranks (FSDP2, trafl.run.sharding);
-    # needs several processes and a full-weight policy. None: as the launcher says (an
-    # accelerate config with distributed_type FSDP sets ACCELERATE_USE_FSDP=true), else off
-    fsdp: bool | None = None
-
-    def __post_init__(self) -> None:
-        self.model = ModelConfig.coerce(self.model)
-        check_at_least(
-            self,
-            {
-                "steps": 1,
-                "inner_updates": 1,
-                "micro_batch_groups": 1,
-                "log_every": 1,
-                "ckpt_every": 0,
-                "save_completions_every": 0,
-                "eval_every": 0,
-                "eval_problems": 1,
-                "max_bad_steps": 1,
-            },
-        )
-        check_at_least(self.rollout, {"prompts_per_step": 1, "group_size": 1}, "rollout.")
-        if not 0.0 <= self.max_reward_error_rate <= 1.0:
-            raise ValueError(
-                f"max_reward_error_rate must be in [0, 1], got {self.max_reward_error_rate}"
-            )
-        objective = OBJECTIVES.get(self.objective.name)
-        rule = getattr(objective, "min_group_size", None)  # a user's class may not have one
-        least = rule(self.objective) if rule is not None else 1
-        if self.rollout.group_size < least:
-            raise ValueError(
-                f"rollout.group_size must be >= {least} for objective "
-                f"{self.objective.name!r} (it compares the samples of a prompt), "
-                f"got {self.rollout.group_size}"
-            )
-
-    @staticmethod
-    def fill_defaults(data: dict[str, Any]) -> dict[str, Any]:
-        """Name the objective's own estimator unless the config names one (an unknown
-        objective is left for from_dict to report with its key)."""
-        data = dict(data)
-        objective = data.get("objective") or {}
-        objective_name = objective if isinstance(objective, str) else objective.get("name", "trafl")
-        estimator = data.get("estimator") or {}
-        if isinstance(estimator, str):
-            estimator = {"name": estimator}
-        if "name" not in estimator and isinstance(objective_name, str):
-            try:
-                estimator_name = OBJECTIVES.get(objective_name).estimator_name
-            except ValueError:
-                return data
-            data["estimator"] = {"name": estimator_name, **estimator}
-        return data
-
-
 @dataclass
 class StepRollouts:
     """One step's rollouts: this rank's rows (scored, with their texts), the whole batch (all
