@@ -69,6 +69,18 @@ def damage(run: Path, rng: random.Random) -> str:
     return ""
 
 
+def steps_done(run: Path) -> int:
+    """The last step logged (0 before any), reading past a torn line."""
+    last = 0
+    path = run / "metrics.jsonl"
+    for line in path.read_text().splitlines() if path.exists() else []:
+        try:
+            last = max(last, int(json.loads(line)["step"]))
+        except (ValueError, KeyError, TypeError):
+            pass
+    return last
+
+
 def same_weights(a: Path, b: Path) -> tuple[bool, float]:
     import torch
 
@@ -112,12 +124,18 @@ def main() -> None:
         code = proc.wait()
         exits[str(code)] = exits.get(str(code), 0) + 1
         rounds += 1
+        step = steps_done(run)
         event = damage(run, rng)
-        events.append({"round": rounds, "signal": sig.name, "exit": code, "damage": event})
+        events.append(
+            {"round": rounds, "signal": sig.name, "exit": code, "step": step, "damage": event}
+        )
         print(
-            f"round {rounds}: {sig.name} -> exit {code}" + (f"; {event}" if event else ""),
+            f"round {rounds}: {sig.name} at step {step} -> exit {code}"
+            + (f"; {event}" if event else ""),
             flush=True,
         )
+        if code == 0 and (run / "model").is_dir():
+            break  # the run completed (a signal during the final save waits for it)
     final = start([*args, f"out_dir={run}", "resume=true"], log)
     final_code = final.wait()
     equal, worst = (
@@ -130,6 +148,7 @@ def main() -> None:
     report = {
         "command": " ".join(["python scripts/chaos.py", *sys.argv[1:]]),
         "signals_sent": rounds,
+        "signals_before_the_last_step": sum(1 for e in events if e["step"] < a.steps),
         "exit_codes": exits,
         "damages": sum(1 for e in events if e["damage"]),
         "final_exit": final_code,
