@@ -250,7 +250,7 @@ class Pretrainer:
             }
         if cfg.eval_every > 0 and (done % cfg.eval_every == 0 or done == cfg.steps):
             metrics["greedy_accuracy"] = greedy_accuracy(
-                model, self.task, cfg.eval_problems, cfg.eval_sampler
+                model, self.task, cfg.eval_problems, cfg.eval_sampler.greedy()
             )
         return metrics
 
