@@ -582,3 +582,18 @@ def test_the_run_state_round_trips_every_generator_and_counter():
     b.load_state_dict(torch.load(buffer, weights_only=False))
     assert (b.step, b.counters) == (7, {"bad": 2})
     assert advance(b, layer_b) == expected
+
+
+def test_a_signal_swallowed_before_the_loop_still_stops_it_after_one_step(
+    tmp_path, tiny_path, monkeypatch
+):
+    """The command line records every SIGTERM/SIGINT before it raises; a library that
+    swallowed the exception (a bare except around an import) cannot make the signal vanish:
+    the loop sees it, finishes one step, checkpoints it and stops."""
+    import trafl.run.signals as signals
+
+    monkeypatch.setattr(signals, "_RECEIVED", [])
+    signals.record(signal.SIGTERM)
+    with pytest.raises(RunStopped, match="stopped by SIGTERM after step 1") as exc:
+        run(tmp_path, tiny_path, "steps=5", "ckpt_every=0")
+    assert exc.value.exit_code == 143 and (tmp_path / "checkpoint-1").is_dir()

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from trafl.core.config import ConfigError, load_config
-from trafl.core.errors import RunStopped, TraflError
+from trafl.core.errors import Interrupted, TraflError
 
 USAGE = """\
 trafl COMMAND [CONFIG.yaml] [key=value ...]
@@ -107,9 +107,13 @@ def _as_override(arg: str) -> str:
     return arg[2:] if "=" in arg else f"{arg[2:]}=true"
 
 
-def _terminate(signum: int, frame: Any) -> None:
-    """SIGTERM outside a training loop: unwind (temp files are removed) and exit 143."""
-    raise RunStopped("stopped by SIGTERM (nothing saved since the last checkpoint)", 128 + signum)
+def _interrupt(signum: int, frame: Any) -> None:
+    """SIGTERM or SIGINT outside a training loop: remember it (trafl.run.signals) and unwind
+    (temp files are removed); the command exits 128 + the signal's number with one line."""
+    from trafl.run.signals import record
+
+    record(signum)
+    raise Interrupted(signum)
 
 
 def one_line(err: BaseException) -> str:
@@ -140,7 +144,8 @@ def main(argv: list[str] | None = None) -> None:
     if overrides and "=" not in overrides[0] and ns.command not in ("compare", "export"):
         config_path = overrides.pop(0)
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _terminate)  # a training loop defers it to a step's end
+        for signum in (signal.SIGTERM, signal.SIGINT):  # a training loop defers them
+            signal.signal(signum, _interrupt)
     try:
         COMMANDS[ns.command](config_path, overrides)
     except TraflError as err:
@@ -148,11 +153,11 @@ def main(argv: list[str] | None = None) -> None:
             raise
         print(f"trafl {ns.command}: {one_line(err)}", file=sys.stderr)
         sys.exit(err.exit_code)
-    except KeyboardInterrupt:  # Ctrl-C outside a training loop, or twice inside one
+    except (Interrupted, KeyboardInterrupt) as err:  # outside a loop, or Ctrl-C twice in one
         if debug:
             raise
+        name = str(err) if isinstance(err, Interrupted) else "interrupted"
         print(
-            f"trafl {ns.command}: interrupted (nothing saved since the last checkpoint)",
-            file=sys.stderr,
+            f"trafl {ns.command}: {name} (nothing saved since the last checkpoint)", file=sys.stderr
         )
-        sys.exit(130)
+        sys.exit(getattr(err, "exit_code", 130))

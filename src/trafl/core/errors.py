@@ -27,3 +27,15 @@ class RunStopped(TraflError):
     def __init__(self, message: str, exit_code: int = 1) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class Interrupted(BaseException):
+    """SIGTERM or SIGINT outside a training loop. A BaseException, as KeyboardInterrupt is, so
+    that code catching ``Exception`` (a reward function's guard, a loader's fallback) does not
+    swallow it."""
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.exit_code = 128 + signum

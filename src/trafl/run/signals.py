@@ -13,6 +13,14 @@ from types import FrameType
 from typing import Any
 
 HANDLED = (signal.SIGTERM, signal.SIGINT)
+# Signals received before a loop installed its handlers (the command line records them): a
+# library that swallowed the exception raised for one (a bare ``except:`` around an import)
+# cannot make it vanish, since the loop then stops after its first step.
+_RECEIVED: list[int] = []
+
+
+def record(signum: int) -> None:
+    _RECEIVED.append(signum)
 
 
 class StopRequests:
@@ -21,6 +29,8 @@ class StopRequests:
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> StopRequests:
+        if _RECEIVED:
+            self.signum = _RECEIVED[-1]
         if threading.current_thread() is threading.main_thread():
             for signum in HANDLED:
                 self._previous[signum] = signal.signal(signum, self._handle)
