@@ -17,18 +17,18 @@ from typing import Any
 import torch
 
 from trafl.core.config import check_at_least, check_lengths, component, format_config
-from trafl.core.errors import RunStopped, TraflError
+from trafl.core.errors import RunStopped
 from trafl.core.files import write_text_atomic
 from trafl.likelihood.diffusion import sft_loss
 from trafl.models import CharTokenizer, ModelConfig, TinyConfig, TinyDiffusionLM, load_trainable
 from trafl.models.saving import save_policy
 from trafl.run.checkpoint import (
-    is_disk_full,
+    disk_full_is_one_line,
     restore_policy,
-    resume_from,
+    resume_run,
     save_atomic,
 )
-from trafl.run.folder import RunFolder, check_resume_config
+from trafl.run.folder import RunFolder
 from trafl.run.optim import OptimConfig, build_optimizer, decay_groups
 from trafl.run.rollouts import greedy_accuracy
 from trafl.run.runtime import (
@@ -171,33 +171,26 @@ class Pretrainer:
         """Claim the folder (lock; refuse to mix runs), resume if asked, run; the final model."""
         self.folder.claim(self.cfg.resume, self.cfg.overwrite)
         try:
-            self.metrics_log = MetricsLog(self.out)
-            if self.cfg.resume:
-                self.resume()
-            write_text_atomic(self.out / "config.yaml", format_config(self.cfg))
-            console.print(format_config(self.cfg), markup=False, emoji=False)  # user text
-            console.print(
-                f"model: {self.model.num_parameters():,} parameters on {self.device}",
-                markup=False,
-                emoji=False,
-            )
-            with StopRequests() as stop:  # stops the loop between steps; the final save waits
-                self.loop(stop)
-                final = save_atomic(self.out, "model", self.save_model, update_latest=False)
-            console.print(f"saved {final}", markup=False, emoji=False)
-            return final
-        except OSError as err:
-            if is_disk_full(err, self.out):
-                raise TraflError(
-                    f"no space left on the device writing into {self.out}; its "
-                    "checkpoints are intact; free space and resume with "
-                    "resume=true"
-                ) from err
-            raise
+            with disk_full_is_one_line(self.out):
+                return self.run_claimed()
         finally:
             if self.metrics_log is not None:
                 self.metrics_log.close()
             self.folder.release()
+
+    def run_claimed(self) -> Path:
+        """Open the metrics log, resume if asked, print the config, loop, save the model."""
+        self.metrics_log = MetricsLog(self.out)
+        if self.cfg.resume:
+            self.resume()
+        write_text_atomic(self.out / "config.yaml", format_config(self.cfg))
+        console.print(format_config(self.cfg))  # the console never reads markup (user text)
+        console.print(f"model: {self.model.num_parameters():,} parameters on {self.device}")
+        with StopRequests() as stop:  # stops the loop between steps; the final save waits
+            self.loop(stop)
+            final = save_atomic(self.out, "model", self.save_model, update_latest=False)
+        console.print(f"saved {final}")
+        return final
 
     def loop(self, stop: StopRequests) -> None:
         cfg = self.cfg
@@ -265,19 +258,7 @@ class Pretrainer:
         save_atomic(self.out, f"checkpoint-{self.step}", write, self.cfg.keep_checkpoints)
 
     def resume(self) -> None:
-        check_resume_config(self.out / "config.yaml", self.cfg, RESUME_FREE, self.cfg.allow_changes)
-        ckpt = resume_from(self.out, self.load_checkpoint)
-        if ckpt is None:
-            console.print(
-                f"resume requested but {self.out} has no checkpoint; starting fresh",
-                style="yellow",
-                markup=False,
-                emoji=False,
-            )
-            self.metrics_log.truncate_after(0)  # rows of a run killed before its first checkpoint
-            return
-        self.metrics_log.truncate_after(self.step)
-        console.print(f"resumed from {ckpt} at step {self.step}", markup=False, emoji=False)
+        resume_run(self.out, self.cfg, RESUME_FREE, self.load_checkpoint, self.metrics_log)
 
     def load_checkpoint(self, ckpt: Path) -> None:
         restore_policy(self.model, ckpt / "model", self.model_cfg)

@@ -32,13 +32,13 @@ from trafl.models import load_trainable
 from trafl.models.saving import save_policy
 from trafl.objectives import LossInputs, build_objective
 from trafl.run.checkpoint import (
-    is_disk_full,
+    disk_full_is_one_line,
     restore_policy,
-    resume_from,
+    resume_run,
     save_atomic,
 )
 from trafl.run.distributed import Distributed
-from trafl.run.folder import RunFolder, check_resume_config
+from trafl.run.folder import RunFolder
 from trafl.run.guard import UpdateGuard
 from trafl.run.optim import build_optimizer, decay_groups
 from trafl.run.reference import prompt_hidden, reference_model
@@ -159,15 +159,8 @@ class Trainer:
         try:
             if self.dist.is_main:
                 self.metrics_log = MetricsLog(self.out)
-            return self.run()
-        except OSError as err:
-            if is_disk_full(err, self.out):
-                raise TraflError(
-                    f"no space left on the device writing into {self.out}; its "
-                    "checkpoints are intact; free space and resume with "
-                    "resume=true"
-                ) from err
-            raise
+            with disk_full_is_one_line(self.out):
+                return self.run()
         finally:
             if self.metrics_log is not None:
                 self.metrics_log.close()
@@ -523,20 +516,7 @@ class Trainer:
     def try_resume(self) -> None:
         """Continue from the newest checkpoint of ``out_dir`` that verifies and loads, with the
         settings the run was started with (``allow_changes`` names exceptions)."""
-        check_resume_config(self.out / "config.yaml", self.cfg, RESUME_FREE, self.cfg.allow_changes)
-        ckpt = resume_from(self.out, self.load_checkpoint)
-        if ckpt is None:
-            console.print(
-                f"resume requested but {self.out} has no checkpoint; starting fresh",
-                style="yellow",
-                markup=False,
-            )
-            if self.metrics_log is not None:  # rows of a run killed before its first checkpoint
-                self.metrics_log.truncate_after(0)
-            return
-        if self.metrics_log is not None:
-            self.metrics_log.truncate_after(self.step)
-            console.print(f"resumed from {ckpt} at step {self.step}", markup=False)
+        resume_run(self.out, self.cfg, RESUME_FREE, self.load_checkpoint, self.metrics_log)
 
     def load_checkpoint(self, ckpt: Path) -> None:
         """Every piece of the run's state from ``ckpt`` (raises if any piece cannot load)."""

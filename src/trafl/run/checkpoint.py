@@ -14,13 +14,14 @@ with a note naming the base so the folder alone can be evaluated or exported.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
 import os
 import random
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -228,3 +229,40 @@ def restore_policy(policy: Any, folder: str | Path, model_cfg: Any, sharded: boo
         load_full_state_dict(policy, saved.state_dict())  # type: ignore[attr-defined]
         return
     policy.load_state_dict(saved.state_dict())  # type: ignore[attr-defined]
+
+
+@contextlib.contextmanager
+def disk_full_is_one_line(out: Path) -> Iterator[None]:
+    """A full disk anywhere in a run (metrics, completions, a checkpoint) as one line."""
+    try:
+        yield
+    except OSError as err:
+        if is_disk_full(err, out):
+            raise TraflError(
+                f"no space left on the device writing into {out}; its checkpoints are intact; "
+                "free space and resume with resume=true"
+            ) from err
+        raise
+
+
+def resume_run(
+    out: Path, cfg: Any, free: tuple[str, ...], load: Callable[[Path], None], metrics_log: Any
+) -> int | None:
+    """Every trainer's ``resume=true``: refuse changed settings (``cfg.allow_changes`` aside),
+    load the newest checkpoint that verifies (``load`` sets the step), and cut ``metrics_log``
+    (None on ranks that do not log) back to it; returns the checkpoint's step, None if none."""
+    from trafl.run.folder import check_resume_config
+
+    check_resume_config(out / "config.yaml", cfg, free, cfg.allow_changes)
+    ckpt = resume_from(out, load)
+    if ckpt is None:
+        console.print(f"resume requested but {out} has no checkpoint; starting fresh",
+                      style="yellow")  # fmt: skip
+        if metrics_log is not None:  # rows of a run killed before its first checkpoint
+            metrics_log.truncate_after(0)
+        return None
+    step = int(ckpt.name.split("-")[-1])
+    if metrics_log is not None:
+        metrics_log.truncate_after(step)
+        console.print(f"resumed from {ckpt} at step {step}")
+    return step
