@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from trafl.commands.train import TrainConfig, Trainer
-from trafl.core.config import load_config
+from trafl.core.config_files import load_config
 from trafl.objectives import OBJECTIVES
 
 

@@ -9,7 +9,7 @@ import itertools
 import statistics
 import sys
 
-from trafl.core.config import load_config
+from trafl.core.config_files import load_config
 from trafl.tasks.countdown import Countdown, CountdownConfig
 from trafl.tasks.countdown_expr import solution_counts
 

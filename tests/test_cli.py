@@ -13,7 +13,7 @@ from tests.conftest import make_tiny
 from trafl.commands import pretrain as pretrain_module
 from trafl.commands.cli import main
 from trafl.commands.pretrain import PretrainConfig, pretrain
-from trafl.core.config import load_config, load_saved_config
+from trafl.core.config_files import load_config, load_saved_config
 from trafl.models import load_model
 
 SMALL = ["arch.hidden_size=16", "arch.num_layers=1", "arch.num_heads=2", "arch.mlp_hidden=32",

@@ -14,15 +14,12 @@ import yaml
 from trafl.core.config import (
     ConfigError,
     component,
-    format_config,
     from_dict,
     layer,
-    load_config,
-    load_saved_config,
     parse_overrides,
-    save_config,
     to_dict,
 )
+from trafl.core.config_files import format_config, load_config, load_saved_config, save_config
 from trafl.core.registry import Registry
 
 SECTIONS = Registry("section")

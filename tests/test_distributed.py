@@ -16,7 +16,7 @@ import torch.multiprocessing as mp
 from safetensors.torch import load_file
 
 from trafl.commands.train import TrainConfig, train
-from trafl.core.config import load_config
+from trafl.core.config_files import load_config
 
 
 def overrides(model: Path, out: Path, objective: str, steps: int, **extra) -> list[str]:

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from trafl.commands.eval import EvalConfig, evaluate, llada_sampler, resolve_model_path
-from trafl.core.config import ConfigError, load_config
+from trafl.core.config import ConfigError
+from trafl.core.config_files import load_config
 
 BASE = Path(__file__).resolve().parents[1] / "models" / "countdown-base"
 

@@ -28,7 +28,7 @@ from tests.hf_fixtures import (
 from trafl.commands.eval import EvalConfig, evaluate
 from trafl.commands.sample import SampleConfig, run_sample
 from trafl.commands.train import TrainConfig, Trainer
-from trafl.core.config import load_config
+from trafl.core.config_files import load_config
 from trafl.likelihood.diffusion import masked_token_logp
 from trafl.models import (
     DiffusionLM,

@@ -15,7 +15,8 @@ from trafl.commands.cli import main
 from trafl.commands.sample import SampleConfig, print_summary, summarize
 from trafl.commands.train import TrainConfig
 from trafl.core.batch import Rollout, Trajectory
-from trafl.core.config import ConfigError, load_config
+from trafl.core.config import ConfigError
+from trafl.core.config_files import load_config
 from trafl.core.errors import RunStopped, UserError
 from trafl.objectives import OBJECTIVES, build_objective
 from trafl.run.rollouts import check_reward_errors, rollout_task

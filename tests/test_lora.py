@@ -15,7 +15,7 @@ from tests.conftest import make_tiny
 from tests.hf_fixtures import save_llada, save_llama, text_reward
 from trafl.commands.cli import main
 from trafl.commands.train import TrainConfig, Trainer
-from trafl.core.config import load_config, load_saved_config, save_config
+from trafl.core.config_files import load_config, load_saved_config, save_config
 from trafl.models import LoraConfig, ModelConfig, add_lora, is_lora, load_model
 from trafl.models.lora import linear_targets
 from trafl.run.reference import AdapterDisabled

@@ -19,7 +19,7 @@ import torch
 
 from tests.conftest import make_tiny
 from trafl.commands.train import TrainConfig, Trainer
-from trafl.core.config import load_config
+from trafl.core.config_files import load_config
 from trafl.core.errors import RunStopped, TraflError, UserError
 from trafl.core.files import write_text_atomic
 from trafl.models import load_model
@@ -443,7 +443,7 @@ def test_an_update_that_poisons_the_weights_is_rolled_back_exactly(tmp_path, tin
     for group in trainer.optimizer.param_groups:
         group["lr"] = float("inf")
     trainer.train_step()
-    assert trainer.bad_in_a_row == 1 and trainer.skipped_total == 1
+    assert trainer.bad_updates.in_a_row == 1 and trainer.skipped_total == 1
     for k, v in trainer.policy.state_dict().items():
         assert torch.equal(v, weights[k]), f"{k} kept the poisoned update"
     for p, s in trainer.optimizer.state.items():

@@ -17,7 +17,8 @@ from trafl.commands.cli import main
 from trafl.commands.eval import EvalConfig, evaluate
 from trafl.commands.sample import SampleConfig, run_sample
 from trafl.commands.train import TrainConfig, Trainer
-from trafl.core.config import load_config, to_dict
+from trafl.core.config import to_dict
+from trafl.core.config_files import load_config
 from trafl.models import load_model
 from trafl.run.rollouts import rollout_task, subset
 from trafl.sampling import SamplerConfig, at_length, row_plans

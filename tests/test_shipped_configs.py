@@ -9,7 +9,7 @@ import yaml
 
 from trafl.commands.pretrain import PretrainConfig
 from trafl.commands.train import TrainConfig
-from trafl.core.config import load_config
+from trafl.core.config_files import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted((ROOT / "configs").glob("*.yaml"))

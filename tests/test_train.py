@@ -16,7 +16,7 @@ import torch
 
 from tests.conftest import make_tiny
 from trafl.commands.train import TrainConfig, Trainer
-from trafl.core.config import load_config
+from trafl.core.config_files import load_config
 from trafl.core.errors import RunStopped
 from trafl.models import load_model
 from trafl.objectives import OBJECTIVES

@@ -16,7 +16,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from trafl.core.config import ConfigError, load_config
+from trafl.core.config import ConfigError
+from trafl.core.config_files import load_config
 from trafl.core.errors import Interrupted, TraflError
 
 USAGE = """\

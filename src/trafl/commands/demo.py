@@ -18,7 +18,8 @@ from pathlib import Path
 from trafl.commands.compare import CompareConfig, compare, load_eval
 from trafl.commands.eval import EvalConfig, evaluate, llada_sampler
 from trafl.commands.train import TrainConfig, train
-from trafl.core.config import layer, load_config, parse_overrides, to_dict
+from trafl.core.config import layer, parse_overrides, to_dict
+from trafl.core.config_files import load_config
 from trafl.evaluation.report import comparison_sections
 from trafl.models import ModelConfig
 from trafl.run.runtime import console

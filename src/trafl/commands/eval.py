@@ -25,9 +25,9 @@ from trafl.core.config import (
     check_at_least,
     check_lengths,
     component,
-    save_config,
     to_dict,
 )
+from trafl.core.config_files import save_config
 from trafl.evaluation import (
     bootstrap_ci,
     coverage_at_k,

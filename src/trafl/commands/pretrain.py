@@ -16,7 +16,8 @@ from typing import Any
 
 import torch
 
-from trafl.core.config import check_at_least, check_lengths, component, format_config
+from trafl.core.config import check_at_least, check_lengths, component
+from trafl.core.config_files import format_config
 from trafl.core.errors import RunStopped
 from trafl.core.files import write_text_atomic
 from trafl.likelihood.diffusion import sft_loss

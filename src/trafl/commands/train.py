@@ -23,10 +23,9 @@ import torch
 
 from trafl.commands.train_config import RESUME_FREE, TrainConfig
 from trafl.core.batch import Estimate, Rollout, completion_mask_from_eos
-from trafl.core.config import format_config
+from trafl.core.config_files import format_config
 from trafl.core.errors import RunStopped, TraflError
 from trafl.core.files import write_text_atomic
-from trafl.core.layout import checkpoints
 from trafl.likelihood import ESTIMATORS, slice_draw
 from trafl.models import load_trainable
 from trafl.models.saving import save_policy
@@ -61,6 +60,7 @@ from trafl.run.sharding import (
 )
 from trafl.run.signals import StopRequests
 from trafl.run.state import RunState
+from trafl.run.streak import BadUpdates
 from trafl.tasks import TASKS
 
 
@@ -115,11 +115,13 @@ class Trainer:
             modules={"objective": self.objective},
             counters=("skipped_total", "bad_in_a_row"),
         )
-        self.streak_start = 0  # the step whose update began the current run of bad updates
+        self.bad_updates = BadUpdates(
+            self.state.counters, self.out, cfg.max_bad_steps, self.dist.is_main
+        )
         self.folder = RunFolder(self.out)
         self.metrics_log: MetricsLog | None = None  # opened by train(), after the folder's lock
 
-    # the step and the bad-update counters live in the run state
+    # the step lives in the run state
     @property
     def step(self) -> int:
         return self.state.step
@@ -130,19 +132,7 @@ class Trainer:
 
     @property
     def skipped_total(self) -> int:
-        return self.state.counters["skipped_total"]
-
-    @skipped_total.setter
-    def skipped_total(self, value: int) -> None:
-        self.state.counters["skipped_total"] = value
-
-    @property
-    def bad_in_a_row(self) -> int:
-        return self.state.counters["bad_in_a_row"]
-
-    @bad_in_a_row.setter
-    def bad_in_a_row(self, value: int) -> None:
-        self.state.counters["bad_in_a_row"] = value
+        return self.bad_updates.skipped_total
 
     # ------------------------------------------------------------------ the loop
     def train(self) -> Path:
@@ -243,7 +233,7 @@ class Trainer:
         name = stop.name or "a signal on another rank"
         where = (
             f"{self.out / f'checkpoint-{self.step}'}"
-            if self.bad_in_a_row == 0
+            if self.bad_updates.in_a_row == 0
             else ("no checkpoint (the last update was not finite)")
         )
         raise RunStopped(
@@ -365,7 +355,9 @@ class Trainer:
         finite = bool(torch.isfinite(loss)) and bool(torch.isfinite(grad_norm))
         if not finite:
             self.optimizer.zero_grad(set_to_none=True)
-            self.bad_update("non-finite loss or gradient", loss, grad_norm)
+            self.bad_updates.record(
+                self.step + 1, "non-finite loss or gradient", float(loss), float(grad_norm)
+            )
         else:
             self.guard.snapshot()
             self.optimizer.step()
@@ -373,13 +365,14 @@ class Trainer:
                 if not self.guard.enabled:
                     raise RunStopped(
                         f"step {self.step + 1}: the update left non-finite weights "
-                        f"(guard_updates=false); {self.good_checkpoint_advice()}"
+                        f"(guard_updates=false); {self.bad_updates.advice(self.step + 1)}"
                     )
                 self.guard.restore()
-                self.bad_update("the update left non-finite weights; rolled back", loss, grad_norm)
+                what = "the update left non-finite weights; rolled back"
+                self.bad_updates.record(self.step + 1, what, float(loss), float(grad_norm))
             else:
                 self.scheduler.step()  # a skipped update does not consume the schedule
-                self.bad_in_a_row = 0
+                self.bad_updates.reset()
         metrics: dict[str, float] = {}
         for share, _, m in parts:
             for key, value in m.items():
@@ -392,47 +385,6 @@ class Trainer:
             "skipped_updates": self.skipped_total,
         }
         return metrics
-
-    def bad_update(self, what: str, loss: torch.Tensor, grad_norm: torch.Tensor) -> None:
-        """Count a skipped update; a streak of ``max_bad_steps`` stops the run."""
-        if self.bad_in_a_row == 0:
-            self.streak_start = self.step + 1
-        self.bad_in_a_row += 1
-        self.skipped_total += 1
-        console.print(f"step {self.step + 1}: {what}, update skipped", style="yellow", markup=False)
-        if self.bad_in_a_row >= self.cfg.max_bad_steps:
-            raise RunStopped(
-                f"{self.bad_in_a_row} bad updates in a row ({what}; loss={float(loss):.4g}, "
-                f"grad_norm={float(grad_norm):.4g}); lower optim.lr or check the objective's "
-                f"settings. {self.good_checkpoint_advice()}"
-            )
-
-    def good_checkpoint_advice(self) -> str:
-        """Name the checkpoint to resume from. The update just before a streak of bad ones may
-        have caused it (finite but huge weights), so a checkpoint written after that update is
-        moved aside (``.suspect``) when an earlier one exists; resume then takes the earlier."""
-        if not self.dist.is_main:
-            return ""
-        start = self.streak_start or self.step + 1
-        found = checkpoints(self.out)
-        before = [c for c in found if int(c.name.split("-")[-1]) < start - 1]
-        suspect = [c for c in found if int(c.name.split("-")[-1]) >= start - 1]
-        if not found:
-            return "No checkpoint was written; start again with overwrite=true."
-        if not before:
-            return (
-                f"The only checkpoint, {suspect[-1]}, was written right after the update "
-                "before the bad ones and may hold its damage; resume=true continues from it."
-            )
-        for c in suspect:
-            c.rename(c.with_name(c.name + ".suspect"))
-        moved = (
-            f" ({', '.join(c.name for c in suspect)} moved aside as .suspect)" if suspect else ""
-        )
-        return (
-            f"The last good checkpoint is {before[-1]}{moved}; resume=true continues from it "
-            "(allow_changes=[optim.lr] to change the learning rate)."
-        )
 
     # ------------------------------------------------------------------ helpers
     def micro_batches(self, num_rows: int) -> list[slice]:
@@ -487,7 +439,9 @@ class Trainer:
         save_policy(self.policy, folder, self.cfg.model, state_dict=weights)
 
     def save_checkpoint(self) -> None:
-        if self.bad_in_a_row > 0:  # the same on every rank: loss and weights checks are shared
+        if (
+            self.bad_updates.in_a_row > 0
+        ):  # the same on every rank: loss and weights checks are shared
             console.print(
                 f"step {self.step}: no checkpoint during a run of bad updates",
                 style="yellow",

@@ -66,4 +66,4 @@ class RunState:
         self.mask_gen.set_state(state["mask_gen"])
         set_rng_state(state["rng"])
         self.step = state["step"]
-        self.counters = {name: state[name] for name in self.counters}
+        self.counters.update({name: state[name] for name in self.counters})  # in place: shared
