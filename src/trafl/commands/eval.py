@@ -41,7 +41,7 @@ from trafl.models import ModelConfig, load_model, resolve_model_path
 from trafl.run.rollouts import rollout_task, solved, subset
 from trafl.run.runtime import console, make_progress, resolve_device, seed_everything
 from trafl.sampling import SamplerConfig, at_length
-from trafl.tasks import TASKS, TaskConfig
+from trafl.tasks import TASKS, TaskConfig, build_task
 
 # keys of the flattened sampler settings trafl eval had, and where they went
 MOVED = {"temperature": "sampler.temperature", "block_length": "sampler.block_length",
@@ -125,7 +125,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
     model_path = Path(resolve_model_path(cfg.model.path))
-    task = TASKS.get(cfg.task.name)(cfg.task)  # bad data fails here, before the model loads
+    task = build_task(cfg.task)  # bad data fails here, before the model loads
     problems = subset(task.problems(cfg.split), cfg.num_problems)
     model: Any = load_model(replace(cfg.model, path=str(model_path)))
     model = model if cfg.model.load_in_4bit else model.to(device)

@@ -43,7 +43,7 @@ from trafl.run.runtime import (
 from trafl.run.signals import StopRequests
 from trafl.run.state import RunState
 from trafl.sampling import SamplerConfig, left_pad
-from trafl.tasks import TASKS, Task, TaskConfig
+from trafl.tasks import TASKS, Task, TaskConfig, build_task
 
 # settings a resume may change freely: how long to run and how often to log, check and save
 RESUME_FREE = ("resume", "overwrite", "allow_changes", "out_dir", "steps", "device", "log_every",
@@ -106,10 +106,6 @@ class PretrainConfig:
         check_lengths("completion_lengths", self.completion_lengths)
         if not 0.0 < self.mask_eps < 1.0:
             raise ValueError(f"mask_eps must be in (0, 1), got {self.mask_eps}")
-
-
-def build_task(config: Any) -> Task:
-    return TASKS.get(config.name)(config)
 
 
 def supervised_batch(

@@ -19,7 +19,7 @@ from trafl.models import ModelConfig, load_model
 from trafl.run.rollouts import rollout_task, subset
 from trafl.run.runtime import console, make_progress, resolve_device, seed_everything
 from trafl.sampling import SamplerConfig
-from trafl.tasks import TASKS, TaskConfig
+from trafl.tasks import TASKS, TaskConfig, build_task
 
 
 @dataclass
@@ -46,7 +46,7 @@ def run_sample(cfg: SampleConfig) -> dict[str, Any]:
     """Sample, score, print a summary; returns the summary (accuracy, pass@k)."""
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
-    task = TASKS.get(cfg.task.name)(cfg.task)  # bad data fails here, before the model loads
+    task = build_task(cfg.task)  # bad data fails here, before the model loads
     problems = subset(task.problems(cfg.split), cfg.num_problems)
     model: Any = load_model(cfg.model)
     model = model if cfg.model.load_in_4bit else model.to(device)

@@ -61,7 +61,7 @@ from trafl.run.sharding import (
 from trafl.run.signals import StopRequests
 from trafl.run.state import RunState
 from trafl.run.streak import BadUpdates
-from trafl.tasks import TASKS
+from trafl.tasks import build_task
 
 
 # settings a resume may change freely: how long to run and how often to log, check and save
@@ -85,7 +85,7 @@ class Trainer:
         self.device = self.dist.device  # under a launcher: this rank's GPU
         self.out = Path(cfg.out_dir)
         seed_everything(cfg.seed)
-        self.task = TASKS.get(cfg.task.name)(cfg.task)
+        self.task = build_task(cfg.task)
         self.task.sample_train(0, random.Random(0))  # a task without training data fails here
         self.policy: Any = load_trainable(cfg.model, self.device)
         self.objective = build_objective(cfg.objective, self.policy.hidden_size).to(self.device)
@@ -103,6 +103,7 @@ class Trainer:
         total_updates = cfg.steps * self.mu
         groups = decay_groups(self.policy) + self.objective.param_groups(cfg.optim.lr)
         self.optimizer, self.scheduler = build_optimizer(groups, cfg.optim, total_updates)
+        self.objective_params = [p for g in self.objective.param_groups(0.0) for p in g["params"]]
         self.data_rng = random.Random(cfg.seed)  # the same prompts on every rank
         self.mask_gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 2)
         self.guard = UpdateGuard(self.optimizer, cfg.guard_updates)
@@ -347,12 +348,8 @@ class Trainer:
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
         self.dist.average_gradients(params)  # the data-parallel mean (no-op in one process)
         loss = torch.tensor(self.dist.mean({"loss": float(loss)})["loss"])
-        clip = self.cfg.optim.grad_clip if self.cfg.optim.grad_clip > 0 else float("inf")
-        if self.cfg.fsdp:
-            grad_norm = clip_grad_norm(params, clip)
-        else:
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
-        finite = bool(torch.isfinite(loss)) and bool(torch.isfinite(grad_norm))
+        grad_norm, objective_norm = self.clip_gradients(params)
+        finite = all(bool(torch.isfinite(x)) for x in (loss, grad_norm, objective_norm))
         if not finite:
             self.optimizer.zero_grad(set_to_none=True)
             self.bad_updates.record(
@@ -373,18 +370,34 @@ class Trainer:
             else:
                 self.scheduler.step()  # a skipped update does not consume the schedule
                 self.bad_updates.reset()
-        metrics: dict[str, float] = {}
-        for share, _, m in parts:
-            for key, value in m.items():
-                metrics[key] = metrics.get(key, 0.0) + share * float(value)
-        metrics = self.dist.mean(metrics)
+        metrics = self.dist.mean(average_parts(parts))
         metrics |= {
             "loss": float(loss),
             "grad_norm": float(grad_norm),
+            **({"objective_grad_norm": float(objective_norm)} if self.objective_params else {}),
             "lr": self.scheduler.get_last_lr()[0],
             "skipped_updates": self.skipped_total,
         }
         return metrics
+
+    def clip_gradients(self, params: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Clip the policy's gradient norm, and the objective's own parameters (log Z) as their
+        own group unless ``optim.clip_objective_separately=false``; returns both norms."""
+        optim = self.cfg.optim
+        clip = optim.grad_clip if optim.grad_clip > 0 else float("inf")
+        own = {id(p) for p in self.objective_params}
+        groups = [params, []]
+        if optim.clip_objective_separately and own:
+            groups = [[p for p in params if id(p) not in own], self.objective_params]
+        norms = []
+        for group in groups:
+            if not group:
+                norms.append(torch.zeros(()))
+            elif self.cfg.fsdp:
+                norms.append(clip_grad_norm(group, clip))
+            else:
+                norms.append(torch.nn.utils.clip_grad_norm_(group, clip))
+        return norms[0], norms[1]
 
     # ------------------------------------------------------------------ helpers
     def micro_batches(self, num_rows: int) -> list[slice]:
@@ -409,7 +422,7 @@ class Trainer:
         return prompt_hidden(self.policy, batch.prompt_ids[idx], batch.prompt_mask[idx])
 
     def objective_keys(self, metrics: dict[str, Any]) -> list[str]:
-        skip = {"reward", "loss", "grad_norm", "lr", "skipped_updates"}
+        skip = {"reward", "loss", "grad_norm", "objective_grad_norm", "lr", "skipped_updates"}
         return [k for k in metrics if k not in skip and not k.startswith(("rollout_", "eval_"))][:3]
 
     def evaluate(self) -> float:
@@ -502,8 +515,25 @@ def concat_estimates(parts: list[Estimate]) -> Estimate:
         token_mask=cat("token_mask"),
         per_draw=cat("per_draw"),
         upper=cat("upper"),
+        length=cat("length"),
         extras=extras,
     )
+
+
+def average_parts(parts: list[tuple[float, torch.Tensor, dict[str, float]]]) -> dict[str, float]:
+    """Micro-batch metrics weighted by their share of rows; a NaN (a mean over no rows, e.g.
+    no successes in that micro-batch) is left out with its weight."""
+    sums: dict[str, float] = {}
+    weights: dict[str, float] = {}
+    for share, _, m in parts:
+        for key, value in m.items():
+            value = float(value)
+            sums.setdefault(key, 0.0)
+            weights.setdefault(key, 0.0)
+            if value == value:  # not NaN
+                sums[key] += share * value
+                weights[key] += share
+    return {k: sums[k] / weights[k] if weights[k] > 0 else float("nan") for k in sums}
 
 
 def rollout_metrics(batch: Rollout) -> dict[str, float]:

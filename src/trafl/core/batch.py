@@ -104,6 +104,9 @@ class Estimate:
     token_mask: torch.Tensor | None = None  # (N, L) bool, which token_logp entries count
     per_draw: torch.Tensor | None = None  # (N, K)
     upper: torch.Tensor | None = None  # (N,) an upper bound (SPG's EUBO), where defined
+    # (N,) float: the number of positions a per-token ``seq`` is a mean over (L, or each row's
+    # length up to its first EOS); converts a sequence-level tilt per row. None: gen_length
+    length: torch.Tensor | None = None
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def detach(self) -> Estimate:
@@ -117,6 +120,7 @@ class Estimate:
             token_mask=self.token_mask,
             per_draw=d(self.per_draw),
             upper=d(self.upper),
+            length=self.length,
             extras={k: v.detach() for k, v in self.extras.items()},
         )
 
@@ -130,5 +134,6 @@ class Estimate:
             token_mask=r(self.token_mask),
             per_draw=r(self.per_draw),
             upper=r(self.upper),
+            length=r(self.length),
             extras={k: v[index] for k, v in self.extras.items()},
         )

@@ -93,7 +93,8 @@ class MaskMean:
     def estimate(self, model: DiffusionLM, batch: Rollout, draw: Draw) -> Estimate:
         logp = masked_logp(model, batch, draw, self.config.positions)  # (N, K, L)
         per_draw = self.per_mask(logp, draw["masks"], batch)  # (N, K)
-        return Estimate(seq=per_draw.mean(dim=1), per_draw=per_draw)
+        length = valid_positions(batch, self.config.positions).sum(1).float()  # (N,) n per row
+        return Estimate(seq=per_draw.mean(dim=1), per_draw=per_draw, length=length)
 
     def per_mask(self, logp: torch.Tensor, masks: torch.Tensor, batch: Rollout) -> torch.Tensor:
         """The value of each mask draw, (N, K): here the mean log-prob of its masked tokens."""

@@ -13,7 +13,7 @@ from trafl.objectives.base import OBJECTIVES, LossInputs, Objective, ObjectiveCo
 from trafl.objectives.diffu_grpo import DiffuGRPO, DiffuGRPOConfig
 from trafl.objectives.espo import ESPO, ESPOConfig
 from trafl.objectives.spg import SPG, SPGConfig
-from trafl.objectives.trafl import TraFL, TraFLConfig
+from trafl.objectives.trafl import TraFL, TraFLConfig, sequence_tilt
 from trafl.objectives.trafl_path import TraFLPath, TraFLPathConfig
 from trafl.objectives.wd1 import WD1, WD1Config
 
@@ -41,4 +41,5 @@ __all__ = [
     "TraFLPathConfig",
     "WD1Config",
     "build_objective",
+    "sequence_tilt",
 ]

@@ -25,12 +25,16 @@ class TraFLConfig(ObjectiveConfig):
     """TraFL's knobs. The paper fixes none of these values; every default is OUR choice:
 
     - ``beta`` (32.0, ``beta_units="sequence"``): the tilt of pi* = pi_ref exp(beta r) / Z on
-      whole sequences. With the per-token surrogate s = ELBO / L the residual then uses
-      beta r~ / L. 32 is the prototype's only setting at or above the base model at every k
-      (METHOD.md section 6: beta = 2 per token at L = 16); with a 0/1 reward, pi* is then
-      the reference conditioned on success (> 99% correct whenever the base has 1e-12).
-      ``beta_units="token"`` puts beta r~ in the residual as the paper writes it (a sequence
-      tilt of beta * L).
+      whole sequences. With the per-token surrogate s = ELBO / n the residual then uses
+      beta r~ / n, n being each row's own normaliser (L, or its length up to the first EOS
+      with ``estimator.positions=until_eos``), so the target does not depend on length.
+      32 is OUR default; the prototype of METHOD.md section 6 used 2 per token averaged up to
+      the first EOS (about 8 tokens at L = 16), a sequence tilt of about 16. With a 0/1
+      reward and G = 8, ``center`` makes the fixed point's tilt b = 32 * 7/8 = 28
+      (:func:`sequence_tilt`), so pi* is the reference conditioned on success wherever the
+      base has a success rate above 1e-12; such a tilt may be unreachable in a few hundred
+      steps (docs/TARGET.md measures how far a run gets). ``beta_units="token"`` puts
+      beta r~ in the residual as the paper writes it (a sequence tilt of beta * n).
     - ``score_units``: what the estimator's ``seq`` is, ``per_token`` (mask-mean ELBO / L) or
       ``sequence`` (a whole-sequence log-prob, e.g. the exact trajectory); it fixes the
       conversion of beta, nothing else.
@@ -148,11 +152,12 @@ class TraFL(Objective):
         out["reward_tilde"] = r_tilde  # (N,)
         return out
 
-    def tilt_scale(self, gen_length: int) -> float:
-        """beta' such that beta' r~ is in the units of s (see TraFLConfig)."""
+    def tilt_scale(self, length: torch.Tensor | float) -> torch.Tensor | float:
+        """beta' such that beta' r~ is in the units of s (see TraFLConfig); ``length`` is the
+        per-row normaliser n of a per-token s, (n,) or one number for every row."""
         cfg = self.config
-        seq_beta = cfg.beta * (gen_length if cfg.beta_units == "token" else 1)
-        return seq_beta / (gen_length if cfg.score_units == "per_token" else 1)
+        seq_beta = cfg.beta * (length if cfg.beta_units == "token" else 1)
+        return seq_beta / (length if cfg.score_units == "per_token" else 1)
 
     def log_z(self, inputs: LossInputs, score: torch.Tensor) -> torch.Tensor:
         """(n,) log Z for residual ``log Z + score``."""
@@ -168,7 +173,8 @@ class TraFL(Objective):
         self.check_inputs(inputs)
         ref, pol, cfg = inputs.ref, inputs.policy, self.config
         assert ref is not None  # check_inputs
-        tilt = self.tilt_scale(inputs.gen_length) * inputs.prepared["reward_tilde"].float()  # (n,)
+        length = pol.length if pol.length is not None else inputs.gen_length  # (n,) or L
+        tilt = self.tilt_scale(length) * inputs.prepared["reward_tilde"].float()  # (n,)
         if inputs.old is None:
             w = torch.ones_like(tilt)  # (n,) on-policy: no reuse
         else:
@@ -190,7 +196,7 @@ class TraFL(Objective):
             delta = log_z + score  # (n,)
             square = delta.square()  # (n,)
         loss = (w * square).mean()
-        metrics = {
+        metrics = self.balance_monitor(inputs, tilt, loss) | {
             "loss": loss.item(),
             "log_z": log_z.detach().mean().item(),
             "delta_abs": delta.detach().abs().mean().item(),
@@ -200,8 +206,54 @@ class TraFL(Objective):
         }
         return loss, metrics
 
+    def balance_monitor(
+        self, inputs: LossInputs, tilt: torch.Tensor, loss: torch.Tensor
+    ) -> dict[str, float]:
+        """How far the rows are from balance (docs/TARGET.md):
+
+        - ``loss_at_ref``: the loss at theta = ref with the best log Z per prompt, the group
+          variance of the tilt; ``loss / loss_at_ref`` is 1 at the reference and falls
+          towards the estimator's noise floor as the policy balances;
+        - ``log_ratio_success`` / ``log_ratio_failure``: mean D = log pi_theta - log pi_ref in
+          sequence nats (s_theta - s_ref times n for a per-token s) on rows with reward > 0
+          and reward <= 0; at pi* their gap is the sequence tilt b (0/1 rewards). NaN when
+          no row of the micro-batch is of that kind (the trainer averages over the others).
+        """
+        pol, ref = inputs.policy, inputs.ref
+        assert ref is not None
+        tilt = tilt.detach().float()  # (n,)
+        centred = tilt - group_mean(tilt, inputs.group_size)  # (n,)
+        ratio = (pol.seq.float() - ref.seq.float()).detach()  # (n,) in the units of s
+        if self.config.score_units == "per_token":
+            n = pol.length if pol.length is not None else inputs.gen_length
+            ratio = ratio * n  # (n,) sequence nats
+        success = inputs.rewards.float() > 0  # (n,)
+        nan = torch.tensor(float("nan"))
+
+        def mean_of(rows: torch.Tensor) -> float:
+            return float(ratio[rows].mean()) if bool(rows.any()) else float(nan)
+
+        return {
+            "loss_at_ref": float(centred.square().mean()),
+            "log_ratio_success": mean_of(success),
+            "log_ratio_failure": mean_of(~success),
+        }
+
     def param_groups(self, base_lr: float) -> list[dict[str, Any]]:
         if self.head is None:
             return []
         params = list(self.head.parameters())
         return [{"params": params, "lr": self.config.log_z_lr, "weight_decay": 0.0}]
+
+
+def sequence_tilt(config: TraFLConfig, group_size: int, length: int) -> float | None:
+    """b such that the fixed point is pi_ref(y|x) exp(b r(x, y)) / Z(x): sequence nats per unit
+    of reward (TraFLConfig's docstring). ``center`` keeps (G-1)/G of beta unless log Z is the
+    group's vargrad mean; ``beta_units="token"`` means beta per position (b = beta * length,
+    exact for ``positions=all``). None for ``center_std``, whose fixed point is not a tilt."""
+    if config.reward_norm == "center_std":
+        return None
+    b = config.beta * (length if config.beta_units == "token" else 1)
+    if config.reward_norm == "center" and config.log_z != "vargrad":
+        b *= (group_size - 1) / group_size
+    return b

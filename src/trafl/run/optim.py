@@ -16,9 +16,12 @@ class OptimConfig:
     weight_decay: float = 0.01
     betas: tuple[float, float] = (0.9, 0.98)
     eps: float = 1e-8
-    warmup_steps: int = 100
+    warmup_steps: int = 100  # linear warm-up over this many optimiser updates (RL: steps x mu)
     min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio at the last step
     grad_clip: float = 1.0  # max global grad norm; <= 0 disables clipping
+    # OUR choice: the objective's own parameters (TraFL's log Z head) are clipped as their own
+    # group, so a large log Z gradient (2 delta per row) cannot shrink the policy's step
+    clip_objective_separately: bool = True
 
     def __post_init__(self) -> None:
         if self.lr <= 0:

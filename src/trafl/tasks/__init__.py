@@ -14,5 +14,6 @@ from trafl.tasks import (  # noqa: E402,F401
     tiny_code,
 )
 from trafl.tasks.base import TASKS, Problem, ScoringTask, Task, TaskConfig
+from trafl.tasks.pool import FixedPool, build_task
 
-__all__ = ["TASKS", "Problem", "ScoringTask", "Task", "TaskConfig"]
+__all__ = ["TASKS", "FixedPool", "Problem", "ScoringTask", "Task", "TaskConfig", "build_task"]

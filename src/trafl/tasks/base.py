@@ -20,7 +20,17 @@ TASKS = Registry("task")  # each task module registers itself here
 @dataclass
 class TaskConfig(ComponentConfig):
     """The base of every task's ``Config`` (a command's ``task`` holds the subclass that
-    ``name`` picks)."""
+    ``name`` picks).
+
+    ``pool`` (0 = off): train on the first ``pool`` problems of the test split and evaluate on
+    exactly those (:class:`trafl.tasks.pool.FixedPool`), the in-distribution test of whether a
+    policy reached its target on the problems it was trained for (docs/TARGET.md)."""
+
+    pool: int = 0
+
+    def __post_init__(self) -> None:
+        if self.pool < 0:
+            raise ValueError(f"pool must be >= 0 (0 = no fixed pool), got {self.pool}")
 
 
 Problem = dict[str, Any]

@@ -71,6 +71,7 @@ class CountdownConfig(TaskConfig):
     min_solutions: int = 2
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         self.validate()
 
     def validate(self) -> None:

@@ -72,6 +72,7 @@ class CountdownD1Config(HubDataConfig):
     format_weight: float = 0.1
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.num_numbers or any(n < 2 for n in self.num_numbers):
             raise ValueError(
                 f"num_numbers must be a nonempty list of sizes >= 2, got {self.num_numbers!r}"

@@ -91,6 +91,7 @@ class LiveCodeBenchConfig(TaskConfig):
     reward: LiveCodeBenchReward = field(default_factory=LiveCodeBenchReward)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         bad = [d for d in self.difficulties if d not in DIFFICULTIES]
         if bad or not self.difficulties:
             raise ValueError(f"invalid difficulties {bad or '[]'}; valid: {list(DIFFICULTIES)}")

@@ -61,6 +61,7 @@ class MathTaskConfig(HubDataConfig):
     checker: MathCheckConfig = field(default_factory=MathCheckConfig)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_choice("prompt_style", self.prompt_style, PROMPT_STYLES)
 
 

@@ -85,6 +85,7 @@ class TinyCodeConfig(TaskConfig):
     reward: TinyCodeReward = field(default_factory=TinyCodeReward)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_ops(self.ops)
         if not 1 <= self.max_const <= 9 or self.max_nodes not in (1, 3, 5, 7):
             raise ValueError("need 1 <= max_const <= 9 and max_nodes in 1, 3, 5, 7")
