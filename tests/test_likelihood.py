@@ -126,6 +126,20 @@ def test_each_mask_is_marginally_a_llada_draw_and_pairs_are_coupled(coupling):
             assert ((a & b).sum(-1) == 1).all() and (a | b).all()
 
 
+def test_mask_mean_reports_the_length_it_averages_over():
+    """Estimate.length = n, the positions a per-token score is a mean over: L with
+    positions="all", the row's length up to and including its first EOS with "until_eos"
+    (TraFL scales each row's residual by it)."""
+    model, ids, mask = tiny()
+    for text, n_eos in (("abba", 4), ("ab", 3)):
+        batch = make_batch(model, ids, mask, completion(model, text), 2)
+        length = batch.completion_ids.shape[1]
+        for positions, n in (("all", length), ("until_eos", n_eos)):
+            est = estimator("mask_mean", num_masks=2, positions=positions)
+            out = est.estimate(model, batch, est.draw(batch, torch.Generator().manual_seed(0)))
+            assert out.length is not None and out.length.tolist() == [float(n)] * 2
+
+
 # ---------------------------------------------------------------- convergence to exact values
 
 

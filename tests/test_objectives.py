@@ -26,6 +26,7 @@ from trafl.objectives import (
     TraFLConfig,
     WD1Config,
     build_objective,
+    sequence_tilt,
 )
 from trafl.objectives.advantages import advantages, group_softmax
 
@@ -61,23 +62,43 @@ def entropy(logp: torch.Tensor) -> float:
 
 
 def toy_estimate(
-    first: torch.Tensor, second: torch.Tensor, y1: torch.Tensor, y2: torch.Tensor
+    first: torch.Tensor,
+    second: torch.Tensor,
+    y1: torch.Tensor,
+    y2: torch.Tensor,
+    lengths: torch.Tensor | None = None,
 ) -> Estimate:
-    """EXACT log-probs: token_logp = per-token factors, seq = their sum, per_draw = seq x 4."""
+    """EXACT log-probs: token_logp = per-token factors, seq = their sum, per_draw = seq x 4.
+    With ``lengths`` (3, 3): a per-token score, seq = log pi(y) / n(y), as ``mask_mean`` with
+    ``positions=until_eos`` (n = each row's own length) gives in expectation."""
     token_logp = torch.stack([first.log_softmax(0)[y1], second.log_softmax(1)[y1, y2]], 1)
     seq = token_logp.sum(1)  # (N,)
     n = seq.shape[0]
     mask = torch.ones(n, 2, dtype=torch.bool)
+    row_length = None
+    if lengths is not None:
+        row_length = lengths[y1, y2]  # (N,)
+        seq = seq / row_length
     return Estimate(
-        seq=seq, token_logp=token_logp, token_mask=mask, per_draw=seq[:, None].expand(n, 4)
+        seq=seq,
+        token_logp=token_logp,
+        token_mask=mask,
+        per_draw=seq[:, None].expand(n, 4),
+        length=row_length,
     )
 
 
 def train_toy(
-    config: Any, steps: int = 100, lr: float = 0.05, prompts: int = 4, group_size: int = 8
+    config: Any,
+    steps: int = 100,
+    lr: float = 0.05,
+    prompts: int = 4,
+    group_size: int = 8,
+    lengths: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """On-policy training of the tabular policy (initialised at the reference) with Adam;
-    returns the final (9,) log-probs. gen_length = 1: s is log pi itself (sequence units)."""
+    returns the final (9,) log-probs. gen_length = 1: s is log pi itself (sequence units);
+    with ``lengths``, s = log pi / n(y) per row and gen_length = 2 (the longest)."""
     torch.manual_seed(0)
     first = REF_FIRST.clone().requires_grad_(True)
     second = REF_SECOND.clone().requires_grad_(True)
@@ -91,14 +112,14 @@ def train_toy(
         y1, y2 = idx // 3, idx % 3
         rewards = REWARD[y1, y2]  # (N,)
         inputs = LossInputs(
-            policy=toy_estimate(first, second, y1, y2),
+            policy=toy_estimate(first, second, y1, y2, lengths),
             old=None,
-            ref=toy_estimate(REF_FIRST, REF_SECOND, y1, y2),
+            ref=toy_estimate(REF_FIRST, REF_SECOND, y1, y2, lengths),
             rewards=rewards,
             prepared=objective.prepare(rewards, group, group_size),
             group=group,
             group_size=group_size,
-            gen_length=1,
+            gen_length=1 if lengths is None else 2,
         )
         loss, _ = objective.loss(inputs)
         opt.zero_grad()
@@ -128,6 +149,66 @@ def test_trafl_centred_reward_with_learned_log_z_tilts_by_g_minus_1_over_g() -> 
     config = TraFLConfig(beta=2.0, log_z="scalar", reward_norm="center", log_z_lr=0.05)
     logp = train_toy(config, prompts=16)  # more samples: centred rewards leave residual noise
     assert kl(logp, tilted_target(2.0 * 7 / 8)) < 0.25 * kl(logp, tilted_target(2.0))
+
+
+# outcome lengths for the per-row test: the correct outcomes have lengths 2, 2 and 1
+TOY_LENGTHS = torch.tensor([[1.0, 2.0, 2.0], [1.0, 1.0, 2.0], [1.0, 2.0, 2.0]])
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        TraFLConfig(beta=2.0, log_z="scalar", reward_norm="none", log_z_lr=0.05),
+        TraFLConfig(beta=2.0, log_z="vargrad", reward_norm="center"),
+    ],
+    ids=["scalar-none", "vargrad-center"],
+)
+def test_trafl_per_row_lengths_reach_the_sequence_tilt(config: TraFLConfig) -> None:
+    """A per-token s averaged over each row's own length (positions=until_eos): with the
+    residual scaled per row (TraFL.length_scale) the fixed point is still pi_ref exp(b r) / Z
+    with the sequence tilt b = beta, whatever the lengths. The same run told only the padded
+    length (Estimate.length = None, the old tilt_scale) ends at a length-dependent target."""
+    fixed = train_toy(config, lengths=TOY_LENGTHS, steps=200)
+    assert kl(fixed, tilted_target(2.0)) < 1e-3  # measured ~1e-7: exact up to Adam's noise
+    # the old behaviour: every row divided by L = 2, log Z unscaled
+    objective_cls = type(build_objective(config, hidden_size=4))
+    old = objective_cls.length_scale
+    try:
+        objective_cls.length_scale = lambda self, inputs: 1.0  # type: ignore[method-assign]
+        unfixed = train_toy(config, lengths=TOY_LENGTHS, steps=200)
+    finally:
+        objective_cls.length_scale = old  # type: ignore[method-assign]
+    assert kl(unfixed, tilted_target(2.0)) > 0.02  # measured 0.032
+
+
+def test_trafl_sequence_tilt() -> None:
+    """b of the fixed point: (G-1)/G beta under center with a learned log Z (the test above
+    this one measures it), beta for center_loo, none and vargrad, beta L in token units."""
+    assert sequence_tilt(TraFLConfig(beta=32.0), 8, 16) == pytest.approx(28.0)
+    assert sequence_tilt(TraFLConfig(beta=4.0, reward_norm="center_loo"), 8, 16) == 4.0
+    assert sequence_tilt(TraFLConfig(beta=4.0, log_z="vargrad"), 8, 16) == 4.0
+    assert (
+        sequence_tilt(TraFLConfig(beta=2.0, beta_units="token", reward_norm="none"), 8, 16) == 32.0
+    )
+    assert sequence_tilt(TraFLConfig(reward_norm="center_std"), 8, 16) is None
+
+
+def test_trafl_balance_monitor_against_a_direct_computation() -> None:
+    """loss_at_ref = the group variance of the tilt; log ratios in sequence nats per kind."""
+    objective = build_objective(TraFLConfig(beta=8.0, log_z="scalar"), H)
+    batch = random_batch()
+    prepared = objective.prepare(batch["rewards"], batch["group"], G)
+    inputs = inputs_for(batch, prepared, slice(None))
+    _, metrics = objective.loss(inputs)
+    r = batch["rewards"]
+    tilt = 8.0 / L * (r - r.view(-1, G).mean(1).repeat_interleave(G))  # (N,) per token
+    by_group = tilt.view(-1, G)
+    expected_at_ref = float(((by_group - by_group.mean(1, keepdim=True)) ** 2).mean())
+    # float32 sums of 8 terms against the same sums: a few ulp (~1e-7 relative) apart
+    assert metrics["loss_at_ref"] == pytest.approx(expected_at_ref, rel=1e-6)
+    d = (batch["policy"].seq - batch["ref"].seq).detach() * L  # (N,) sequence nats
+    assert metrics["log_ratio_success"] == pytest.approx(float(d[r > 0].mean()), rel=1e-6)
+    assert metrics["log_ratio_failure"] == pytest.approx(float(d[r <= 0].mean()), rel=1e-6)
 
 
 def test_reward_maximisation_collapses_on_the_toy() -> None:

@@ -213,3 +213,38 @@ def test_resume_without_a_checkpoint_starts_clean(tmp_path, tiny_path):
     Trainer(config(tmp_path, tiny_path, "steps=2", "ckpt_every=0", "resume=true")).train()
     steps = [json.loads(r)["step"] for r in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2]
+
+
+@pytest.mark.parametrize("separately", [True, False])
+def test_log_z_gradients_are_clipped_as_their_own_group(tmp_path, tiny_path, separately):
+    """optim.clip_objective_separately: the policy's gradient norm and log Z's are each clipped
+    to grad_clip; off, one global norm as torch computes it. Gradients set by hand: the policy
+    norm 3, the head's 4 (joint 5), clip 1."""
+    cfg = config(
+        tmp_path,
+        tiny_path,
+        "optim.grad_clip=1.0",
+        f"optim.clip_objective_separately={str(separately).lower()}",
+    )
+    trainer = Trainer(cfg)
+    params = [p for g in trainer.optimizer.param_groups for p in g["params"]]
+    own = {id(p) for p in trainer.objective_params}
+    policy = [p for p in params if id(p) not in own]
+    assert trainer.objective_params and policy
+    for group, norm in ((policy, 3.0), (trainer.objective_params, 4.0)):
+        size = sum(p.numel() for p in group)
+        for p in group:  # every entry equal: the group's norm is `norm`
+            p.grad = torch.full_like(p, norm / size**0.5)
+    policy_norm, head_norm = trainer.clip_gradients(params)
+
+    def norm(group: list[torch.Tensor]) -> float:
+        return float(torch.sqrt(sum((p.grad.double() ** 2).sum() for p in group)))
+
+    # float32 entries summed over ~1e5 squares: the norm is exact to ~1e-5 relative
+    if separately:
+        assert (float(policy_norm), float(head_norm)) == pytest.approx((3.0, 4.0), rel=1e-5)
+        assert (norm(policy), norm(trainer.objective_params)) == pytest.approx((1, 1), rel=1e-5)
+    else:
+        assert float(policy_norm) == pytest.approx(5.0, rel=1e-5) and float(head_norm) == 0.0
+        assert norm(policy) == pytest.approx(3 / 5, rel=1e-5)
+        assert norm(trainer.objective_params) == pytest.approx(4 / 5, rel=1e-5)

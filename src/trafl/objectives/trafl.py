@@ -152,29 +152,43 @@ class TraFL(Objective):
         out["reward_tilde"] = r_tilde  # (N,)
         return out
 
-    def tilt_scale(self, length: torch.Tensor | float) -> torch.Tensor | float:
-        """beta' such that beta' r~ is in the units of s (see TraFLConfig); ``length`` is the
-        per-row normaliser n of a per-token s, (n,) or one number for every row."""
+    def tilt_scale(self, gen_length: int) -> float:
+        """beta' such that beta' r~ is in the units of s for a row of length ``gen_length``
+        (see TraFLConfig); :meth:`length_scale` carries it to rows of other lengths."""
         cfg = self.config
-        seq_beta = cfg.beta * (length if cfg.beta_units == "token" else 1)
-        return seq_beta / (length if cfg.score_units == "per_token" else 1)
+        seq_beta = cfg.beta * (gen_length if cfg.beta_units == "token" else 1)
+        return seq_beta / (gen_length if cfg.score_units == "per_token" else 1)
 
-    def log_z(self, inputs: LossInputs, score: torch.Tensor) -> torch.Tensor:
-        """(n,) log Z for residual ``log Z + score``."""
+    def length_scale(self, inputs: LossInputs) -> torch.Tensor | float:
+        """(n,) L / n_row for a per-token s averaged over each row's own n positions
+        (``positions=until_eos``), else 1. A per-token residual is the sequence residual
+        divided by n: delta = (L log Z + n (s_theta - s_ref) - b r~) / n, so both the log Z
+        term and a sequence tilt are scaled by L / n per row; then delta = 0 on every row
+        exactly at pi*, whatever the lengths. With n = L on every row (``positions=all``)
+        this is 1.0 and the residual is the paper's, bit for bit."""
+        length = inputs.policy.length
+        if self.config.score_units != "per_token" or length is None:
+            return 1.0
+        return inputs.gen_length / length.float()  # (n,)
+
+    def log_z(self, inputs: LossInputs, score: torch.Tensor, scale: Any = 1.0) -> torch.Tensor:
+        """(n,) log Z (per token for a per-token s) for residual ``log Z * scale + score``."""
         if isinstance(self.head, PromptMLPLogZ):
             hidden = inputs.prompt_hidden
             assert hidden is not None  # check_inputs
             return self.head(hidden.detach() if self.config.detach_backbone else hidden)
         if isinstance(self.head, ScalarLogZ):
             return self.head(inputs.num_rows)
-        return vargrad_log_z(score, inputs.group_size)
+        return vargrad_log_z(score / scale, inputs.group_size)  # the group mean of n score / L
 
     def loss(self, inputs: LossInputs) -> tuple[torch.Tensor, dict[str, float]]:
         self.check_inputs(inputs)
         ref, pol, cfg = inputs.ref, inputs.policy, self.config
         assert ref is not None  # check_inputs
-        length = pol.length if pol.length is not None else inputs.gen_length  # (n,) or L
-        tilt = self.tilt_scale(length) * inputs.prepared["reward_tilde"].float()  # (n,)
+        scale = self.length_scale(inputs)  # (n,) L / n_row, or 1.0
+        tilt = self.tilt_scale(inputs.gen_length) * inputs.prepared["reward_tilde"].float()  # (n,)
+        if cfg.beta_units == "sequence":
+            tilt = tilt * scale  # (n,) b r~ / n_row: the same sequence tilt for every length
         if inputs.old is None:
             w = torch.ones_like(tilt)  # (n,) on-policy: no reuse
         else:
@@ -186,14 +200,15 @@ class TraFL(Objective):
             pol_a, pol_b = _halves(pol.per_draw, cfg.paired_draws)  # (n,), (n,)
             ref_a, ref_b = _halves(ref.per_draw, cfg.paired_draws)
             score_a, score_b = pol_a - ref_a - tilt, pol_b - ref_b - tilt  # (n,)
-            log_z_a, log_z_b = self.log_z(inputs, score_a), self.log_z(inputs, score_b)
-            delta_a, delta_b = log_z_a + score_a, log_z_b + score_b  # (n,)
+            log_z_a = self.log_z(inputs, score_a, scale)  # (n,)
+            log_z_b = self.log_z(inputs, score_b, scale)  # (n,)
+            delta_a, delta_b = log_z_a * scale + score_a, log_z_b * scale + score_b  # (n,)
             square, delta = delta_a * delta_b, 0.5 * (delta_a + delta_b)  # (n,)
             log_z = 0.5 * (log_z_a + log_z_b)  # (n,)
         else:
             score = pol.seq.float() - ref.seq.float() - tilt  # (n,)
-            log_z = self.log_z(inputs, score)  # (n,)
-            delta = log_z + score  # (n,)
+            log_z = self.log_z(inputs, score, scale)  # (n,)
+            delta = log_z * scale + score  # (n,)
             square = delta.square()  # (n,)
         loss = (w * square).mean()
         metrics = self.balance_monitor(inputs, tilt, loss) | {
