@@ -33,6 +33,7 @@ def test_eval_writes_a_valid_eval_json_and_plots(tmp_path):
     evaluate(cfg)
     result = json.loads((tmp_path / "eval.json").read_text())
     assert set(result["lengths"]) == {"16", "24"}
+    assert len(result["problems_sha1"]) == 40 and "target" not in result["lengths"]["16"]
     for res in result["lengths"].values():
         assert set(res["pass_at_k"]) == {"1", "2", "4"}
         curve = [res["pass_at_k"][k]["mean"] for k in ("1", "2", "4")]
@@ -43,6 +44,10 @@ def test_eval_writes_a_valid_eval_json_and_plots(tmp_path):
         assert res["pass_at_k"]["1"]["mean"] == pytest.approx(res["mean_reward"])
         assert 0 <= res["greedy_accuracy"] <= 1
         assert res["coverage"]["num_prompts"] == 6
+        # per problem, the correct solutions' counts (the target instrument's q_c) and set sizes
+        assert [sum(c.values()) for c in res["solution_counts"]] == res["correct_counts"]
+        assert len(res["solution_set_sizes"]) == 6
+        assert all(size >= 2 for size in res["solution_set_sizes"])  # countdown: min_solutions
         assert 0 <= res["locking"]["order_share_of_mode"] <= 1
     for name in ("pass_at_k.png", "coverage.png", "reveal_orders_L16.png", "reveal_orders_L24.png"):
         assert (tmp_path / name).stat().st_size > 1000

@@ -2,8 +2,11 @@
 
 Each argument is an ``eval.json``, a folder holding one, or a run folder with ``eval/eval.json``.
 The first (or ``base=NAME``) is the reference every other method is compared with: a cell is
-marked where the method's pass@k is below the base's. The figures are drawn by
-``trafl.evaluation.plots``, the table and verdicts rendered by ``trafl.evaluation.report``.
+marked where the method's pass@k is below the base's. Methods whose eval.json carries the target
+instrument (``trafl eval target.base=...``) get a second table: b, the fitted b_hat, how well the
+tilt predicts each problem's success, tilt violations, distinct@k and the balance gap. The
+figures are drawn by ``trafl.evaluation.plots``, the tables and verdicts rendered by
+``trafl.evaluation.report``.
 """
 
 from __future__ import annotations
@@ -17,7 +20,14 @@ from rich.table import Table
 
 from trafl.core.errors import UserError
 from trafl.evaluation.plots import plot_coverage_locking, plot_pass_at_k_grid
-from trafl.evaluation.report import Results, below_base, comparison_rows, verdicts
+from trafl.evaluation.report import (
+    TARGET_LEGEND,
+    Results,
+    below_base,
+    comparison_rows,
+    target_rows,
+    verdicts,
+)
 from trafl.run.runtime import console
 
 
@@ -72,3 +82,12 @@ def print_comparison(results: Results, base: str) -> None:
     for row in rows:
         table.add_row(*row)
     console.print(table)
+    header, rows = target_rows(results)
+    if rows:
+        table = Table(title="does each method reach its tilt target?")
+        for h in header:
+            table.add_column(h, justify="left" if h in ("method", "L") else "right")
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+        console.print(TARGET_LEGEND, markup=False, emoji=False)

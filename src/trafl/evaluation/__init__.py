@@ -2,9 +2,10 @@
 locking of denoising paths. Pure functions over plain Python / numpy / torch inputs: no models,
 no sampling.
 
-Two modules are imported by their own path, so that ``import trafl.evaluation`` stays light:
-``trafl.evaluation.plots`` (every PNG figure, matplotlib) and ``trafl.evaluation.report`` (every
-``eval.json`` -> Markdown rendering, returned as strings)."""
+Three modules are imported by their own path: ``trafl.evaluation.plots`` (every PNG figure,
+matplotlib, so that ``import trafl.evaluation`` stays light), ``trafl.evaluation.report`` (every
+``eval.json`` -> Markdown rendering, returned as strings) and ``trafl.evaluation.target`` (the
+target instrument: a run against the reward tilt of its base, with its config section)."""
 
 from trafl.evaluation.coverage import (
     CoverageAtK,
@@ -14,6 +15,7 @@ from trafl.evaluation.coverage import (
     distinct_correct,
     expected_distinct_at_k,
     solution_concentration,
+    solution_counts,
     solution_coverage,
 )
 from trafl.evaluation.locking import (
@@ -55,5 +57,6 @@ __all__ = [
     "power_of_two_ks",
     "reveal_ranks",
     "solution_concentration",
+    "solution_counts",
     "solution_coverage",
 ]

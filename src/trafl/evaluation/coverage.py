@@ -68,6 +68,13 @@ def distinct_correct(keys: Keys) -> int:
     return len(_found(keys))
 
 
+def solution_counts(per_prompt_keys: Sequence[Keys]) -> list[dict[str, int]]:
+    """Per prompt, how often each correct solution occurs among its samples (``{key: count}``,
+    most frequent first; empty when none is correct): eval.json's ``solution_counts``, from
+    which the target instrument reads the base's class frequencies."""
+    return [dict(_found(keys).most_common()) for keys in per_prompt_keys]
+
+
 def solution_coverage(keys: Keys, all_solutions: set[str] | None) -> float | None:
     """Share of the prompt's solution set found by its samples:
     ``|distinct correct keys| / |all_solutions|`` (every correct key must lie in the set).

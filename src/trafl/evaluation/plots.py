@@ -185,3 +185,53 @@ def plot_seed_differences(
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_target(target: dict[str, Any], title: str, path: Path) -> None:
+    """Predicted against achieved success per problem: the base tilted at b (when known,
+    crosses) and at the fitted b_hat (dots), the identity line; problems whose success fell
+    circled on the b_hat dots (filled red: significant)."""
+    achieved = np.array(target["achieved"]["success"])  # (B,)
+    fig, ax = plt.subplots(figsize=(4.6, 4.4))
+    ax.plot([0, 1], [0, 1], color="black", lw=1, label="identity")
+    styles = {"b": ("x", "tab:orange", "b"), "b_hat": ("o", "tab:blue", "b_hat")}
+    marked = None
+    for name, (marker, color, label) in styles.items():
+        pred = target["predicted"].get(name)
+        if pred is None:
+            continue
+        predicted = np.array(pred["success"])  # (B,)
+        ax.scatter(
+            predicted,
+            achieved,
+            s=14,
+            marker=marker,
+            color=color,
+            alpha=0.7,
+            label=f"problem, tilt at {label} = {pred['b']:.2f}",
+        )
+        marked = predicted
+    if marked is not None:
+        viol = target["violations"]
+        for v in viol["problems"]:
+            fill = "red" if v["p_value"] < viol["alpha"] else "none"
+            i = v["problem"]
+            ax.scatter(marked[i], achieved[i], s=60, facecolors=fill, edgecolors="red")
+        ax.scatter(
+            [],
+            [],
+            s=60,
+            facecolors="none",
+            edgecolors="red",
+            label="success fell (filled: p < 0.05)",
+        )
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("predicted success p* (the base tilted)")
+    ax.set_ylabel("achieved success")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -148,8 +148,9 @@ def markdown_table(results: Results, base: str) -> str:
 
 
 def comparison_sections(results: Results, base: str, sentences: dict[str, str]) -> list[str]:
-    """The verdicts (``sentences``, from :func:`verdicts`) and the table, as Markdown lines."""
-    return [
+    """The verdicts (``sentences``, from :func:`verdicts`) and the table, as Markdown lines;
+    the target table too when an eval.json carries the target instrument."""
+    lines = [
         "## Does each method stay above the base at every k and length?",
         "",
         *[f"- {sentence}" for sentence in sentences.values()],
@@ -158,6 +159,77 @@ def comparison_sections(results: Results, base: str, sentences: dict[str, str]) 
         "",
         markdown_table(results, base),
     ]
+    header, rows = target_rows(results)
+    if rows:
+        lines += ["", "## Does each method reach its tilt target?", "", TARGET_LEGEND, ""]
+        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+# the target instrument (lengths.<L>.target, trafl.evaluation.target) ------------------------
+
+TARGET_HEADER = [
+    "method",
+    "L",
+    "b",
+    "b̂ (se)",
+    "MAE",
+    "corr.",
+    "shift sd / floor",
+    "fell: sig. / all",
+    "distinct@k: b / b̂ / run",
+    "gap (b)",
+]
+TARGET_LEGEND = (
+    "b: the tilt trained towards; b̂: the single log-odds shift that best explains the run's "
+    "successes given the base's; MAE and corr.: predicted (at b, else b̂) vs achieved success "
+    "per problem; shift sd / floor: spread of per-problem log-odds shifts vs its sampling-noise "
+    "floor; fell: problems whose success fell (a tilt never lowers one), significant at 0.05 "
+    "(one-sided Fisher); distinct@k: distinct correct solutions at the largest k, predicted by "
+    "the tilt at b and at b̂, and the run's; gap: mean log-ratio log pi/pi_ref on successes "
+    "minus failures within prompts, equal to b at the target."
+)
+
+
+def target_cells(t: dict[str, Any]) -> list[str]:
+    """One row of :data:`TARGET_HEADER` (after method and L) from a ``target`` entry."""
+    fit, pred, shifts, viol = t["fit"], t["predicted"], t["shifts"], t["violations"]
+    main = pred.get("b") or pred.get("b_hat") or {}
+    b_hat = "-" if fit["b_hat"] is None else f"{fit['b_hat']:.2f}"
+    if fit["b_hat"] is not None and fit["se"] is not None:
+        b_hat += f" ({fit['se']:.2f})" + (" at bound" if fit["at_bound"] else "")
+    spread = f"{fmt(shifts['std'], 2)} / {fmt(shifts['noise_floor_std'], 2)}"
+    distinct = t["achieved"]["distinct"]
+    k = max(distinct, key=int)
+
+    def at_k(p: dict[str, Any] | None) -> str:  # a prediction's distinct@k
+        return "-" if not p or p["distinct"] is None else f"{p['distinct'][k]:.2f}"
+
+    gap = "-"
+    if t.get("balance") and t["balance"]["gap"] is not None:
+        gap = f"{t['balance']['gap']:.2f}"
+        gap += f" ± {t['balance']['se']:.2f}" if t["balance"]["se"] is not None else ""
+    return [
+        fmt(t["b"], 2),
+        b_hat,
+        fmt(main.get("mae")) + ("" if "b" in pred or not main else " (b̂)"),
+        fmt(main.get("correlation"), 2),
+        spread,
+        f"{viol['num_significant']} / {viol['num_fell']}",
+        f"k={k}: {at_k(pred.get('b'))} / {at_k(pred.get('b_hat'))} / {distinct[k]:.2f}",
+        f"{gap} ({fmt(t['b'], 2)})",
+    ]
+
+
+def target_rows(results: Results) -> tuple[list[str], list[list[str]]]:
+    """Header and one row per method and length whose eval.json carries ``target``."""
+    rows = []
+    for name, res in results.items():
+        for length, r in res["lengths"].items():
+            if r.get("target"):
+                rows.append([name, length, *target_cells(r["target"])])
+    return TARGET_HEADER, rows
 
 
 # several seeds per method -------------------------------------------------------------------

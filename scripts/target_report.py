@@ -1,0 +1,312 @@
+"""Figures and tables of the target study (docs/TARGET.md) from its results folder.
+
+    python scripts/target_report.py runs/target                 # -> docs/target/
+    python scripts/target_report.py results/target --out docs/target
+
+Reads what ``scripts/target_study.py`` wrote (or its unpacked ``--pack`` archive): the base's
+evaluation, and per run its config, metrics.jsonl and one evaluation per checkpoint. Writes
+``frontier.png`` (pass@64 and distinct@64 against pass@1 over checkpoints, seeds averaged:
+comparison at equal progress), ``target.png`` (predicted against achieved success per problem
+for each TraFL tilt), ``monitor.png`` (distance to balance during training) and ``results.md``
+(every number the prose of docs/TARGET.md quotes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def load(root: Path) -> tuple[dict[str, Any], dict[str, dict[int, dict[int, dict[str, Any]]]]]:
+    """(base eval, {method: {seed: {step: eval}}})."""
+    base = json.loads((root / "base" / "eval.json").read_text())
+    runs: dict[str, dict[int, dict[int, dict[str, Any]]]] = defaultdict(dict)
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and p.name != "base"):
+        match = re.fullmatch(r"(.+)-s(\d+)", folder.name)
+        if not match:
+            continue
+        evals = {}
+        for path in folder.glob("eval-*/eval.json"):
+            evals[int(path.parent.name[5:])] = json.loads(path.read_text())
+        if evals:
+            runs[match.group(1)][int(match.group(2))] = evals
+    return base, dict(runs)
+
+
+def summary(ev: dict[str, Any]) -> dict[str, float]:
+    """The numbers of one evaluation at its one length."""
+    (length,) = ev["lengths"].values()
+    ks = sorted(int(k) for k in length["pass_at_k"])
+    top = str(ks[-1])
+    out = {
+        "pass@1": length["pass_at_k"]["1"]["mean"],
+        "pass@8": length["pass_at_k"].get("8", {"mean": math.nan})["mean"],
+        f"pass@{top}": length["pass_at_k"][top]["mean"],
+        "pass@max": length["pass_at_k"][top]["mean"],
+        "distinct@max": length["coverage_at_k"]["distinct"][top],
+        "coverage@max": (length["coverage_at_k"]["coverage"] or {}).get(top, math.nan),
+        "mode_share": length["locking"]["order_share_of_mode"],
+    }
+    out |= target_numbers(length.get("target"))
+    return out
+
+
+def target_numbers(target: dict[str, Any] | None) -> dict[str, float]:
+    """The instrument's headline numbers (docs/EVAL.md, ``target``); empty without it."""
+    if not target:
+        return {}
+    pick = {
+        "b": ("b",),
+        "b_hat": ("fit", "b_hat"),
+        "mae": ("predicted", "b", "mae"),
+        "corr": ("predicted", "b", "correlation"),
+        "mae_hat": ("predicted", "b_hat", "mae"),
+        "fell": ("violations", "num_fell"),
+        "fell_sig": ("violations", "num_significant"),
+        "shift_sd": ("shifts", "std"),
+        "noise_sd": ("shifts", "noise_floor_std"),
+        "gap": ("balance", "gap"),
+    }
+    out = {}
+    for name, path in pick.items():
+        value: Any = target
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        out[name] = math.nan if value is None else float(value)
+    top = max(target["achieved"]["distinct"], key=int)
+    out["distinct_run"] = target["achieved"]["distinct"][top]
+    for which in ("b", "b_hat"):
+        pred = (target.get("predicted") or {}).get(which) or {}
+        out[f"distinct_pred_{which}"] = float((pred.get("distinct") or {}).get(top, math.nan))
+    return out
+
+
+def mean_sd(values: list[float]) -> str:
+    values = [v for v in values if not math.isnan(v)]
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def by_step(seeds: dict[int, dict[int, dict[str, Any]]], key: str) -> tuple[list[int], list[float]]:
+    """Steps present in every seed and the seed mean of ``key`` at each."""
+    steps = sorted(set.intersection(*(set(s) for s in seeds.values())))
+    means = [statistics.mean(summary(seeds[s][step])[key] for s in seeds) for step in steps]
+    return steps, means
+
+
+def frontier(base: dict[str, Any], runs: dict[str, Any], out: Path) -> None:
+    b = summary(base)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    for ax, key, label in (
+        (axes[0], "pass@max", "pass@n"),
+        (axes[1], "distinct@max", "distinct correct in n"),
+    ):
+        ax.plot([b["pass@1"]], [b[key]], "k*", ms=12, label="base")
+        for method in sorted(runs):
+            _, xs = by_step(runs[method], "pass@1")
+            _, ys = by_step(runs[method], key)
+            style = "-o" if method.startswith("trafl") else "--s"
+            ax.plot([b["pass@1"], *xs], [b[key], *ys], style, ms=4, label=method)
+        ax.set_xlabel("pass@1")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    n = base["num_samples"]
+    axes[0].set_title(f"equal progress: pass@{n} against pass@1 (checkpoints, seed mean)")
+    axes[1].set_title(f"distinct correct solutions in {n} samples")
+    axes[1].legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(out / "frontier.png", dpi=120)
+    plt.close(fig)
+
+
+def monitor(root: Path, out: Path) -> None:
+    """Per TraFL run (seed 0): loss / loss_at_ref and the balance gap D(success) - D(failure)."""
+    folders = sorted(root.glob("trafl-b*-s0"), key=lambda p: float(p.name.split("-b")[1][:-3]))
+    if not folders:
+        return
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for folder in folders:
+        rows = [json.loads(r) for r in (folder / "metrics.jsonl").read_text().splitlines() if r]
+        rows = [r for r in rows if "loss_at_ref" in r]
+        steps = [r["step"] for r in rows]
+        ratio = [r["loss"] / r["loss_at_ref"] if r["loss_at_ref"] > 0 else math.nan for r in rows]
+        gap = [r["log_ratio_success"] - r["log_ratio_failure"] for r in rows]
+        (line,) = axes[0].plot(steps, smooth(ratio), label=folder.name[:-3])
+        axes[1].plot(steps, smooth(gap), color=line.get_color(), label=folder.name[:-3])
+        beta = float(folder.name.split("-b")[1][:-3])
+        axes[1].axhline(beta, color=line.get_color(), ls=":", lw=0.8)
+    axes[0].set_yscale("log")
+    axes[0].set_title("TB loss / its value at theta = ref (20-step mean)")
+    axes[1].set_title("D(success) - D(failure), sequence nats; dotted: b (balance)")
+    axes[1].set_yscale("symlog", linthresh=1)
+    for ax in axes:
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "monitor.png", dpi=120)
+    plt.close(fig)
+
+
+def smooth(values: list[float], width: int = 20) -> list[float]:
+    out = []
+    for i in range(len(values)):
+        window = [v for v in values[max(0, i - width + 1) : i + 1] if not math.isnan(v)]
+        out.append(statistics.mean(window) if window else math.nan)
+    return out
+
+
+PASS_KEYS = ["pass@1", "pass@8", "pass@max", "distinct@max", "coverage@max", "mode_share"]
+TARGET_KEYS = ["b", "b_hat", "mae", "corr", "mae_hat", "fell", "fell_sig", "shift_sd", "noise_sd",
+               "distinct_pred_b", "distinct_pred_b_hat", "distinct_run", "gap"]  # fmt: skip
+
+
+def last_common(seeds: dict[int, dict[int, dict[str, Any]]]) -> list[dict[str, float]]:
+    """Each seed's numbers at the last checkpoint every seed reached."""
+    step = max(set.intersection(*(set(s) for s in seeds.values())))
+    return [summary(seeds[s][step]) | {"step": step} for s in sorted(seeds)]
+
+
+def table(base: dict[str, Any], runs: dict[str, Any], keys: list[str]) -> list[str]:
+    """Each method at its last common checkpoint: mean ± sd over seeds."""
+    n = base["num_samples"]
+    head = [k.replace("max", str(n)) for k in keys]
+    lines = ["| method | seeds | step | " + " | ".join(head) + " |"]
+    lines.append("|" + " --- |" * (3 + len(keys)))
+    if keys == PASS_KEYS:
+        b = summary(base)
+        lines.append("| base | - | 0 | " + " | ".join(f"{b[k]:.3f}" for k in keys) + " |")
+    for method in sorted(runs):
+        rows = last_common(runs[method])
+        cells = [mean_sd([r.get(k, math.nan) for r in rows]) for k in keys]
+        lines.append(f"| {method} | {len(rows)} | {rows[0]['step']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def checkpoints(runs: dict[str, Any]) -> list[str]:
+    lines = ["| method | step | pass@1 | pass@n | distinct@n | mode share |", "|" + " --- |" * 6]
+    for method in sorted(runs):
+        steps, p1 = by_step(runs[method], "pass@1")
+        _, pn = by_step(runs[method], "pass@max")
+        _, dn = by_step(runs[method], "distinct@max")
+        _, mode = by_step(runs[method], "mode_share")
+        for row in zip(steps, p1, pn, dn, mode, strict=True):
+            lines.append(
+                f"| {method} | {row[0]} | " + " | ".join(f"{v:.3f}" for v in row[1:]) + " |"
+            )
+    return lines
+
+
+def target_figure(runs: dict[str, Any], out: Path) -> None:
+    """Achieved against predicted success per problem, seed 0's last checkpoint per method
+    (at b for TraFL, at the fitted b_hat for the reward maximisers)."""
+    methods = [m for m in sorted(runs) if 0 in runs[m]]
+    if not methods:
+        return
+    cols = min(4, len(methods))
+    rows = math.ceil(len(methods) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.2 * rows), squeeze=False)
+    for ax, method in zip(axes.flat, methods, strict=False):
+        ev = runs[method][0][max(runs[method][0])]
+        (length,) = ev["lengths"].values()
+        target = length.get("target")
+        if not target:
+            continue
+        which = "b" if "b" in (target.get("predicted") or {}) else "b_hat"
+        pred = target["predicted"][which]
+        ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+        ax.scatter(pred["success"], target["achieved"]["success"], s=10)
+        ax.scatter(target["base_success"], target["achieved"]["success"], s=6, c="0.7")
+        ax.set_title(f"{method}: {which}={pred['b']:.2g}, MAE {pred['mae']:.3f}", fontsize=8)
+        ax.set_xlim(-0.02, 1.02)
+        ax.set_ylim(-0.02, 1.02)
+    for ax in axes[-1]:
+        ax.set_xlabel("predicted p* (blue) / base p (grey)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("achieved success")
+    for ax in list(axes.flat)[len(methods) :]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(out / "target.png", dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("root", type=Path)
+    p.add_argument("--out", type=Path, default=Path("docs/target"))
+    args = p.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    base, runs = load(args.root)
+    pool = {m: s for m, s in runs.items() if not m.startswith("heldout-")}
+    heldout = {m: s for m, s in runs.items() if m.startswith("heldout-")}
+    frontier(base, pool, args.out)
+    target_figure(pool, args.out)
+    monitor(args.root, args.out)
+    text = [
+        "# Target study: the numbers",
+        "",
+        f"Generated by `python scripts/target_report.py {args.root}` from the runs of "
+        "`scripts/target_study.py`; docs/TARGET.md explains them.",
+        "",
+        f"Base: {base['model_name']} on {base['task']}, {base['num_problems']} problems "
+        f"(the fixed pool), {base['num_samples']} samples each.",
+        "",
+        "## Each method at its last checkpoint (mean ± sd over seeds)",
+        "",
+        *table(base, pool, PASS_KEYS),
+        "",
+        "## The target instrument at the last checkpoint (mean ± sd over seeds)",
+        "",
+        TARGET_LEGEND,
+        "",
+        *table(base, pool, TARGET_KEYS),
+        "",
+        "## Every checkpoint (seed means): the frontier's points",
+        "",
+        *checkpoints(pool),
+        "",
+    ]
+    if heldout:
+        held_base = json.loads((args.root / "base-heldout" / "eval.json").read_text())
+        text += [
+            "## Held out: trained on the generator, evaluated on "
+            f"{held_base['num_problems']} test problems x {held_base['num_samples']} samples",
+            "",
+            *table(held_base, heldout, PASS_KEYS),
+            "",
+            *table(held_base, heldout, TARGET_KEYS),
+            "",
+        ]
+    (args.out / "results.md").write_text("\n".join(text))
+    print(f"wrote {args.out}/results.md, frontier.png, target.png, monitor.png")
+
+
+TARGET_LEGEND = (
+    "b: the tilt trained for (TraFL; `center_loo` makes b = beta); b_hat: the single tilt "
+    "that best fits the run's counts from the base's; mae / corr: predicted p* at b against "
+    "achieved success per problem; mae_hat: the same at b_hat; fell / fell_sig: problems "
+    "whose success fell (a tilt never lowers one) / of those significant (one-sided Fisher, "
+    "0.05, uncorrected); shift_sd / noise_sd: spread of per-problem log-odds shifts and what "
+    "sampling noise alone gives; distinct_pred_b / _b_hat / _run: distinct correct solutions "
+    "in n samples predicted by the tilt and achieved; gap: D(success) - D(failure) in "
+    "sequence nats (= b at balance)."
+)
+
+
+if __name__ == "__main__":
+    main()

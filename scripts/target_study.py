@@ -1,0 +1,313 @@
+"""The target study of issue 12 (docs/TARGET.md): does TraFL reach pi* where pi* is reachable?
+
+On a fixed pool of Countdown problems (``task.pool``: trained on and evaluated on the same
+problems), from the shipped base: TraFL at sequence tilts b in {1, 2, 4, 8, 32}
+(``reward_norm=center_loo``, so b = beta exactly), TraFL with mu > 1 (the clipped importance
+weight), the exact-path variant, and the reward maximisers d1 (diffu-GRPO), SPG and ESPO, each
+with several seeds. Every checkpoint is evaluated with ``trafl eval``'s target section against
+the base's evaluation, so the runs can be compared at EQUAL PROGRESS (pass@64 against pass@1
+over checkpoints, a frontier) and against the target each TraFL run was trained for.
+
+    python scripts/target_study.py --out runs/target            # everything, resumable
+    python scripts/target_study.py --out runs/target --smoke    # minutes: the pipeline only
+    python scripts/target_report.py runs/target                 # docs/TARGET.md's figures
+
+Runs are independent processes (``--workers`` at a time, one CPU thread each, on the GPU when
+there is one); finished runs and evaluations are skipped, interrupted runs resume, and
+``--deadline`` stops training runs gracefully (SIGTERM: a checkpoint, then exit) so their
+checkpoints are still evaluated. ``--pack FILE`` writes every eval.json, metrics.jsonl and
+config.yaml (no weights) into one tar.gz.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE = "models/countdown-base"
+
+
+@dataclass
+class Job:
+    name: str  # folder name, e.g. trafl-b4-s0
+    config: str  # configs/train_X.yaml
+    overrides: list[str]
+    steps: int
+    ckpt_every: int
+    tilt: float | None  # the sequence tilt b the run was trained for; None: a reward maximiser
+    priority: int
+    heldout: bool = False  # trained on the task's train generator, evaluated on its test split
+
+
+def jobs(args: argparse.Namespace) -> list[Job]:
+    """Every run of the study, most important first (seed 0 of the core comparison)."""
+    out: list[Job] = []
+    for seed in range(args.seeds):
+        for rank, beta in enumerate(args.betas):
+            out.append(
+                Job(
+                    f"trafl-b{beta:g}-s{seed}",
+                    "configs/train_trafl.yaml",
+                    [f"objective.beta={beta}", "objective.reward_norm=center_loo"],
+                    args.trafl_steps,
+                    args.trafl_steps // args.points,
+                    float(beta),
+                    priority=seed * 100 + rank,
+                )
+            )
+        for rank, method in enumerate(args.baselines):
+            out.append(
+                Job(
+                    f"{method}-s{seed}",
+                    f"configs/train_{method}.yaml",
+                    [],
+                    args.baseline_steps,
+                    args.baseline_steps // args.points,
+                    None,
+                    priority=seed * 100 + 10 + rank,
+                )
+            )
+        for beta in args.path_betas:  # the exact trajectory log-prob instead of the surrogate
+            out.append(
+                Job(
+                    f"trafl_path-b{beta:g}-s{seed}",
+                    "configs/train_trafl_path.yaml",
+                    [f"objective.beta={beta}", "objective.reward_norm=center_loo"],
+                    args.trafl_steps,
+                    args.trafl_steps // args.points,
+                    float(beta),
+                    priority=seed * 100 + 21,
+                )
+            )
+        for beta in args.mu_betas:  # TraFL reusing each batch mu times (clipped weights)
+            out.append(
+                Job(
+                    f"trafl-mu{args.mu}-b{beta:g}-s{seed}",
+                    "configs/train_trafl.yaml",
+                    [
+                        f"objective.beta={beta}",
+                        "objective.reward_norm=center_loo",
+                        f"inner_updates={args.mu}",
+                    ],
+                    args.baseline_steps,
+                    args.baseline_steps // args.points,
+                    float(beta),
+                    priority=seed * 100 + 20,
+                )
+            )
+    for rank, (method, beta) in enumerate(args.heldout):  # generalisation: seed 0 only
+        tilt = None if method != "trafl" else float(beta)
+        over = [f"objective.beta={beta}", "objective.reward_norm=center_loo"] if tilt else []
+        steps = args.trafl_steps if tilt else args.baseline_steps
+        out.append(
+            Job(
+                f"heldout-{method}{f'-b{tilt:g}' if tilt else ''}-s0",
+                f"configs/train_{method}.yaml",
+                over,
+                steps,
+                steps // args.points,
+                tilt,
+                priority=50 + rank,
+                heldout=True,
+            )
+        )
+    return sorted(out, key=lambda j: j.priority)
+
+
+def common(args: argparse.Namespace, heldout: bool = False) -> list[str]:
+    return [f"task.pool={0 if heldout else args.pool}", f"device={args.device}"]
+
+
+def sampler(args: argparse.Namespace) -> list[str]:
+    """One decoding for rollouts and evaluation: the distribution the tilt is defined on."""
+    return [
+        f"sampler.gen_length={args.length}",
+        f"sampler.steps={args.length // 2}",
+        f"sampler.temperature={args.temperature}",
+    ]
+
+
+def run(cmd: list[str], log: Path, deadline: float | None = None) -> int:
+    """Run a trafl command, its output in ``log``; SIGTERM at the deadline (it checkpoints)."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a") as f:
+        f.write(f"$ {' '.join(cmd)}\n")
+        f.flush()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "trafl", *cmd], stdout=f, stderr=f, cwd=ROOT, env=env
+        )
+        while proc.poll() is None:
+            if deadline is not None and time.time() > deadline:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=120)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                break
+            time.sleep(1.0)
+        return proc.wait()
+
+
+def evaluate(
+    model: str, out: Path, args: argparse.Namespace, tilt: float | None, heldout: bool = False
+) -> bool:
+    """``trafl eval`` on the pool (or the held-out test problems) with the target instrument;
+    skipped when already done."""
+    if (out / "eval.json").is_file():
+        return True
+    if args.stop_at is not None and time.time() > args.stop_at:
+        return False
+    base = args.out / ("base-heldout" if heldout else "base")
+    cmd = [
+        "eval",
+        f"model={model}",
+        *common(args, heldout),
+        f"num_problems={args.heldout_problems if heldout else args.pool}",
+        f"num_samples={args.heldout_samples if heldout else args.samples}",
+        f"gen_lengths=[{args.length}]",
+        *sampler(args),
+        "greedy=false",
+        "heatmap_problems=0",
+        f"out_dir={out}",
+    ]
+    if not args.no_target and model != BASE:
+        cmd += [f"target.base={base / 'eval.json'}", f"target.reference={BASE}"]
+        if tilt is not None:
+            cmd.append(f"target.tilt={tilt}")
+    return run(cmd, out / "log.txt", args.stop_at) == 0
+
+
+def train(job: Job, args: argparse.Namespace, deadline: float | None) -> Path:
+    folder = args.out / job.name
+    if (folder / "model").is_dir():
+        return folder
+    resume = (folder / "metrics.jsonl").is_file()
+    cmd = [
+        "train",
+        job.config,
+        *common(args, job.heldout),
+        *job.overrides,
+        *[f"rollout.{s}" for s in sampler(args)],
+        f"rollout.prompts_per_step={args.prompts}",
+        f"steps={job.steps}",
+        f"seed={int(job.name.rsplit('-s', 1)[1])}",
+        f"ckpt_every={job.ckpt_every}",
+        "keep_checkpoints=0",
+        "eval_every=0",
+        "save_completions_every=0",
+        f"out_dir={folder}",
+        f"resume={str(resume).lower()}",
+    ]
+    run(cmd, folder / "log.txt", deadline)
+    return folder
+
+
+def one_job(job: Job, args: argparse.Namespace, deadline: float | None) -> str:
+    if deadline is not None and time.time() > deadline:
+        return f"{job.name}: not started (deadline)"
+    start = time.time()
+    folder = train(job, args, deadline)
+    checkpoints = sorted(folder.glob("checkpoint-*/model"), key=lambda p: int(p.parent.name[11:]))
+    done = [
+        evaluate(str(m), folder / f"eval-{m.parent.name[11:]}", args, job.tilt, job.heldout)
+        for m in checkpoints
+    ]
+    return f"{job.name}: {sum(done)}/{len(done)} evaluations, {time.time() - start:.0f} s"
+
+
+def pack(root: Path, dest: Path) -> None:
+    """Every small result file (no weights) into one tar.gz."""
+    names = ("eval.json", "metrics.jsonl", "config.yaml", "log.txt", "eval_config.yaml")
+    with tarfile.open(dest, "w:gz") as tar:
+        for path in sorted(root.rglob("*")):
+            if path.is_file() and path.name in names:
+                tar.add(path, arcname=str(path.relative_to(root)))
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", type=Path, default=Path("runs/target"))
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--pool", type=int, default=48)
+    p.add_argument("--samples", type=int, default=128)
+    p.add_argument("--length", type=int, default=16)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--prompts", type=int, default=16)
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--betas", type=float, nargs="+", default=[1, 2, 4, 8, 32])
+    p.add_argument("--baselines", nargs="*", default=["diffu_grpo", "spg", "espo"])
+    p.add_argument("--mu", type=int, default=4)
+    p.add_argument("--mu-betas", type=float, nargs="*", default=[4])
+    p.add_argument("--path-betas", type=float, nargs="*", default=[4])
+    p.add_argument("--trafl-steps", type=int, default=300)
+    p.add_argument("--baseline-steps", type=int, default=100)
+    p.add_argument(
+        "--heldout",
+        type=lambda s: tuple(s.split(":")),
+        nargs="*",
+        default=[("trafl", "4"), ("trafl", "32"), ("diffu_grpo", "0")],
+        help="METHOD:BETA runs trained off the pool and evaluated on held-out test problems",
+    )
+    p.add_argument("--heldout-problems", type=int, default=320)
+    p.add_argument("--heldout-samples", type=int, default=64)
+    p.add_argument("--points", type=int, default=5, help="checkpoints per run (the frontier)")
+    p.add_argument("--deadline", type=float, default=None, help="seconds from now")
+    p.add_argument("--stop", type=float, default=None, help="seconds from now: no evaluation after")
+    p.add_argument("--pack", type=Path, default=None)
+    p.add_argument("--no-target", action="store_true")
+    p.add_argument("--smoke", action="store_true", help="tiny sizes: checks the pipeline")
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.pool, args.samples, args.prompts, args.seeds = 4, 8, 2, 1
+        args.trafl_steps = args.baseline_steps = 4
+        args.points, args.betas, args.baselines, args.mu_betas = 2, [4], ["diffu_grpo"], []
+        args.path_betas = []
+        args.heldout, args.heldout_problems, args.heldout_samples = [("trafl", "4")], 6, 4
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    deadline = time.time() + args.deadline if args.deadline else None
+    args.stop_at = time.time() + args.stop if args.stop else None
+    start = time.time()
+    todo = jobs(args)
+    print(f"{len(todo)} runs, {args.workers} at a time; base evaluation first", flush=True)
+    for heldout in (False, True) if args.heldout else (False,):
+        folder = args.out / ("base-heldout" if heldout else "base")
+        if not evaluate(BASE, folder, args, None, heldout):
+            if args.pack:
+                pack(args.out, args.pack)
+            sys.exit(f"the base evaluation failed; see {folder / 'log.txt'}")
+    lock = threading.Lock()
+
+    def work(job: Job) -> None:
+        line = one_job(job, args, deadline)
+        with lock:
+            print(f"[{time.time() - start:6.0f} s] {line}", flush=True)
+
+    try:
+        with ThreadPoolExecutor(args.workers) as pool:
+            list(pool.map(work, todo))
+    finally:
+        if args.pack:
+            pack(args.out, args.pack)
+            print(f"packed {args.pack}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
