@@ -259,7 +259,8 @@ class Pretrainer:
 
     def load_checkpoint(self, ckpt: Path) -> None:
         restore_policy(self.model, ckpt / "model", self.model_cfg)
-        state = torch.load(ckpt / "state.pt", weights_only=False, map_location=self.device)
+        # on the CPU: RNG states must stay CPU ByteTensors; the optimizer moves its own state
+        state = torch.load(ckpt / "state.pt", weights_only=False, map_location="cpu")
         self.state.load_state_dict(state)
 
 

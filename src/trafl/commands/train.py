@@ -488,7 +488,8 @@ class Trainer:
     def load_checkpoint(self, ckpt: Path) -> None:
         """Every piece of the run's state from ``ckpt`` (raises if any piece cannot load)."""
         restore_policy(self.policy, ckpt / "model", self.cfg.model, sharded=self.cfg.fsdp)
-        state = torch.load(ckpt / "state.pt", weights_only=False, map_location=self.device)
+        # on the CPU: RNG states must stay CPU ByteTensors; the optimizer moves its own state
+        state = torch.load(ckpt / "state.pt", weights_only=False, map_location="cpu")
         if self.cfg.fsdp:
             shard_file = ckpt / f"optimizer.rank{self.dist.rank}.pt"
             if state["optimizer"] is not None or not shard_file.is_file():
