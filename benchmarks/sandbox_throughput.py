@@ -1,7 +1,8 @@
 """Throughput of the code sandbox: HumanEval's 164 canonical solutions, each in its own sandbox
-process (namespaces, uid drop, limits and sentinel as probed on this machine).
+process (namespaces, private tmpfs, uid per program, limits and sentinel as probed on this
+machine; assert tests split so that the verdict is computed in the trainer).
 
-    .venv/bin/python benchmarks/sandbox_throughput.py --workers 1 2 4
+    .venv/bin/python benchmarks/sandbox_throughput.py --workers 2 8   # figures: RESULTS.md
 
 Each program is one HumanEval problem (function + ``check``); most of a run's cost is starting
 an interpreter in fresh namespaces, so the figures are per program, not per test. A second

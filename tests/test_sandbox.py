@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from trafl.rewards import sandbox as sandbox_module
+from trafl.rewards.assert_split import decode, plan, verdict
 from trafl.rewards.sandbox import Job, Sandbox, SandboxConfig, resolve_launcher
-from trafl.tasks.humaneval import packaged_path
+from trafl.tasks.humaneval import HumanEval, packaged_path
 
 TIMEOUT_S = 3.0
 
@@ -323,3 +324,265 @@ def test_timeout_kills_the_whole_group_quickly(work_root: Path) -> None:
     assert time.monotonic() - start < 3
     assert _sandbox_processes(work_root) == []  # the group (and namespace) was killed
     assert list(work_root.iterdir()) == []  # and the work dirs are removed
+
+
+# --------------------------------------------------------------------------- gaming the reward
+
+F_TESTS = ["assert f(1) == 'expected-3f9a'", "assert f(2) == 'expected-3f9a'"]
+RIGHT = "def f(x):\n    return 'expected-3f9a'\n"
+WRONG = "def f(x):\n    return 'wrong'\n"
+GAMING = {  # each a WRONG program (f returns 'wrong' or nothing plain) trying to pass F_TESTS
+    "replace_runner": WRONG + (
+        "import sys\nsys.modules['__main__']._run_assert = lambda g, r, *c: "
+        "[[True, '']] * len(r['tests'])\n"
+    ),
+    "replace_value": WRONG + (
+        "import sys\nm = sys.modules['__main__']\n"
+        "m._value = lambda e, env, cap: ['ok', m._dumps(['b', 1])]\n"
+    ),
+    "gc_rewrite_tests": WRONG + (
+        "import gc\nfor o in gc.get_objects():\n    if isinstance(o, dict) and 'tests' in o:\n"
+        "        o['tests'] = [t if isinstance(t, str) else {'run': 'pass'} for t in o['tests']]\n"
+        "        o['tests'] = [t if isinstance(t, dict) else 'pass' for t in o['tests']]\n"
+    ),
+    "gc_find_expected": (  # the expected value is nowhere in the sandbox to be found
+        "import gc, sys\ndef f(x):\n    for o in gc.get_objects():\n"
+        "        for s in (o if isinstance(o, (list, tuple)) else o.values() "
+        "if isinstance(o, dict) else ()):\n"
+        "            if isinstance(s, str) and s.startswith('assert') and \"'\" in s:\n"
+        "                return s.split(\"'\")[1]\n    return 'not found'\n"
+    ),
+    "always_equal": "class X:\n    def __eq__(self, o): return True\ndef f(x):\n    return X()\n",
+    "str_subclass": (
+        "class S(str):\n    def __eq__(self, o): return True\n    __hash__ = str.__hash__\n"
+        "def f(x):\n    return S('wrong')\n"
+    ),
+    "patched_builtins": WRONG + (
+        "import builtins\nclass X:\n    def __eq__(self, o): return True\n"
+        "builtins.type = lambda v: str\nbuiltins.isinstance = lambda *a: True\n"
+        "def f(x):\n    return X()\n"
+    ),
+    "fake_verdict_on_stdout": WRONG + "print('{\"error\": null, \"results\": [[true, \"\"]]}')\n",
+    "forge_with_real_sentinel": WRONG + (
+        "import json, os, sys\ns = json.loads(sys.argv[1])\ntoken = os.read(s['secret_fd'], 64)\n"
+        "report = json.dumps({'error': None, 'results': [[True, '']] * 2})\n"
+        "os.write(s['report_fd'], report.encode() + b'\\n' + token + b'\\n')\nos._exit(0)\n"
+    ),
+    "forge_every_fd": WRONG + (
+        "import os\nfor fd in range(3, 64):\n    try:\n"
+        "        os.write(fd, b'{\"error\": null, \"results\": [[true, \"\"], [true, \"\"]]}\\n')\n"
+        "    except OSError:\n        pass\n"
+    ),
+    "system_exit_in_test": "def f(x):\n    raise SystemExit(0)\n",
+    "os_exit_in_test": "import os\ndef f(x):\n    os._exit(0)\n",
+    "deeply_nested": "def f(x):\n    v = []\n    for _ in range(5000):\n        v = [v]\n    return v\n",
+    "huge_value": "def f(x):\n    return 'x' * (8 << 20)\n",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def gaming_runs(sandbox: Sandbox) -> dict:
+    names = list(GAMING)
+    jobs = [Job(GAMING[n], tests=F_TESTS) for n in names] + [Job(RIGHT, tests=F_TESTS)]
+    results = sandbox.run(jobs)
+    return dict(zip([*names, "right"], results, strict=True))
+
+
+def _reward(result) -> float:
+    return float(
+        result.finished and bool(result.results) and all(r[0] is True for r in result.results)
+    )
+
+
+@pytest.mark.parametrize("name", list(GAMING))
+def test_a_wrong_program_cannot_fake_a_pass(gaming_runs: dict, name: str) -> None:
+    assert _reward(gaming_runs[name]) == 0.0, gaming_runs[name]
+    assert _reward(gaming_runs["right"]) == 1.0, gaming_runs["right"]
+
+
+def test_always_equal_objects_fail_in_every_test_shape(sandbox: Sandbox) -> None:
+    """An int subclass and an always-equal object, against plain asserts, HumanEval's check,
+    ``assert f(x)``, ``math.isclose`` and ``in``; the honest program passes the same tests."""
+    liar = (
+        "import math\nclass I(int):\n    def __eq__(self, o): return True\n"
+        "    def __bool__(self): return True\n    __hash__ = int.__hash__\n"
+        "class X:\n    def __eq__(self, o): return True\n    def __bool__(self): return True\n"
+        "    def __float__(self): return 2.0\n"
+        "def f(x):\n    return I(5) if x else X()\n"
+    )
+    honest = "def f(x):\n    return 2 if x else True\n"
+    tests = [
+        "assert f(1) == 2",
+        "assert f(0)",
+        "import math\nassert math.isclose(f(1), 2.0, rel_tol=1e-9)",
+        "assert f(1) in [2, 3] and not f(1) != 2",
+        "assert abs(f(1) - 2) < 1e-6",
+        "def check(candidate):\n    assert candidate(1) == 2\n    assert candidate(0) is True\n"
+        "\ncheck(f)\n",
+    ]
+    lying, fair = sandbox.run([Job(liar, tests=tests), Job(honest, tests=tests)])
+    assert [r[0] for r in fair.results] == [True] * len(tests), fair
+    assert [r[0] for r in lying.results] == [False] * len(tests), lying
+    assert "not plain data: I" in lying.results[0][1]
+
+
+def test_values_come_back_with_their_exact_types(sandbox: Sandbox) -> None:
+    program = (
+        "import collections\ndef f(x):\n    return [None, True, 0, -255, 10 ** 5000, 1.5, "
+        "float('inf'), 2j, 'é\\ud800', b'\\x00\\xff', (1, (2,)), {1, 2}, frozenset({3}), "
+        "{'a': [1], (1, 2): None}, collections.Counter('aab')]\n"
+    )
+    expected = (
+        "[None, True, 0, -255, 10 ** 5000, 1.5, math.inf, complex(0, 2), 'é\\ud800', "
+        "b'\\x00\\xff', (1, (2,)), {1, 2}, frozenset({3}), {'a': [1], (1, 2): None}, "
+        "{'a': 2, 'b': 1}]"
+    )
+    tests = [
+        f"assert f(0) == {expected}",
+        "assert [type(v) for v in f(0)][:6] == [type(None), bool, int, int, int, float]",
+        "assert f(0)[1] is True and f(0)[0] is None",
+        "assert f(0) != " + expected.replace("-255", "-254"),
+    ]
+    result = sandbox.run_one(Job(program, tests=tests))
+    assert [r[0] for r in result.results] == [True, False, True, True], result  # no type(None)
+    nan = sandbox.run_one(Job("def f():\n    return float('nan')\n", tests=["assert f() == f()"]))
+    assert nan.results[0][0] is False  # nan != nan, as inside
+
+
+def test_a_raising_leaf_fails_only_when_its_value_is_needed(sandbox: Sandbox) -> None:
+    program = "def f(x):\n    if x:\n        raise ValueError('no')\n    return 1\n"
+    tests = ["assert f(0) == 1 or f(1) == 1", "assert f(1) == 1 or f(0) == 1", "assert f(1)"]
+    result = sandbox.run_one(Job(program, tests=tests))
+    assert [r[0] for r in result.results] == [True, False, False]
+    assert "ValueError: no" in result.results[2][1]
+
+
+@pytest.fixture(scope="module")
+def host_marker() -> str:
+    return f"trafl-test-marker-{os.getpid()}"
+
+
+def test_files_written_anywhere_do_not_stay_on_the_host(
+    sandbox: Sandbox, work_root: Path, host_marker: str
+) -> None:
+    """Through a shell and through ctypes, to /tmp, /var/tmp, /dev/shm and the work dir: the
+    writes succeed (the program reads them back) and nothing remains once it has finished."""
+    if not sandbox.launcher.private:
+        pytest.skip(f"no private tmpfs here ({sandbox.launcher.describe()})")
+    dirs = ["/tmp", "/var/tmp", "/dev/shm", "."]
+    program = (
+        "import ctypes, os\nlibc = ctypes.CDLL(None)\n"
+        f"for d in {dirs!r}:\n"
+        f"    os.system(f'echo shell > {{d}}/{host_marker}-sh')\n"
+        f"    fd = libc.open(f'{{d}}/{host_marker}-c'.encode(), 0o101, 0o644)\n"
+        "    libc.write(fd, b'ctypes', 6)\n    libc.close(fd)\n"
+        f"seen = sorted(f'{{d}}/{{n}}' for d in {dirs!r} for n in os.listdir(d) "
+        f"if n.startswith('{host_marker}'))\n"
+        "def f(x):\n    return len(seen)\n"
+    )
+    result = sandbox.run_one(Job(program, tests=["assert f(0) == 8"]))
+    assert _reward(result) == 1.0, result  # all eight files were written inside
+    for folder in ("/tmp", "/var/tmp", "/dev/shm", str(work_root)):
+        left = [n for n in os.listdir(folder) if n.startswith(host_marker)]
+        assert left == [], f"{folder}: {left}"
+    assert list(work_root.iterdir()) == []
+
+
+def test_private_disk_is_size_limited(work_root: Path) -> None:
+    cfg = SandboxConfig(timeout_s=TIMEOUT_S, max_disk_mb=4, guard=False, tmp_dir=str(work_root))
+    sb = Sandbox(cfg)  # guard off: the kernel's limit, not the audit hook, is tested
+    if not sb.launcher.private:
+        pytest.skip("no private tmpfs here")
+    program = (
+        "import errno\ndef f(path):\n    try:\n        with open(path, 'wb') as out:\n"
+        "            for _ in range(8):\n                out.write(bytes(1 << 20))\n"
+        "    except OSError as err:\n        return errno.errorcode[err.errno]\n    return 'written'\n"
+    )
+    tests = ["assert f('/dev/shm/x') == 'ENOSPC'", "assert f('big') == 'ENOSPC'"]
+    assert _reward(sb.run_one(Job(program, tests=tests, mode="assert"))) == 1.0
+
+
+def test_a_retrying_fork_bomb_does_not_starve_a_correct_threaded_program(work_root: Path) -> None:
+    sb = Sandbox(SandboxConfig(timeout_s=TIMEOUT_S, cpu_s=3, workers=4, tmp_dir=str(work_root)))
+    if not sb.launcher.slots:
+        pytest.skip(f"no uid per program here ({sb.launcher.describe()})")
+    bomb = HOSTILE["fork_bomb"]
+    threaded = (
+        "import threading, time\ntime.sleep(0.5)\nout = []\n"
+        "threads = [threading.Thread(target=out.append, args=(i,)) for i in range(8)]\n"
+        "for t in threads:\n    t.start()\nfor t in threads:\n    t.join()\n"
+        "def f():\n    return sorted(out)\n"
+    )
+    tests = ["assert f() == [0, 1, 2, 3, 4, 5, 6, 7]"]
+    results = sb.run([Job(bomb, tests=tests), *[Job(threaded, tests=tests) for _ in range(3)]])
+    assert [_reward(r) for r in results] == [0.0, 1.0, 1.0, 1.0], results
+    assert _sandbox_processes(work_root) == []
+
+
+def test_stdio_programs_cannot_touch_each_others_output(tmp_path: Path) -> None:
+    """A program that writes its answer over every file it can reach (the other programs' work
+    dirs, /tmp, /proc) next to a slow correct one and a wrong one: only the correct one scores."""
+    base = "/run" if os.access("/run", os.W_OK) else str(tmp_path)  # not under /tmp if we can:
+    root = Path(tempfile.mkdtemp(dir=base))  # the work dirs are then host folders, covered
+    root.chmod(0o711)
+    sb = Sandbox(SandboxConfig(timeout_s=TIMEOUT_S, workers=3, tmp_dir=str(root)))
+    attacker = (  # ctypes: the audit-hook guard does not see it
+        "import ctypes, glob, os, time\nlibc = ctypes.CDLL(None)\nend = time.time() + 1.5\n"
+        "while time.time() < end:\n"
+        f"    for d in glob.glob({str(root)!r} + '/*') + glob.glob('/tmp/trafl-sandbox-*'):\n"
+        "        for name in ['.stdout', *os.listdir(d)] if os.access(d, os.R_OK) else ['.stdout']:\n"
+        "            with open('mine', 'w') as f:\n                f.write('42\\n')\n"
+        "            libc.rename(b'mine', os.path.join(d, name).encode())\n"
+        "    time.sleep(0.01)\n"
+        "print(41)\n"
+    )
+    slow_right = "import time\nprint(int(input()) * 2, flush=True)\ntime.sleep(1.0)\n"
+    slow_wrong = "import time\nprint(int(input()) * 2 + 1, flush=True)\ntime.sleep(1.0)\n"
+    jobs = [Job(p, mode="stdio", inputs=["21\n"]) for p in (attacker, slow_right, slow_wrong)]
+    attack, right, wrong = sb.run(jobs)
+    assert attack.results == [["ok", "41\n"]]
+    assert right.results == [["ok", "42\n"]] and wrong.results == [["ok", "43\n"]]
+    assert list(root.iterdir()) == []
+    root.rmdir()
+
+
+def test_test_shapes_that_split_and_those_that_fall_back() -> None:
+    split = [
+        "assert f(1) == [1, 2]",
+        "import math\nassert math.isclose(f(1), 2.5, rel_tol=0.001)",
+        "assert set(f(1)) == set([1, 2])",
+        "assert not f(1)",
+        "assert f(1) is None",
+        "assert f(1) in (1, 2) and f(2) != 3",
+        "assert abs(f(1) - 0.5) < 1e-6",
+        "assert all(f(x) for x in [1, 2])",  # a generator is sent back as a list
+        "assert f(1) == g(2)",  # both leaves inside, compared outside
+        "assert sorted(f(1), reverse=True) == [3, 2]",
+        "METADATA = {}\ndef check(candidate):\n    '''doc'''\n    assert candidate(1) == 2\n"
+        "    assert True, 'message'\n\ncheck(f)\n",
+    ]
+    inside = [
+        "def check(candidate):\n    for x in range(3):\n        assert candidate(x)\n\ncheck(f)",
+        "x = f(1)\nassert x == 2",
+        "assert f(1) is g",  # 'is' against a non-singleton
+        "assert sorted(f(1), key=lambda v: -v) == [2, 1]",
+        "assert f(1) ==",
+    ]
+    assert [plan(t).inside for t in split] == [None] * len(split)
+    assert [plan(t).inside for t in inside] == inside
+    assert plan("assert f(1) == [i for i in range(3)]").weak  # a reference made in the sandbox
+    humaneval = HumanEval().problems("test")
+    tests = [f"{p['test']}\ncheck({p['entry_point']})\n" for p in humaneval]
+    assert sum(plan(t).inside is not None for t in tests) == 7  # loops or assignments in check
+
+
+def test_the_trainer_refuses_to_build_huge_values() -> None:
+    """Values a program sends back never make the trainer allocate without bound."""
+    for test, value in [("assert 'ab' * f() == 'abab'", 10**12), ("assert 7 ** f() > 0", 10**9)]:
+        start = time.monotonic()
+        ok, detail = verdict(
+            plan(test), ["values", [["ok", json.dumps(["i", format(value, "x")])]]]
+        )
+        assert not ok and "too large" in detail and time.monotonic() - start < 1
+    assert decode(["l", [["i", "ff"], ["t", [None, ["b", 1]]]]]) == [255, (None, True)]
+    assert verdict(plan("assert f() == 1"), ["values", [["ok", '["x", 1]']]])[0] is False

@@ -3,46 +3,60 @@ during training without trusting the policy's output.
 
 **What each run gets** (the in-sandbox half is :mod:`trafl.rewards.sandbox_harness`):
 
-* a fresh temporary directory as cwd (``HOME`` and ``TMPDIR`` too), removed afterwards, and an
-  environment holding nothing of the trainer's (no API tokens, no sentinel);
+* **a verdict it cannot reach**: assert-style tests are split (:mod:`trafl.rewards.assert_split`)
+  into the expressions that need the program, evaluated in the sandbox and sent back as plain
+  data of exact types, and the comparison, made here; ``call`` and ``stdio`` results are
+  compared by the task, here, too. The expected values never enter the sandbox, so a program
+  that replaces the harness's runner, rewrites its request or forges its report can only change
+  its own answers, and always-equal objects or ``int`` subclasses are not plain data;
+* an environment holding nothing of the trainer's (no API tokens, no sentinel);
 * where the kernel allows it (probed at first use, never assumed): new network, PID, IPC and
   mount namespaces through ``unshare`` (as root, or through a user namespace otherwise). No
   network at all (only a downed loopback), its own /proc, no view of or signal to the trainer's
   processes; when the namespace's first process dies, the kernel kills every process in it;
-* when the trainer runs as root: the program runs as ``nobody`` (if an interpreter that
-  ``nobody`` can read is found: the trainer's own, else ``/usr/bin/python3``), so file
-  permissions protect the host and RLIMIT_NPROC bounds fork bombs;
+* with the mount namespace, **a private disk**: one tmpfs of ``max_disk_mb`` on /tmp, shared
+  with /var/tmp, /dev/shm and the work dir by bind mounts; no other program or host process sees
+  it, and it vanishes with the namespace (the host work dir stays empty and is removed);
+* when the trainer runs as root, **a uid of its own**: one of ``UID_SLOTS`` uids from
+  ``uid_base`` (a range with no accounts), held through a lock file for the run, so that file
+  permissions separate concurrent programs and RLIMIT_NPROC counts this program's processes
+  only (a fork bomb cannot starve its neighbour); at the end the harness kills every process of
+  that uid. Falls back to ``nobody`` (shared by all programs) if the range is taken;
 * resource limits: CPU seconds, address space, processes, open files, file size, no core dumps;
   a wall-clock timeout after which its whole process group is killed (and, with namespaces, the
   whole namespace); stdout/stderr and each captured output are capped;
+* ``stdio`` cases run as forked children writing into a pipe that only the harness reads;
 * a random sentinel (:mod:`secrets`, 128 bits) that the harness reads from an inherited pipe
   only after the program and all tests have run, and writes after its report. A run without it
-  scores 0: ``exit(0)``/``os._exit(0)``/a signal before the tests finish is no pass, and the
-  program cannot print the sentinel since it is not in its argv, environment or any file;
+  scores 0: ``exit(0)``/``os._exit(0)``/a signal before the tests finish is no pass;
 * a thread pool of ``workers`` runs batches in parallel; nothing raises into the trainer: every
   failure (timeout, crash, limit, sandbox error) is a result with a reason and fails its tests.
 
 **Limits, honestly:**
 
-* The program runs *in the same process* as the tests (as HumanEval/MBPP/LiveCodeBench
-  harnesses do). A program written against this harness can read the sentinel pipe itself and
-  forge a report, or (in ``assert`` mode) return objects whose ``__eq__`` is always true. The
-  sentinel defeats early exits and accidents, not a deliberate attacker; ``call`` and ``stdio``
-  modes at least compare results in the trainer, outside the sandbox.
-* Without namespaces (no ``unshare``, no user namespaces) there is no network isolation, and
-  without the uid drop (trainer not root, or no interpreter ``nobody`` can read) the program has
-  the trainer's uid: it can read and write what the trainer can, signal its processes, and
-  RLIMIT_NPROC counts all of that user's processes (as root it is not enforced at all). The
-  audit-hook guard then stops plain ``open(..., "w")`` outside the work dir, ``os.kill`` of other
-  processes and sockets, but ctypes or a shell get around it. A warning is logged.
-* Without namespaces, children that call ``setsid`` escape the process-group kill.
-* The program can read world-readable files (the host's /etc, installed packages) and write to
-  world-writable ones (/tmp) even as ``nobody``; there is no cgroup, so memory is bounded per
-  process (address space) and by the process count, not in total.
+* Tests that cannot be split (loops or assignments in HumanEval's ``check``, 7 of 164; see
+  :mod:`trafl.rewards.assert_split`) run inside as before: a program written against this
+  harness can forge their pass flag. References computed in the sandbox (a helper of the prompt,
+  a comprehension) are compared outside but can be bent by the program.
+* Memory is bounded per process (address space) times the process count, plus the tmpfs: there
+  is no cgroup, so not in total.
+* Without namespaces (no ``unshare``, no user namespaces) there is no network isolation and no
+  private /tmp (what a program writes to /tmp, /var/tmp or /dev/shm stays, and other programs
+  see it); without the uid drop (trainer not root, or no interpreter the sandbox uid can read)
+  the program has the trainer's uid: it can read and write what the trainer can, signal its
+  processes, and RLIMIT_NPROC counts all of that user's processes (as root it is not enforced
+  at all). The audit-hook guard then stops plain ``open(..., "w")`` outside the work dir,
+  ``os.kill`` of other processes and sockets, but ctypes or a shell get around it. Each missing
+  layer is logged once as a warning. Without namespaces, children that call ``setsid`` escape
+  the process-group kill (with a uid per program, the harness's final kill still ends them
+  unless the program exits early).
+* The program can read world-readable files of the host (its /etc, installed packages).
 """
 
 from __future__ import annotations
 
+import fcntl
+import grp
 import json
 import logging
 import os
@@ -50,21 +64,27 @@ import pwd
 import secrets
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
+
+from trafl.rewards.assert_split import plan, verdict
 
 log = logging.getLogger(__name__)
 
 HARNESS = (Path(__file__).parent / "sandbox_harness.py").read_text()
 _NAMESPACES = ["--net", "--pid", "--fork", "--kill-child", "--mount-proc", "--ipc"]
 _POLL_S = (0.0005, 0.02)  # first and largest sleep while waiting for a program
+UID_SLOTS = 512  # uids uid_base .. uid_base + 511, each held by one running program at a time
 
 
 @dataclass
@@ -77,10 +97,12 @@ class SandboxConfig:
     max_processes: int = 64  # RLIMIT_NPROC of the sandbox uid
     max_open_files: int = 64
     max_file_mb: int = 16  # largest file a program may write (its captured output included)
+    max_disk_mb: int = 64  # its private tmpfs: /tmp, /var/tmp, /dev/shm and the work dir
     max_output_bytes: int = 1 << 16  # kept of stdout/stderr and of each captured output
     workers: int = 2
     isolation: Literal["auto", "namespaces", "none"] = "auto"  # auto: namespaces if they work
-    user: str = "auto"  # auto: "nobody" when running as root; "none": keep the trainer's uid
+    user: str = "auto"  # auto: as root, one uid per worker slot from uid_base; "none": keep ours
+    uid_base: int = 1_950_000_000  # first of UID_SLOTS uids reserved for programs (no accounts)
     python: str = "auto"  # interpreter for programs; auto: the trainer's, else /usr/bin/python3
     guard: bool = True  # the in-process audit hook (see sandbox_harness)
     site_packages: bool = False  # let programs import the interpreter's installed packages
@@ -92,6 +114,8 @@ class SandboxConfig:
             raise ValueError("need timeout_s > 0, cpu_s >= 1 and memory_mb >= 64")
         if min(self.max_processes, self.max_open_files, self.max_file_mb, self.workers) < 1:
             raise ValueError("max_processes, max_open_files, max_file_mb and workers must be >= 1")
+        if self.max_disk_mb < 1 or not 0 < self.uid_base < 2**32 - UID_SLOTS - 1:
+            raise ValueError(f"need max_disk_mb >= 1 and 0 < uid_base < {2**32 - UID_SLOTS - 1}")
 
 
 @dataclass
@@ -131,12 +155,20 @@ class Launcher:
 
     prefix: tuple[str, ...]
     python: str
-    uid: int | None
+    uid: int | None  # the sandbox uid, or the first of UID_SLOTS per-slot uids (slots=True)
     gid: int | None
+    slots: bool = False  # one uid (and gid) per running program: uid .. uid + UID_SLOTS - 1
+    private: bool = False  # a private tmpfs on /tmp, /var/tmp, /dev/shm and the work dir
 
     def describe(self) -> str:
         ns = "namespaces(net,pid,ipc,mount)" if self.prefix else "no namespaces"
-        user = pwd.getpwuid(self.uid).pw_name if self.uid is not None else f"uid {os.geteuid()}"
+        ns += ", private tmpfs" if self.private else ", shared /tmp"
+        if self.uid is None:
+            user = f"uid {os.geteuid()}"
+        elif self.slots:
+            user = f"a uid per program ({self.uid}+slot)"
+        else:
+            user = pwd.getpwuid(self.uid).pw_name
         return f"{ns}, {user}, {self.python}"
 
 
@@ -145,9 +177,8 @@ class Sandbox:
 
     def __init__(self, config: SandboxConfig | None = None) -> None:
         self.config = config if config is not None else SandboxConfig()
-        self.launcher = resolve_launcher(
-            self.config.isolation, self.config.user, self.config.python
-        )
+        cfg = self.config
+        self.launcher = resolve_launcher(cfg.isolation, cfg.user, cfg.python, cfg.uid_base)
 
     def run(self, jobs: list[Job]) -> list[SandboxResult]:
         """Run a batch on ``workers`` threads (each waits on its own process)."""
@@ -168,37 +199,53 @@ class Sandbox:
 def run_job(launcher: Launcher, cfg: SandboxConfig, job: Job) -> SandboxResult:
     """One program in a fresh work dir and process group (see the module docstring)."""
     start = time.monotonic()
+    plans = [plan(t) for t in job.tests] if job.mode == "assert" else []
+    tests = [p.request() for p in plans]
+    with _uid_slot(launcher) as uid:
+        ran = _launch(launcher, cfg, job, tests, uid, start)
+    timed_out, returncode, stdout, stderr, data, sentinel = ran
+    seconds = _since(start)
+    if timed_out:
+        reason = f"timeout: still running after {cfg.timeout_s:g} s"
+        return SandboxResult(False, reason, [], stdout, stderr, seconds)
+    parsed = _parse_report(data, sentinel)
+    if parsed is None:
+        return SandboxResult(False, _no_report(returncode, data), [], stdout, stderr, seconds)
+    reason = f"program failed: {parsed['error']}" if parsed.get("error") else ""
+    results = list(parsed.get("results", []))
+    if job.mode == "assert":  # the verdicts, computed here from the values sent back
+        if len(results) != len(plans):
+            return SandboxResult(False, "malformed report", [], stdout, stderr, seconds)
+        results = [list(verdict(p, r)) for p, r in zip(plans, results, strict=True)]
+    return SandboxResult(True, reason, results, stdout, stderr, seconds)
+
+
+def _launch(
+    launcher: Launcher,
+    cfg: SandboxConfig,
+    job: Job,
+    tests: list[dict[str, Any]],
+    uid: int | None,
+    start: float,
+) -> tuple[bool, int, str, str, bytes, bytes]:
+    """Start the harness on ``job`` as ``uid`` and wait for it; returns (timed out, exit code,
+    stdout, stderr, report bytes, sentinel)."""
     sentinel = secrets.token_hex(16).encode()
     workdir = tempfile.mkdtemp(prefix="trafl-sandbox-", dir=cfg.tmp_dir)
+    gid = uid if launcher.slots else launcher.gid
     files: list[Any] = []
     secret_r = -1
     try:
-        if launcher.uid is not None:
-            os.chown(workdir, launcher.uid, launcher.gid if launcher.gid is not None else -1)
+        if uid is not None:
+            os.chown(workdir, uid, gid if gid is not None else -1)
         payload, out, err, report = files = [tempfile.TemporaryFile() for _ in range(4)]
-        request = {"mode": job.mode, "program": job.program, "tests": job.tests}
+        request = {"mode": job.mode, "program": job.program, "tests": tests}
         payload.write(json.dumps(request | {"inputs": job.inputs, "entry": job.entry}).encode())
         payload.seek(0)
         secret_r, secret_w = os.pipe()
         os.write(secret_w, sentinel)  # 32 bytes: fits the pipe buffer; EOF once it is read
         os.close(secret_w)
-        cap = cfg.max_output_bytes
-        settings = {
-            "secret_fd": secret_r,
-            "report_fd": report.fileno(),
-            "max_output": cap,
-            "guard": cfg.guard,
-            "uid": launcher.uid,
-            "gid": launcher.gid,
-            "limits": {
-                "RLIMIT_CPU": cfg.cpu_s,
-                "RLIMIT_AS": cfg.memory_mb << 20,
-                "RLIMIT_NPROC": cfg.max_processes,
-                "RLIMIT_NOFILE": cfg.max_open_files,
-                "RLIMIT_FSIZE": cfg.max_file_mb << 20,
-                "RLIMIT_CORE": 0,
-            },
-        }
+        settings = _settings(cfg, launcher, uid, gid, secret_r, report.fileno())
         site = [] if cfg.site_packages else ["-S"]  # -S: start faster, standard library only
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir}
         proc = subprocess.Popen(
@@ -216,6 +263,7 @@ def run_job(launcher: Launcher, cfg: SandboxConfig, job: Job) -> SandboxResult:
         timed_out = not _wait_unreaped(proc.pid, start + cfg.timeout_s)
         _kill_group(proc.pid)  # the leader is not reaped yet: its group id cannot be reused
         returncode = proc.wait()
+        cap = cfg.max_output_bytes
         stdout, stderr = _head(out, cap), _head(err, cap)
         report.seek(0)
         data = report.read((cfg.max_file_mb << 20) + 1)
@@ -225,15 +273,71 @@ def run_job(launcher: Launcher, cfg: SandboxConfig, job: Job) -> SandboxResult:
         for f in files:
             f.close()
         _remove_tree(workdir)
-    seconds = _since(start)
-    if timed_out:
-        reason = f"timeout: still running after {cfg.timeout_s:g} s"
-        return SandboxResult(False, reason, [], stdout, stderr, seconds)
-    parsed = _parse_report(data, sentinel)
-    if parsed is None:
-        return SandboxResult(False, _no_report(returncode, data), [], stdout, stderr, seconds)
-    reason = f"program failed: {parsed['error']}" if parsed.get("error") else ""
-    return SandboxResult(True, reason, list(parsed.get("results", [])), stdout, stderr, seconds)
+    return timed_out, returncode, stdout, stderr, data, sentinel
+
+
+def _settings(
+    cfg: SandboxConfig,
+    launcher: Launcher,
+    uid: int | None,
+    gid: int | None,
+    secret: int,
+    report: int,
+) -> dict[str, Any]:
+    return {
+        "secret_fd": secret,
+        "report_fd": report,
+        "max_output": cfg.max_output_bytes,
+        "guard": cfg.guard,
+        "uid": uid,
+        "gid": gid,
+        "kill_uid": launcher.slots,  # the uid is this program's alone: end all its processes
+        "private_mb": cfg.max_disk_mb if launcher.private else 0,
+        "limits": {
+            "RLIMIT_CPU": cfg.cpu_s,
+            "RLIMIT_AS": cfg.memory_mb << 20,
+            "RLIMIT_NPROC": cfg.max_processes,
+            "RLIMIT_NOFILE": cfg.max_open_files,
+            "RLIMIT_FSIZE": cfg.max_file_mb << 20,
+            "RLIMIT_CORE": 0,
+        },
+    }
+
+
+@contextmanager
+def _uid_slot(launcher: Launcher) -> Iterator[int | None]:
+    """A uid that no other running program has: ``flock`` on a file per uid in a root-owned
+    folder, so that threads and other trainer processes on this host never share one."""
+    if not launcher.slots or launcher.uid is None:
+        yield launcher.uid
+        return
+    folder = _slot_folder()
+    first = secrets.randbelow(UID_SLOTS)
+    for i in range(UID_SLOTS):
+        slot = (first + i) % UID_SLOTS
+        fd = os.open(os.path.join(folder, str(slot)), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        try:
+            yield launcher.uid + slot
+        finally:
+            os.close(fd)  # releases the lock
+        return
+    raise RuntimeError(f"all {UID_SLOTS} sandbox uids are busy")
+
+
+@cache
+def _slot_folder() -> str:
+    base = "/run" if os.access("/run", os.W_OK) else tempfile.gettempdir()
+    folder = os.path.join(base, "trafl-sandbox-uids")
+    os.makedirs(folder, 0o700, exist_ok=True)
+    info = os.lstat(folder)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o077:
+        raise RuntimeError(f"{folder} is not a private folder of ours: remove it")
+    return folder
 
 
 def _parse_report(data: bytes, sentinel: bytes) -> dict[str, Any] | None:
@@ -320,7 +424,9 @@ def _remove_tree(path: str) -> None:
 
 
 @cache
-def resolve_launcher(isolation: str, user: str, python: str) -> Launcher:
+def resolve_launcher(
+    isolation: str, user: str, python: str, uid_base: int = SandboxConfig.uid_base
+) -> Launcher:
     """The strongest launcher that actually works here, probed once per setting by running the
     harness on ``assert 1 + 1 == 2``. Weaker fallbacks are logged as warnings; a setting that
     asks for more than works here (``isolation=namespaces``, a named ``user``) is an error."""
@@ -338,22 +444,44 @@ def resolve_launcher(isolation: str, user: str, python: str) -> Launcher:
     account = _account(user, root)
     pythons = [python] if python != "auto" else _interpreters()
     for prefix in prefixes:
-        userns = "--user" in prefix
-        drops = [account] if account and not userns else []
-        if user == "auto" or account is None or userns:
-            drops.append(None)
-        for who in drops:
-            for exe in pythons:
-                uid, gid = (who.pw_uid, who.pw_gid) if who else (None, None)
-                launcher = Launcher(prefix, exe, uid, gid)
-                if _probe(launcher):
-                    _warn_if_weak(launcher, root)
-                    return launcher
+        for private in (True, False) if prefix else (False,):
+            for uid, gid, slots in _drops(user, account, root, "--user" in prefix, uid_base):
+                for exe in pythons:
+                    launcher = Launcher(prefix, exe, uid, gid, slots, private)
+                    if _probe(launcher):
+                        _warn_if_weak(launcher, root)
+                        return launcher
     raise ValueError(
         f"no working sandbox for isolation={isolation!r}, user={user!r}, python={python!r}; "
         "valid: isolation 'auto' falls back to no namespaces, user 'none' keeps the trainer's "
         "uid, python names an interpreter the sandbox user can run"
     )
+
+
+def _drops(
+    user: str, account: pwd.struct_passwd | None, root: bool, userns: bool, uid_base: int
+) -> list[tuple[int | None, int | None, bool]]:
+    """The uids to try, strongest first: a uid per program (root, ``user=auto``, a range with
+    no accounts in it), the named or ``nobody`` account, the trainer's own."""
+    drops: list[tuple[int | None, int | None, bool]] = []
+    if userns:
+        return [(None, None, False)]
+    if user == "auto" and root and not _accounts_in(uid_base, uid_base + UID_SLOTS):
+        drops.append((uid_base, uid_base, True))
+    if account is not None:
+        drops.append((account.pw_uid, account.pw_gid, False))
+    if user == "auto" or account is None:
+        drops.append((None, None, False))
+    return drops
+
+
+def _accounts_in(low: int, high: int) -> list[str]:
+    """Users or groups with ids in [low, high): such a range is not free for programs."""
+    taken = [u.pw_name for u in pwd.getpwall() if low <= u.pw_uid < high]
+    taken += [g.gr_name for g in grp.getgrall() if low <= g.gr_gid < high]
+    if taken:
+        log.warning("sandbox: uids %d..%d are in use (%s); not using them", low, high - 1, taken)
+    return taken
 
 
 def _account(user: str, root: bool) -> pwd.struct_passwd | None:
@@ -392,6 +520,17 @@ def _warn_if_weak(launcher: Launcher, root: bool) -> None:
         log.warning(
             "sandbox: no network/PID namespaces here (unshare missing or not permitted); "
             "generated code has network access and can see the trainer's processes"
+        )
+    if not launcher.private:
+        log.warning(
+            "sandbox: no private /tmp (no mount namespace or tmpfs here); programs share /tmp, "
+            "/var/tmp and /dev/shm with the host and each other, and what they write there stays"
+        )
+    if launcher.uid is not None and not launcher.slots:
+        log.warning(
+            "sandbox: every program runs as uid %d; process limits and files are shared "
+            "between programs running at the same time",
+            launcher.uid,
         )
     if launcher.uid is None:
         who = "root" if root and "--user" not in launcher.prefix else "the trainer's user"

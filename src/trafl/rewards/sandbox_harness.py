@@ -9,31 +9,44 @@ Order of events, and why:
 0. If it is the first process of a new PID namespace, fork: that init only waits (see
    ``_init_of_namespace``), the child goes on.
 1. Read the request (program, tests, inputs) from stdin, then point fd 0 at /dev/null.
-2. Set the resource limits (soft = hard, so the program can lower them but never raise them),
-   then drop to the unprivileged uid, from which point RLIMIT_NPROC counts.
-3. Install a best-effort audit hook (``guard``): no writes outside the work dir, no signals to
+2. With ``private`` (a mount namespace of its own): mount one size-limited tmpfs on /tmp and
+   bind parts of it on /var/tmp, /dev/shm and the work dir, so that nothing the program writes
+   reaches the host or another program, and all of it vanishes with the namespace.
+3. Set the resource limits (soft = hard, so the program can lower them but never raise them),
+   then drop to the unprivileged uid (one per worker slot), from which point RLIMIT_NPROC counts.
+4. Install a best-effort audit hook (``guard``): no writes outside the work dir, no signals to
    other processes, no sockets. Code using ctypes or spawning a shell can step around it; it is
    a seat belt for the fallback without namespaces / a separate uid, not the wall.
-4. Run the program, then the tests (or calls / stdin cases); every exception is a failed test.
-5. Only now read the sentinel from the pipe whose write end the trainer closed before start, and
+5. Run the program, then the tests (or calls / stdin cases); every exception is a failed test.
+   Split assert tests (``exprs``) and calls send back *values*, encoded as plain data with exact
+   types (``_plain``); the trainer compares them with expected values this process never sees.
+   In ``stdio`` mode each case is a forked child whose stdout is a pipe that this process, which
+   never runs the program's code itself, reads.
+6. Only now read the sentinel from the pipe whose write end the trainer closed before start, and
    write ``report JSON + "\\n" + sentinel + "\\n"`` to the report file descriptor, then
    ``os._exit`` (no atexit handlers, no waiting for the program's threads).
 
-The trainer accepts a run only if the report file holds exactly those two lines. A program that
-ends the process early (``os._exit(0)``, a signal, exceeding a limit) leaves no sentinel; one that
-writes a fake report to the fd cannot write the sentinel, which is in no file, argument or
-environment variable and is still unread in the pipe while the program and the tests run.
+The sentinel only proves that the harness reached its end (an early ``os._exit(0)`` or a signal
+leaves none). In ``assert``/``call`` mode the program shares this process and could forge the
+report; all it can forge is its own answers, since the expected values are not here.
 """
 
 import builtins
+import collections
 import io
 import json
 import os
 import resource
+import select
+import signal
 import sys
 
 _read, _write, _exit, _dumps = os.read, os.write, os._exit, json.dumps
-_compile, _exec, _BaseException = builtins.compile, builtins.exec, builtins.BaseException
+_compile, _exec, _eval = builtins.compile, builtins.exec, builtins.eval
+_BaseException = builtins.BaseException
+_DICTS = (dict, collections.OrderedDict, collections.defaultdict, collections.Counter)
+_MAX_DEPTH = 100
+_OWN_GROUPS = set()  # process groups of stdio cases, which the guard lets the harness kill
 
 
 def _describe(err):
@@ -50,6 +63,38 @@ def _exit_builtins():
     for name in ("exit", "quit"):
         if not hasattr(builtins, name):
             setattr(builtins, name, exit)
+
+
+def _private_dirs(workdir, uid, size_mb):
+    """One tmpfs of ``size_mb`` on /tmp; /var/tmp, /dev/shm (and the work dir when it is not
+    under /tmp) are bind mounts of folders in it. The namespace's mounts are private (unshare's
+    default propagation), so the host never sees them."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def mount(source, target, fstype, flags, data):
+        args = [None if a is None else a.encode() for a in (source, target, fstype, data)]
+        if libc.mount(args[0], args[1], args[2], flags, args[3]) != 0:
+            raise OSError(ctypes.get_errno(), f"mount {target} failed")
+
+    opts = f"size={size_mb}m,nr_inodes={max(1024, size_mb * 64)},mode=1777"
+    mount("trafl", "/tmp", "tmpfs", 0, opts)
+    for source, target in (("/tmp/.var-tmp", "/var/tmp"), ("/tmp/.shm", "/dev/shm")):
+        os.mkdir(source, 0o1777)
+        os.chmod(source, 0o1777)
+        if os.path.isdir(target):
+            mount(source, target, None, 4096, None)  # MS_BIND
+    real = os.path.realpath(workdir)
+    if os.path.isdir(real):  # a host folder (not under /tmp, /var/tmp, /dev/shm): cover it
+        os.mkdir("/tmp/.work", 0o700)
+        mount("/tmp/.work", real, None, 4096, None)
+    else:  # it was under one of them: make it in the tmpfs
+        os.makedirs(real, 0o700)
+    if uid is not None:
+        os.chown(real, uid, -1)
+    os.chmod(real, 0o700)
+    os.chdir(real)
 
 
 def _limit_and_drop(settings):
@@ -105,6 +150,8 @@ def _install_guard(workdir):
             )
             if not all(inside(p) for p in paths):
                 raise PermissionError("sandbox: changing files outside the work dir is not allowed")
+        elif event in ("os.kill", "os.killpg") and args[0] in _OWN_GROUPS:
+            return
         elif event == "os.kill" and args[0] != os.getpid() or event == "os.killpg":
             raise PermissionError("sandbox: signals to other processes are not allowed")
         elif event in ("socket.connect", "socket.bind"):
@@ -113,15 +160,94 @@ def _install_guard(workdir):
     sys.addaudithook(hook)
 
 
-def _run_assert(g, request):
+# --------------------------------------------------------------------------- values out
+
+
+def _plain(value, depth=0):
+    """``value`` as tagged JSON data, by *exact* type (``type(v) is int``, never isinstance):
+    a subclass or any other object (an always-equal ``__eq__``, a lying ``__bool__``) raises, so
+    its test fails. The trainer rebuilds the value (``trafl.rewards.assert_split.decode``)."""
+    if depth > _MAX_DEPTH:
+        raise ValueError("value nested too deeply")
+    kind = type(value)
+    if value is None:
+        return None
+    if kind is bool:
+        return ["b", 1 if value is True else 0]
+    if kind is int:
+        return ["i", format(value, "x")]  # hex: no decimal digit limit, exact
+    if kind is float:
+        return ["f", float.hex(value)]
+    if kind is complex:
+        return ["c", float.hex(value.real), float.hex(value.imag)]
+    if kind is str:
+        return ["s", value]
+    if kind is bytes:
+        return ["y", value.hex()]
+    if kind in (list, tuple, set, frozenset):
+        tag = {list: "l", tuple: "t", set: "S", frozenset: "F"}[kind]
+        return [tag, [_plain(v, depth + 1) for v in kind.__iter__(value)]]
+    if kind in _DICTS:
+        items = dict.items(value)
+        return ["d", [[_plain(k, depth + 1), _plain(v, depth + 1)] for k, v in items]]
+    raise TypeError(f"not plain data: {kind.__name__[:60]}")
+
+
+def _json_exact(value, depth=0):
+    """For ``call`` mode's JSON text: the same exact-type rule, JSON's types only."""
+    if depth > _MAX_DEPTH:
+        raise ValueError("value nested too deeply")
+    kind = type(value)
+    if value is None or kind in (bool, int, float, str):
+        return
+    if kind in (list, tuple):
+        for v in kind.__iter__(value):
+            _json_exact(v, depth + 1)
+        return
+    if kind is dict:
+        for k, v in dict.items(value):
+            _json_exact(k, depth + 1)
+            _json_exact(v, depth + 1)
+        return
+    raise TypeError(f"not plain data: {kind.__name__[:60]}")
+
+
+# --------------------------------------------------------------------------- the three modes
+
+
+def _run_assert(g, request, cap):
+    """Each test is ``{"run": source}`` (the documented fallback: executed here, passes if it
+    raises nothing) or ``{"setup", "bind", "exprs"}``: run ``setup``, then evaluate each
+    expression (``candidate`` bound to ``bind``) and send back its value, not a verdict."""
     results = []
     for test in request["tests"]:
+        if "run" in test:
+            try:
+                _exec(_compile(test["run"], "<test>", "exec"), g)
+                results.append([True, ""])
+            except _BaseException as err:  # SystemExit in a test is a failure too
+                results.append([False, _describe(err)])
+            continue
         try:
-            _exec(_compile(test, "<test>", "exec"), g)
-            results.append([True, ""])
-        except _BaseException as err:  # SystemExit in a test is a failure too
-            results.append([False, _describe(err)])
+            if test["setup"]:
+                _exec(_compile(test["setup"], "<test>", "exec"), g)
+            env = g
+            if test["bind"]:  # HumanEval's check(candidate): a copy of g that names it
+                env = dict(g)
+                env["candidate"] = _eval(test["bind"], g)
+        except _BaseException as err:
+            results.append(["values", [["error", _describe(err)]] * len(test["exprs"])])
+            continue
+        results.append(["values", [_value(expr, env, cap) for expr in test["exprs"]]])
     return results
+
+
+def _value(expr, env, cap):
+    try:
+        text = _dumps(_plain(_eval(_compile(expr, "<test>", "eval"), env)))
+    except _BaseException as err:
+        return ["error", _describe(err)]
+    return ["ok", text] if len(text) <= cap else ["error", "value too large"]
 
 
 def _resolve(g, entry):
@@ -136,46 +262,119 @@ def _run_call(g, request, cap):
     results = []
     for args in request["inputs"]:
         try:
-            text = _dumps(fn(*args))
+            value = fn(*args)
+            _json_exact(value)
+            text = _dumps(value)
             results.append(["ok", text] if len(text) <= cap else ["error", "result too large"])
         except _BaseException as err:
             results.append(["error", _describe(err)])
     return results
 
 
-def _run_stdio(code, request, cap, workdir):
-    """Each case runs the whole program afresh with fd 0 / fd 1 on files in the work dir, so
-    ``input()``, ``sys.stdin.buffer``, ``open(0)`` and ``os.write(1, ...)`` all behave."""
-    stdin_path = os.path.join(workdir, ".stdin")
-    stdout_path = os.path.join(workdir, ".stdout")
-    results = []
-    for text in request["inputs"]:
-        with open(stdin_path, "wb") as f:
-            f.write(text.encode("utf-8"))
-        for fd, path, flags in ((0, stdin_path, os.O_RDONLY), (1, stdout_path, os.O_WRONLY)):
-            new = os.open(path, flags | (os.O_CREAT | os.O_TRUNC if fd else 0), 0o600)
-            os.dup2(new, fd)
-            os.close(new)
-        sys.stdin = io.TextIOWrapper(io.BufferedReader(io.FileIO(0, "rb", closefd=False)))
-        sys.stdout = io.TextIOWrapper(io.BufferedWriter(io.FileIO(1, "wb", closefd=False)))
-        status, detail = "ok", ""
-        try:
-            _exec(code, {"__name__": "__main__", "__builtins__": builtins})
-        except SystemExit as err:  # exit() after printing the answer is normal in stdio programs
-            if err.code not in (None, 0):
-                status, detail = "error", f"SystemExit({err.code!r})"
-        except _BaseException as err:
-            status, detail = "error", _describe(err)
-        try:
-            sys.stdout.flush()
-        except _BaseException:
-            pass
-        with open(stdout_path, "rb") as f:
-            out = f.read(cap + 1)
-        if status == "ok" and len(out) > cap:
-            status, detail = "error", "output too large"
-        results.append([status, out.decode("utf-8", "replace") if status == "ok" else detail])
-    return results
+def _run_stdio(code, request, cap, closing):
+    """Each case runs the whole program afresh in a forked child (its own process group) with
+    fd 0 on an unnamed file holding the input and fd 1 on a pipe that only this process reads."""
+    return [_stdio_case(code, text, cap, closing) for text in request["inputs"]]
+
+
+def _stdio_case(code, text, cap, closing):
+    stdin = _unnamed_file()
+    data = memoryview(text.encode("utf-8"))
+    while data:
+        data = data[_write(stdin, data) :]
+    os.lseek(stdin, 0, os.SEEK_SET)
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.setpgid(0, 0)
+        for fd in (*closing, out_r, err_r):
+            os.close(fd)
+        _stdio_child(code, stdin, out_w, err_w)
+    _OWN_GROUPS.add(pid)
+    try:
+        os.setpgid(pid, pid)  # also here: no race with a kill before the child's own call
+    except OSError:
+        pass
+    for fd in (stdin, out_w, err_w):
+        os.close(fd)
+    out = _drain(out_r, pid, cap)
+    os.set_blocking(err_r, False)  # a stray process may hold its write end
+    try:
+        detail = _read(err_r, 400).decode("utf-8", "replace")
+    except OSError:
+        detail = ""
+    os.close(err_r)
+    _, status = os.waitpid(pid, 0)
+    if len(out) > cap:
+        return ["error", "output too large"]
+    if status != 0:
+        return ["error", detail or f"exit status {status}"]
+    return ["ok", out.decode("utf-8", "replace")]
+
+
+def _unnamed_file():
+    """A file in the work dir that has no name, so no other process can open it."""
+    try:
+        return os.open(".", os.O_TMPFILE | os.O_RDWR, 0o600)
+    except (OSError, AttributeError):  # a file system without O_TMPFILE
+        name = f".stdin-{os.getpid()}"
+        fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        os.unlink(name)
+        return fd
+
+
+def _stdio_child(code, stdin, out_w, err_w):
+    os.dup2(stdin, 0)
+    os.dup2(out_w, 1)
+    os.close(stdin)
+    os.close(out_w)
+    sys.stdin = io.TextIOWrapper(io.BufferedReader(io.FileIO(0, "rb", closefd=False)))
+    sys.stdout = io.TextIOWrapper(io.BufferedWriter(io.FileIO(1, "wb", closefd=False)))
+    detail = ""
+    try:
+        _exec(code, {"__name__": "__main__", "__builtins__": builtins})
+    except SystemExit as err:  # exit() after printing the answer is normal in stdio programs
+        if err.code not in (None, 0):
+            detail = f"SystemExit({err.code!r})"
+    except _BaseException as err:
+        detail = _describe(err)
+    try:
+        sys.stdout.flush()
+    except _BaseException:
+        pass
+    if detail:
+        _write(err_w, detail.encode("utf-8", "replace")[:400])
+    _exit(1 if detail else 0)
+
+
+def _drain(fd, pid, cap):
+    """Read ``fd`` until EOF or ``cap + 1`` bytes; once the child has exited, its process group
+    is killed so that a background process holding the pipe cannot stall the read."""
+    chunks, size, done = [], 0, False
+    while size <= cap:
+        if not select.select([fd], [], [], 0.05)[0]:
+            if done:
+                break
+            if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT | os.WNOHANG) is not None:
+                _killpg(pid)
+                done = True
+            continue
+        chunk = _read(fd, 1 << 16)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    _killpg(pid)
+    os.close(fd)
+    return b"".join(chunks)
+
+
+def _killpg(pgid):
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except OSError:
+        pass
 
 
 def _init_of_namespace():
@@ -195,10 +394,7 @@ def _init_of_namespace():
     _exit(128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status))
 
 
-def main():
-    if os.getpid() == 1:
-        _init_of_namespace()
-    settings = json.loads(sys.argv[1])
+def _read_request():
     chunks = []
     while True:
         chunk = _read(0, 1 << 20)
@@ -208,33 +404,46 @@ def main():
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
-    request = json.loads(b"".join(chunks).decode("utf-8"))
-    workdir = os.getcwd()
-    secret_fd, report_fd = settings["secret_fd"], settings["report_fd"]
-    os.set_inheritable(secret_fd, False)  # not handed to anything the program executes
-    os.set_inheritable(report_fd, False)
-    _limit_and_drop(settings)
-    _exit_builtins()
-    if settings.get("guard"):
-        _install_guard(workdir)
+    return json.loads(b"".join(chunks).decode("utf-8"))
 
-    mode, cap = request["mode"], settings["max_output"]
+
+def _run(request, cap, closing):
+    mode = request["mode"]
     count = len(request["tests"] if mode == "assert" else request["inputs"])
     report = {"error": None, "results": []}
     try:
         code = _compile(request["program"], "<program>", "exec")
         if mode == "stdio":
-            report["results"] = _run_stdio(code, request, cap, workdir)
+            report["results"] = _run_stdio(code, request, cap, closing)
         else:
             g = {"__name__": "__sandbox__", "__builtins__": builtins}
             _exec(code, g)
             run = _run_assert if mode == "assert" else _run_call
-            report["results"] = run(g, request) if mode == "assert" else run(g, request, cap)
+            report["results"] = run(g, request, cap)
     except _BaseException as err:  # the program itself failed: every test fails
         report["error"] = _describe(err)
         report["results"] = [[False, "program failed"] if mode == "assert" else ["error", ""]] * (
             count
         )
+    return report
+
+
+def main():
+    if os.getpid() == 1:
+        _init_of_namespace()
+    settings = json.loads(sys.argv[1])
+    request = _read_request()
+    secret_fd, report_fd = settings["secret_fd"], settings["report_fd"]
+    os.set_inheritable(secret_fd, False)  # not handed to anything the program executes
+    os.set_inheritable(report_fd, False)
+    if settings.get("private_mb"):
+        _private_dirs(os.getcwd(), settings.get("uid"), settings["private_mb"])
+    workdir = os.getcwd()
+    _limit_and_drop(settings)
+    _exit_builtins()
+    if settings.get("guard"):
+        _install_guard(workdir)
+    report = _run(request, settings["max_output"], (secret_fd, report_fd))
     for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
         try:
             stream.flush()
@@ -248,6 +457,13 @@ def main():
     data = memoryview(text.encode("utf-8") + b"\n" + token + b"\n")
     while data:
         data = data[_write(report_fd, data) :]
+    uid = settings.get("uid")
+    if settings.get("kill_uid") and uid and os.getuid() == uid:  # the uid is this program's
+        _OWN_GROUPS.add(-1)
+        try:
+            os.kill(-1, signal.SIGKILL)  # every other process of this uid (never this one)
+        except OSError:
+            pass
     _exit(0)
 
 

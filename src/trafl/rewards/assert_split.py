@@ -1,0 +1,411 @@
+"""Assert-style tests split in two, so that the verdict is computed outside the sandbox.
+
+A test such as ``assert f(3) == [1, 2]`` is parsed (``ast``) into the *candidate-dependent*
+expressions (``f(3)``), which the sandbox evaluates and sends back as plain data with exact types
+(``sandbox_harness._plain``), and a *verdict tree* (``@0 == [1, 2]``) that the trainer evaluates
+here on the decoded values. The sandbox never sees the expected side, so a program that owns its
+process (replaces the harness's runner, rewrites the request through ``gc``, forges the report)
+can change only its own answers; and an object with an always-true ``__eq__``, an ``int``
+subclass or a lying ``__bool__`` is not plain data, so its test fails.
+
+**What is split.** A test module whose statements are ``assert``s (MBPP, tiny_code), optionally
+after imports; or HumanEval's form: setup statements (``METADATA = ...``, imports, helpers), a
+``def check(candidate)`` whose body is ``assert``s only (docstrings and ``pass`` allowed), and a
+final ``check(NAME)``. In an assert's condition the trainer evaluates: constants and displays
+(list, tuple, set, dict), ``not``/``and``/``or``, unary and binary arithmetic (sizes guarded),
+every comparison (``is``/``is not`` only against ``None``, ``True``, ``False``), calls of
+``abs round len sorted set frozenset list tuple dict str int float bool complex min max sum all
+any isinstance type`` and ``math.isclose fabs sqrt floor ceil isnan isinf``, and ``math.pi e inf
+nan tau``. Every other sub-expression that uses a name (``f(3)``, ``candidate(x)[0]``,
+``[g(i) for i in xs]``) is a leaf evaluated in the sandbox.
+
+**What falls back** (the whole test runs inside the sandbox, as before, and its pass flag comes
+from there, so a program that owns its process can forge it; :func:`plan` marks it ``inside``):
+any statement but ``assert`` and imports (loops, assignments, ``print``; in HumanEval, the 7 of
+164 checks that have them: 32, 38, 44, 50, 53, 129, 151), a lambda, ``is`` against anything but a
+singleton, and text that does not parse. An assert's message is ignored.
+
+**Limits.** Leaves are evaluated eagerly, in order (a short-circuit ``or`` still runs its right
+side, though its error or value only counts if needed). A leaf that uses no name of the program
+(``[i * i for i in range(3)]``, ``math.factorial(5)``) is a reference computed in the sandbox,
+where the program can reach it (:attr:`TestPlan.weak`); so is a reference computed by a helper
+that the program or the prompt defines (HumanEval/38's ``encode_cyclic``). Their comparison is
+still outside (no always-equal objects), but a program that owns its process can bend both sides.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import math
+import reprlib
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+_LEAF = "@"  # leaf placeholders are Name nodes "@0", "@1", ... (not valid identifiers)
+_SAFE_CALLS: dict[str, Any] = {
+    **{
+        f.__name__: f
+        for f in (abs, round, len, sorted, set, frozenset, list, tuple, dict, str, int, float)
+    },
+    **{f.__name__: f for f in (bool, complex, min, max, sum, all, any, isinstance, type)},
+    **{
+        f"math.{name}": getattr(math, name)
+        for name in ("isclose", "fabs", "sqrt", "floor", "ceil", "isnan", "isinf")
+    },
+}
+_SAFE_CONSTANTS = {f"math.{name}": getattr(math, name) for name in ("pi", "e", "inf", "nan", "tau")}
+_SINGLETONS = (None, True, False, Ellipsis)
+_MODULES = {"math"}  # names a reference value may use without depending on the program
+_MAX_SIZE = 1 << 20  # largest sequence or exponent the trainer builds from a test
+
+
+class Unsplittable(Exception):
+    """The test has a shape this module does not split; it runs inside the sandbox."""
+
+
+@dataclass(frozen=True, eq=False)
+class TestPlan:
+    """How one test runs: ``inside`` (fallback: the source to execute in the sandbox), or
+    ``setup`` + ``bind`` + ``exprs`` for the sandbox and ``checks`` (verdict trees) for us."""
+
+    inside: str | None = None
+    setup: str = ""
+    bind: str | None = None  # the name HumanEval's check is called with: ``candidate``
+    exprs: tuple[str, ...] = ()
+    checks: tuple[ast.expr, ...] = ()
+    weak: bool = False  # a leaf does not use the program: a reference computed in the sandbox
+
+    def request(self) -> dict[str, Any]:
+        """What the sandbox receives for this test (never an expected value)."""
+        if self.inside is not None:
+            return {"run": self.inside}
+        return {"setup": self.setup, "bind": self.bind, "exprs": list(self.exprs)}
+
+
+@lru_cache(maxsize=4096)
+def plan(test: str) -> TestPlan:
+    """Split ``test`` (see the module docstring), or fall back to running it inside."""
+    try:
+        tree = ast.parse(test)
+        setup, bind, asserts = _asserts_of(tree)
+        leaves: list[str] = []
+        checks = tuple(_split(a.test, leaves) for a in asserts)
+        weak = any(not _program_names(ast.parse(src, mode="eval").body) for src in leaves)
+    except (Unsplittable, SyntaxError, ValueError, RecursionError, MemoryError):
+        return TestPlan(inside=test)
+    return TestPlan(None, setup, bind, tuple(leaves), checks, weak)
+
+
+def _asserts_of(tree: ast.Module) -> tuple[str, str | None, list[ast.Assert]]:
+    """The setup source, the bound name and the asserts of a test module."""
+    body = list(tree.body)
+    if body and all(isinstance(s, (ast.Assert, ast.Import, ast.ImportFrom)) for s in body):
+        imports = [s for s in body if not isinstance(s, ast.Assert)]
+        asserts = [s for s in body if isinstance(s, ast.Assert)]
+        return ast.unparse(ast.Module(imports, [])), None, asserts
+    last = body[-1] if body else None
+    call = last.value if isinstance(last, ast.Expr) else None
+    if not (
+        isinstance(call, ast.Call)
+        and isinstance(call.func, ast.Name)
+        and len(call.args) == 1
+        and not call.keywords
+        and isinstance(call.args[0], ast.Name)
+    ):
+        raise Unsplittable("neither asserts nor check(NAME)")
+    name = call.func.id
+    defs = [s for s in body[:-1] if isinstance(s, ast.FunctionDef) and s.name == name]
+    if len(defs) != 1 or _params(defs[0]) is None:
+        raise Unsplittable("no single check function with one parameter")
+    check = defs[0]
+    param = _params(check)
+    asserts = []
+    for stmt in check.body:
+        if isinstance(stmt, ast.Assert):
+            asserts.append(_renamed(stmt, param))
+        elif not (isinstance(stmt, ast.Pass) or _is_docstring(stmt)):
+            raise Unsplittable(f"a {type(stmt).__name__} in {name}")
+    setup = ast.unparse(ast.Module([s for s in body[:-1] if s is not check], []))
+    return setup, call.args[0].id, asserts
+
+
+def _params(fn: ast.FunctionDef) -> str | None:
+    a = fn.args
+    if a.posonlyargs or a.vararg or a.kwonlyargs or a.kwarg or len(a.args) != 1:
+        return None
+    return a.args[0].arg
+
+
+def _renamed(stmt: ast.Assert, param: str) -> ast.Assert:
+    """The assert with ``check``'s parameter called ``candidate`` (the name the harness binds)."""
+    for node in ast.walk(stmt):
+        if isinstance(node, ast.Name) and node.id == param:
+            node.id = "candidate"
+    return stmt
+
+
+def _is_docstring(stmt: ast.stmt) -> bool:
+    return isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)
+
+
+# --------------------------------------------------------------------------- splitting
+
+
+def _dotted(node: ast.expr) -> str | None:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+        return f"{node.value.id}.{node.attr}"
+    return None
+
+
+def _trusted_name(node: ast.expr) -> bool:
+    name = _dotted(node)
+    return name is not None and (name in _SAFE_CALLS or name in _SAFE_CONSTANTS)
+
+
+def _split(node: ast.expr, leaves: list[str]) -> ast.expr:
+    """A copy of ``node`` in the trusted language whose other sub-expressions are leaves."""
+    if isinstance(node, ast.Constant) or _trusted_name(node):
+        return node
+    if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+        if any(isinstance(e, ast.Starred) for e in node.elts):
+            return _leaf(node, leaves)
+        return type(node)(elts=[_split(e, leaves) for e in node.elts], ctx=ast.Load())
+    if isinstance(node, ast.Dict) and all(k is not None for k in node.keys):
+        keys = [_split(k, leaves) for k in node.keys if k is not None]
+        return ast.Dict(keys=keys, values=[_split(v, leaves) for v in node.values])
+    if isinstance(node, ast.UnaryOp):
+        return ast.UnaryOp(op=node.op, operand=_split(node.operand, leaves))
+    if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
+        return ast.BinOp(
+            left=_split(node.left, leaves), op=node.op, right=_split(node.right, leaves)
+        )
+    if isinstance(node, ast.BoolOp):
+        return ast.BoolOp(op=node.op, values=[_split(v, leaves) for v in node.values])
+    if isinstance(node, ast.Compare):
+        operands = [node.left, *node.comparators]
+        for i, op in enumerate(node.ops):
+            if isinstance(op, (ast.Is, ast.IsNot)) and not any(
+                isinstance(x, ast.Constant) and x.value in _SINGLETONS for x in operands[i : i + 2]
+            ):
+                raise Unsplittable("'is' against a value that is not a singleton")
+        parts = [_split(x, leaves) for x in operands]
+        return ast.Compare(left=parts[0], ops=node.ops, comparators=parts[1:])
+    if isinstance(node, ast.Call) and _trusted_name(node.func) and _plain_call(node):
+        args = [_split(a, leaves) for a in node.args]
+        keywords = [ast.keyword(arg=k.arg, value=_split(k.value, leaves)) for k in node.keywords]
+        return ast.Call(func=node.func, args=args, keywords=keywords)
+    return _leaf(node, leaves)
+
+
+def _plain_call(node: ast.Call) -> bool:
+    return not any(isinstance(a, ast.Starred) for a in node.args) and all(
+        k.arg is not None for k in node.keywords
+    )
+
+
+def _leaf(node: ast.expr, leaves: list[str]) -> ast.expr:
+    """``node`` becomes a value computed in the sandbox. A generator is sent as a list (it is
+    consumed there, eagerly); a lambda is no value at all, so its test falls back."""
+    if any(isinstance(sub, ast.Lambda) for sub in ast.walk(node)):
+        raise Unsplittable("a lambda in a test")
+    if isinstance(node, ast.GeneratorExp):
+        node = ast.ListComp(elt=node.elt, generators=node.generators)
+    leaves.append(ast.unparse(node))
+    return ast.Name(id=f"{_LEAF}{len(leaves) - 1}", ctx=ast.Load())
+
+
+def _program_names(node: ast.expr) -> set[str]:
+    """Free names of ``node`` that may come from the program (not builtins we trust, not math)."""
+    loads, stores = set(), set()
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Name):
+            (loads if isinstance(sub.ctx, ast.Load) else stores).add(sub.id)
+        elif isinstance(sub, ast.arg):
+            stores.add(sub.arg)
+    return loads - stores - set(dir(builtins)) - _MODULES
+
+
+# --------------------------------------------------------------------------- the verdict
+
+
+def verdict(test_plan: TestPlan, result: Any) -> tuple[bool, str]:
+    """Pass flag and detail of one test from the sandbox's answer for it (never raises)."""
+    if test_plan.inside is not None:
+        ok = isinstance(result, list) and len(result) == 2 and result[0] is True
+        return ok, "" if ok else str(result[1] if isinstance(result, list) else result)[:300]
+    if isinstance(result, list) and len(result) == 2 and result[0] is False:
+        return False, str(result[1])[:300]  # the program failed before its tests
+    try:
+        tag, answers = result
+        if tag != "values" or len(answers) != len(test_plan.exprs):
+            return False, "malformed values"
+        values = [_answer(a) for a in answers]
+        for check in test_plan.checks:
+            if not _truth(_Evaluator(values).eval(check)):
+                return False, _explain(check, test_plan.exprs, values)
+    except _Raised as err:
+        return False, str(err)[:300]
+    except Exception as err:  # noqa: BLE001 - any failure of a test's verdict is a failed test
+        return False, f"{type(err).__name__}: {err}"[:300]
+    return True, ""
+
+
+def _explain(check: ast.expr, exprs: tuple[str, ...], values: list[Any]) -> str:
+    """``AssertionError: f(2) == 4 (f(2) = 3)``, from the leaves actually used."""
+    used = sorted(
+        {int(n.id[1:]) for n in ast.walk(check) if isinstance(n, ast.Name) and n.id[:1] == _LEAF}
+    )
+    text = ast.unparse(check)
+    for i in reversed(used):
+        text = text.replace(f"{_LEAF}{i}", exprs[i])
+    got = ", ".join(f"{exprs[i]} = {reprlib.repr(values[i])}" for i in used)
+    return f"AssertionError: {text} ({got})"[:300] if got else f"AssertionError: {text}"[:300]
+
+
+class _Raised(Exception):
+    """A leaf raised in the sandbox; it counts only if the verdict needs that leaf's value."""
+
+
+def _answer(answer: Any) -> Any:
+    import json
+
+    status, payload = answer
+    if status != "ok":
+        return _Raised(str(payload))
+    return decode(json.loads(payload))
+
+
+def decode(data: Any, depth: int = 0) -> Any:
+    """The value that ``sandbox_harness._plain`` encoded, rebuilt with its exact type."""
+    if depth > 100:
+        raise ValueError("value nested too deeply")
+    if data is None:
+        return None
+    tag, *rest = data
+    if tag == "b":
+        return rest[0] == 1
+    if tag == "i":
+        return int(rest[0], 16)
+    if tag == "f":
+        return float.fromhex(rest[0])
+    if tag == "c":
+        return complex(float.fromhex(rest[0]), float.fromhex(rest[1]))
+    if tag == "s" and type(rest[0]) is str:
+        return rest[0]
+    if tag == "y":
+        return bytes.fromhex(rest[0])
+    if tag in _CONTAINERS:
+        return _CONTAINERS[tag](decode(x, depth + 1) for x in rest[0])
+    if tag == "d":
+        return {decode(k, depth + 1): decode(v, depth + 1) for k, v in rest[0]}
+    raise ValueError(f"unknown value tag {tag!r}")
+
+
+_CONTAINERS: dict[str, Any] = {"l": list, "t": tuple, "S": set, "F": frozenset}
+_BINOPS = {ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow}
+_COMPARE = {
+    ast.Eq: lambda a, b: a == b,
+    ast.NotEq: lambda a, b: a != b,
+    ast.Lt: lambda a, b: a < b,
+    ast.LtE: lambda a, b: a <= b,
+    ast.Gt: lambda a, b: a > b,
+    ast.GtE: lambda a, b: a >= b,
+    ast.Is: lambda a, b: a is b,
+    ast.IsNot: lambda a, b: a is not b,
+    ast.In: lambda a, b: a in b,
+    ast.NotIn: lambda a, b: a not in b,
+}
+
+
+def _truth(value: Any) -> bool:
+    return bool(value)  # values are rebuilt builtins: their truth is Python's own
+
+
+class _Evaluator:
+    """Evaluates a verdict tree (only the node types :func:`_split` builds) on decoded values."""
+
+    def __init__(self, values: list[Any]) -> None:
+        self.values = values
+
+    def eval(self, node: ast.expr) -> Any:
+        if isinstance(node, ast.Constant):
+            return node.value
+        if isinstance(node, ast.Name) and node.id.startswith(_LEAF):
+            value = self.values[int(node.id[1:])]
+            if isinstance(value, _Raised):
+                raise value
+            return value
+        name = _dotted(node)
+        if name in _SAFE_CALLS or name in _SAFE_CONSTANTS:
+            return _SAFE_CALLS.get(name, _SAFE_CONSTANTS.get(name or ""))
+        if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+            kind = {ast.List: list, ast.Tuple: tuple, ast.Set: set}[type(node)]
+            return kind(self.eval(e) for e in node.elts)
+        if isinstance(node, ast.Dict):
+            return {self.eval(k): self.eval(v) for k, v in zip(node.keys, node.values, strict=True)}  # type: ignore[arg-type]
+        if isinstance(node, ast.UnaryOp):
+            return _unary(node.op, self.eval(node.operand))
+        if isinstance(node, ast.BinOp):
+            return _binary(node.op, self.eval(node.left), self.eval(node.right))
+        if isinstance(node, ast.BoolOp):
+            return self._boolop(node)
+        if isinstance(node, ast.Compare):
+            return self._compare(node)
+        if isinstance(node, ast.Call):
+            fn = _SAFE_CALLS[_dotted(node.func) or ""]
+            args = [self.eval(a) for a in node.args]
+            return fn(*args, **{k.arg: self.eval(k.value) for k in node.keywords if k.arg})
+        raise ValueError(f"not a verdict node: {type(node).__name__}")
+
+    def _boolop(self, node: ast.BoolOp) -> Any:
+        value = None
+        for part in node.values:
+            value = self.eval(part)
+            if _truth(value) == isinstance(node.op, ast.Or):
+                return value
+        return value
+
+    def _compare(self, node: ast.Compare) -> bool:
+        left = self.eval(node.left)
+        for op, comparator in zip(node.ops, node.comparators, strict=True):
+            right = self.eval(comparator)
+            if not _COMPARE[type(op)](left, right):
+                return False
+            left = right
+        return True
+
+
+def _unary(op: ast.unaryop, value: Any) -> Any:
+    if isinstance(op, ast.Not):
+        return not _truth(value)
+    if isinstance(op, ast.USub):
+        return -value
+    if isinstance(op, ast.UAdd):
+        return +value
+    return ~value
+
+
+def _binary(op: ast.operator, a: Any, b: Any) -> Any:
+    """Arithmetic on decoded values, refusing results a program could make huge."""
+    if isinstance(op, ast.Pow) and type(a) is int and type(b) is int:
+        if b > 0 and abs(a) > 1 and a.bit_length() * b > 8 * _MAX_SIZE:
+            raise ValueError("power too large for the trainer")
+    if isinstance(op, ast.Mod) and isinstance(a, (str, bytes)):
+        raise ValueError("string formatting is not evaluated by the trainer")
+    if isinstance(op, ast.Mult) and any(isinstance(x, (str, bytes, list, tuple)) for x in (a, b)):
+        seq, times = (a, b) if isinstance(a, (str, bytes, list, tuple)) else (b, a)
+        if isinstance(times, int) and len(seq) * times > _MAX_SIZE:
+            raise ValueError("repetition too large for the trainer")
+    return {
+        ast.Add: lambda: a + b,
+        ast.Sub: lambda: a - b,
+        ast.Mult: lambda: a * b,
+        ast.Div: lambda: a / b,
+        ast.FloorDiv: lambda: a // b,
+        ast.Mod: lambda: a % b,
+        ast.Pow: lambda: a**b,
+    }[type(op)]()
