@@ -237,7 +237,8 @@ def run_eval(model: Path, out: Path, *extra: str) -> dict:
 def test_eval_target_section_end_to_end(tmp_path):
     """The base evaluated, then a TraFL "run" folder (the base's weights, a config.yaml with
     beta = 8, center_loo: b = 8) against it, the reference the base itself (D = 0)."""
-    from trafl.commands.eval import EvalConfig, check_same_problems
+    from trafl.commands.eval import EvalConfig
+    from trafl.commands.eval_target import check_same_problems
     from trafl.commands.train_config import RolloutConfig, TrainConfig
     from trafl.core.config_files import load_config, save_config
     from trafl.core.errors import UserError
