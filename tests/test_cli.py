@@ -102,3 +102,69 @@ def test_pretrain_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, mon
 def test_console_script_is_installed():
     out = subprocess.run([sys.executable, "-m", "trafl", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "pretrain" in out.stdout
+
+
+def test_list_prints_one_section_per_registry_with_docstring_summaries(capsys):
+    from trafl.objectives import OBJECTIVES
+    from trafl.tasks import TASKS
+
+    main(["list"])
+    out = capsys.readouterr().out
+    headings = [line.split(" (")[0] for line in out.splitlines() if line and not line[0].isspace()]
+    assert headings == ["models", "tasks", "objectives", "estimators", "sampler"]
+    rows = {
+        line.split()[0]: " ".join(line.split()[1:]) for line in out.splitlines() if line[:2] == "  "
+    }
+    assert set(TASKS.names()) | set(OBJECTIVES.names()) <= set(rows)
+    assert (
+        rows["dataset"]
+        == "a task from any table of prompts, scored by reward functions written for TRL"
+    )
+    assert (
+        rows["diffu_grpo"]
+        == "diffu-GRPO (d1, Zhao et al. 2025): token-level PPO-clip with a k3 KL to the reference"
+    )
+    from trafl.commands.inspect import choices
+    from trafl.sampling import SamplerConfig
+
+    assert "low_confidence" in choices(SamplerConfig, "remasking")
+    assert rows["remasking"] == ", ".join(choices(SamplerConfig, "remasking"))
+    main(["list", "tasks"])
+    assert capsys.readouterr().out.splitlines()[0].startswith("tasks (task=NAME")
+
+
+def test_config_prints_the_resolved_config_and_runs_nothing(tmp_path, capsys):
+    import yaml
+
+    from trafl.commands.train import TrainConfig
+    from trafl.core.config_files import format_config
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"out_dir: {tmp_path / 'run'}\nsteps: 50\nobjective: {{name: spg}}\n")
+    main(["config", "train", str(recipe), "steps=7", "rollout.group_size=4"])
+    out = capsys.readouterr().out
+    assert out == format_config(
+        load_config(TrainConfig, recipe, ["steps=7", "rollout.group_size=4"])
+    )
+    resolved = yaml.safe_load(out)
+    assert resolved["steps"] == 7 and resolved["rollout"]["group_size"] == 4
+    assert resolved["objective"]["name"] == "spg" and resolved["estimator"]["name"] == "blockwise"
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["config", "configs/train_trafl.yaml"],
+            "say which command 'configs/train_trafl.yaml' is for",
+        ),
+        (["config", "train", "steps=0"], "steps must be >= 1, got 0"),
+        (["list", "widgets"], "SECTION one of models, tasks, objectives, estimators, sampler"),
+    ],
+)
+def test_list_and_config_errors_are_one_line(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1 and message in err[0]

@@ -31,6 +31,8 @@ commands:
   compare    one table and plots across evaluated runs (EVAL... [base=NAME])
   export     a run's policy as a full model folder, LoRA merged (RUN_OR_CHECKPOINT OUT)
   demo       the main job on the embedded defaults (--quick: a tiny smoke version)
+  list       registered model types, tasks, objectives, estimators (+ plugins), sampler modes
+  config     print the config a command resolves to and exit (COMMAND [CONFIG.yaml] [k=v])
 
 Settings: dataclass defaults < CONFIG.yaml < key=value overrides (dotted keys, e.g.
 sampler.temperature=0.9). Unknown keys and bad values are errors that list what is valid.
@@ -90,6 +92,18 @@ def _demo(config_path: str | None, overrides: list[str]) -> None:
     run_demo(load_config(DemoConfig, config_path, overrides))
 
 
+def _list(config_path: str | None, overrides: list[str]) -> None:
+    from trafl.commands.inspect import list_components
+
+    print(list_components(overrides))
+
+
+def _config(config_path: str | None, overrides: list[str]) -> None:
+    from trafl.commands.inspect import show_config
+
+    print(show_config(overrides), end="")
+
+
 COMMANDS: dict[str, Callable[[str | None, list[str]], Any]] = {
     "pretrain": _pretrain,
     "sample": _sample,
@@ -98,7 +112,10 @@ COMMANDS: dict[str, Callable[[str | None, list[str]], Any]] = {
     "demo": _demo,
     "eval": _eval,
     "export": _export,
+    "list": _list,
+    "config": _config,
 }
+NO_CONFIG_FILE = ("compare", "export", "list", "config")  # their first argument is no YAML
 
 
 def _as_override(arg: str) -> str:
@@ -142,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
     ns = parser.parse_args([_as_override(a) for a in argv if a != "--debug"])
     config_path = None
     overrides = list(ns.args)
-    if overrides and "=" not in overrides[0] and ns.command not in ("compare", "export"):
+    if overrides and "=" not in overrides[0] and ns.command not in NO_CONFIG_FILE:
         config_path = overrides.pop(0)
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGTERM, signal.SIGINT):  # a training loop defers them

@@ -4,6 +4,7 @@
 from trafl.tasks import (  # noqa: E402,F401
     countdown,
     countdown_d1,
+    dataset,
     gsm8k,
     humaneval,
     livecodebench,

@@ -14,8 +14,6 @@ from typing import Any, Protocol, runtime_checkable
 from trafl.core.config import ComponentConfig
 from trafl.core.registry import Registry
 
-TASKS = Registry("task")  # each task module registers itself here
-
 
 @dataclass
 class TaskConfig(ComponentConfig):
@@ -81,3 +79,7 @@ class ScoringTask(Protocol):
     ``reward_<name>``. Must not raise on model output (a failed check scores 0)."""
 
     def score(self, problems: list[Problem], completions: list[str]) -> list[dict[str, float]]: ...
+
+
+# each task module registers itself here; a class missing a Task method is refused when named
+TASKS = Registry("task", protocol=Task)
