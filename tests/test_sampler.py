@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -207,3 +209,90 @@ def test_config_errors_name_the_problem():
         SamplerConfig(gen_length=12, block_length=4, steps=4)
     with pytest.raises(ValueError, match="exceed"):
         SamplerConfig(gen_length=4, steps=8)
+
+
+@pytest.fixture
+def one_thread():
+    """A model this small gains nothing from a second thread; on a loaded 2-core machine the
+    two spin-wait (0.03 s became 2 s)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class EosBias(Spy):
+    """A denoiser whose EOS logit is raised by ``bias``: EOS is its most likely token."""
+
+    def __init__(self, model, bias=8.0):
+        super().__init__(model)
+        self.bias = bias
+
+    def forward(self, input_ids, attention_mask=None, output_hidden_states=False):
+        out = super().forward(input_ids, attention_mask, output_hidden_states)
+        out.logits[..., self.model.eos_token_id] += self.bias
+        return out
+
+
+def test_cfg_scale_guides_the_first_step_as_computed_by_hand(tiny_model, one_thread):
+    """LLaDA's guidance: un + (s + 1) * (cond - un), un from the prompt replaced by masks."""
+    config = SamplerConfig(gen_length=6, temperature=0.0, cfg_scale=1.5)
+    spy = Spy(tiny_model)
+    ids, mask = prompts_batch(tiny_model)
+    out = sample(spy, ids, mask, config)
+    both, _ = spy.calls[0]  # one call of 2N rows: the sequences, then their unconditional twins
+    n, p = ids.shape
+    x = torch.cat([ids, torch.full((n, 6), tiny_model.mask_token_id)], 1)
+    un = x.clone()
+    un[:, :p][mask] = tiny_model.mask_token_id  # real prompt tokens masked, padding kept
+    assert torch.equal(both, torch.cat([x, un]))
+    attn = torch.cat([mask, torch.ones(n, 6, dtype=torch.bool)], 1)
+    with torch.no_grad():
+        cond = tiny_model(x, attn).logits[:, p:].float()  # two separate forwards, by hand
+        uncond = tiny_model(un, attn).logits[:, p:].float()
+    guided = uncond + 2.5 * (cond - uncond)
+    guided[..., tiny_model.mask_token_id] = float("-inf")
+    logp = guided.double().log_softmax(-1)  # (N, L, V)
+    best, token = logp.max(-1)  # greedy candidates and their log-probs
+    first = best.argmax(-1)  # the most confident position is revealed at step 0
+    rows = torch.arange(n)
+    assert (out.trajectory.reveal_step[rows, first] == 0).all()
+    assert torch.equal(out.completion_ids[rows, first], token[rows, first])
+    torch.testing.assert_close(
+        out.trajectory.token_logp[rows, first], best[rows, first].float(), atol=1e-5, rtol=1e-5
+    )
+    plain = sample(tiny_model, ids, mask, replace(config, cfg_scale=0.0))
+    assert not torch.equal(out.completion_ids, plain.completion_ids)
+
+
+def test_suppress_eos_never_reveals_eos_and_ranks_as_llada(tiny_model, one_thread):
+    """LLaDA's logits_eos_inf: EOS at -inf in the law sampled from and in the confidence; the
+    recorded token log-prob stays the denoiser's (exact replay)."""
+    eosy = EosBias(tiny_model)
+    config = SamplerConfig(gen_length=6, temperature=0.0)
+    eos = tiny_model.eos_token_id
+    assert (sample(eosy, *prompts_batch(tiny_model), config).completion_ids == eos).any()
+    out = sample(eosy, *prompts_batch(tiny_model), replace(config, suppress_eos=True))
+    assert not (out.completion_ids == eos).any()
+    ids, mask = prompts_batch(tiny_model)
+    n, p = ids.shape
+    x = torch.cat([ids, torch.full((n, 6), tiny_model.mask_token_id)], 1)
+    attn = torch.cat([mask, torch.ones(n, 6, dtype=torch.bool)], 1)
+    with torch.no_grad():
+        logits = denoiser_logits(eosy, x, attn, p).double()  # (N, L, V)
+    law = logits.clone()
+    law[..., eos] = float("-inf")
+    conf, token = law.softmax(-1).max(-1)  # LLaDA's p of the greedy non-EOS candidate
+    first = conf.argmax(-1)
+    rows = torch.arange(n)
+    assert (out.trajectory.reveal_step[rows, first] == 0).all()
+    assert torch.equal(out.completion_ids[rows, first], token[rows, first])
+    denoiser_logp = logits.log_softmax(-1).gather(-1, token[..., None])[..., 0]
+    torch.testing.assert_close(
+        out.trajectory.token_logp[rows, first], denoiser_logp[rows, first].float()
+    )
+
+
+def test_llada_option_errors_name_the_problem():
+    with pytest.raises(ValueError, match="cfg_scale must be >= 0"):
+        SamplerConfig(cfg_scale=-1.0)

@@ -151,3 +151,126 @@ def test_cache_on_a_model_without_one_is_a_clear_error(tiny_model):
 
     with pytest.raises(ValueError, match="use cache=none"):
         sample(NoCache(tiny_model), ids, mask, SamplerConfig(gen_length=4, cache="dual"))
+
+
+# --- the llada and dream adapters (tiny random LLaDA-, Llama- and Dream-shaped models) ---
+
+HF_KINDS = ["llada_remote", "llama", "dream"]
+
+
+@pytest.fixture(scope="module")
+def hf_models(tmp_path_factory):
+    """LLaDA's own modeling code (trust_remote_code), a Llama run by the ``llada`` adapter and a
+    Qwen2 run by the ``dream`` adapter (shifted logits); one thread, as in test_hf_models."""
+    from tests.hf_fixtures import save_llada, save_llama, save_qwen2
+    from trafl.models import ModelConfig, load_model
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("hf_cache")
+    configs = {
+        "llada_remote": ModelConfig(path=str(save_llada(root / "llada")), trust_remote_code=True),
+        "llama": ModelConfig(path=str(save_llama(root / "llama")), type="llada"),
+        "dream": ModelConfig(path=str(save_qwen2(root / "qwen2")), type="dream"),
+    }
+    yield {kind: load_model(cfg) for kind, cfg in configs.items()}
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("kind", HF_KINDS)
+def test_hf_window_forward_on_a_fresh_cache_equals_the_full_forward(hf_models, kind):
+    model = hf_models[kind]
+    ids, mask = prompts_batch(model)  # left-padded
+    n, p = ids.shape
+    x = torch.cat([ids, torch.randint(10, 60, (n, 10))], 1)
+    attn = torch.cat([mask, torch.ones(n, 10, dtype=torch.bool)], 1)
+    with torch.no_grad():
+        full = model(x, attn).logits  # aligned (Dream's shift undone)
+        logits, cache = model.forward_cached(x, attn, p + 2, p + 6)
+        assert torch.equal(logits, full[:, p + 2 : p + 6])  # the recording forward is the plain one
+        for lo, hi in [(p, p + 10), (p + 2, p + 6), (p + 1, p + 4)]:
+            window, _ = model.forward_cached(x, attn, lo, hi, cache)
+            torch.testing.assert_close(window, full[:, lo:hi], rtol=1e-5, atol=1e-5)
+        y = x.clone()  # a stale cache is used, not silently recomputed
+        y[:, -1] = (y[:, -1] + 1) % 60 + 10
+        stale, _ = model.forward_cached(y, attn, p + 2, p + 6, cache)
+        assert torch.equal(stale, logits)
+        assert not torch.allclose(model(y, attn).logits[:, p + 2 : p + 6], logits)
+
+
+HF_EXACT = [
+    SamplerConfig(gen_length=12, block_length=4, steps=6, temperature=0.0),
+    SamplerConfig(gen_length=12, block_length=6, steps=12, temperature=1.0),
+]
+
+
+@pytest.mark.parametrize("mode", ["prefix", "dual"])
+@pytest.mark.parametrize("config", HF_EXACT)
+@pytest.mark.parametrize("kind", HF_KINDS)
+def test_hf_cache_with_refresh_every_step_equals_the_plain_sampler(hf_models, kind, config, mode):
+    """Bit for bit, in float32, completions and trajectories (fixed generator at T = 1)."""
+    model = hf_models[kind]
+    plain = run(model, config, seed=4)
+    cached = run(model, replace(config, cache=mode, cache_refresh_every=1), seed=4)
+    assert torch.equal(cached.completion_ids, plain.completion_ids)
+    assert torch.equal(cached.trajectory.reveal_step, plain.trajectory.reveal_step)
+    assert torch.equal(cached.trajectory.token_logp, plain.trajectory.token_logp)
+    assert torch.equal(cached.trajectory.sample_logp, plain.trajectory.sample_logp)
+
+
+@pytest.mark.parametrize("kind", HF_KINDS)
+def test_hf_per_block_cache_is_exact_where_the_arithmetic_says(hf_models, kind):
+    """Refreshed once per block: (a) with one step per block every step is a full forward, so
+    the cached sampler equals the plain one bit for bit; (b) with several steps per block the
+    first step of each block is exact (its log-probs equal the exact replay's) and the later
+    ones read stale keys of the positions outside the window, so they may differ."""
+    model = hf_models[kind]
+    one = SamplerConfig(gen_length=6, block_length=1, steps=6, temperature=1.0)
+    plain = run(model, one, seed=8)
+    for mode in ("prefix", "dual"):
+        cached = run(model, replace(one, cache=mode), seed=8)
+        assert torch.equal(cached.completion_ids, plain.completion_ids)
+        assert torch.equal(cached.trajectory.token_logp, plain.trajectory.token_logp)
+    config = SamplerConfig(gen_length=12, block_length=4, steps=12, temperature=1.0, cache="dual")
+    out = run(model, config, seed=5)
+    exact, steps = replay(model, out), out.trajectory.reveal_step
+    first = (steps % 4) == 0
+    torch.testing.assert_close(out.trajectory.token_logp[first], exact[first])
+    assert not torch.allclose(out.trajectory.token_logp[~first], exact[~first], atol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["llada_remote", "dream"])
+def test_hf_parallel_threshold_one_equals_one_token_per_step(hf_models, kind):
+    model = hf_models[kind]
+    base = SamplerConfig(gen_length=8, block_length=4, steps=8, temperature=1.0)
+    one = run(model, base, seed=6)
+    par = run(model, replace(base, steps=2, parallel_threshold=1.0), seed=6)
+    assert par.num_steps == 8
+    assert torch.equal(par.completion_ids, one.completion_ids)
+    assert torch.equal(par.trajectory.reveal_step, one.trajectory.reveal_step)
+
+
+def test_cfg_through_the_cache_equals_cfg_without(hf_models):
+    """Guidance doubles the batch; the cache holds both halves, so refresh-every-step is exact."""
+    model = hf_models["llada_remote"]
+    config = SamplerConfig(gen_length=8, block_length=4, steps=8, temperature=1.0, cfg_scale=1.0)
+    plain = run(model, config, seed=2)
+    cached = run(model, replace(config, cache="dual", cache_refresh_every=1), seed=2)
+    assert torch.equal(cached.completion_ids, plain.completion_ids)
+    assert torch.equal(cached.trajectory.token_logp, plain.trajectory.token_logp)
+
+
+def test_cache_on_a_model_without_a_cache_hook_is_a_clear_error(hf_models):
+    model = hf_models["llama"]
+    ids, mask = prompts_batch(model)
+    from trafl.sampling import sample
+
+    forward = type(model.model).forward
+    try:  # a model whose forward takes no KV cache
+        type(model.model).forward = lambda self, input_ids=None, **kw: forward(self, input_ids)
+        model._cache_kwarg = None
+        with pytest.raises(ValueError, match="use cache=none"):
+            sample(model, ids, mask, SamplerConfig(gen_length=4, cache="prefix"))
+    finally:
+        type(model.model).forward = forward
+        model._cache_kwarg = "cache"

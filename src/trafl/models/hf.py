@@ -38,6 +38,7 @@ from torch import nn
 
 from trafl.core.files import read_json_object
 from trafl.models.base import DenoiserOutput, TokenIdsFromTokenizer
+from trafl.models.hf_cache import LLaDACache, llada_blocks, patched_llada, splice_cache_class
 
 if TYPE_CHECKING:
     from trafl.models.config import ModelConfig
@@ -118,6 +119,8 @@ class HFDiffusionLM(TokenIdsFromTokenizer, nn.Module):
         self._mask_kwarg = "attention_bias" if "attention_bias" in params else "attention_mask"
         self._takes_position_ids = "position_ids" in params
         self._takes_use_cache = "use_cache" in params
+        # where transformers models take a KV cache object ("cache" from transformers 5.x)
+        self._cache_kwarg = next((k for k in ("cache", "past_key_values") if k in params), None)
 
     @property
     def is_quantized(self) -> bool:
@@ -246,14 +249,79 @@ class HFDiffusionLM(TokenIdsFromTokenizer, nn.Module):
         )
 
 
-class LLaDALM(HFDiffusionLM):
+class CachedHFDiffusionLM(HFDiffusionLM):
+    """An adapter with Fast-dLLM's KV caches (:mod:`trafl.models.hf_cache`): the
+    :class:`trafl.sampling.cache.CachedDenoiser` protocol for LLaDA's own modeling code and for
+    transformers models that take a KV cache object."""
+
+    def forward_cached(
+        self,
+        input_ids: torch.Tensor,  # (N, T) the whole current sequence
+        attention_mask: torch.Tensor | None,  # (N, T) bool
+        start: int,
+        end: int,
+        cache: Any | None = None,
+    ) -> tuple[torch.Tensor, Any]:
+        """Aligned logits (N, end-start, V) of positions start:end and the cache. Without a
+        cache: a full forward (the logits of ``forward``) that records every layer's keys and
+        values; with one: only the window is computed (for Dream from ``start - 1``, whose raw
+        logits predict ``start``), other positions are seen through their cached keys."""
+        lo = start - 1 if self.shifted else start
+        if lo < 0:
+            raise ValueError(f"a cached window must start after position 0, got start={start}")
+        if cache is None:
+            cache = self._new_cache()
+            raw = self._cached_call(input_ids, attention_mask, cache, None)  # (N, T, V)
+            if self.shifted:
+                raw = torch.cat([raw[:, :1], raw[:, :-1]], dim=1)
+            return raw[:, start:end], cache
+        raw = self._cached_call(input_ids, attention_mask, cache, (lo, end))  # (N, end-lo, V)
+        return raw[:, : end - start], cache
+
+    def _new_cache(self) -> Any:
+        if self._mask_kwarg == "attention_bias" and llada_blocks(self.model):
+            return LLaDACache()
+        if self._cache_kwarg and self._takes_position_ids:
+            return splice_cache_class()()
+        raise ValueError(
+            f"sampler.cache needs LLaDA's modeling code or a transformers model that takes "
+            f"position_ids and a KV cache; {type(self.model).__name__} has neither: use cache=none"
+        )
+
+    def _cached_call(
+        self,
+        input_ids: torch.Tensor,  # (N, T)
+        attention_mask: torch.Tensor | None,  # (N, T) bool
+        cache: Any,
+        window: tuple[int, int] | None,  # None: the full sequence, recording the cache
+    ) -> torch.Tensor:  # (N, W, V) raw logits of the window
+        kwargs = self.model_inputs(input_ids, attention_mask)
+        mask = kwargs.pop(self._mask_kwarg)  # (N, 1, T, T)
+        a, b = window if window is not None else (0, input_ids.shape[1])
+        if isinstance(cache, LLaDACache):
+            cache.window_start = None if window is None else a
+            cache.bias = mask[:, :, a:b]  # (N, 1, W, T)
+            if window is None:
+                kwargs[self._mask_kwarg] = mask  # LLaDA's own forward, as in ``forward``
+            with patched_llada(llada_blocks(self.model), cache):
+                return self.model(input_ids=input_ids[:, a:b], **kwargs).logits
+        cache.window_start = None if window is None else a
+        kwargs[self._mask_kwarg] = mask[:, :, a:b]  # (N, 1, W, T)
+        kwargs["position_ids"] = kwargs["position_ids"][:, a:b]  # absolute rotary positions
+        if self._takes_use_cache:
+            kwargs["use_cache"] = True  # some models only consult a cache when asked to
+        kwargs[self._cache_kwarg] = cache
+        return self.model(input_ids=input_ids[:, a:b], **kwargs).logits
+
+
+class LLaDALM(CachedHFDiffusionLM):
     """``llada``: LLaDA (GSAI-ML/LLaDA-8B-*, LLaDA 1.5) or any decoder architecture that
     transformers knows (Llama, Qwen2, ...) run as a bidirectional denoiser, logits unshifted."""
 
     model_type = "llada"
 
 
-class DreamLM(HFDiffusionLM):
+class DreamLM(CachedHFDiffusionLM):
     """``dream``: Dream (Dream-org/Dream-v0-*-7B) and other denoisers adapted from an
     autoregressive model that keep its right-shifted logits."""
 

@@ -14,7 +14,9 @@ step is a full forward). In a bidirectional model a cached position's keys depen
 revealed since the refresh, so the cached modes are APPROXIMATIONS of the plain sampler;
 their accuracy cost is measured in ``benchmarks/sampler_modes.py``, not assumed.
 
-A model opts in by implementing :class:`CachedDenoiser` (the ``tiny`` model does).
+A model opts in by implementing :class:`CachedDenoiser`: the ``tiny`` model, and the ``llada``
+and ``dream`` adapters (:mod:`trafl.models.hf_cache`). Classifier-free guidance runs through the
+same path: the conditional and unconditional rows are one batch, cached together.
 """
 
 from __future__ import annotations
@@ -47,9 +49,18 @@ class CachedDenoiser(Protocol):
 
 class StepLogits:
     """Float32 logits of the current block at each step (mask token suppressed), from a full
-    forward or through the configured cache; bf16 autocast when asked."""
+    forward or through the configured cache, optionally classifier-free guided; bf16 autocast
+    when asked."""
 
-    def __init__(self, model: DiffusionLM, mode: str, refresh_every: int | None, bf16: bool):
+    def __init__(
+        self,
+        model: DiffusionLM,
+        mode: str,
+        refresh_every: int | None,
+        bf16: bool,
+        cfg_scale: float = 0.0,
+        prompt_width: int = 0,
+    ):
         if mode not in CACHE_MODES:
             raise ValueError(f"unknown cache mode {mode!r}; valid: {', '.join(CACHE_MODES)}")
         if mode != "none" and not isinstance(model, CachedDenoiser):
@@ -58,6 +69,7 @@ class StepLogits:
                 f"{type(model).__name__} has none: use cache=none"
             )
         self.model, self.mode, self.refresh_every, self.bf16 = model, mode, refresh_every, bf16
+        self.cfg_scale, self.prompt_width = cfg_scale, prompt_width
         self.cache: Any | None = None
 
     def __call__(
@@ -68,21 +80,49 @@ class StepLogits:
         hi: int,  # current block span
         step_in_block: int,
     ) -> torch.Tensor:  # (N, hi-lo, V) float32
-        with self._autocast(x.device):
+        if self.cfg_scale == 0:
             if self.mode == "none":
-                return denoiser_logits(self.model, x, attn, lo, hi)
-            refresh = step_in_block == 0 or (
-                self.refresh_every is not None and step_in_block % self.refresh_every == 0
-            )
-            end = x.shape[1] if self.mode == "prefix" else hi  # the recomputed window
-            if refresh:
-                self.cache = None
+                with self._autocast(x.device):
+                    return denoiser_logits(self.model, x, attn, lo, hi)
+            logits = self._cached(x, attn, lo, hi, step_in_block)
+        else:
+            logits = self._guided(x, attn, lo, hi, step_in_block)
+        logits[..., self.model.mask_token_id] = float("-inf")
+        return logits
+
+    def _guided(
+        self, x: torch.Tensor, attn: torch.Tensor, lo: int, hi: int, step_in_block: int
+    ) -> torch.Tensor:  # (N, hi-lo, V) float32, mask token not yet suppressed
+        """Unsupervised classifier-free guidance as LLaDA's generate.py (ML-GSAI/LLaDA,
+        ``generate``) does it: a second, unconditional row per sequence with every prompt token
+        replaced by the mask, both in one batch, then ``un + (cfg_scale + 1) * (cond - un)``
+        (here in float32, before the mask token is suppressed, so no inf - inf)."""
+        p = self.prompt_width
+        un = x.clone()  # (N, T)
+        un[:, :p] = torch.where(attn[:, :p], self.model.mask_token_id, x[:, :p])
+        both, both_attn = torch.cat([x, un]), torch.cat([attn, attn])  # (2N, T)
+        if self.mode == "none":
+            with self._autocast(x.device):
+                out = self.model(both, attention_mask=both_attn).logits[:, lo:hi].float()
+        else:
+            out = self._cached(both, both_attn, lo, hi, step_in_block)
+        cond, uncond = out.chunk(2)  # (N, S, V) each
+        return uncond + (self.cfg_scale + 1) * (cond - uncond)
+
+    def _cached(
+        self, x: torch.Tensor, attn: torch.Tensor, lo: int, hi: int, step_in_block: int
+    ) -> torch.Tensor:  # (N, hi-lo, V) float32, mask token not yet suppressed
+        refresh = step_in_block == 0 or (
+            self.refresh_every is not None and step_in_block % self.refresh_every == 0
+        )
+        end = x.shape[1] if self.mode == "prefix" else hi  # the recomputed window
+        if refresh:
+            self.cache = None
+        with self._autocast(x.device):
             logits, self.cache = self.model.forward_cached(  # type: ignore[attr-defined]
                 x, attn, lo, hi if refresh else end, self.cache
             )
-        logits = logits[:, : hi - lo].float()  # (N, S, V)
-        logits[..., self.model.mask_token_id] = float("-inf")
-        return logits
+        return logits[:, : hi - lo].float()  # (N, S, V)
 
     def _autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
         if not self.bf16:

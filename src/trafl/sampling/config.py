@@ -22,6 +22,9 @@ class SamplerConfig:
     cache: Literal["none", "prefix", "dual"] = "none"  # reuse keys/values (approximate)
     cache_refresh_every: int | None = None  # full forward every r steps in a block (1 = exact)
     bf16: bool = False  # bf16 autocast for the denoiser (slower on CPUs without bf16 units)
+    # LLaDA's generate.py options (ML-GSAI/LLaDA), off by default.
+    cfg_scale: float = 0.0  # classifier-free guidance: un + (cfg_scale + 1) * (cond - un)
+    suppress_eos: bool = False  # LLaDA's logits_eos_inf: EOS is never sampled or revealed
 
     def __post_init__(self) -> None:
         plan = (self.gen_length, self.resolved_block_length(), self.resolved_steps())
@@ -52,6 +55,8 @@ class SamplerConfig:
             raise ValueError(f"unknown cache {self.cache!r}; valid: {', '.join(CACHE_MODES)}")
         if self.cache_refresh_every is not None and self.cache_refresh_every < 1:
             raise ValueError(f"cache_refresh_every must be >= 1, got {self.cache_refresh_every}")
+        if not self.cfg_scale >= 0:  # also catches nan
+            raise ValueError(f"cfg_scale must be >= 0 (0 = no guidance), got {self.cfg_scale}")
 
     def resolved_block_length(self) -> int:
         return self.block_length or self.gen_length

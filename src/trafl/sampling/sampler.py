@@ -23,6 +23,10 @@ Fast modes (Fast-dLLM, Wu et al. 2025), all off by default:
   sampled from; an exact replay (the ``trajectory`` estimator) differs by the cache's error,
   which ``benchmarks/sampler_modes.py`` measures.
 
+LLaDA's options (ML-GSAI/LLaDA ``generate.py``), off by default: ``cfg_scale`` (classifier-free
+guidance, :class:`trafl.sampling.cache.StepLogits`; the recorded log-probs are the guided ones)
+and ``suppress_eos`` (``logits_eos_inf``: :func:`eos_suppressed`).
+
 Per-sequence lengths (``sample(..., lengths=...)``, :mod:`trafl.sampling.lengths`): each row
 has its own completion length and schedule in one batch; with one generator per row a row
 equals the row sampled alone.
@@ -110,6 +114,15 @@ def candidates(
     x0 = (scaled + gumbel).argmax(dim=-1)  # (N, S)
     sample_logp = scaled.log_softmax(dim=-1).gather(-1, x0[..., None])[..., 0]
     return x0, sample_logp
+
+
+def eos_suppressed(logits: torch.Tensor, eos_id: int) -> torch.Tensor:
+    """``logits`` (R, S, V) with EOS at -inf: LLaDA's ``logits_eos_inf`` (ML-GSAI/LLaDA
+    generate.py), applied to the law that is sampled from and ranks confidence. The recorded
+    ``token_logp`` stays the denoiser's, so an exact replay still reproduces it."""
+    law = logits.clone()
+    law[..., eos_id] = float("-inf")
+    return law
 
 
 def choose(
@@ -226,7 +239,14 @@ def sample(
     n = prompt_ids.shape[0]
     plans = row_plans(config, lengths, n)
     c = _canvas(model, prompt_ids, prompt_mask, plans, config.gen_length, lengths is not None)
-    step_logits = StepLogits(model, config.cache, config.cache_refresh_every, config.bf16)
+    step_logits = StepLogits(
+        model,
+        config.cache,
+        config.cache_refresh_every,
+        config.bf16,
+        config.cfg_scale,
+        prompt_ids.shape[1],
+    )
     calls = 0
     for b in range(max(r.num_blocks for r in plans)):
         spans, lo, hi, in_block = _block_window(plans, b, prompt_ids.device)
@@ -293,9 +313,12 @@ def _denoise_step(
             for i in rows
         ]
     logits = step_logits(c.x[pick], c.attn[pick], p + lo, p + hi, j).double()  # (R, S, V)
-    x0, x0_sample_logp = candidates(logits, config, gen, draw)  # (R, S)
+    law = eos_suppressed(logits, step_logits.model.eos_token_id) if config.suppress_eos else logits
+    x0, x0_sample_logp = candidates(law, config, gen, draw)  # (R, S)
     x0_logp = logits.log_softmax(dim=-1).gather(-1, x0[..., None])[..., 0]  # (R, S)
-    if config.remasking == "low_confidence":
+    if config.remasking == "low_confidence" and config.suppress_eos:
+        confidence = law.softmax(dim=-1).gather(-1, x0[..., None])[..., 0]  # LLaDA's p
+    elif config.remasking == "low_confidence":
         confidence = x0_logp.exp()
     else:
         confidence = uniform(x0.shape, gen, device, draw)
