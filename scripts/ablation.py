@@ -186,7 +186,17 @@ def main() -> None:
     if not (REPRO / "base" / "eval.json").is_file():
         sys.exit(f"missing {REPRO}/base/eval.json: run `SEEDS=0 bash scripts/reproduce.sh` first")
     names = args.only or DEFAULT
-    demo = DemoConfig(methods=[], seed=0, eval_problems=64, eval_samples=64, device=args.device)
+    demo = DemoConfig(  # the reproduction's setting (docs/REPRODUCTION.md), not the new demo's
+        methods=[],
+        pool=0,
+        steps=30,
+        reuse_steps=30,
+        rollout_temperature=0.9,
+        seed=0,
+        eval_problems=64,
+        eval_samples=64,
+        device=args.device,
+    )
     if not args.report_only:
         for name in names:
             run_variant(BY_NAME[name], demo, Path(args.root))

@@ -19,7 +19,9 @@ SAMPLES=${SAMPLES:-64}
 OUT=${OUT:-runs/repro}
 
 for seed in $SEEDS; do
+  # the setting of docs/REPRODUCTION.md (the demo's defaults before the fixed pool)
   "$TRAFL" demo "methods=$METHODS" "seed=$seed" "eval_problems=$PROBLEMS" \
-    "eval_samples=$SAMPLES" "out_dir=$OUT/seed$seed"
+    "eval_samples=$SAMPLES" "out_dir=$OUT/seed$seed" pool=0 steps=30 reuse_steps=30 points=1 \
+    rollout_temperature=0.9 "gen_lengths=[16,24,32]"
 done
 "$PYTHON" scripts/reproduction_report.py "$OUT" --out docs/REPRODUCTION.md

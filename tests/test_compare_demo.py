@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from trafl.commands.compare import CompareConfig, compare
 from trafl.commands.demo import DemoConfig, run_demo
 from trafl.evaluation.report import below_base, markdown_table, verdicts
@@ -49,13 +51,25 @@ def test_verdicts_mark_exactly_the_cells_below_the_base(tmp_path):
 
 
 def test_quick_demo_runs_end_to_end_and_reuses_finished_stages(tmp_path):
+    """Fixed pool, two checkpoints per method through the target instrument, the frontier,
+    one verdict per method on its tilt; a second run reuses every stage."""
     cfg = DemoConfig(quick=True, out_dir=str(tmp_path), device="cpu")
     report = run_demo(cfg)
     text = report.read_text()
-    assert "Quick mode" in text and "| trafl | 16 |" in text and "| diffu_grpo | 32 |" in text
+    assert "Quick mode" in text and "the first 8 test problems" in text
+    assert "**trafl**: trained for b = " in text  # TraFL's default: b = 32 * (G-1)/G
+    assert "**diffu_grpo**: no tilt target; the tilt that fits it best is" in text
     for method in ("trafl", "diffu_grpo"):
         assert (tmp_path / method / "model" / "config.json").is_file()
-        assert (tmp_path / method / "eval" / "eval.json").is_file()
+        first, last = (
+            json.loads((tmp_path / method / folder / "eval.json").read_text())
+            for folder in ("eval-1", "eval")
+        )
+        assert first["num_problems"] == last["num_problems"] == 8
+        assert "target" in last["lengths"]["16"] and last["config"]["task"]["pool"] == 8
+    b = json.loads((tmp_path / "trafl" / "eval" / "eval.json").read_text())
+    assert b["lengths"]["16"]["target"]["b"] == pytest.approx(32 * 3 / 4)  # quick: G = 4
+    assert (tmp_path / "compare" / "frontier.png").stat().st_size > 1000
     stamp = (tmp_path / "trafl" / "eval" / "eval.json").stat().st_mtime
     run_demo(cfg)  # everything is reused
     assert (tmp_path / "trafl" / "eval" / "eval.json").stat().st_mtime == stamp

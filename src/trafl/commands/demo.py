@@ -1,11 +1,15 @@
 """``trafl demo`` / ``make demo``: the main job on the embedded defaults.
 
-From the shipped Countdown base, post-train TraFL and the reward-maximising baselines with the
-same rollout budget and seed, evaluate every model and the base at three generation lengths,
-and write ``OUT/report.md`` with the table, the plots and one sentence per method on whether it
-stays above the base at every k and length. Finished stages are reused on a second run
-(``fresh=true`` redoes them); an interrupted training resumes from its last checkpoint.
-``--quick`` is a tiny end-to-end version for CI (minutes), not a measurement.
+From the shipped Countdown base, post-train TraFL and d1 (diffu-GRPO) on a fixed pool of
+problems (``pool``: trained on and evaluated on the same problems, where the tilted target
+pi_ref exp(b r) / Z is defined; docs/TARGET.md), evaluate ``points`` checkpoints of each with
+the target instrument against the base's evaluation, and write ``OUT/report.md``: the frontier
+(pass@n and distinct solutions against pass@1 over checkpoints: a comparison at equal progress),
+how far each method got towards a tilt and whether it moved like one, and whether it stays
+above the base at every k. ``pool=0`` trains on the task's generator and evaluates on held-out
+test problems instead. Finished stages are reused on a second run (``fresh=true`` redoes
+them); an interrupted training resumes from its last checkpoint. ``--quick`` is a tiny
+end-to-end version for CI (minutes), not a measurement.
 """
 
 from __future__ import annotations
@@ -18,24 +22,36 @@ from pathlib import Path
 from trafl.commands.compare import CompareConfig, compare, load_eval
 from trafl.commands.eval import EvalConfig, evaluate, llada_sampler
 from trafl.commands.train import TrainConfig, train
-from trafl.core.config import layer, parse_overrides, to_dict
+from trafl.core.config import check_at_least, from_dict, layer, parse_overrides, to_dict
 from trafl.core.config_files import load_config
-from trafl.evaluation.report import comparison_sections
+from trafl.core.layout import checkpoints
+from trafl.evaluation.plots import plot_frontier
+from trafl.evaluation.report import comparison_sections, target_verdicts
+from trafl.evaluation.target import TargetConfig
 from trafl.models import ModelConfig
+from trafl.objectives import OBJECTIVES
 from trafl.run.runtime import console
+from trafl.tasks import TASKS
 
 
 @dataclass
 class DemoConfig:
     base: ModelConfig = field(default_factory=ModelConfig)  # base=PATH sets base.path
     methods: list[str] = field(default_factory=lambda: ["trafl", "diffu_grpo"])
-    steps: int = 30  # RL steps per method (same rollout budget for all)
+    pool: int = 48  # train on and evaluate on the first `pool` test problems; 0: held out
+    steps: int = 90  # RL steps of a method that uses each batch once (TraFL: mu = 1)
+    reuse_steps: int = 24  # RL steps of a method that reuses each batch (d1: mu = 12 updates)
+    points: int = 3  # checkpoints per method evaluated: the frontier
     prompts_per_step: int = 16
     group_size: int = 8
     lr: float = 1e-4
-    eval_problems: int = 64
+    # 1: rollouts from the distribution the evaluation and its tilted target are defined on
+    # (the reproduction in docs/REPRODUCTION.md used the training default, 0.9)
+    rollout_temperature: float = 1.0
+    eval_problems: int = 64  # with pool=0: held-out test problems evaluated
     eval_samples: int = 32
-    gen_lengths: list[int] = field(default_factory=lambda: [16, 24, 32])
+    gen_lengths: list[int] = field(default_factory=lambda: [16])
+    balance_masks: int = 2  # K of the target instrument's balance gap (trafl eval target.*)
     seed: int = 0
     out_dir: str | None = None  # default runs/demo (runs/demo-quick with quick)
     quick: bool = False
@@ -44,13 +60,22 @@ class DemoConfig:
 
     def __post_init__(self) -> None:
         self.base = ModelConfig.coerce(self.base)
+        check_at_least(self, {"steps": 1, "reuse_steps": 1, "points": 1, "pool": 0})
 
     def resolved(self) -> DemoConfig:
         """Apply ``quick``: a tiny budget that exercises every stage."""
         if not self.quick:
             return self
         return replace(
-            self, steps=2, prompts_per_step=4, group_size=4, eval_problems=8, eval_samples=4
+            self,
+            pool=min(self.pool, 8),
+            steps=2,
+            reuse_steps=2,
+            points=2,
+            prompts_per_step=4,
+            group_size=4,
+            eval_problems=8,
+            eval_samples=4,
         )
 
 
@@ -61,43 +86,69 @@ def run_demo(cfg: DemoConfig) -> Path:
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     evals = {"base": stage_eval(cfg, cfg.base, out / "base")}
+    series: dict[str, list[Path]] = {}
     for method in cfg.methods:
         run_dir = out / method
         if not (run_dir / "model" / "config.json").is_file():
             console.rule(f"post-training {method}")
             train(train_config(cfg, method, run_dir))
-        trained = replace(cfg.base, path=str(run_dir / "model"))
-        evals[method] = stage_eval(cfg, trained, run_dir / "eval")
+        found = checkpoint_models(run_dir)
+        series[method] = [  # the last in METHOD/eval, where scripts/reproduction_report.py looks
+            stage_eval(cfg, replace(cfg.base, path=str(ckpt)), run_dir / folder, out)
+            for folder, ckpt in zip(
+                [f"eval-{step}" for step, _ in found[:-1]] + ["eval"],
+                [ckpt for _, ckpt in found],
+                strict=True,
+            )
+        ]
+        evals[method] = series[method][-1]
     console.rule("comparison")
-    names = list(evals)
     summary = compare(
         CompareConfig(
             evals=[str(p) for p in evals.values()],
-            names=names,
+            names=list(evals),
             base="base",
             out_dir=str(out / "compare"),
         )
     )
     results = {name: load_eval(str(path)) for name, path in evals.items()}
+    frontier = {m: [load_eval(str(p)) for p in paths] for m, paths in series.items()}
+    plot_frontier(results["base"], frontier, out / "compare" / "frontier.png")
     write_report(cfg, out, results, summary["verdicts"])
     console.print(f"report: {out / 'report.md'}", style="bold")
     return out / "report.md"
+
+
+def steps_of(cfg: DemoConfig, method: str) -> int:
+    """``steps`` for an objective that uses each batch once, ``reuse_steps`` otherwise."""
+    return cfg.steps if OBJECTIVES.get(method).default_inner_updates == 1 else cfg.reuse_steps
+
+
+def checkpoint_models(run_dir: Path) -> list[tuple[int, Path]]:
+    """(step, model folder) of every checkpoint a demo run kept, in training order."""
+    found = [(int(c.name.split("-")[1]), c / "model") for c in checkpoints(run_dir)]
+    return sorted(found)
 
 
 def train_config(
     cfg: DemoConfig, method: str, run_dir: Path, extra: Sequence[str] = ()
 ) -> TrainConfig:
     """The demo's training run for ``method``; ``extra`` overrides come last (ablations)."""
+    steps = steps_of(cfg, method)
     overrides = [
         f"objective.name={method}",
-        f"steps={cfg.steps}",
+        f"task.pool={cfg.pool}",
+        f"steps={steps}",
         f"rollout.prompts_per_step={cfg.prompts_per_step}",
         f"rollout.group_size={cfg.group_size}",
+        f"rollout.sampler.temperature={cfg.rollout_temperature}",
         f"optim.lr={cfg.lr}",
         f"seed={cfg.seed}",
         f"out_dir={run_dir}",
         f"device={cfg.device}",
-        f"ckpt_every={max(1, cfg.steps // 3)}",
+        f"ckpt_every={max(1, steps // cfg.points)}",
+        "keep_checkpoints=0",
+        "eval_every=0",
         "resume=true",
         *extra,
     ]
@@ -107,38 +158,61 @@ def train_config(
     )
 
 
-def stage_eval(cfg: DemoConfig, model: ModelConfig, out: Path) -> Path:
-    """Evaluate unless ``out/eval.json`` exists already (a second demo run reuses it)."""
+def stage_eval(cfg: DemoConfig, model: ModelConfig, out: Path, demo: Path | None = None) -> Path:
+    """Evaluate unless ``out/eval.json`` exists already (a second demo run reuses it); with
+    ``demo`` (the demo's folder), with the target instrument against its base evaluation."""
     if (out / "eval.json").is_file():
         console.print(f"reusing {out / 'eval.json'}")
         return out / "eval.json"
     console.rule(f"evaluating {model.path}")
-    sampler = llada_sampler(max(cfg.gen_lengths))  # one block, steps = L/2 at every length
+    target = TargetConfig()
+    if demo is not None:
+        target = TargetConfig(
+            base=str(demo / "base"), reference=cfg.base.path, balance_masks=cfg.balance_masks
+        )
     evaluate(
         EvalConfig(
             model=model,
-            num_problems=cfg.eval_problems,
+            task=from_dict(TASKS.get("countdown").Config, {"pool": cfg.pool}),
+            num_problems=cfg.pool or cfg.eval_problems,
             num_samples=cfg.eval_samples,
             gen_lengths=list(cfg.gen_lengths),
-            sampler=sampler,
+            sampler=llada_sampler(max(cfg.gen_lengths)),  # one block, steps = L/2 at every L
+            heatmap_problems=2,
             seed=cfg.seed,
             out_dir=str(out),
             device=cfg.device,
             bootstrap=500,
+            target=target,
         )
     )
     return out / "eval.json"
 
 
 def write_report(cfg: DemoConfig, out: Path, results: dict, verdicts: dict[str, str]) -> None:
+    budget = ", ".join(
+        f"{m} {steps_of(cfg, m)} steps" for m in cfg.methods
+    )  # equal progress, not equal steps: the frontier compares at equal pass@1
+    where = (
+        f"the first {cfg.pool} test problems, trained on and evaluated on (a fixed pool)"
+        if cfg.pool
+        else f"the generator, evaluated on {cfg.eval_problems} held-out test problems"
+    )
     lines = [
         "# trafl demo: TraFL vs reward maximisation on Countdown",
         "",
-        f"Base model `{cfg.base.path}`; methods {', '.join(cfg.methods)}, each post-trained for "
-        f"{cfg.steps} steps of {cfg.prompts_per_step} prompts x {cfg.group_size} rollouts "
-        f"(seed {cfg.seed}, lr {cfg.lr}); evaluated on {cfg.eval_problems} test problems x "
-        f"{cfg.eval_samples} samples at temperature 1, lengths {cfg.gen_lengths} (steps = L/2)."
+        f"Base model `{cfg.base.path}`, post-trained on {where}: {budget} of "
+        f"{cfg.prompts_per_step} prompts x {cfg.group_size} rollouts at temperature 1 (seed "
+        f"{cfg.seed}, lr {cfg.lr}); {cfg.points} checkpoints each evaluated with "
+        f"{cfg.eval_samples} samples per problem at temperature 1, lengths {cfg.gen_lengths} "
+        "(steps = L/2), with the target instrument against the base (docs/TARGET.md)."
         + (" **Quick mode: a smoke test, the numbers mean nothing.**" if cfg.quick else ""),
+        "",
+        "## How far did each method get towards a tilt of the base, and did it move like one?",
+        "",
+        *[f"- {s}" for s in target_verdicts(results).values()],
+        "",
+        "![the frontier: pass@n and distinct solutions against pass@1](compare/frontier.png)",
         "",
         *comparison_sections(results, "base", verdicts),
         "",
@@ -146,15 +220,8 @@ def write_report(cfg: DemoConfig, out: Path, results: dict, verdicts: dict[str, 
         "",
         "![coverage and locking](compare/coverage_locking.png)",
         "",
-        "Reveal orders (samples x positions, coloured by reveal step) for a few problems:",
-        "",
-        *[
-            f"- {name}: `{'base' if name == 'base' else name + '/eval'}/reveal_orders_L{cfg.gen_lengths[0]}.png`"
-            for name in results
-        ],
-        "",
-        "Confidence intervals: `*/eval.json` (bootstrap over problems). Regenerate: `trafl demo"
-        + (" --quick" if cfg.quick else "")
-        + " fresh=true`.",
+        "One seed and one problem set: docs/TARGET.md has the same comparison with three seeds",
+        "and a longer budget. Confidence intervals: `*/eval*/eval.json` (bootstrap over",
+        "problems). Regenerate: `trafl demo" + (" --quick" if cfg.quick else "") + " fresh=true`.",
     ]
     (out / "report.md").write_text("\n".join(lines) + "\n")

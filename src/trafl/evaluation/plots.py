@@ -235,3 +235,40 @@ def plot_target(target: dict[str, Any], title: str, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def frontier_point(result: dict[str, Any]) -> tuple[float, float, float]:
+    """(pass@1, pass@n, distinct correct in n) of a one-length evaluation, n its samples."""
+    (length,) = result["lengths"].values()
+    top = str(max(int(k) for k in length["pass_at_k"]))
+    return (
+        length["pass_at_k"]["1"]["mean"],
+        length["pass_at_k"][top]["mean"],
+        length["coverage_at_k"]["distinct"][top],
+    )
+
+
+def plot_frontier(
+    base: dict[str, Any], series: dict[str, list[dict[str, Any]]], path: Path
+) -> None:
+    """Comparison at equal progress: pass@n and distinct correct solutions in n samples against
+    pass@1, one line per method through its checkpoints' evaluations (in training order), all
+    starting at the base (a star). Each result is a one-length eval.json."""
+    b = frontier_point(base)
+    n = base["num_samples"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    for ax, index, label in ((axes[0], 1, f"pass@{n}"), (axes[1], 2, f"distinct correct in {n}")):
+        ax.plot([b[0]], [b[index]], "k*", ms=12, label="base")
+        for name, results in series.items():
+            points = [b, *(frontier_point(r) for r in results)]
+            style = "-o" if name.startswith("trafl") else "--s"
+            ax.plot([p[0] for p in points], [p[index] for p in points], style, ms=4, label=name)
+        ax.set_xlabel("pass@1")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].set_title(f"equal progress: pass@{n} against pass@1 over checkpoints")
+    axes[1].set_title(f"distinct correct solutions in {n} samples")
+    axes[1].legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -232,6 +232,43 @@ def target_rows(results: Results) -> tuple[list[str], list[list[str]]]:
     return TARGET_HEADER, rows
 
 
+def target_verdict(name: str, t: dict[str, Any]) -> str:
+    """One sentence: how far a run got towards its tilt, and whether it moved like a tilt."""
+    fit, shifts, fell = t["fit"], t["shifts"], t["violations"]
+    b, b_hat = t.get("b"), fit.get("b_hat")
+    if b_hat is None:
+        return f"**{name}**: no problem with a base rate strictly between 0 and 1; no fit."
+    size = (
+        f"trained for b = {b:.3g}, it moved as far as a tilt of b̂ = {b_hat:.2f} ± {fit['se']:.2f} "
+        f"({100 * b_hat / b:.0f} % of b)"
+        if b
+        else f"no tilt target; the tilt that fits it best is b̂ = {b_hat:.2f} ± {fit['se']:.2f}"
+    )
+    ratio = shifts["std"] / shifts["noise_floor_std"] if shifts.get("noise_floor_std") else None
+    shape = (
+        "per-problem shifts scatter within sampling noise (the shape of a tilt)"
+        if ratio is not None and shifts["std"] <= shifts["noise_floor_q95"]
+        else f"per-problem shifts scatter {ratio:.1f}x the sampling noise (not one tilt)"
+        if ratio is not None
+        else "no shift spread (too few problems)"
+    )
+    return (
+        f"**{name}**: {size}; {shape}; {fell['num_significant']} of {t['num_problems']} "
+        f"problems lost success significantly (a tilt never lowers one)."
+    )
+
+
+def target_verdicts(results: Results) -> dict[str, str]:
+    """:func:`target_verdict` per method whose eval.json carries the target instrument (its
+    first length)."""
+    out = {}
+    for name, res in results.items():
+        targets = [r["target"] for r in res["lengths"].values() if r.get("target")]
+        if targets:
+            out[name] = target_verdict(name, targets[0])
+    return out
+
+
 # several seeds per method -------------------------------------------------------------------
 
 

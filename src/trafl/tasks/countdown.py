@@ -102,6 +102,18 @@ def _problem_id(problem: Problem) -> tuple[tuple[int, ...], int]:
     return tuple(sorted(problem["nums"])), int(problem["target"])
 
 
+_SPLITS: dict[tuple, tuple[list[Problem], frozenset[tuple[tuple[int, ...], int]]]] = {}
+
+
+def _draw_test_split(
+    key: tuple, task: Countdown
+) -> tuple[list[Problem], frozenset[tuple[tuple[int, ...], int]]]:
+    """The test split of the config ``key`` (the config's fields), drawn by ``task`` once."""
+    if key not in _SPLITS:
+        _SPLITS[key] = task._draw_test_split()
+    return _SPLITS[key]
+
+
 @TASKS.register("countdown")
 class Countdown:
     """The Countdown task (see the module docstring). Satisfies ``trafl.tasks.base.Task``."""
@@ -138,26 +150,36 @@ class Countdown:
         )
 
     def _test_split(self) -> list[Problem]:
+        """The split, drawn once per distinct config in this process (drawing 500 problems
+        enumerates their solution sets: about 2 s) and shared read-only between instances."""
         if self._test is None:
-            rng = random.Random(self.config.split_seed)
-            seen: set[tuple[tuple[int, ...], int]] = set()
-            test: list[Problem] = []
-            misses = 0
-            while len(test) < self.config.num_test:
-                problem = self._draw(rng)
-                pid = _problem_id(problem)
-                if pid in seen:
-                    misses += 1
-                    if misses > _MAX_DRAW_ATTEMPTS:
-                        raise UserError(
-                            f"only {len(test)} distinct problems found for num_test="
-                            f"{self.config.num_test}; widen the config or lower num_test"
-                        )
-                    continue
-                seen.add(pid)
-                test.append(problem)
-            self._test, self._test_ids = test, frozenset(seen)
+            key = tuple(
+                (k, tuple(v) if isinstance(v, list) else v)
+                for k, v in sorted(vars(self.config).items())
+                if k not in ("name", "pool")
+            )
+            self._test, self._test_ids = _draw_test_split(key, self)
         return self._test
+
+    def _draw_test_split(self) -> tuple[list[Problem], frozenset[tuple[tuple[int, ...], int]]]:
+        rng = random.Random(self.config.split_seed)
+        seen: set[tuple[tuple[int, ...], int]] = set()
+        test: list[Problem] = []
+        misses = 0
+        while len(test) < self.config.num_test:
+            problem = self._draw(rng)
+            pid = _problem_id(problem)
+            if pid in seen:
+                misses += 1
+                if misses > _MAX_DRAW_ATTEMPTS:
+                    raise UserError(
+                        f"only {len(test)} distinct problems found for num_test="
+                        f"{self.config.num_test}; widen the config or lower num_test"
+                    )
+                continue
+            seen.add(pid)
+            test.append(problem)
+        return test, frozenset(seen)
 
     def problems(self, split: str) -> list[Problem]:
         """The fixed test split (the first ``num_test`` distinct draws from ``split_seed``).
