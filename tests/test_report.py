@@ -232,3 +232,24 @@ def test_every_plot_writes_its_png(tmp_path, results):
     data = seeds_of({"base": [[1, 0], [1, 0]], "up": [[2, 1], [2, 1]]})
     plot_seed_differences(data, ["16"], {}, tmp_path / "f.png")
     assert_drawn(tmp_path / "f.png", (462, 770))
+
+
+def test_target_verdict_names_size_and_shape():
+    """b̂ as a share of b; 'the shape of a tilt' exactly when the shift spread is within the
+    noise floor's 95th percentile; significant falls counted."""
+    from trafl.evaluation.report import target_verdict
+
+    t = {
+        "b": 4.0,
+        "num_problems": 48,
+        "fit": {"b_hat": 1.0, "se": 0.1},
+        "shifts": {"std": 0.7, "noise_floor_std": 0.6, "noise_floor_q95": 0.75},
+        "violations": {"num_significant": 2},
+    }
+    text = target_verdict("trafl", t)
+    assert "b̂ = 1.00 ± 0.10 (25 % of b)" in text and "within sampling noise" in text
+    assert "2 of 48 problems lost success significantly" in text
+    t["shifts"]["std"] = 1.8
+    assert "scatter 3.0x the sampling noise (not one tilt)" in target_verdict("trafl", t)
+    t["b"] = None
+    assert "no tilt target; the tilt that fits it best is b̂ = 1.00" in target_verdict("d1", t)
