@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,15 +80,31 @@ class StepRollouts:
 class Trainer:
     """Holds the run's state; :meth:`train` is the loop."""
 
-    def __init__(self, cfg: TrainConfig) -> None:
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        policy: Any = None,
+        task: Any = None,
+        callbacks: Sequence[Callable[[int, dict[str, Any]], None]] = (),
+    ) -> None:
+        """``policy`` / ``task``: ready-made objects instead of the ones ``cfg.model`` and
+        ``cfg.task`` describe (the Python API, :mod:`trafl.commands.api`); ``cfg.model`` still
+        names where the policy came from (a LoRA checkpoint records it as its base).
+        ``callbacks`` are called with (step, metrics) after every step, on rank 0."""
         self.cfg = cfg
+        self.callbacks = list(callbacks)
+        self.history: list[dict[str, Any]] = []  # every step's metrics, in order
         self.dist = Distributed(resolve_device(cfg.device))  # rank, world size; no-ops alone
         self.device = self.dist.device  # under a launcher: this rank's GPU
         self.out = Path(cfg.out_dir)
         seed_everything(cfg.seed)
-        self.task = build_task(cfg.task)
+        self.task = task if task is not None else build_task(cfg.task)
         self.task.sample_train(0, random.Random(0))  # a task without training data fails here
-        self.policy: Any = load_trainable(cfg.model, self.device)
+        self.policy: Any = (
+            policy.to(self.device).train()
+            if policy is not None
+            else load_trainable(cfg.model, self.device)
+        )
         self.objective = build_objective(cfg.objective, self.policy.hidden_size).to(self.device)
         self.estimator = ESTIMATORS.get(cfg.estimator.name)(cfg.estimator)
         # pi_ref: the adapter-disabled policy under LoRA, else a frozen copy (trafl.run.reference)
@@ -177,6 +194,10 @@ class Trainer:
             bar = progress.add_task(cfg.objective.name, total=cfg.steps, completed=self.step)
             while self.step < cfg.steps:
                 metrics = self.train_step()
+                if main:
+                    self.history.append({"step": self.step, **metrics})
+                    for callback in self.callbacks:
+                        callback(self.step, metrics)
                 if main and (self.step % cfg.log_every == 0 or self.step == cfg.steps):
                     self.metrics_log.log(self.step, metrics)
                     keys = ["reward", "loss", "grad_norm", *self.objective_keys(metrics)]
