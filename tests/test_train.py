@@ -248,3 +248,54 @@ def test_log_z_gradients_are_clipped_as_their_own_group(tmp_path, tiny_path, sep
         assert float(policy_norm) == pytest.approx(5.0, rel=1e-5) and float(head_norm) == 0.0
         assert norm(policy) == pytest.approx(3 / 5, rel=1e-5)
         assert norm(trainer.objective_params) == pytest.approx(4 / 5, rel=1e-5)
+
+
+def test_reference_share_draws_the_last_rows_of_each_group_from_pi_ref(tmp_path, tiny_path):
+    """rollout.reference_share=0.5, G=4: once the policy has moved away from pi_ref (here its
+    weights perturbed), rows 2-3 of every group are what the initial model samples with those
+    rows' generators and rows 0-1 what the policy samples; metrics split the two kinds."""
+    from trafl.run.rollouts import rollout_task
+
+    cfg = config(
+        tmp_path, tiny_path, "rollout.reference_share=0.5", "rollout.sampler.temperature=1.0"
+    )
+    trainer = Trainer(cfg)
+    metrics = trainer.train_step()
+    assert {"reward_policy_rows", "reward_reference_rows"} <= set(metrics)
+    with torch.no_grad():  # a policy far from the reference
+        for p in trainer.policy.parameters():
+            p.add_(torch.randn_like(p) * 0.5)
+    data_rng = trainer.data_rng.getstate()
+    batch = trainer.rollouts().batch
+    trainer.data_rng.setstate(data_rng)
+    problems = trainer.task.sample_train(cfg.rollout.prompts_per_step, trainer.data_rng)
+    prompts = [trainer.task.prompt(p) for p in problems]
+    width = max(len(trainer.policy.tokenizer.encode_prompt(p)) for p in prompts)
+
+    def sample(model, rows):  # the rows' problems, each row with its own generator
+        gens = [trainer.row_generator(r) for r in rows]
+        out = [
+            rollout_task(
+                model, trainer.task, [problems[r // 4]], 1, cfg.rollout.sampler, [g], pad_to=width
+            ).completion_ids
+            for r, g in zip(rows, gens, strict=True)
+        ]
+        return torch.cat(out)
+
+    policy_rows, reference_rows = [0, 1, 4, 5], [2, 3, 6, 7]
+    assert torch.equal(sample(trainer.policy, policy_rows), batch.completion_ids[policy_rows])
+    assert torch.equal(
+        sample(load_model(tiny_path), reference_rows), batch.completion_ids[reference_rows]
+    )
+    # the check can fail: the policy's own samples for the reference rows differ
+    assert not torch.equal(
+        sample(trainer.policy, reference_rows), batch.completion_ids[reference_rows]
+    )
+    assert batch.group.tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
+
+
+def test_reference_share_is_refused_where_it_cannot_work(tmp_path, tiny_path):
+    with pytest.raises(ValueError, match="'diffu_grpo' is on-policy"):
+        config(tmp_path, tiny_path, "objective.name=diffu_grpo", "rollout.reference_share=0.5")
+    with pytest.raises(ValueError, match="gives 0 of group_size=4 rows from pi_ref"):
+        config(tmp_path, tiny_path, "rollout.reference_share=0.1")

@@ -42,7 +42,12 @@ from trafl.run.folder import RunFolder
 from trafl.run.guard import UpdateGuard
 from trafl.run.optim import build_optimizer, decay_groups
 from trafl.run.reference import prompt_hidden, reference_model
-from trafl.run.rollouts import check_reward_errors, greedy_accuracy, rollout_task
+from trafl.run.rollouts import (
+    check_reward_errors,
+    greedy_accuracy,
+    interleave_groups,
+    rollout_task,
+)
 from trafl.run.runtime import (
     MetricsLog,
     console,
@@ -233,7 +238,7 @@ class Trainer:
         )
         metrics = self.update(step)
         self.step += 1
-        metrics |= self.dist.mean(rollout_metrics(batch))
+        metrics |= self.dist.mean(rollout_metrics(batch, self.cfg.rollout))
         metrics |= {
             "reward": float(full.rewards.mean()),
             "reward_std": float(full.rewards.std()) if full.num_rows > 1 else 0.0,
@@ -272,15 +277,31 @@ class Trainer:
         rows = slice(mine.start * g, mine.stop * g)
         prompts = [self.task.prompt(p) for p in problems]  # one prompt width on every rank
         width = max(len(self.policy.tokenizer.encode_prompt(p)) for p in prompts)
-        generators = [self.row_generator(i) for i in range(rows.start, rows.stop)]
-        batch = rollout_task(
-            self.policy, self.task, problems[mine], g, cfg.sampler, generators, pad_to=width
-        )
+        batch = self.sample_groups(problems[mine], rows.start, width)
         eos = self.policy.eos_token_id
         batch.completion_mask = completion_mask_from_eos(batch.completion_ids, eos)  # (N, L)
         batch.rewards = batch.rewards.to(self.device)  # (N,)
         batch.group = (batch.group + mine.start).to(self.device)  # (N,) global prompt index
         return StepRollouts(batch, self.gather_batch(batch), rows)
+
+    def sample_groups(self, problems: list[Any], first_row: int, width: int) -> Rollout:
+        """G scored samples per problem, problem-major: all from the policy, or the last
+        ``rollout.reference_rows()`` of each group from pi_ref (off-policy exploration).
+        Each row's noise is keyed by its global row index (:meth:`row_generator`)."""
+        cfg = self.cfg.rollout
+        g, k = cfg.group_size, cfg.reference_rows()
+
+        def draw(model: Any, offset: int, count: int) -> Rollout:
+            gens = [
+                self.row_generator(first_row + p * g + offset + i)
+                for p in range(len(problems))
+                for i in range(count)
+            ]
+            return rollout_task(model, self.task, problems, count, cfg.sampler, gens, pad_to=width)
+
+        if k == 0:
+            return draw(self.policy, 0, g)
+        return interleave_groups(draw(self.policy, 0, g - k), draw(self.reference, g - k, k), g - k)
 
     def row_generator(self, row: int) -> torch.Generator:
         """Rollout noise keyed by (seed, step, global row): the same completion whichever rank
@@ -558,9 +579,21 @@ def average_parts(parts: list[tuple[float, torch.Tensor, dict[str, float]]]) -> 
     return {k: sums[k] / weights[k] if weights[k] > 0 else float("nan") for k in sums}
 
 
-def rollout_metrics(batch: Rollout) -> dict[str, float]:
+def rollout_metrics(batch: Rollout, cfg: Any = None) -> dict[str, float]:
+    """Rollout statistics; with rows from pi_ref (``reference_share``), the policy's rows'
+    and the reference's rows' mean rewards apart."""
     r = batch.rewards
-    return {
+    mixed = {}
+    k = cfg.reference_rows() if cfg is not None else 0
+    if k:
+        from_ref = (torch.arange(batch.num_rows, device=r.device) % cfg.group_size) >= (
+            cfg.group_size - k
+        )  # (N,)
+        mixed = {
+            "reward_policy_rows": float(r[~from_ref].mean()),
+            "reward_reference_rows": float(r[from_ref].mean()),
+        }
+    return mixed | {
         "reward": float(r.mean()),
         "reward_std": float(r.std()) if r.numel() > 1 else 0.0,
         "rollout_length": float(batch.completion_mask.sum(1).float().mean()),

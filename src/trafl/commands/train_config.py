@@ -31,6 +31,24 @@ class RolloutConfig:
     sampler: SamplerConfig = field(
         default_factory=lambda: SamplerConfig(gen_length=16, steps=8, temperature=0.9)
     )
+    # exploration for off-policy objectives (TraFL): this share of each group's G samples is
+    # drawn from pi_ref instead of the current policy (round(share * G) rows, the group's
+    # last); OUR knob, not the paper's (docs/TARGET.md). 0: on-policy, as the paper
+    reference_share: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.reference_share < 1.0:
+            raise ValueError(f"reference_share must be in [0, 1), got {self.reference_share}")
+
+    def reference_rows(self) -> int:
+        """Rows per group drawn from pi_ref."""
+        k = round(self.reference_share * self.group_size)
+        if self.reference_share > 0 and not 0 < k < self.group_size:
+            raise ValueError(
+                f"reference_share={self.reference_share:g} gives {k} of group_size="
+                f"{self.group_size} rows from pi_ref; valid: 1 to {self.group_size - 1} rows"
+            )
+        return k
 
 
 @dataclass
@@ -105,6 +123,12 @@ class TrainConfig:
                 f"rollout.group_size must be >= {least} for objective "
                 f"{self.objective.name!r} (it compares the samples of a prompt), "
                 f"got {self.rollout.group_size}"
+            )
+        self.rollout.reference_rows()  # a share that rounds to 0 or G rows is refused here
+        if self.rollout.reference_share > 0 and not getattr(objective, "off_policy", False):
+            raise ValueError(
+                f"rollout.reference_share needs an objective whose target does not depend on "
+                f"the behaviour policy (trafl, trafl_path); {self.objective.name!r} is on-policy"
             )
 
     @staticmethod

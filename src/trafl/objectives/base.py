@@ -141,6 +141,10 @@ class Objective(torch.nn.Module):
     # its learning signal compares the G samples of a prompt (advantages against the group's
     # mean): a group of one has no signal, so the config refuses rollout.group_size < 2
     group_relative: ClassVar[bool] = False
+    # its fixed point does not depend on which distribution drew the rollouts (trajectory
+    # balance: any full-support behaviour policy), so rows drawn from pi_ref may be mixed in
+    # (rollout.reference_share); a policy-gradient objective assumes on-policy rows
+    off_policy: ClassVar[bool] = False
 
     @classmethod
     def min_group_size(cls, config: Any) -> int:

@@ -113,6 +113,7 @@ class TraFL(Objective):
     estimator_name = "mask_mean"
     default_inner_updates = 1
     group_relative = True
+    off_policy = True
 
     @classmethod
     def min_group_size(cls, config: TraFLConfig) -> int:

@@ -46,7 +46,17 @@ class AdapterDisabled:
     def __getattr__(self, name: str) -> Any:
         if name == "policy":  # not set yet (copy, unpickling): no recursion
             raise AttributeError(name)
-        return getattr(self.policy, name)
+        found = getattr(self.policy, name)
+        if name == "forward_cached":  # the sampler's cached forward: the adapter disabled too
+            return self._disabled(found)
+        return found
+
+    def _disabled(self, method: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self.policy.disable_adapter(), torch.no_grad():
+                return method(*args, **kwargs)
+
+        return call
 
 
 def prompt_hidden(model: Any, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> torch.Tensor:

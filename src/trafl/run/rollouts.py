@@ -10,7 +10,7 @@ from rich.progress import Progress
 
 from trafl.core.errors import RunStopped
 from trafl.models.base import DiffusionLM
-from trafl.sampling import Generators, Rollout, SamplerConfig, generate
+from trafl.sampling import Generators, Rollout, SamplerConfig, concat_rollouts, generate
 from trafl.tasks.base import Problem, Task
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,35 @@ def rollout_task(
     rollout.components = {k: torch.tensor([s.get(k, 0.0) for s in scores]) for k in names}
     rollout.num_reward_errors, rollout.reward_error = len(errors), errors[0] if errors else ""
     return rollout
+
+
+def interleave_groups(first: Rollout, second: Rollout, per_first: int) -> Rollout:
+    """Two scored rollouts over the same problems (problem-major; ``per_first`` rows per
+    problem in ``first``, the rest of each group in ``second``) as one problem-major rollout
+    whose every group holds its ``first`` rows, then its ``second`` rows."""
+    num = first.num_rows // per_first
+    per_second = second.num_rows // num
+    both = concat_rollouts([first, second])
+    both.problems, both.texts = first.problems + second.problems, first.texts + second.texts
+    both.rewards = torch.cat([first.rewards, second.rewards])  # (N,)
+    names = sorted(set(first.components) | set(second.components))
+    both.components = {
+        k: torch.cat([r.components.get(k, torch.zeros(r.num_rows)) for r in (first, second)])
+        for k in names
+    }
+    both.num_reward_errors = first.num_reward_errors + second.num_reward_errors
+    both.reward_error = first.reward_error or second.reward_error
+    order = [
+        index
+        for p in range(num)
+        for index in [
+            *range(p * per_first, (p + 1) * per_first),
+            *range(first.num_rows + p * per_second, first.num_rows + (p + 1) * per_second),
+        ]
+    ]
+    out = both.rows(torch.tensor(order))
+    out.group = torch.arange(num).repeat_interleave(per_first + per_second)  # (N,)
+    return out
 
 
 def solved(scored: Rollout) -> torch.Tensor:
