@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -47,6 +48,7 @@ class Job:
     tilt: float | None  # the sequence tilt b the run was trained for; None: a reward maximiser
     priority: int
     heldout: bool = False  # trained on the task's train generator, evaluated on its test split
+    temperature: float | None = None  # rollouts at this temperature (tempered behaviour policy)
 
 
 def jobs(args: argparse.Namespace) -> list[Job]:
@@ -105,6 +107,24 @@ def jobs(args: argparse.Namespace) -> list[Job]:
                     priority=seed * 100 + 20,
                 )
             )
+    for seed in range(args.seeds):  # exploration knobs (off-policy rows), after the core runs
+        for beta in args.explore_betas:
+            for name, over in (
+                (f"ref{args.reference_share:g}", f"rollout.reference_share={args.reference_share}"),
+                (f"temp{args.behaviour_temperature:g}", None),
+            ):
+                extra = [over] if over else []
+                job = Job(
+                    f"trafl-{name}-b{beta:g}-s{seed}",
+                    "configs/train_trafl.yaml",
+                    [f"objective.beta={beta}", "objective.reward_norm=center_loo", *extra],
+                    args.trafl_steps,
+                    args.trafl_steps // args.points,
+                    float(beta),
+                    priority=300 + seed * 10,
+                    temperature=None if over else args.behaviour_temperature,
+                )
+                out.append(job)
     for rank, (method, beta) in enumerate(args.heldout):  # generalisation: seed 0 only
         tilt = None if method != "trafl" else float(beta)
         over = [f"objective.beta={beta}", "objective.reward_norm=center_loo"] if tilt else []
@@ -200,6 +220,7 @@ def train(job: Job, args: argparse.Namespace, deadline: float | None) -> Path:
         *common(args, job.heldout),
         *job.overrides,
         *[f"rollout.{s}" for s in sampler(args)],
+        *([f"rollout.sampler.temperature={job.temperature}"] if job.temperature else []),
         f"rollout.prompts_per_step={args.prompts}",
         f"steps={job.steps}",
         f"seed={int(job.name.rsplit('-s', 1)[1])}",
@@ -218,6 +239,11 @@ def one_job(job: Job, args: argparse.Namespace, deadline: float | None) -> str:
     if deadline is not None and time.time() > deadline:
         return f"{job.name}: not started (deadline)"
     start = time.time()
+    folder = args.out / job.name
+    if (folder / f"eval-{job.steps}" / "eval.json").is_file():
+        return f"{job.name}: done before"  # e.g. unpacked from --start-from
+    if folder.is_dir() and not any(folder.glob("checkpoint-*")):  # results without weights
+        shutil.rmtree(folder)  # (an unfinished run unpacked from --start-from): start afresh
     folder = train(job, args, deadline)
     checkpoints = sorted(folder.glob("checkpoint-*/model"), key=lambda p: int(p.parent.name[11:]))
     done = [
@@ -252,6 +278,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--mu", type=int, default=4)
     p.add_argument("--mu-betas", type=float, nargs="*", default=[4])
     p.add_argument("--path-betas", type=float, nargs="*", default=[4])
+    p.add_argument("--explore-betas", type=float, nargs="*", default=[4, 8])
+    p.add_argument("--reference-share", type=float, default=0.25)
+    p.add_argument("--behaviour-temperature", type=float, default=1.3)
+    p.add_argument("--start-from", type=Path, default=None, help="a --pack archive to resume")
     p.add_argument("--trafl-steps", type=int, default=300)
     p.add_argument("--baseline-steps", type=int, default=100)
     p.add_argument(
@@ -274,7 +304,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         args.pool, args.samples, args.prompts, args.seeds = 4, 8, 2, 1
         args.trafl_steps = args.baseline_steps = 4
         args.points, args.betas, args.baselines, args.mu_betas = 2, [4], ["diffu_grpo"], []
-        args.path_betas = []
+        args.path_betas, args.explore_betas = [], []
         args.heldout, args.heldout_problems, args.heldout_samples = [("trafl", "4")], 6, 4
     return args
 
@@ -282,6 +312,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.start_from:  # finished runs' evaluations: their jobs are skipped
+        with tarfile.open(args.start_from) as tar:
+            tar.extractall(args.out, filter="data")
     deadline = time.time() + args.deadline if args.deadline else None
     args.stop_at = time.time() + args.stop if args.stop else None
     start = time.time()
