@@ -48,6 +48,9 @@ def test_verdicts_mark_exactly_the_cells_below_the_base(tmp_path):
     assert saved["verdicts"] == text
     for name in ("pass_at_k.png", "coverage_locking.png"):
         assert (tmp_path / "cmp" / name).stat().st_size > 1000
+    page = (tmp_path / "cmp" / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 2 and "<table>" in page  # self-contained
+    assert "(missing figure" not in page
 
 
 def test_quick_demo_runs_end_to_end_and_reuses_finished_stages(tmp_path):
@@ -70,6 +73,8 @@ def test_quick_demo_runs_end_to_end_and_reuses_finished_stages(tmp_path):
     b = json.loads((tmp_path / "trafl" / "eval" / "eval.json").read_text())
     assert b["lengths"]["16"]["target"]["b"] == pytest.approx(32 * 3 / 4)  # quick: G = 4
     assert (tmp_path / "compare" / "frontier.png").stat().st_size > 1000
+    page = (tmp_path / "report.html").read_text()  # report.md as one page, figures inlined
+    assert page.count("data:image/png;base64,") == 3 and "(missing figure" not in page
     stamp = (tmp_path / "trafl" / "eval" / "eval.json").stat().st_mtime
     run_demo(cfg)  # everything is reused
     assert (tmp_path / "trafl" / "eval" / "eval.json").stat().st_mtime == stamp

@@ -19,12 +19,14 @@ from typing import Any
 from rich.table import Table
 
 from trafl.core.errors import UserError
+from trafl.evaluation.html import write_html
 from trafl.evaluation.plots import plot_coverage_locking, plot_pass_at_k_grid
 from trafl.evaluation.report import (
     TARGET_LEGEND,
     Results,
     below_base,
     comparison_rows,
+    comparison_sections,
     target_rows,
     verdicts,
 )
@@ -69,9 +71,34 @@ def compare(cfg: CompareConfig) -> dict[str, Any]:
         "below_base": below_base(results, base),
     }
     (out / "compare.json").write_text(json.dumps(summary, indent=1))
+    write_reports(results, base, summary["verdicts"], [eval_folder(p) for p in cfg.evals], out)
     for sentence in summary["verdicts"].values():
         console.print(sentence.replace("**", ""))
     return summary
+
+
+def eval_folder(path: str) -> Path:
+    """The folder holding the eval.json that :func:`load_eval` read for ``path``."""
+    p = Path(path)
+    for candidate in (p, p / "eval.json", p / "eval" / "eval.json"):
+        if candidate.is_file():
+            return candidate.parent.resolve()
+    return p.resolve()
+
+
+def write_reports(
+    results: Results, base: str, sentences: dict[str, str], folders: list[Path], out: Path
+) -> None:
+    """``out/report.md`` and the same as one self-contained ``out/report.html``: verdicts,
+    tables, pass@k and coverage figures, and each method's reveal-order heatmaps."""
+    lines = ["# trafl compare", "", *comparison_sections(results, base, sentences), ""]
+    lines += ["![pass@k](pass_at_k.png)", "", "![coverage and locking](coverage_locking.png)"]
+    for name, folder in zip(results, folders, strict=True):
+        for png in sorted(folder.glob("reveal_orders_L*.png")):
+            lines += ["", f"Reveal orders of {name} ({png.stem[14:]}):", "", f"![{name}]({png})"]
+    markdown = "\n".join(lines) + "\n"
+    (out / "report.md").write_text(markdown)
+    write_html(markdown, out, out / "report.html")
 
 
 def print_comparison(results: Results, base: str) -> None:

@@ -25,6 +25,7 @@ from trafl.commands.train import TrainConfig, train
 from trafl.core.config import check_at_least, from_dict, layer, parse_overrides, to_dict
 from trafl.core.config_files import load_config
 from trafl.core.layout import checkpoints
+from trafl.evaluation.html import write_html
 from trafl.evaluation.plots import plot_frontier
 from trafl.evaluation.report import comparison_sections, target_verdicts
 from trafl.evaluation.target import TargetConfig
@@ -224,4 +225,6 @@ def write_report(cfg: DemoConfig, out: Path, results: dict, verdicts: dict[str, 
         "and a longer budget. Confidence intervals: `*/eval*/eval.json` (bootstrap over",
         "problems). Regenerate: `trafl demo" + (" --quick" if cfg.quick else "") + " fresh=true`.",
     ]
-    (out / "report.md").write_text("\n".join(lines) + "\n")
+    markdown = "\n".join(lines) + "\n"
+    (out / "report.md").write_text(markdown)
+    write_html(markdown, out, out / "report.html")  # the same, one file with its figures
