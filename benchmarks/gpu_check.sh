@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The issue-5 measurements on one CUDA GPU, in under 5 minutes, for whoever has one.
+# The issue-5 and issue-17 measurements on one CUDA GPU, in under 8 minutes, for whoever has one.
 #
 #   bash benchmarks/gpu_check.sh            # results in benchmarks/gpu/ (or $OUT if set)
 #
@@ -7,7 +7,11 @@
 #   1. sampler modes (plain, parallel, prefix/dual cache): tokens/s ratios and accuracy;
 #   2. time and peak CUDA memory per RL step of every objective;
 #   3. growth with generation length and batch size (log-log plot);
-#   4. per-sequence lengths interleaved in one batch against one batch per length.
+#   4. per-sequence lengths interleaved in one batch against one batch per length;
+#   5. Fast-dLLM's caches and parallel decoding at LLaDA-8B's real shape (random weights, bf16,
+#      d1's prompt 200 / 256 generated / blocks of 32 / 128 steps), against the arithmetic limit,
+#      with a profile of one full and one dual-window forward (benchmarks/llada_cache.py).
+# Part 2 also reports the split of each step (sampling, reward, scoring forwards, backward).
 # Each part has its own time limit so one slow part cannot eat the others' time.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -30,7 +34,10 @@ run() {  # run LIMIT NAME CMD...: one part, its log kept whatever happens
 
 run 80 sampler_modes "$PYTHON" benchmarks/sampler_modes.py --device cuda --problems 256 \
   --samples 32 --out "$DEST/sampler_modes.json"
-run 100 step_time "$PYTHON" benchmarks/step_time.py --device cuda --steps 2 \
+run 150 llada_cache "$PYTHON" benchmarks/llada_cache.py --shape llada-8b --device cuda \
+  --dtype bfloat16 --batch 4 --repeats 2 --modes plain prefix dual dual+parallel \
+  --out "$DEST/llada_cache.json"
+run 110 step_time "$PYTHON" benchmarks/step_time.py --device cuda --steps 2 \
   --out "$DEST/step_time.json"
 run 90 scaling "$PYTHON" benchmarks/scaling.py --device cuda --lengths 32 64 128 256 \
   --batches 64 256 1024 --fixed-batch 256 --fixed-length 64 --out "$DEST/scaling"

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 TOY = ["rollout.prompts_per_step=2", "rollout.group_size=2", "rollout.sampler.gen_length=8",
@@ -33,6 +34,50 @@ def test_step_time_measures_a_step(objective):
     assert result["sample_s"] > 0 and result["update_s"] > 0
     assert result["peak_rss_mb"] >= result["rss_after_build_mb"] > 0
     assert result["inner_updates"] == (1 if objective == "trafl" else 12)
+    # the split covers the whole step; the calls show which forwards ran
+    assert sum(result["phases"].values()) == pytest.approx(result["step_s"], rel=0.02, abs=0.01)
+    assert all(v >= 0 for v in result["phases"].values())
+    calls, mu = result["calls"], result["inner_updates"]
+    assert calls["sampling"] == calls["reward"] == 1
+    assert calls["reference"] == mu  # one reference pass per inner update's masks
+    assert calls["old"] == (0 if mu == 1 else mu)  # skipped when mu = 1
+    assert calls["policy"] == calls["backward"] == calls["optimizer"] == mu
+    assert calls["prompt_hidden"] == (mu if objective == "trafl" else 0)
+
+
+def test_llada_cache_counts_forwards_and_flops(tmp_path, monkeypatch):
+    path = ROOT / "benchmarks" / "llada_cache.py"
+    spec = importlib.util.spec_from_file_location("llada_cache", path)
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "llada_cache", bench)  # its dataclasses look it up
+    spec.loader.exec_module(bench)
+    shape = bench.Shape(layers=1, width=32, heads=2, mlp=64, vocab=64)
+    model = bench.build_model(shape, "cpu", torch.float32, 10.0, 0)
+    matrices = sum(p.numel() for p in model.parameters() if p.dim() == 2)
+    assert matrices == shape.params_per_token() + shape.vocab * shape.width  # + the embedding
+    llada_8b = bench.Shape(**bench.SHAPES["llada-8b"])
+    total = llada_8b.params_per_token() + llada_8b.vocab * llada_8b.width
+    assert total == pytest.approx(8.02e9, rel=1e-3)  # LLaDA-8B's parameter count
+    out = tmp_path / "cache.json"
+    toy = "--layers 1 --width 32 --heads 2 --mlp 64 --vocab 64 --prompt 6 --gen-length 16"
+    argv = f"{toy} --block-length 8 --steps 8 --repeats 1 --out {out}".split()
+    monkeypatch.setattr(sys, "argv", ["llada_cache.py", *argv])
+    bench.main()
+    result = json.loads(out.read_text())
+    modes, t = result["modes"], 6 + 16
+    assert set(modes) == set(bench.MODES)
+    assert modes["plain"]["tokens_per_forward"] == [t] * 8
+    # a full forward at each block start, then the window: the block (dual), or the block
+    # and everything after it (prefix)
+    assert modes["dual"]["tokens_per_forward"] == [t, 8, 8, 8] * 2
+    assert modes["prefix"]["tokens_per_forward"] == [t, 16, 16, 16, t, 8, 8, 8]
+    for r in modes.values():  # every forward attends to all t keys: FLOPs go with tokens
+        assert r["arithmetic_speedup"] == pytest.approx(8 * t / sum(r["tokens_per_forward"]))
+        assert r["share_of_limit"] == pytest.approx(r["speedup"] / r["arithmetic_speedup"])
+        assert 0 < r["forward_s"] <= r["wall_s"]
+    assert modes["plain"]["gflops"] == pytest.approx(shape.flops(1, t, t) * 8 / 1e9)
+    assert {"full", "dual_window"} <= set(result["profile"])
+    assert result["profile"]["dual_window"]["top_ops"]
 
 
 def test_sampler_modes_exact_modes_replay_exactly(tmp_path):
@@ -130,3 +175,47 @@ def test_sampler_ab_compares_a_revision_with_the_working_tree():
         assert "identical completions: True" in done.stdout
     else:
         assert "identical completions:" in done.stdout
+
+
+def test_prompt_hidden_encodes_each_prompt_once_loss_unchanged(tmp_path, monkeypatch):
+    """The redundancy step_time's split showed: TraFL's log Z input encoded every row's prompt,
+    G copies per group. Encoding each distinct prompt once leaves the update bit for bit."""
+    from trafl.commands import train as train_module
+    from trafl.commands.train import TrainConfig, Trainer
+    from trafl.core.config_files import load_config
+
+    def run(dedup: bool) -> tuple[list[int], dict, list[torch.Tensor]]:
+        cfg = load_config(
+            TrainConfig,
+            None,
+            ["objective.name=trafl", f"out_dir={tmp_path / str(dedup)}", "ckpt_every=0",
+             "save_completions_every=0", "micro_batch_groups=1", *TOY[:1],
+             "rollout.group_size=4", *TOY[2:]],
+        )  # fmt: skip
+        trainer = Trainer(cfg)
+        if not dedup:  # the previous code: every row's prompt through the policy
+            monkeypatch.setattr(
+                trainer,
+                "prompt_hidden",
+                lambda batch, idx: train_module.prompt_hidden(
+                    trainer.policy, batch.prompt_ids[idx], batch.prompt_mask[idx]
+                ),
+            )
+        rows: list[int] = []
+        encode = train_module.prompt_hidden
+        monkeypatch.setattr(
+            train_module,
+            "prompt_hidden",
+            lambda m, ids, mask: rows.append(len(ids)) or encode(m, ids, mask),
+        )
+        metrics = trainer.update(trainer.rollouts())
+        monkeypatch.setattr(train_module, "prompt_hidden", encode)
+        params = [p.detach().clone() for p in trainer.optimizer.param_groups[0]["params"]]
+        params += [p.detach().clone() for p in trainer.objective.parameters()]
+        return rows, metrics, params
+
+    rows_once, once, params_once = run(dedup=True)
+    rows_all, every, params_all = run(dedup=False)
+    assert rows_all == [4, 4] and rows_once == [1, 1]  # two micro-batches of one group of 4
+    assert once["loss"] == every["loss"]
+    assert all(torch.equal(a, b) for a, b in zip(params_once, params_all, strict=True))

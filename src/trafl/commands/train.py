@@ -459,9 +459,16 @@ class Trainer:
         return concat_estimates(parts)
 
     def prompt_hidden(self, batch: Rollout, idx: slice) -> torch.Tensor | None:
+        """The prompt representation of each row; the G rows of a group share their prompt,
+        so each distinct prompt is encoded once (G times fewer rows, the same values)."""
         if not self.objective.needs_prompt_hidden:
             return None
-        return prompt_hidden(self.policy, batch.prompt_ids[idx], batch.prompt_mask[idx])
+        ids, mask = batch.prompt_ids[idx], batch.prompt_mask[idx]  # (n, P)
+        rows = torch.cat([ids, mask.long()], dim=1)  # (n, 2P)
+        distinct, row_of = torch.unique(rows, dim=0, return_inverse=True)  # (u, 2P), (n,)
+        p = ids.shape[1]
+        hidden = prompt_hidden(self.policy, distinct[:, :p], distinct[:, p:].bool())  # (u, H)
+        return hidden[row_of]  # (n, H)
 
     def objective_keys(self, metrics: dict[str, Any]) -> list[str]:
         skip = {"reward", "loss", "grad_norm", "objective_grad_norm", "lr", "skipped_updates"}
