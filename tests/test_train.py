@@ -299,3 +299,15 @@ def test_reference_share_is_refused_where_it_cannot_work(tmp_path, tiny_path):
         config(tmp_path, tiny_path, "objective.name=diffu_grpo", "rollout.reference_share=0.5")
     with pytest.raises(ValueError, match="gives 0 of group_size=4 rows from pi_ref"):
         config(tmp_path, tiny_path, "rollout.reference_share=0.1")
+
+
+@pytest.mark.parametrize("detach", [True, False])
+def test_the_log_z_input_carries_a_graph_only_when_it_trains_the_backbone(
+    tmp_path, tiny_path, detach
+):
+    cfg = config(tmp_path, tiny_path, f"objective.detach_backbone={str(detach).lower()}")
+    trainer = Trainer(cfg)
+    batch = trainer.rollouts().batch
+    hidden = trainer.prompt_hidden(batch, slice(0, batch.num_rows))
+    assert hidden.shape == (batch.num_rows, trainer.policy.hidden_size)
+    assert hidden.requires_grad is (not detach)

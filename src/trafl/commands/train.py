@@ -467,7 +467,8 @@ class Trainer:
         rows = torch.cat([ids, mask.long()], dim=1)  # (n, 2P)
         distinct, row_of = torch.unique(rows, dim=0, return_inverse=True)  # (u, 2P), (n,)
         p = ids.shape[1]
-        hidden = prompt_hidden(self.policy, distinct[:, :p], distinct[:, p:].bool())  # (u, H)
+        with torch.set_grad_enabled(self.objective.prompt_hidden_grad):  # no unused graph
+            hidden = prompt_hidden(self.policy, distinct[:, :p], distinct[:, p:].bool())  # (u, H)
         return hidden[row_of]  # (n, H)
 
     def objective_keys(self, metrics: dict[str, Any]) -> list[str]:

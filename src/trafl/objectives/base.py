@@ -136,6 +136,9 @@ class Objective(torch.nn.Module):
     needs_reference: bool = False  # the trainer computes `ref` (same masks as the policy)
     needs_old: bool = False  # the trainer computes `old` when rollouts are reused (mu > 1)
     needs_prompt_hidden: bool = False  # the trainer passes mean-pooled prompt hidden states
+    # ... with a graph to backpropagate through (False: computed without one, e.g. TraFL's
+    # log Z head on a detached backbone)
+    prompt_hidden_grad: bool = False
     estimator_name: str = "mask_mean"  # the likelihood estimator this objective is defined on
     default_inner_updates: int = 1  # mu: optimiser steps per rollout batch
     # its learning signal compares the G samples of a prompt (advantages against the group's

@@ -126,6 +126,7 @@ class TraFL(Objective):
         super().__init__(config, hidden_size)
         self.config: TraFLConfig = config
         self.needs_prompt_hidden = config.log_z == "prompt_mlp"
+        self.prompt_hidden_grad = self.needs_prompt_hidden and not config.detach_backbone
         self.head: torch.nn.Module | None = None
         if config.log_z == "prompt_mlp":
             self.head = PromptMLPLogZ(hidden_size, config.log_z_hidden)
