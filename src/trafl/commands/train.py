@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from trafl.commands.train_config import RESUME_FREE, TrainConfig
-from trafl.core.batch import Estimate, Rollout, completion_mask_from_eos
+from trafl.core.batch import Estimate, Rollout, completion_mask_from_eos, concat_estimates
 from trafl.core.config_files import format_config
 from trafl.core.errors import RunStopped, TraflError
 from trafl.core.files import write_text_atomic
@@ -66,6 +66,7 @@ from trafl.run.sharding import (
 )
 from trafl.run.signals import StopRequests
 from trafl.run.state import RunState
+from trafl.run.step_metrics import average_parts, rollout_metrics
 from trafl.run.streak import BadUpdates
 from trafl.tasks import build_task
 
@@ -552,62 +553,6 @@ class Trainer:
         elif state["optimizer"] is None:
             raise ValueError(f"{ckpt} holds sharded optimizer state; resume it with fsdp=true")
         self.state.load_state_dict(state, with_optimizer=not self.cfg.fsdp)
-
-
-def concat_estimates(parts: list[Estimate]) -> Estimate:
-    def cat(name: str) -> torch.Tensor | None:
-        values = [getattr(p, name) for p in parts]
-        return None if values[0] is None else torch.cat(values)
-
-    extras = {k: torch.cat([p.extras[k] for p in parts]) for k in parts[0].extras}
-    return Estimate(
-        seq=cat("seq"),
-        token_logp=cat("token_logp"),
-        token_mask=cat("token_mask"),
-        per_draw=cat("per_draw"),
-        upper=cat("upper"),
-        length=cat("length"),
-        extras=extras,
-    )
-
-
-def average_parts(parts: list[tuple[float, torch.Tensor, dict[str, float]]]) -> dict[str, float]:
-    """Micro-batch metrics weighted by their share of rows; a NaN (a mean over no rows, e.g.
-    no successes in that micro-batch) is left out with its weight."""
-    sums: dict[str, float] = {}
-    weights: dict[str, float] = {}
-    for share, _, m in parts:
-        for key, value in m.items():
-            value = float(value)
-            sums.setdefault(key, 0.0)
-            weights.setdefault(key, 0.0)
-            if value == value:  # not NaN
-                sums[key] += share * value
-                weights[key] += share
-    return {k: sums[k] / weights[k] if weights[k] > 0 else float("nan") for k in sums}
-
-
-def rollout_metrics(batch: Rollout, cfg: Any = None) -> dict[str, float]:
-    """Rollout statistics; with rows from pi_ref (``reference_share``), the policy's rows'
-    and the reference's rows' mean rewards apart."""
-    r = batch.rewards
-    mixed = {}
-    k = cfg.reference_rows() if cfg is not None else 0
-    if k:
-        from_ref = (torch.arange(batch.num_rows, device=r.device) % cfg.group_size) >= (
-            cfg.group_size - k
-        )  # (N,)
-        mixed = {
-            "reward_policy_rows": float(r[~from_ref].mean()),
-            "reward_reference_rows": float(r[from_ref].mean()),
-        }
-    return mixed | {
-        "reward": float(r.mean()),
-        "reward_std": float(r.std()) if r.numel() > 1 else 0.0,
-        "rollout_length": float(batch.completion_mask.sum(1).float().mean()),
-        "rollout_reward_errors": batch.num_reward_errors,
-        **{f"reward_{name}": float(v.mean()) for name, v in batch.components.items()},
-    }
 
 
 def train(cfg: TrainConfig) -> Path:

@@ -137,3 +137,22 @@ class Estimate:
             length=r(self.length),
             extras={k: v[index] for k, v in self.extras.items()},
         )
+
+
+def concat_estimates(parts: list[Estimate]) -> Estimate:
+    """Stack the estimates of consecutive micro-batches (fields an estimator left None stay None)."""
+
+    def cat(name: str) -> torch.Tensor | None:
+        values = [getattr(p, name) for p in parts]
+        return None if values[0] is None else torch.cat(values)
+
+    extras = {k: torch.cat([p.extras[k] for p in parts]) for k in parts[0].extras}
+    return Estimate(
+        seq=cat("seq"),
+        token_logp=cat("token_logp"),
+        token_mask=cat("token_mask"),
+        per_draw=cat("per_draw"),
+        upper=cat("upper"),
+        length=cat("length"),
+        extras=extras,
+    )
