@@ -19,9 +19,12 @@ cached ones). Here the model's own code runs unmodified and one of two hooks doe
   but not a dual cache, and it takes no position ids. During a cached call each block's
   ``attention(q, k, v, attention_bias, layer_past, use_cache)`` is replaced on the instance
   (restored afterwards): the full forward runs LLaDA's own method with ``use_cache=True`` and
-  keeps its pre-rotary ``present``; a window forward splices the window's keys into them and
-  applies LLaDA's own rotary tables (``rotary_emb.get_rotary_embedding``) at the window's
-  positions.
+  keeps its pre-rotary ``present``; the first window forward rotates them once with LLaDA's own
+  rotary tables (``rotary_emb.get_rotary_embedding``), and every window rotates only its own
+  queries and keys, at the window's positions.
+
+Either way a window's keys and values are written into the cached tensors in place
+(:class:`LayerKV`), not concatenated into a new copy of all T positions per layer and call.
 
 Dream's logits are right-shifted (raw position i predicts token i + 1), so the adapter's window
 starts one position early: the logits of ``start:end`` come from raw positions
@@ -45,13 +48,38 @@ import torch
 from torch import nn
 
 
-def splice(
-    cached: torch.Tensor,  # (N, heads, T, D)
-    fresh: torch.Tensor,  # (N, heads, W, D) of positions start:start+W
-    start: int,
-) -> torch.Tensor:  # (N, heads, T, D)
-    end = start + fresh.shape[2]
-    return torch.cat([cached[:, :, :start], fresh.to(cached.dtype), cached[:, :, end:]], dim=2)
+class LayerKV:
+    """One layer's cached keys and values (N, kv_heads, T, D). A window's fresh keys and values
+    are written over the cached ones IN PLACE (no copy of all T positions per call); what they
+    replaced is kept, so a later window elsewhere sees the refresh's values there again, exactly
+    as if each window had been spliced into an untouched copy."""
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor) -> None:
+        self.keys, self.values = keys, values  # (N, kvh, T, D)
+        self.saved: tuple[int, int, torch.Tensor, torch.Tensor] | None = None  # under the window
+
+    def write(
+        self,
+        start: int,
+        keys: torch.Tensor,  # (N, kvh, W, D) of positions start:start+W
+        values: torch.Tensor,  # (N, kvh, W, D)
+    ) -> tuple[torch.Tensor, torch.Tensor]:  # (N, kvh, T, D) each
+        end = start + keys.shape[2]
+        if self.saved is not None and self.saved[:2] != (start, end):
+            s, e, k0, v0 = self.saved  # another window: put the refresh's values back
+            self.keys[:, :, s:e], self.values[:, :, s:e] = k0, v0
+            self.saved = None
+        if self.saved is None:
+            window = slice(start, end)
+            self.saved = (
+                start,
+                end,
+                self.keys[:, :, window].clone(),
+                self.values[:, :, window].clone(),
+            )
+        self.keys[:, :, start:end] = keys
+        self.values[:, :, start:end] = values
+        return self.keys, self.values
 
 
 @functools.cache
@@ -63,34 +91,47 @@ def splice_cache_class() -> type:
     class SpliceCache(DynamicCache):
         def __init__(self) -> None:
             super().__init__()
-            self.kv: list[tuple[torch.Tensor, torch.Tensor]] = []  # per layer, (N, kvh, T, D)
+            self.kv: list[LayerKV] = []  # per layer
             self.window_start: int | None = None  # None: recording a full forward
 
         def update(  # type: ignore[override]
             self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *a, **k
         ) -> tuple[torch.Tensor, torch.Tensor]:
             if self.window_start is None:
-                self.kv.append((key_states, value_states))
+                self.kv.append(LayerKV(key_states, value_states))
                 return key_states, value_states
-            keys, values = self.kv[layer_idx]
-            return (
-                splice(keys, key_states, self.window_start),
-                splice(values, value_states, self.window_start),
-            )
+            return self.kv[layer_idx].write(self.window_start, key_states, value_states)
 
         def get_seq_length(self, layer_idx: int | None = 0, *a, **k) -> int:  # type: ignore[override]
-            return self.kv[0][0].shape[2] if self.kv else 0
+            return self.kv[0].keys.shape[2] if self.kv else 0
 
     return SpliceCache
 
 
 @dataclass
 class LLaDACache:
-    """Pre-rotary keys and values of every LLaDA block, as its own ``present`` holds them."""
+    """Every LLaDA block's keys and values: after the full forward, the pre-rotary ``present``
+    LLaDA's own code returns; from the first window on, the keys rotated once (rotary is
+    position-wise, so rotating all T keys once and each window's fresh keys at their positions
+    gives the same numbers as rotating the spliced keys every call)."""
 
-    kv: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)  # (N, kvh, T, D)
+    present: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
+    kv: list[LayerKV] = field(default_factory=list)  # rotated keys, per layer
+    tables: tuple[torch.Tensor, torch.Tensor] | None = None  # rotary (sin, cos), (1, 1, T, D)
     window_start: int | None = None
     bias: torch.Tensor | None = None  # (N, 1, W, T) additive key mask of the window's queries
+
+    def layer(self, layer: int, rope: nn.Module) -> LayerKV:
+        """The layer's rotated cache, made from its ``present`` on first use."""
+        if self.tables is None:
+            keys = self.present[0][0]
+            with torch.autocast(keys.device.type, enabled=False):
+                self.tables = rope.get_rotary_embedding(keys.shape[-2], keys.device)
+        while len(self.kv) <= layer:
+            keys, values = self.present[len(self.kv)]
+            rotated = _rotate(rope, keys, self.tables, slice(None))
+            self.kv.append(LayerKV(rotated, values.contiguous()))
+        return self.kv[layer]
 
 
 def llada_blocks(model: nn.Module) -> list[nn.Module]:
@@ -130,36 +171,34 @@ def _llada_attention(
 ) -> tuple[torch.Tensor, Any]:
     if cache.window_start is None:  # full forward: LLaDA's own code, keeping its keys
         out, present = original(q, k, v, attention_bias, layer_past=layer_past, use_cache=True)
-        cache.kv.append(present)
+        cache.present.append(present)
         return out, present if use_cache else None
-    keys, values = cache.kv[layer]  # (N, kvh, T, D)
+    kv = cache.layer(layer, block.rotary_emb)
+    assert cache.tables is not None and cache.bias is not None
     n, w, c = q.shape
-    kv_heads, d = keys.shape[1], keys.shape[3]
+    kv_heads, d, dtype = kv.keys.shape[1], kv.keys.shape[3], kv.keys.dtype
     if getattr(block, "q_norm", None) is not None and getattr(block, "k_norm", None) is not None:
         q, k = block.q_norm(q).to(k.dtype), block.k_norm(k).to(k.dtype)
-    q = q.view(n, w, c // d, d).transpose(1, 2)  # (N, heads, W, D)
-    k = splice(keys, k.view(n, w, kv_heads, d).transpose(1, 2), cache.window_start)
-    v = splice(values, v.view(n, w, kv_heads, d).transpose(1, 2), cache.window_start)
-    q, k = _llada_rotary(block.rotary_emb, q, k, cache.window_start)  # (N, h, W, D), (N, kvh, T, D)
-    assert cache.bias is not None
+    window = slice(cache.window_start, cache.window_start + w)
+    q = _rotate(block.rotary_emb, q.view(n, w, c // d, d).transpose(1, 2), cache.tables, window)
+    k = k.view(n, w, kv_heads, d).transpose(1, 2).to(dtype)  # (N, kvh, W, D), as LLaDA splices
+    k = _rotate(block.rotary_emb, k, cache.tables, window)
+    k, v = kv.write(cache.window_start, k, v.view(n, w, kv_heads, d).transpose(1, 2))
     bias = cache.bias.to(q.dtype)  # (N, 1, W, T)
     att = block._scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (N, heads, W, D)
     return block.attn_out(att.transpose(1, 2).contiguous().view(n, w, c)), None
 
 
-def _llada_rotary(
+def _rotate(
     rope: nn.Module,
-    q: torch.Tensor,  # (N, heads, W, D) queries of positions start:start+W
-    k: torch.Tensor,  # (N, kv_heads, T, D) all keys
-    start: int,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """LLaDA's ``RotaryEmbedding.forward`` with the queries at ``start`` instead of at the end."""
+    x: torch.Tensor,  # (N, heads, S, D) queries or keys of positions ``window``
+    tables: tuple[torch.Tensor, torch.Tensor],  # (1, 1, T, D) sin, cos
+    window: slice,
+) -> torch.Tensor:  # (N, heads, S, D)
+    """LLaDA's ``RotaryEmbedding.forward`` for one tensor at the positions ``window`` (in full
+    precision when the model asks for it, as LLaDA does)."""
     full = getattr(rope.config, "rope_full_precision", True)
-    q_, k_ = (q.float(), k.float()) if full else (q, k)
-    with torch.autocast(q.device.type, enabled=False):
-        pos_sin, pos_cos = rope.get_rotary_embedding(k_.shape[-2], k_.device)  # (1, 1, T, D)
-        pos_sin, pos_cos = pos_sin.type_as(q_), pos_cos.type_as(q_)
-        window = slice(start, start + q.shape[-2])
-        q_ = rope.apply_rotary_pos_emb(pos_sin[:, :, window], pos_cos[:, :, window], q_)
-        k_ = rope.apply_rotary_pos_emb(pos_sin, pos_cos, k_)
-    return q_.type_as(q), k_.type_as(k)
+    x_ = x.float() if full else x
+    with torch.autocast(x.device.type, enabled=False):
+        pos_sin, pos_cos = (t[:, :, window].type_as(x_) for t in tables)
+        return rope.apply_rotary_pos_emb(pos_sin, pos_cos, x_).type_as(x)
