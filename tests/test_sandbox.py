@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from trafl.rewards import sandbox as sandbox_module
-from trafl.rewards.assert_split import decode, plan, verdict
+from trafl.rewards.assert_split import decode, plan, plan_for, verdict
 from trafl.rewards.sandbox import Job, Sandbox, SandboxConfig, resolve_launcher
 from trafl.tasks.humaneval import HumanEval, packaged_path
 
@@ -123,7 +123,8 @@ def test_humaneval_canonical_solutions_pass_and_buggy_ones_fail() -> None:
     for row in rows:
         program = row["prompt"] + row["canonical_solution"]
         tests = [f"{row['test']}\ncheck({row['entry_point']})\n"]
-        jobs += [Job(program, tests=tests), Job(_buggy(program, row["entry_point"]), tests=tests)]
+        buggy = _buggy(program, row["entry_point"])
+        jobs += [Job(p, tests=tests, reference=row["prompt"]) for p in (program, buggy)]
     start = time.monotonic()
     results = sb.run(jobs)
     rate = len(jobs) / (time.monotonic() - start)
@@ -165,7 +166,8 @@ HOSTILE = {
     "network": "import socket\ns = socket.create_connection(('127.0.0.1', PORT), timeout=2)\n"
                "s.sendall(b'pwned')\n",
     "forged_report": (
-        "import json, os, sys\nfds = json.loads(sys.argv[1])\nreport = json.dumps("
+        "import json, marshal, os, sys\nfds = marshal.loads(bytes.fromhex(sys.argv[1]))\n"
+        "report = json.dumps("
         "{'error': None, 'results': [[True, '']]})\nfor guess in ('0' * 32, os.environ.get("
         "'SENTINEL', '')):\n    os.write(fds['report_fd'], (report + '\\n' + guess + '\\n')"
         ".encode())\nos._exit(0)\n"
@@ -364,7 +366,8 @@ GAMING = {  # each a WRONG program (f returns 'wrong' or nothing plain) trying t
     ),
     "fake_verdict_on_stdout": WRONG + "print('{\"error\": null, \"results\": [[true, \"\"]]}')\n",
     "forge_with_real_sentinel": WRONG + (
-        "import json, os, sys\ns = json.loads(sys.argv[1])\ntoken = os.read(s['secret_fd'], 64)\n"
+        "import json, marshal, os, sys\ns = marshal.loads(bytes.fromhex(sys.argv[1]))\n"
+        "token = os.read(s['secret_fd'], 64)\n"
         "report = json.dumps({'error': None, 'results': [[True, '']] * 2})\n"
         "os.write(s['report_fd'], report.encode() + b'\\n' + token + b'\\n')\nos._exit(0)\n"
     ),
@@ -444,7 +447,8 @@ def test_values_come_back_with_their_exact_types(sandbox: Sandbox) -> None:
         "assert f(0) != " + expected.replace("-255", "-254"),
     ]
     result = sandbox.run_one(Job(program, tests=tests))
-    assert [r[0] for r in result.results] == [True, False, True, True], result  # no type(None)
+    # the list of types is made in a trusted replay, from values of exact types
+    assert [r[0] for r in result.results] == [True, True, True, True], result
     nan = sandbox.run_one(Job("def f():\n    return float('nan')\n", tests=["assert f() == f()"]))
     assert nan.results[0][0] is False  # nan != nan, as inside
 
@@ -502,23 +506,6 @@ def test_private_disk_is_size_limited(work_root: Path) -> None:
     assert _reward(sb.run_one(Job(program, tests=tests, mode="assert"))) == 1.0
 
 
-def test_a_retrying_fork_bomb_does_not_starve_a_correct_threaded_program(work_root: Path) -> None:
-    sb = Sandbox(SandboxConfig(timeout_s=TIMEOUT_S, cpu_s=3, workers=4, tmp_dir=str(work_root)))
-    if not sb.launcher.slots:
-        pytest.skip(f"no uid per program here ({sb.launcher.describe()})")
-    bomb = HOSTILE["fork_bomb"]
-    threaded = (
-        "import threading, time\ntime.sleep(0.5)\nout = []\n"
-        "threads = [threading.Thread(target=out.append, args=(i,)) for i in range(8)]\n"
-        "for t in threads:\n    t.start()\nfor t in threads:\n    t.join()\n"
-        "def f():\n    return sorted(out)\n"
-    )
-    tests = ["assert f() == [0, 1, 2, 3, 4, 5, 6, 7]"]
-    results = sb.run([Job(bomb, tests=tests), *[Job(threaded, tests=tests) for _ in range(3)]])
-    assert [_reward(r) for r in results] == [0.0, 1.0, 1.0, 1.0], results
-    assert _sandbox_processes(work_root) == []
-
-
 def test_stdio_programs_cannot_touch_each_others_output(tmp_path: Path) -> None:
     """A program that writes its answer over every file it can reach (the other programs' work
     dirs, /tmp, /proc) next to a slow correct one and a wrong one: only the correct one scores."""
@@ -546,7 +533,7 @@ def test_stdio_programs_cannot_touch_each_others_output(tmp_path: Path) -> None:
     root.rmdir()
 
 
-def test_test_shapes_that_split_and_those_that_fall_back() -> None:
+def test_test_shapes_that_split_are_replayed_or_fall_back() -> None:
     split = [
         "assert f(1) == [1, 2]",
         "import math\nassert math.isclose(f(1), 2.5, rel_tol=0.001)",
@@ -555,25 +542,39 @@ def test_test_shapes_that_split_and_those_that_fall_back() -> None:
         "assert f(1) is None",
         "assert f(1) in (1, 2) and f(2) != 3",
         "assert abs(f(1) - 0.5) < 1e-6",
-        "assert all(f(x) for x in [1, 2])",  # a generator is sent back as a list
-        "assert f(1) == g(2)",  # both leaves inside, compared outside
+        "assert all(f(x) for x in [1, 2])",  # a generator over constants: sent as a list
+        "assert f(1) == g(2)",  # both leaves the program's, compared outside
         "assert sorted(f(1), reverse=True) == [3, 2]",
+        "assert Solution().solve(1)[0] == 2",
         "METADATA = {}\ndef check(candidate):\n    '''doc'''\n    assert candidate(1) == 2\n"
         "    assert True, 'message'\n\ncheck(f)\n",
     ]
-    inside = [
+    replayed = [  # statements, or a leaf that computes part of the expected side
         "def check(candidate):\n    for x in range(3):\n        assert candidate(x)\n\ncheck(f)",
         "x = f(1)\nassert x == 2",
         "assert f(1) is g",  # 'is' against a non-singleton
         "assert sorted(f(1), key=lambda v: -v) == [2, 1]",
-        "assert f(1) ==",
+        "assert f(1) == [i * i for i in range(3)]",  # range() would run beside the program
+        "assert all(f(x) for x in range(3))",  # so would the range deciding how many
+        "def sq(x):\n    return x * x\ndef check(c):\n    assert c(2) == sq(2)\n\ncheck(f)",
     ]
-    assert [plan(t).inside for t in split] == [None] * len(split)
-    assert [plan(t).inside for t in inside] == inside
-    assert plan("assert f(1) == [i for i in range(3)]").weak  # a reference made in the sandbox
-    humaneval = HumanEval().problems("test")
-    tests = [f"{p['test']}\ncheck({p['entry_point']})\n" for p in humaneval]
-    assert sum(plan(t).inside is not None for t in tests) == 7  # loops or assignments in check
+    inside = [
+        "assert f(1) ==",  # does not parse
+        "assert f == g",  # the program's names used other than by calling them
+    ]
+    assert [plan(t).kind for t in split] == ["split"] * len(split)
+    assert [plan(t).kind for t in replayed] == ["replay"] * len(replayed)
+    assert [(plan_for(t, "").kind, plan(t).inside) for t in inside] == [
+        ("inside", t) for t in inside
+    ]
+    helper = "import math\nassert math.fabs(poly([1, 2], f([1, 2]))) < 1e-6"  # whose poly?
+    assert plan_for(helper, "").kind == "split"  # the program's: its answer
+    assert plan_for(helper, "def poly(xs, x):\n    return 0\n").kind == "replay"  # trusted
+    problems = HumanEval().problems("test")
+    kinds = {p["task_id"]: plan(f"{p['test']}\ncheck({p['entry_point']})\n").kind for p in problems}
+    replay_ids = {f"HumanEval/{i}" for i in (32, 38, 44, 50, 53, 129, 151)}
+    assert {k for k, v in kinds.items() if v != "split"} == replay_ids  # loops, assignments
+    assert set(kinds.values()) == {"split", "replay"}  # none left to run inside
 
 
 def test_the_trainer_refuses_to_build_huge_values() -> None:

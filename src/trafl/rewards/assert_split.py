@@ -16,21 +16,24 @@ final ``check(NAME)``. In an assert's condition the trainer evaluates: constants
 every comparison (``is``/``is not`` only against ``None``, ``True``, ``False``), calls of
 ``abs round len sorted set frozenset list tuple dict str int float bool complex min max sum all
 any isinstance type`` and ``math.isclose fabs sqrt floor ceil isnan isinf``, and ``math.pi e inf
-nan tau``. Every other sub-expression that uses a name (``f(3)``, ``candidate(x)[0]``,
-``[g(i) for i in xs]``) is a leaf evaluated in the sandbox.
+nan tau``. Every other sub-expression that uses a name is a leaf evaluated in the sandbox,
+and a test splits only if each leaf is the value of a call of one of the program's functions
+(``candidate`` and the checked name in HumanEval's form; the test's free names otherwise,
+less those a trusted ``reference`` defines, see :func:`plan_for`), possibly indexed or over
+constants: ``f(3)``, ``candidate(x)[0]``, ``Solution().solve(s)``, ``[f(i) for i in (1, 2)]``.
+Such a value is the program's answer, whatever the program does to its process.
 
-**What falls back** (the whole test runs inside the sandbox, as before, and its pass flag comes
-from there, so a program that owns its process can forge it; :func:`plan` marks it ``inside``):
-any statement but ``assert`` and imports (loops, assignments, ``print``; in HumanEval, the 7 of
-164 checks that have them: 32, 38, 44, 50, 53, 129, 151), a lambda, ``is`` against anything but a
-singleton, and text that does not parse. An assert's message is ignored.
+**What is replayed** (:mod:`trafl.rewards.replay`): a test that does not split, including one
+with a leaf that would compute part of the expected side beside the program
+(``[i * i for i in range(3)]``, ``poly(xs, candidate(xs))``, ``[candidate(x) == v for v in vs]``,
+``all(f(x) for x in range(3))``, a helper of the test): HumanEval's checks with loops or
+assignments (32, 38, 44, 50, 53, 129, 151), statements in a test, lambdas, ``is`` against
+non-singletons. Only what replay cannot take (:mod:`trafl.rewards.replay` says when) and text
+that does not parse run inside the sandbox as before (``inside``): their pass flag comes from
+the program's process. An assert's message is ignored.
 
 **Limits.** Leaves are evaluated eagerly, in order (a short-circuit ``or`` still runs its right
-side, though its error or value only counts if needed). A leaf that uses no name of the program
-(``[i * i for i in range(3)]``, ``math.factorial(5)``) is a reference computed in the sandbox,
-where the program can reach it (:attr:`TestPlan.weak`); so is a reference computed by a helper
-that the program or the prompt defines (HumanEval/38's ``encode_cyclic``). Their comparison is
-still outside (no always-equal objects), but a program that owns its process can bend both sides.
+side, though its error or value only counts if needed).
 """
 
 from __future__ import annotations
@@ -39,9 +42,16 @@ import ast
 import builtins
 import math
 import reprlib
+import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
+
+from trafl.rewards import plain
+from trafl.rewards.plain import decode
+from trafl.rewards.replay import ReplayPlan, Unreplayable, defined, replay_plan
+
+__all__ = ["TestPlan", "Unsplittable", "decode", "plan", "plan_for", "verdict"]
 
 _LEAF = "@"  # leaf placeholders are Name nodes "@0", "@1", ... (not valid identifiers)
 _SAFE_CALLS: dict[str, Any] = {
@@ -58,27 +68,35 @@ _SAFE_CALLS: dict[str, Any] = {
 _SAFE_CONSTANTS = {f"math.{name}": getattr(math, name) for name in ("pi", "e", "inf", "nan", "tau")}
 _SINGLETONS = (None, True, False, Ellipsis)
 _MODULES = {"math"}  # names a reference value may use without depending on the program
+_STDLIB = frozenset(getattr(sys, "stdlib_module_names", ()))  # never names of the program
 _MAX_SIZE = 1 << 20  # largest sequence or exponent the trainer builds from a test
 
 
 class Unsplittable(Exception):
-    """The test has a shape this module does not split; it runs inside the sandbox."""
+    """The test has a shape this module does not split; it is replayed or runs inside."""
 
 
 @dataclass(frozen=True, eq=False)
 class TestPlan:
-    """How one test runs: ``inside`` (fallback: the source to execute in the sandbox), or
-    ``setup`` + ``bind`` + ``exprs`` for the sandbox and ``checks`` (verdict trees) for us."""
+    """How one test runs: split (``setup`` + ``bind`` + ``exprs`` for the sandbox and ``checks``
+    (verdict trees) for us), replayed (``replay``), or ``inside`` (the source to execute in the
+    sandbox: the fallback; replayed tests keep it for when the replay is not possible)."""
 
     inside: str | None = None
     setup: str = ""
     bind: str | None = None  # the name HumanEval's check is called with: ``candidate``
     exprs: tuple[str, ...] = ()
     checks: tuple[ast.expr, ...] = ()
-    weak: bool = False  # a leaf does not use the program: a reference computed in the sandbox
+    replay: ReplayPlan | None = None
+    roots: frozenset[str] = frozenset()  # names whose calls the leaves are (module form)
+
+    @property
+    def kind(self) -> str:
+        """``split``, ``replay`` or ``inside``."""
+        return "split" if self.inside is None else "replay" if self.replay else "inside"
 
     def request(self) -> dict[str, Any]:
-        """What the sandbox receives for this test (never an expected value)."""
+        """What the sandbox receives for a split or inside test (never an expected value)."""
         if self.inside is not None:
             return {"run": self.inside}
         return {"setup": self.setup, "bind": self.bind, "exprs": list(self.exprs)}
@@ -86,25 +104,73 @@ class TestPlan:
 
 @lru_cache(maxsize=4096)
 def plan(test: str) -> TestPlan:
-    """Split ``test`` (see the module docstring), or fall back to running it inside."""
+    """Split ``test``, else plan its replay, else run it inside (see the module docstring)."""
     try:
         tree = ast.parse(test)
-        setup, bind, asserts = _asserts_of(tree)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return TestPlan(inside=test)
+    try:
+        setup, bind, asserts, program = _asserts_of(tree)
         leaves: list[str] = []
         checks = tuple(_split(a.test, leaves) for a in asserts)
-        weak = any(not _program_names(ast.parse(src, mode="eval").body) for src in leaves)
+        roots = [_root(ast.parse(src, mode="eval").body) for src in leaves]
+        if not all(r in program for r in roots):
+            raise Unsplittable("a leaf computes part of the expected side")
+        # in check form the roots are the checked function; in module form, names that a
+        # reference may define instead of the program (see plan_for)
+        module_roots = frozenset(roots) if bind is None else frozenset()
+        return TestPlan(None, setup, bind, tuple(leaves), checks, None, module_roots)
     except (Unsplittable, SyntaxError, ValueError, RecursionError, MemoryError):
+        return _replayed(test)
+
+
+@lru_cache(maxsize=1024)
+def _replayed(test: str) -> TestPlan:
+    try:
+        return TestPlan(inside=test, replay=replay_plan(ast.parse(test), test))
+    except (Unreplayable, SyntaxError, ValueError, RecursionError, MemoryError):
         return TestPlan(inside=test)
-    return TestPlan(None, setup, bind, tuple(leaves), checks, weak)
 
 
-def _asserts_of(tree: ast.Module) -> tuple[str, str | None, list[ast.Assert]]:
-    """The setup source, the bound name and the asserts of a test module."""
+def plan_for(test: str, reference: str) -> TestPlan:
+    """:func:`plan` for a job with this trusted ``reference``: replayed instead of split when a
+    leaf calls a function the reference defines (a helper computing the expected side, not the
+    program's answer); run inside when a name the program provides is not only called."""
+    found = plan(test)
+    if found.roots and reference and found.roots & defined(reference):
+        found = _replayed(test)
+    if found.replay is not None and found.replay.names_for(reference) is None:
+        return TestPlan(inside=test)  # a program name used other than by calling it
+    return found
+
+
+def _root(node: ast.expr) -> str:
+    """The function whose call a leaf's value is (indexing or an attribute on top allowed), or
+    ``""``: its value is then the program's answer, whatever the program does to the process;
+    anything else computes part of the expected side beside the program."""
+    while isinstance(node, (ast.Subscript, ast.Attribute)):
+        node = node.value
+    if isinstance(node, ast.ListComp) and len(node.generators) == 1:
+        loop = node.generators[0]  # [f(x) for x in <constant>]: all of it the program's values
+        return _root(node.elt) if not loop.ifs and _constant(loop.iter) else ""
+    if not isinstance(node, ast.Call):
+        return ""
+    func = node.func
+    while isinstance(func, (ast.Attribute, ast.Call, ast.Subscript)):
+        func = func.func if isinstance(func, ast.Call) else func.value
+    return func.id if isinstance(func, ast.Name) else ""
+
+
+def _asserts_of(tree: ast.Module) -> tuple[str, str | None, list[ast.Assert], set[str]]:
+    """The setup source, the bound name, the asserts of a test module and the names the
+    program provides (``candidate`` in HumanEval's form; else the free names of the asserts)."""
     body = list(tree.body)
     if body and all(isinstance(s, (ast.Assert, ast.Import, ast.ImportFrom)) for s in body):
         imports = [s for s in body if not isinstance(s, ast.Assert)]
         asserts = [s for s in body if isinstance(s, ast.Assert)]
-        return ast.unparse(ast.Module(imports, [])), None, asserts
+        imported = {(a.asname or a.name).split(".")[0] for s in imports for a in s.names}
+        free = set().union(*(_program_names(a.test) for a in asserts)) - imported - _STDLIB
+        return ast.unparse(ast.Module(imports, [])), None, asserts, free
     last = body[-1] if body else None
     call = last.value if isinstance(last, ast.Expr) else None
     if not (
@@ -128,7 +194,7 @@ def _asserts_of(tree: ast.Module) -> tuple[str, str | None, list[ast.Assert]]:
         elif not (isinstance(stmt, ast.Pass) or _is_docstring(stmt)):
             raise Unsplittable(f"a {type(stmt).__name__} in {name}")
     setup = ast.unparse(ast.Module([s for s in body[:-1] if s is not check], []))
-    return setup, call.args[0].id, asserts
+    return setup, call.args[0].id, asserts, {"candidate", call.args[0].id}
 
 
 def _params(fn: ast.FunctionDef) -> str | None:
@@ -229,6 +295,14 @@ def _program_names(node: ast.expr) -> set[str]:
     return loads - stores - set(dir(builtins)) - _MODULES
 
 
+def _constant(node: ast.expr) -> bool:
+    try:
+        ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return False
+    return True
+
+
 # --------------------------------------------------------------------------- the verdict
 
 
@@ -271,41 +345,12 @@ class _Raised(Exception):
 
 
 def _answer(answer: Any) -> Any:
-    import json
-
     status, payload = answer
     if status != "ok":
         return _Raised(str(payload))
-    return decode(json.loads(payload))
+    return decode(plain.loads(payload))
 
 
-def decode(data: Any, depth: int = 0) -> Any:
-    """The value that ``sandbox_harness._plain`` encoded, rebuilt with its exact type."""
-    if depth > 100:
-        raise ValueError("value nested too deeply")
-    if data is None:
-        return None
-    tag, *rest = data
-    if tag == "b":
-        return rest[0] == 1
-    if tag == "i":
-        return int(rest[0], 16)
-    if tag == "f":
-        return float.fromhex(rest[0])
-    if tag == "c":
-        return complex(float.fromhex(rest[0]), float.fromhex(rest[1]))
-    if tag == "s" and type(rest[0]) is str:
-        return rest[0]
-    if tag == "y":
-        return bytes.fromhex(rest[0])
-    if tag in _CONTAINERS:
-        return _CONTAINERS[tag](decode(x, depth + 1) for x in rest[0])
-    if tag == "d":
-        return {decode(k, depth + 1): decode(v, depth + 1) for k, v in rest[0]}
-    raise ValueError(f"unknown value tag {tag!r}")
-
-
-_CONTAINERS: dict[str, Any] = {"l": list, "t": tuple, "S": set, "F": frozenset}
 _BINOPS = {ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow}
 _COMPARE = {
     ast.Eq: lambda a, b: a == b,

@@ -5,18 +5,29 @@ during training without trusting the policy's output.
 
 * **a verdict it cannot reach**: assert-style tests are split (:mod:`trafl.rewards.assert_split`)
   into the expressions that need the program, evaluated in the sandbox and sent back as plain
-  data of exact types, and the comparison, made here; ``call`` and ``stdio`` results are
-  compared by the task, here, too. The expected values never enter the sandbox, so a program
-  that replaces the harness's runner, rewrites its request or forges its report can only change
-  its own answers, and always-equal objects or ``int`` subclasses are not plain data;
+  data of exact types, and the comparison, made here; tests that do not split (loops,
+  assignments, helpers computing the expected side) are replayed (:mod:`trafl.rewards.replay`):
+  runs holding only the test and the task's trusted ``reference`` record the calls and, on the
+  program's answers, give the verdict. ``call`` and ``stdio`` results are compared by the task,
+  here, too. The expected values never enter the program's process, so a program that replaces
+  the harness's runner, rewrites its request, redefines a helper, patches builtins or forges its
+  report can only change its own answers, and always-equal objects or ``int`` subclasses are not
+  plain data;
 * an environment holding nothing of the trainer's (no API tokens, no sentinel);
 * where the kernel allows it (probed at first use, never assumed): new network, PID, IPC and
   mount namespaces through ``unshare`` (as root, or through a user namespace otherwise). No
   network at all (only a downed loopback), its own /proc, no view of or signal to the trainer's
   processes; when the namespace's first process dies, the kernel kills every process in it;
-* with the mount namespace, **a private disk**: one tmpfs of ``max_disk_mb`` on /tmp, shared
-  with /var/tmp, /dev/shm and the work dir by bind mounts; no other program or host process sees
+* with the mount namespace, **a read-only host and a private disk**: every mount made
+  read-only (``mount_setattr``), then one tmpfs of ``max_disk_mb`` on /tmp, shared with
+  /var/tmp, /dev/shm and the work dir by bind mounts, the only places it can write (not
+  /run/lock, not a world-writable folder of the host); no other program or host process sees
   it, and it vanishes with the namespace (the host work dir stays empty and is removed);
+* as root, **a cgroup of its own** (:mod:`trafl.rewards.cgroups`; v2, else v1): one memory limit
+  of ``memory_mb + max_disk_mb`` for all its processes and its tmpfs (past it the whole program
+  is killed, with the reason), and ``pids.max`` of ``max_processes`` whatever uid they run as;
+  everything left in it is killed at the end. Without a cgroup but with a uid of its own, the
+  memory of its processes is summed and checked while it runs (:mod:`.program_limits`);
 * when the trainer runs as root, **a uid of its own**: one of ``UID_SLOTS`` uids from
   ``uid_base`` (a range with no accounts), held through a lock file for the run, so that file
   permissions separate concurrent programs and RLIMIT_NPROC counts this program's processes
@@ -34,12 +45,18 @@ during training without trusting the policy's output.
 
 **Limits, honestly:**
 
-* Tests that cannot be split (loops or assignments in HumanEval's ``check``, 7 of 164; see
-  :mod:`trafl.rewards.assert_split`) run inside as before: a program written against this
-  harness can forge their pass flag. References computed in the sandbox (a helper of the prompt,
-  a comprehension) are compared outside but can be bent by the program.
-* Memory is bounded per process (address space) times the process count, plus the tmpfs: there
-  is no cgroup, so not in total.
+* What replay cannot take runs inside as before, and a program written against this harness can
+  forge its pass flag: a test that branches on a program's value outside an assert
+  (``if f(x):``), passes it a function or object, or keeps a program's object in a variable
+  (``x = Solution(); x.solve(1)``); a test whose helpers the job's ``reference`` lacks. (In
+  HumanEval none: 157 of 164 split, the other 7 replay.) Replay assumes the program's functions
+  are functions of their arguments: a call is asked once per distinct argument list.
+* Without a cgroup (not root, or no writable v1/v2 hierarchy with memory and pids), memory is
+  bounded per process (address space); with a uid per program the sum over its processes is
+  checked every 50 ms (a burst can pass it briefly; copy-on-write pages count once per process;
+  the tmpfs has only its own size limit), and without one it is bounded only by address space
+  times the process limit. Without a uid per program and without a cgroup, concurrent programs
+  share one process limit.
 * Without namespaces (no ``unshare``, no user namespaces) there is no network isolation and no
   private /tmp (what a program writes to /tmp, /var/tmp or /dev/shm stays, and other programs
   see it); without the uid drop (trainer not root, or no interpreter the sandbox uid can read)
@@ -48,8 +65,8 @@ during training without trusting the policy's output.
   at all). The audit-hook guard then stops plain ``open(..., "w")`` outside the work dir,
   ``os.kill`` of other processes and sockets, but ctypes or a shell get around it. Each missing
   layer is logged once as a warning. Without namespaces, children that call ``setsid`` escape
-  the process-group kill (with a uid per program, the harness's final kill still ends them
-  unless the program exits early).
+  the process-group kill (a cgroup or a uid per program still ends them at the end, unless the
+  program exits early in the uid case).
 * The program can read world-readable files of the host (its /etc, installed packages).
 """
 
@@ -57,8 +74,8 @@ from __future__ import annotations
 
 import fcntl
 import grp
-import json
 import logging
+import marshal
 import os
 import pwd
 import secrets
@@ -71,20 +88,23 @@ import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from functools import cache
-from pathlib import Path
 from typing import Any, Literal
 
-from trafl.rewards.assert_split import plan, verdict
+from trafl.rewards import plain, replay
+from trafl.rewards.assert_split import TestPlan, plan_for, verdict
+from trafl.rewards.cgroups import CgroupRoots, find_roots
+from trafl.rewards.program_limits import Poller, ProgramLimits, program_limits
+from trafl.rewards.sandbox_boot import boot
 
 log = logging.getLogger(__name__)
 
-HARNESS = (Path(__file__).parent / "sandbox_harness.py").read_text()
 _NAMESPACES = ["--net", "--pid", "--fork", "--kill-child", "--mount-proc", "--ipc"]
 _POLL_S = (0.0005, 0.02)  # first and largest sleep while waiting for a program
 UID_SLOTS = 512  # uids uid_base .. uid_base + 511, each held by one running program at a time
+JOB_BUDGET = 3  # a job's program run and replays together: at most this many timeouts
 
 
 @dataclass
@@ -93,8 +113,9 @@ class SandboxConfig:
 
     timeout_s: float = 10.0  # wall clock, whole run (program + all tests)
     cpu_s: int = 10
-    memory_mb: int = 1024  # address space of each process
-    max_processes: int = 64  # RLIMIT_NPROC of the sandbox uid
+    memory_mb: int = 1024  # address space of each process; with a cgroup (or the tracked
+    # sum) also the resident memory of all of a program's processes, + max_disk_mb for its tmpfs
+    max_processes: int = 64  # processes and threads of one program (cgroup pids.max, RLIMIT_NPROC)
     max_open_files: int = 64
     max_file_mb: int = 16  # largest file a program may write (its captured output included)
     max_disk_mb: int = 64  # its private tmpfs: /tmp, /var/tmp, /dev/shm and the work dir
@@ -108,6 +129,8 @@ class SandboxConfig:
     site_packages: bool = False  # let programs import the interpreter's installed packages
     tmp_dir: str | None = None  # where work dirs are made (default: the system's temp dir);
     # every directory above it must be searchable by the sandbox user
+    cgroup: str = "auto"  # auto: a cgroup per program where possible (v2, else v1); "none"; or
+    # a cgroup v2 folder to make them in (e.g. a systemd unit's delegated subtree)
 
     def __post_init__(self) -> None:
         if self.timeout_s <= 0 or self.cpu_s < 1 or self.memory_mb < 64:
@@ -126,6 +149,10 @@ class Job:
     if it raises nothing. ``call``: ``entry`` (``"f"`` or ``"Solution.method"``) is called with
     each argument list of ``inputs``; results come back JSON-encoded for the caller to compare.
     ``stdio``: the program runs once per ``inputs`` text as its stdin; stdout comes back.
+
+    ``reference``: trusted code that assert tests may use besides the program (HumanEval's prompt,
+    with helpers such as ``encode_cyclic``); replayed tests (:mod:`trafl.rewards.replay`) run it
+    with the test, without the program, to compute the expected side.
     """
 
     program: str
@@ -133,6 +160,7 @@ class Job:
     tests: list[str] = field(default_factory=list)
     inputs: list[Any] = field(default_factory=list)
     entry: str = ""
+    reference: str = ""
 
 
 @dataclass
@@ -159,10 +187,12 @@ class Launcher:
     gid: int | None
     slots: bool = False  # one uid (and gid) per running program: uid .. uid + UID_SLOTS - 1
     private: bool = False  # a private tmpfs on /tmp, /var/tmp, /dev/shm and the work dir
+    cgroup: CgroupRoots | None = None  # where each program gets its own cgroup
 
     def describe(self) -> str:
         ns = "namespaces(net,pid,ipc,mount)" if self.prefix else "no namespaces"
-        ns += ", private tmpfs" if self.private else ", shared /tmp"
+        ns += ", read-only root, private tmpfs" if self.private else ", shared /tmp"
+        ns += f", {self.cgroup.describe()}" if self.cgroup else ", no cgroup"
         if self.uid is None:
             user = f"uid {os.geteuid()}"
         elif self.slots:
@@ -178,7 +208,9 @@ class Sandbox:
     def __init__(self, config: SandboxConfig | None = None) -> None:
         self.config = config if config is not None else SandboxConfig()
         cfg = self.config
-        self.launcher = resolve_launcher(cfg.isolation, cfg.user, cfg.python, cfg.uid_base)
+        self.launcher = resolve_launcher(
+            cfg.isolation, cfg.user, cfg.python, cfg.uid_base, cfg.cgroup
+        )
 
     def run(self, jobs: list[Job]) -> list[SandboxResult]:
         """Run a batch on ``workers`` threads (each waits on its own process)."""
@@ -197,27 +229,100 @@ class Sandbox:
 
 
 def run_job(launcher: Launcher, cfg: SandboxConfig, job: Job) -> SandboxResult:
-    """One program in a fresh work dir and process group (see the module docstring)."""
+    """One program in a fresh work dir and process group (see the module docstring); assert
+    tests that are replayed add runs of the reference (before and after) and, if the replay
+    asks for more, of the program. From the program's first run on, all of a job's runs share
+    :data:`JOB_BUDGET` times ``timeout_s``: a program cannot make its replays cost more."""
     start = time.monotonic()
-    plans = [plan(t) for t in job.tests] if job.mode == "assert" else []
-    tests = [p.request() for p in plans]
-    with _uid_slot(launcher) as uid:
-        ran = _launch(launcher, cfg, job, tests, uid, start)
+    plans = [plan_for(t, job.reference) for t in job.tests] if job.mode == "assert" else []
+    deadline = [float("inf")]
+
+    def reference(program: str, tests: list[dict[str, Any]]) -> list[Any] | str:
+        return _attempt(launcher, cfg, Job(program, "assert"), tests, deadline[0]).outcome()
+
+    def more(tests: list[dict[str, Any]]) -> list[Any] | str:
+        return _attempt(launcher, cfg, job, tests, deadline[0]).outcome()
+
+    prepared = {
+        i: replay.prepare(p.replay, job.reference, reference)  # cached: trusted, deterministic
+        for i, p in enumerate(plans)
+        if p.replay
+    }
+    tests = [_request(p, prepared.get(i)) for i, p in enumerate(plans)]
+    deadline[0] = time.monotonic() + JOB_BUDGET * cfg.timeout_s
+    run = _attempt(launcher, cfg, job, tests)
+    if not run.finished or job.mode != "assert":
+        return SandboxResult(
+            run.finished, run.reason, run.results, run.stdout, run.stderr, _since(start)
+        )
+    if len(run.results) != len(plans):
+        return SandboxResult(False, "malformed report", [], run.stdout, run.stderr, _since(start))
+    results = []
+    cap = cfg.max_output_bytes
+    for i, (p, r) in enumerate(zip(plans, run.results, strict=True)):
+        q = prepared.get(i)
+        if q is None:
+            results.append(list(verdict(p, r)))
+        elif isinstance(q, str):  # the record run failed: the test fails (see replay.prepare)
+            results.append([False, q[:300]])
+        elif isinstance(r, list) and len(r) == 2 and r[0] is False:  # the program failed
+            results.append([False, str(r[1])[:300]])
+        else:
+            answers = replay.answers_of(r, len(q.calls), cap)
+            results.append(list(replay.judge(q, answers, job.reference, reference, more, cap)))
+    return SandboxResult(True, run.reason, results, run.stdout, run.stderr, _since(start))
+
+
+def _request(test_plan: TestPlan, prepared: replay.Prepared | str | None) -> dict[str, Any]:
+    """What the program's run gets for one test: its expressions, the replay's calls, nothing
+    (the record run failed and the test fails anyway), or the test itself (inside)."""
+    if isinstance(prepared, replay.Prepared):
+        return prepared.request()
+    return {"calls": []} if isinstance(prepared, str) else test_plan.request()
+
+
+@dataclass
+class _Run:
+    """One harness run: finished (the report carried the sentinel) with its results, or why
+    not."""
+
+    finished: bool
+    reason: str
+    results: list[Any]
+    stdout: str
+    stderr: str
+
+    def outcome(self) -> list[Any] | str:
+        """The results of a run that finished, else why it did not (for :mod:`.replay`)."""
+        return self.results if self.finished else self.reason or "did not finish"
+
+
+def _attempt(
+    launcher: Launcher,
+    cfg: SandboxConfig,
+    job: Job,
+    tests: list[dict[str, Any]],
+    deadline: float = float("inf"),
+) -> _Run:
+    """Run the harness once on ``job`` with these test requests, as a uid and in a cgroup of
+    its own (where there are), and read its report; ``timeout_s``, or less to end by
+    ``deadline``."""
+    start = time.monotonic()
+    seconds = min(cfg.timeout_s, deadline - start)
+    if seconds <= 0:
+        return _Run(False, f"timeout: the job's runs took {JOB_BUDGET} x timeout_s", [], "", "")
+    with _uid_slot(launcher) as uid, _program_limits(launcher, cfg, uid) as limits:
+        ran = _launch(launcher, cfg, job, tests, uid, start + seconds, limits)
+        killed = limits.killed()
     timed_out, returncode, stdout, stderr, data, sentinel = ran
-    seconds = _since(start)
-    if timed_out:
-        reason = f"timeout: still running after {cfg.timeout_s:g} s"
-        return SandboxResult(False, reason, [], stdout, stderr, seconds)
-    parsed = _parse_report(data, sentinel)
+    parsed = None if timed_out else _parse_report(data, sentinel)
     if parsed is None:
-        return SandboxResult(False, _no_report(returncode, data), [], stdout, stderr, seconds)
-    reason = f"program failed: {parsed['error']}" if parsed.get("error") else ""
-    results = list(parsed.get("results", []))
-    if job.mode == "assert":  # the verdicts, computed here from the values sent back
-        if len(results) != len(plans):
-            return SandboxResult(False, "malformed report", [], stdout, stderr, seconds)
-        results = [list(verdict(p, r)) for p, r in zip(plans, results, strict=True)]
-    return SandboxResult(True, reason, results, stdout, stderr, seconds)
+        timeout = f"timeout: still running after {seconds:g} s" if timed_out else ""
+        reason = killed or timeout or _no_report(returncode, data)
+        return _Run(False, reason, [], stdout, stderr)
+    reason = f"program failed: {parsed['error']}"[:400] if parsed.get("error") else ""
+    results = parsed.get("results")
+    return _Run(True, reason, list(results) if isinstance(results, list) else [], stdout, stderr)
 
 
 def _launch(
@@ -226,10 +331,11 @@ def _launch(
     job: Job,
     tests: list[dict[str, Any]],
     uid: int | None,
-    start: float,
+    deadline: float,
+    limits: ProgramLimits,
 ) -> tuple[bool, int, str, str, bytes, bytes]:
-    """Start the harness on ``job`` as ``uid`` and wait for it; returns (timed out, exit code,
-    stdout, stderr, report bytes, sentinel)."""
+    """Start the harness on ``job`` as ``uid`` and wait for it until ``deadline``; returns
+    (timed out, exit code, stdout, stderr, report bytes, sentinel)."""
     sentinel = secrets.token_hex(16).encode()
     workdir = tempfile.mkdtemp(prefix="trafl-sandbox-", dir=cfg.tmp_dir)
     gid = uid if launcher.slots else launcher.gid
@@ -240,27 +346,38 @@ def _launch(
             os.chown(workdir, uid, gid if gid is not None else -1)
         payload, out, err, report = files = [tempfile.TemporaryFile() for _ in range(4)]
         request = {"mode": job.mode, "program": job.program, "tests": tests}
-        payload.write(json.dumps(request | {"inputs": job.inputs, "entry": job.entry}).encode())
+        # marshal (version 4, read by every Python 3.4+): the harness need not import json
+        payload.write(marshal.dumps(request | {"inputs": job.inputs, "entry": job.entry}, 4))
         payload.seek(0)
         secret_r, secret_w = os.pipe()
         os.write(secret_w, sentinel)  # 32 bytes: fits the pipe buffer; EOF once it is read
         os.close(secret_w)
         settings = _settings(cfg, launcher, uid, gid, secret_r, report.fileno())
+        settings["cgroup_procs"] = limits.procs
         site = [] if cfg.site_packages else ["-S"]  # -S: start faster, standard library only
+        code, code_fd = boot(launcher.python)
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir}
         proc = subprocess.Popen(
-            [*launcher.prefix, launcher.python, "-I", *site, "-c", HARNESS, json.dumps(settings)],
+            [
+                *launcher.prefix,
+                launcher.python,
+                "-I",
+                *site,
+                "-c",
+                code,
+                marshal.dumps(settings, 4).hex(),
+            ],
             stdin=payload,
             stdout=out,
             stderr=err,
             cwd=workdir,
             env=env | {"LANG": "C.UTF-8"},
-            pass_fds=(secret_r, report.fileno()),
+            pass_fds=(secret_r, report.fileno(), *code_fd),
             start_new_session=True,
         )
         os.close(secret_r)
         secret_r = -1
-        timed_out = not _wait_unreaped(proc.pid, start + cfg.timeout_s)
+        timed_out = not _wait_unreaped(proc.pid, deadline, limits.watch)
         _kill_group(proc.pid)  # the leader is not reaped yet: its group id cannot be reused
         returncode = proc.wait()
         cap = cfg.max_output_bytes
@@ -296,12 +413,25 @@ def _settings(
         "limits": {
             "RLIMIT_CPU": cfg.cpu_s,
             "RLIMIT_AS": cfg.memory_mb << 20,
-            "RLIMIT_NPROC": cfg.max_processes,
+            "RLIMIT_NPROC": cfg.max_processes
+            if launcher.slots or not launcher.cgroup
+            # a uid shared by all programs: their cgroups' pids.max is the per-program limit
+            else cfg.max_processes * UID_SLOTS,
             "RLIMIT_NOFILE": cfg.max_open_files,
             "RLIMIT_FSIZE": cfg.max_file_mb << 20,
             "RLIMIT_CORE": 0,
         },
     }
+
+
+def _program_limits(
+    launcher: Launcher, cfg: SandboxConfig, uid: int | None
+) -> AbstractContextManager[ProgramLimits]:
+    """One memory limit for all of the program's processes (with its tmpfs where that is
+    charged: in a cgroup) and one process limit (the namespace's init is the one more)."""
+    tmpfs = cfg.max_disk_mb if launcher.private and launcher.cgroup else 0
+    memory = (cfg.memory_mb + tmpfs) << 20
+    return program_limits(launcher.cgroup, uid, launcher.slots, memory, cfg.max_processes + 1)
 
 
 @contextmanager
@@ -347,7 +477,7 @@ def _parse_report(data: bytes, sentinel: bytes) -> dict[str, Any] | None:
     if len(lines) != 3 or lines[1] != sentinel or lines[2] != b"":
         return None
     try:
-        parsed = json.loads(lines[0])
+        parsed = plain.loads(lines[0])
     except ValueError:
         return None
     return parsed if isinstance(parsed, dict) else None
@@ -372,9 +502,10 @@ def _no_report(returncode: int, data: bytes) -> str:
     return f"exited with code {returncode} before the tests finished"
 
 
-def _wait_unreaped(pid: int, deadline: float) -> bool:
+def _wait_unreaped(pid: int, deadline: float, watch: Poller | None = None) -> bool:
     """Wait until ``pid`` exits or ``deadline`` passes, leaving it a zombie (WNOWAIT) so that
-    its process group id stays reserved until the group has been killed."""
+    its process group id stays reserved until the group has been killed. ``watch`` (the tracked
+    memory sum, where there is no cgroup) may kill the program meanwhile."""
     pause = _POLL_S[0]
     while True:
         try:
@@ -383,6 +514,8 @@ def _wait_unreaped(pid: int, deadline: float) -> bool:
         except ChildProcessError:
             return True
         now = time.monotonic()
+        if watch is not None:
+            watch.poll(now)
         if now >= deadline:
             return False
         time.sleep(min(pause, deadline - now))
@@ -425,14 +558,23 @@ def _remove_tree(path: str) -> None:
 
 @cache
 def resolve_launcher(
-    isolation: str, user: str, python: str, uid_base: int = SandboxConfig.uid_base
+    isolation: str,
+    user: str,
+    python: str,
+    uid_base: int = SandboxConfig.uid_base,
+    cgroup: str = "auto",
 ) -> Launcher:
     """The strongest launcher that actually works here, probed once per setting by running the
     harness on ``assert 1 + 1 == 2``. Weaker fallbacks are logged as warnings; a setting that
-    asks for more than works here (``isolation=namespaces``, a named ``user``) is an error."""
+    asks for more than works here (``isolation=namespaces``, a named ``user`` or ``cgroup``)
+    is an error."""
     if isolation not in ("auto", "namespaces", "none"):
         raise ValueError(f"invalid isolation {isolation!r}; valid: 'auto', 'namespaces', 'none'")
     root = os.geteuid() == 0
+    roots = find_roots(cgroup) if root else None
+    if cgroup not in ("auto", "none") and roots is None:
+        raise ValueError(f"sandbox cgroup {cgroup!r} needs the trainer to run as root; use 'auto'")
+    groups = [roots] if cgroup not in ("auto", "none") else [roots, None] if roots else [None]
     prefixes: list[tuple[str, ...]] = []
     unshare = shutil.which("unshare")
     if isolation != "none" and unshare:
@@ -446,15 +588,16 @@ def resolve_launcher(
     for prefix in prefixes:
         for private in (True, False) if prefix else (False,):
             for uid, gid, slots in _drops(user, account, root, "--user" in prefix, uid_base):
-                for exe in pythons:
-                    launcher = Launcher(prefix, exe, uid, gid, slots, private)
+                for exe, group in ((e, g) for e in pythons for g in groups):
+                    launcher = Launcher(prefix, exe, uid, gid, slots, private, group)
                     if _probe(launcher):
                         _warn_if_weak(launcher, root)
                         return launcher
     raise ValueError(
-        f"no working sandbox for isolation={isolation!r}, user={user!r}, python={python!r}; "
-        "valid: isolation 'auto' falls back to no namespaces, user 'none' keeps the trainer's "
-        "uid, python names an interpreter the sandbox user can run"
+        f"no working sandbox for isolation={isolation!r}, user={user!r}, python={python!r}, "
+        f"cgroup={cgroup!r}; valid: isolation 'auto' falls back to no namespaces, user 'none' "
+        "keeps the trainer's uid, python names an interpreter the sandbox user can run, cgroup "
+        "'auto' falls back to none"
     )
 
 
@@ -525,6 +668,14 @@ def _warn_if_weak(launcher: Launcher, root: bool) -> None:
         log.warning(
             "sandbox: no private /tmp (no mount namespace or tmpfs here); programs share /tmp, "
             "/var/tmp and /dev/shm with the host and each other, and what they write there stays"
+        )
+    if launcher.cgroup is None:
+        log.warning(
+            "sandbox: no cgroup here (cgroup v2 with memory and pids delegated, or v1, as root); "
+            "a program's memory is limited per process (address space)%s",
+            ", and the sum over its processes is tracked every 50 ms (program_limits)"
+            if launcher.slots
+            else ", not across its processes",
         )
     if launcher.uid is not None and not launcher.slots:
         log.warning(

@@ -1,25 +1,32 @@
-"""The in-sandbox half of :mod:`trafl.rewards.sandbox`: never imported by trafl, only read as text
-and run as ``python -I -c <this file> SETTINGS`` inside the sandbox, with the untrusted program.
+"""The in-sandbox half of :mod:`trafl.rewards.sandbox`: never imported by trafl, only read as text,
+compiled once per interpreter into a sealed memfd that each start reads and closes first thing
+(or, where that is not possible, run as ``python -I -c <this file> SETTINGS``), inside the
+sandbox, with the untrusted program.
 
 It must run under whatever interpreter the sandbox user can read (often the system Python, not
 the trainer's), so it imports nothing from trafl and sticks to the Python 3.8 standard library.
 
 Order of events, and why:
 
-0. If it is the first process of a new PID namespace, fork: that init only waits (see
-   ``_init_of_namespace``), the child goes on.
+0. Move into the program's cgroups (``cgroup_procs``: one memory and process limit for all of
+   its processes), before anything else exists. If it is the first process of a new PID
+   namespace, fork: that init only waits (see ``_init_of_namespace``), the child goes on.
 1. Read the request (program, tests, inputs) from stdin, then point fd 0 at /dev/null.
-2. With ``private`` (a mount namespace of its own): mount one size-limited tmpfs on /tmp and
-   bind parts of it on /var/tmp, /dev/shm and the work dir, so that nothing the program writes
-   reaches the host or another program, and all of it vanishes with the namespace.
+2. With ``private`` (a mount namespace of its own): make every mount read-only, then mount one
+   size-limited tmpfs on /tmp and bind parts of it on /var/tmp, /dev/shm and the work dir, so
+   that the program can write nowhere else (not /run/lock, not a world-writable folder of the
+   host), nothing it writes reaches the host or another program, and all of it vanishes with
+   the namespace.
 3. Set the resource limits (soft = hard, so the program can lower them but never raise them),
    then drop to the unprivileged uid (one per worker slot), from which point RLIMIT_NPROC counts.
 4. Install a best-effort audit hook (``guard``): no writes outside the work dir, no signals to
    other processes, no sockets. Code using ctypes or spawning a shell can step around it; it is
    a seat belt for the fallback without namespaces / a separate uid, not the wall.
 5. Run the program, then the tests (or calls / stdin cases); every exception is a failed test.
-   Split assert tests (``exprs``) and calls send back *values*, encoded as plain data with exact
-   types (``_plain``); the trainer compares them with expected values this process never sees.
+   Split assert tests (``exprs``), replayed calls (``calls``) and calls send back *values*,
+   encoded as plain data with exact types (``_plain``); the trainer compares them with expected
+   values this process never sees. The reference runs of :mod:`trafl.rewards.replay`
+   (``record``, ``replay``) run trusted test code only, never a program.
    In ``stdio`` mode each case is a forked child whose stdout is a pipe that this process, which
    never runs the program's code itself, reads.
 6. Only now read the sentinel from the pipe whose write end the trainer closed before start, and
@@ -34,14 +41,48 @@ report; all it can forge is its own answers, since the expected values are not h
 import builtins
 import collections
 import io
-import json
+import marshal
 import os
 import resource
 import select
 import signal
 import sys
 
-_read, _write, _exit, _dumps = os.read, os.write, os._exit, json.dumps
+_read, _write, _exit = os.read, os.write, os._exit
+
+
+def _make_dumps():
+    """``json.dumps`` without importing :mod:`json` (its ``re`` and ``enum`` imports cost
+    about 4 ms of CPU per start): the same C encoder, checked on a sample at start, or json."""
+    try:
+        import _json
+
+        def default(value):
+            raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+        def dumps(value):
+            encode = _json.make_encoder(
+                {}, default, _json.encode_basestring_ascii, None, ": ", ", ", False, False, True
+            )
+            return "".join(encode(value, 0))
+
+        sample = [1.5, float("inf"), "\u00e9\ud800\n", {1: None, "a": (True, -2)}]
+        if dumps(sample) == '[1.5, Infinity, "\\u00e9\\ud800\\n", {"1": null, "a": [true, -2]}]':
+            return dumps
+    except Exception:
+        pass
+    import json
+
+    return json.dumps
+
+
+def _loads(text):
+    import json  # only replayed tests decode JSON here
+
+    return json.loads(text)
+
+
+_dumps = _make_dumps()
 _compile, _exec, _eval = builtins.compile, builtins.exec, builtins.eval
 _BaseException = builtins.BaseException
 _DICTS = (dict, collections.OrderedDict, collections.defaultdict, collections.Counter)
@@ -78,6 +119,7 @@ def _private_dirs(workdir, uid, size_mb):
         if libc.mount(args[0], args[1], args[2], flags, args[3]) != 0:
             raise OSError(ctypes.get_errno(), f"mount {target} failed")
 
+    _read_only_mounts(libc, mount)
     opts = f"size={size_mb}m,nr_inodes={max(1024, size_mb * 64)},mode=1777"
     mount("trafl", "/tmp", "tmpfs", 0, opts)
     for source, target in (("/tmp/.var-tmp", "/var/tmp"), ("/tmp/.shm", "/dev/shm")):
@@ -95,6 +137,34 @@ def _private_dirs(workdir, uid, size_mb):
         os.chown(real, uid, -1)
     os.chmod(real, 0o700)
     os.chdir(real)
+
+
+def _read_only_mounts(libc, mount):
+    """Every mount of this namespace read-only, in one ``mount_setattr(/, AT_RECURSIVE)`` call
+    (Linux 5.12+), else one read-only bind remount per mount point (the root must succeed).
+    Mounts made afterwards (the tmpfs and its binds) are writable; nothing else is."""
+    import ctypes
+
+    class Attr(ctypes.Structure):
+        _fields_ = [(n, ctypes.c_uint64) for n in ("set", "clr", "propagation", "userns")]
+
+    attr = Attr(1, 0, 0, 0)  # MOUNT_ATTR_RDONLY
+    args = (ctypes.c_long(-100), b"/", ctypes.c_long(0x8000))  # AT_FDCWD, path, AT_RECURSIVE
+    if libc.syscall(ctypes.c_long(442), *args, ctypes.byref(attr), ctypes.c_long(32)) == 0:
+        return  # 442: mount_setattr, the same number on every architecture
+    keep = {"nosuid": 2, "nodev": 4, "noexec": 8, "noatime": 1024, "nodiratime": 2048}
+    with open("/proc/self/mountinfo") as f:
+        lines = f.read().splitlines()
+    for line in lines:
+        fields = line.split()
+        point = fields[4].replace("\\040", " ")
+        flags = 32 | 4096 | 1  # MS_REMOUNT | MS_BIND | MS_RDONLY, keeping the locked flags
+        flags |= sum(keep.get(o, 0) for o in fields[5].split(","))
+        try:
+            mount(None, point, None, flags, None)
+        except OSError:
+            if point == "/":
+                raise
 
 
 def _limit_and_drop(settings):
@@ -190,7 +260,38 @@ def _plain(value, depth=0):
     if kind in _DICTS:
         items = dict.items(value)
         return ["d", [[_plain(k, depth + 1), _plain(v, depth + 1)] for k, v in items]]
-    raise TypeError(f"not plain data: {kind.__name__[:60]}")
+    raise _NotPlain(kind)
+
+
+class _NotPlain(TypeError):
+    def __init__(self, kind):
+        TypeError.__init__(self, "not plain data: " + kind.__name__[:60])
+        self.kind = kind
+
+
+def _decode(data, depth=0):
+    """The inverse of ``_plain`` (``trafl.rewards.plain.decode`` is the trainer's copy)."""
+    if depth > _MAX_DEPTH:
+        raise ValueError("value nested too deeply")
+    if data is None:
+        return None
+    tag, rest = data[0], data[1:]
+    simple = {
+        "b": lambda: rest[0] == 1,
+        "i": lambda: int(rest[0], 16),
+        "f": lambda: float.fromhex(rest[0]),
+        "c": lambda: complex(float.fromhex(rest[0]), float.fromhex(rest[1])),
+        "s": lambda: str(rest[0]),
+        "y": lambda: bytes.fromhex(rest[0]),
+    }
+    if tag in simple:
+        return simple[tag]()
+    kinds = {"l": list, "t": tuple, "S": set, "F": frozenset}
+    if tag in kinds:
+        return kinds[tag](_decode(x, depth + 1) for x in rest[0])
+    if tag == "d":
+        return {_decode(k, depth + 1): _decode(v, depth + 1) for k, v in rest[0]}
+    raise ValueError("unknown value tag")
 
 
 def _json_exact(value, depth=0):
@@ -221,6 +322,10 @@ def _run_assert(g, request, cap):
     expression (``candidate`` bound to ``bind``) and send back its value, not a verdict."""
     results = []
     for test in request["tests"]:
+        kind = next((k for k in ("record", "calls", "replay") if k in test), None)
+        if kind is not None:
+            results.append(_REPLAY_KINDS[kind](g, test, cap))
+            continue
         if "run" in test:
             try:
                 _exec(_compile(test["run"], "<test>", "exec"), g)
@@ -248,6 +353,200 @@ def _value(expr, env, cap):
     except _BaseException as err:
         return ["error", _describe(err)]
     return ["ok", text] if len(text) <= cap else ["error", "value too large"]
+
+
+# --------------------------------------------------------------------------- replayed tests
+# (see trafl.rewards.replay): ``record`` and ``replay`` run in a process holding only trusted
+# code (the reference and the test), never a program; ``calls`` runs in the program's process.
+
+_SEED = 20240917  # the global random state at the start of both reference runs
+
+
+class _Opaque(Exception):
+    """Raised where the recording run would need a value the program has not given yet."""
+
+
+class _Missing(BaseException):
+    """The replay needs the program's answer to a call nobody asked it yet (not an Exception,
+    so that a test's ``except Exception`` does not hide it)."""
+
+
+class _Pending:
+    """What a program's function returns in the recording run: arithmetic, comparisons,
+    indexing and slicing give more pending values; anything that needs a real value (truth,
+    iteration, length, conversion, hashing, attributes) raises :class:`_Opaque`."""
+
+    __slots__ = ()
+
+    def _absorb(self, *args):
+        return self
+
+    def _refuse(self, *args):
+        raise _Opaque("needs the program's value")
+
+
+for _name in (
+    "add radd sub rsub mul rmul truediv rtruediv floordiv rfloordiv mod rmod pow rpow neg pos "
+    "abs invert and rand or ror xor rxor lshift rlshift rshift rrshift matmul rmatmul eq ne lt "
+    "le gt ge getitem round"
+).split():
+    setattr(_Pending, f"__{_name}__", _Pending._absorb)
+for _name in (
+    "bool len iter index int float complex hash contains str repr format bytes reversed "
+    "call setitem delitem enter"
+).split():
+    setattr(_Pending, f"__{_name}__", _Pending._refuse)
+_OBJECT_USES = []  # attributes asked of pending values: the program's value used as an object
+
+
+def _pending_attribute(self, name):
+    _OBJECT_USES.append(name)
+    raise _Opaque("needs the program's value")
+
+
+_Pending.__getattr__ = _pending_attribute
+
+
+def _call_key(name, args, kwargs):
+    return _dumps(_plain([name, list(args), dict(kwargs)]))
+
+
+def _reference_globals(g, test, on_call):
+    """Bind each program name to a stand-in that reports its calls to ``on_call``, import the
+    modules the test uses without importing, and seed ``random`` the same way in both runs."""
+    import importlib
+    import random
+
+    for module in test.get("modules", ()):
+        g[module] = importlib.import_module(module)
+
+    def stand_in(name):
+        def call(*args, **kwargs):
+            return on_call(name, args, kwargs)
+
+        call.__name__ = call.__qualname__ = name
+        return call
+
+    for name in test["names"]:
+        g[name] = stand_in(name)
+    random.seed(_SEED)
+
+
+def _record(g, test, cap):
+    """Run the test with every assert's outcome ignored; return the calls it makes of the
+    program's functions (whose values are :class:`_Pending`)."""
+    calls, seen, state = [], set(), {"bad": ""}
+
+    def on_call(name, args, kwargs):
+        try:
+            key = _call_key(name, args, kwargs)
+        except _NotPlain as err:
+            if err.kind is not _Pending:  # a function or object as argument: not replayable
+                state["bad"] = state["bad"] or f"argument is {err}"
+            return _Pending()
+        if key not in seen:
+            seen.add(key)
+            calls.append(key)
+        return _Pending()
+
+    try:
+        _reference_globals(g, test, on_call)
+        g["__trafl_swallow__"] = (_Opaque, TypeError)
+        _exec(_compile(test["record"], "<test>", "exec"), g)
+    except _BaseException as err:
+        return ["error", _describe(err)]
+    if _OBJECT_USES:  # e.g. ``x = Solution(); x.solve(1)``: objects do not cross the wall
+        state["bad"] = (
+            state["bad"] or f"a value of the program used as an object (.{_OBJECT_USES[0]})"
+        )
+    return ["error", state["bad"]] if state["bad"] else ["calls", calls]
+
+
+def _answer_call(g, key, cap):
+    """The program's answer to one recorded call: its value and, when the call changed its
+    arguments, their new state (both plain data)."""
+    try:
+        name, args, kwargs = _decode(_loads(key))
+        value = g[name](*args, **kwargs)
+        text = _dumps(_plain(value))
+        after = _call_key(name, args, kwargs)
+    except _BaseException as err:
+        return ["error", type(err).__name__[:60], _describe(err)]
+    post = None if after == key else after
+    if len(text) + len(post or "") > cap:
+        return ["error", "ValueError", "value too large"]
+    return ["ok", text, post]
+
+
+def _calls(g, test, cap):
+    return ["answers", [_answer_call(g, key, cap) for key in test["calls"]]]
+
+
+def _raise_recorded(kind, detail):
+    exc = getattr(builtins, kind, None)
+    if isinstance(exc, type) and issubclass(exc, Exception):
+        raise exc(detail)
+    raise RuntimeError(f"{kind}: {detail}")
+
+
+def _update_in_place(old, new):
+    """Give ``old`` (the test's own argument) the state the program's call left ``new`` in."""
+    kind = type(old)
+    if type(new) is not kind:
+        raise ValueError("a call changed the type of its argument")
+    if kind is list:
+        old[:] = new
+    elif kind in (dict, set):
+        old.clear()
+        old.update(new)
+    elif kind is tuple and len(old) == len(new):
+        for i in range(len(old)):  # (no zip(strict=): the harness runs on Python 3.8)
+            _update_in_place(old[i], new[i])
+    elif old != new:
+        raise ValueError("a call changed an immutable argument")
+
+
+def _replay(g, test, cap):
+    """Run the test as it is, each call of a program's function answered from the program's
+    recorded answers; a call without an answer is reported for another round."""
+    answers, missing = dict(test["answers"]), []
+
+    def on_call(name, args, kwargs):
+        key = _call_key(name, args, kwargs)
+        if key not in answers:
+            missing.append(key)
+            raise _Missing()
+        answer = answers[key]
+        if answer[0] != "ok":
+            _raise_recorded(answer[1], answer[2])
+        if answer[2] is not None:
+            _, new_args, new_kwargs = _decode(_loads(answer[2]))
+            _update_in_place(tuple(args), tuple(new_args))
+            for k, v in kwargs.items():
+                _update_in_place(v, new_kwargs.get(k))
+        return _decode(_loads(answer[1]))
+
+    try:
+        _reference_globals(g, test, on_call)
+        _exec(_compile(test["replay"], "<test>", "exec"), g)
+        passed, detail = True, ""
+    except _BaseException as err:
+        passed, detail = False, _describe(err) + _test_line(err, test["replay"])
+    return ["replayed", passed and not missing, detail, sorted(set(missing))]
+
+
+def _test_line(err, source):
+    """`` (at: assert f(x) == y)``: the test's line where ``err`` was raised."""
+    tb, line = err.__traceback__, 0
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<test>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    lines = source.splitlines()
+    return f" (at: {lines[line - 1].strip()[:200]})" if 0 < line <= len(lines) else ""
+
+
+_REPLAY_KINDS = {"record": _record, "calls": _calls, "replay": _replay}
 
 
 def _resolve(g, entry):
@@ -404,7 +703,7 @@ def _read_request():
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
-    return json.loads(b"".join(chunks).decode("utf-8"))
+    return marshal.loads(b"".join(chunks))  # written by the trainer: trusted
 
 
 def _run(request, cap, closing):
@@ -428,10 +727,22 @@ def _run(request, cap, closing):
     return report
 
 
+def _join_cgroups(paths):
+    """Move this process (``0``: the writer) into the program's cgroups; whatever it starts
+    from now on is counted there. Failing is fatal: no run without the limits it was given."""
+    for path in paths:
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            _write(fd, b"0")
+        finally:
+            os.close(fd)
+
+
 def main():
+    settings = marshal.loads(bytes.fromhex(sys.argv[1]))
+    _join_cgroups(settings.get("cgroup_procs") or ())
     if os.getpid() == 1:
         _init_of_namespace()
-    settings = json.loads(sys.argv[1])
     request = _read_request()
     secret_fd, report_fd = settings["secret_fd"], settings["report_fd"]
     os.set_inheritable(secret_fd, False)  # not handed to anything the program executes

@@ -129,7 +129,7 @@ class HumanEval(CodeTask):
 
     def build_job(self, problem: Problem, completion: str) -> Job | None:
         check = f"{problem['test']}\ncheck({problem['entry_point']})\n"
-        return Job(self.program(problem, completion), tests=[check])
+        return Job(self.program(problem, completion), tests=[check], reference=problem["prompt"])
 
     def problem_id(self, problem: Problem) -> str:
         return problem["task_id"]
