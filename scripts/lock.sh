@@ -10,7 +10,7 @@ trap 'rm -rf "$tmp"' EXIT
 "$PYTHON" -m venv "$tmp/venv"
 # torch first and pinned: the CPU wheel must be in place before peft/accelerate resolve torch.
 "$tmp/venv/bin/pip" install -q torch==2.13.0
-"$tmp/venv/bin/pip" install -q -e ".[dev,data]"
+"$tmp/venv/bin/pip" install -q -e ".[dev]"  # dev holds every extra but trackio
 {
   echo "# Exact versions of every package trafl installs (extras included), used as pip constraints"
   echo "# by the Makefile: pip install -c requirements/lock.txt ...  Refresh with \`make lock\`."

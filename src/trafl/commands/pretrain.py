@@ -42,12 +42,13 @@ from trafl.run.runtime import (
 )
 from trafl.run.signals import StopRequests
 from trafl.run.state import RunState
+from trafl.run.trackers import LogConfig
 from trafl.sampling import SamplerConfig, left_pad
 from trafl.tasks import TASKS, Task, TaskConfig, build_task
 
 # settings a resume may change freely: how long to run and how often to log, check and save
 RESUME_FREE = ("resume", "overwrite", "allow_changes", "out_dir", "steps", "device", "log_every",
-               "ckpt_every", "keep_checkpoints", "eval_every", "eval_problems")  # fmt: skip
+               "ckpt_every", "keep_checkpoints", "eval_every", "eval_problems", "log")  # fmt: skip
 
 
 @dataclass
@@ -74,6 +75,7 @@ class PretrainConfig:
     seed: int = 0
     out_dir: str = "runs/pretrain"
     log_every: int = 50
+    log: LogConfig = field(default_factory=LogConfig)  # trackers, as in trafl train
     ckpt_every: int = 500
     keep_checkpoints: int = 2
     eval_every: int = 1000
@@ -136,6 +138,7 @@ class Pretrainer:
     resumed, checkpointed and stopped on signals exactly as RL training does (trafl.commands.train)."""
 
     def __init__(self, cfg: PretrainConfig) -> None:
+        cfg.log.check_installed()  # a tracker asked for but missing: before any model loads
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
         self.out = Path(cfg.out_dir)
@@ -177,7 +180,7 @@ class Pretrainer:
 
     def run_claimed(self) -> Path:
         """Open the metrics log, resume if asked, print the config, loop, save the model."""
-        self.metrics_log = MetricsLog(self.out)
+        self.metrics_log = MetricsLog(self.out, self.cfg.log, self.cfg)
         if self.cfg.resume:
             self.resume()
         write_text_atomic(self.out / "config.yaml", format_config(self.cfg))

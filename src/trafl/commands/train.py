@@ -97,6 +97,7 @@ class Trainer:
         ``cfg.task`` describe (the Python API, :mod:`trafl.commands.api`); ``cfg.model`` still
         names where the policy came from (a LoRA checkpoint records it as its base).
         ``callbacks`` are called with (step, metrics) after every step, on rank 0."""
+        cfg.log.check_installed()  # a tracker asked for but missing: before any model loads
         self.cfg = cfg
         self.callbacks = list(callbacks)
         self.history: list[dict[str, Any]] = []  # every step's metrics, in order
@@ -172,7 +173,7 @@ class Trainer:
             raise error
         try:
             if self.dist.is_main:
-                self.metrics_log = MetricsLog(self.out)
+                self.metrics_log = MetricsLog(self.out, self.cfg.log, self.cfg)
             with disk_full_is_one_line(self.out):
                 return self.run()
         finally:

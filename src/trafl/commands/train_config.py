@@ -16,12 +16,13 @@ from trafl.likelihood import ESTIMATORS, EstimatorConfig
 from trafl.models import ModelConfig
 from trafl.objectives import OBJECTIVES, ObjectiveConfig
 from trafl.run.optim import OptimConfig
+from trafl.run.trackers import LogConfig
 from trafl.sampling import SamplerConfig
 from trafl.tasks import TASKS, TaskConfig
 
 RESUME_FREE = ("resume", "overwrite", "allow_changes", "out_dir", "steps", "device", "log_every",
                "ckpt_every", "keep_checkpoints", "save_completions_every", "eval_every",
-               "eval_problems", "max_bad_steps", "max_reward_error_rate")  # fmt: skip
+               "eval_problems", "max_bad_steps", "max_reward_error_rate", "log")  # fmt: skip
 
 
 @dataclass
@@ -68,6 +69,9 @@ class TrainConfig:
     seed: int = 0
     out_dir: str = "runs/train"
     log_every: int = 1
+    # where metrics go besides metrics.jsonl: log.to=[tensorboard,wandb,trackio]
+    # (trafl.run.trackers); unset: TensorBoard where installed
+    log: LogConfig = field(default_factory=LogConfig)
     ckpt_every: int = 25
     keep_checkpoints: int = 2
     save_completions_every: int = 25  # write sampled completions to completions/step-N.jsonl

@@ -23,7 +23,8 @@ from trafl.core.errors import UserError
 
 LOCK_FILE = ".lock"
 # the files and folders a trainer writes; `overwrite=true` deletes exactly these
-RUN_FILES = ("config.yaml", "metrics.jsonl", "latest", "model", "completions", "tb")
+RUN_FILES = ("config.yaml", "metrics.jsonl", "latest", "model", "completions", "tb",
+             "trackers.json")  # fmt: skip
 RUN_GLOBS = ("checkpoint-*", ".checkpoint-*.tmp", ".model.tmp", "*.suspect")
 
 

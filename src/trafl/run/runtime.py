@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import math
 import random
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +21,9 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from trafl.core.config import to_dict
 from trafl.core.errors import UserError
-from trafl.core.files import write_text_atomic
+from trafl.run.trackers import LogConfig, close_all, open_sinks
 
 # Everything printed holds user text (problems, completions, paths, configs) that may look like
 # rich markup ("[/INST]") or emoji codes: neither is ever interpreted. Style with style=... .
@@ -84,58 +82,39 @@ def make_progress(disable: bool = False) -> Progress:
 
 
 class MetricsLog:
-    """Append-only ``metrics.jsonl`` (always) and TensorBoard scalars (when installed)."""
+    """Every logged row to ``metrics.jsonl`` (always) and to the trackers the ``log`` section
+    names (TensorBoard when installed, by default): one list of sinks (:mod:`trafl.run.trackers`).
 
-    def __init__(self, run_dir: str | Path, tensorboard: bool = True) -> None:
-        self.path = Path(run_dir) / "metrics.jsonl"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.start = time.time()
-        self.writer = None
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
+    ``config``: the run's resolved config (a config dataclass or its mapping), given to the
+    trackers as the run's config; ``tensorboard=False``: no TensorBoard unless ``log.to`` names
+    it. Opened on rank 0 only."""
 
-                self.writer = SummaryWriter(str(Path(run_dir) / "tb"))
-            except ImportError:  # TensorBoard is optional
-                self.writer = None
+    def __init__(
+        self,
+        run_dir: str | Path,
+        log: LogConfig | None = None,
+        config: Any = None,
+        tensorboard: bool = True,
+    ) -> None:
+        log = log or LogConfig()
+        resolved = to_dict(config) if config is not None else {}
+        self.sinks = open_sinks(Path(run_dir), log, resolved, tensorboard)
+        self.path = self.sinks[0].path  # metrics.jsonl: the JSONL sink is always first
 
     def log(self, step: int, metrics: dict[str, Any]) -> None:
-        row = {"step": step, "time": round(time.time() - self.start, 3), **metrics}
-        with self.path.open("a") as f:
-            f.write(json.dumps(row) + "\n")
-        if self.writer is not None:
-            for key, value in metrics.items():
-                if isinstance(value, int | float) and math.isfinite(value):
-                    self.writer.add_scalar(key, value, step)
-            self.writer.flush()
+        for sink in self.sinks:
+            sink.log(step, metrics)
 
     def truncate_after(self, step: int) -> None:
-        """On resume, drop rows written after the checkpoint (they will be written again) and
-        any line a kill tore in half (with a warning). The rewrite goes through a temp file,
-        fsync and rename, so a kill during it leaves the old file whole."""
-        if not self.path.exists():
-            return
-        kept = []
-        for number, line in enumerate(self.path.read_bytes().splitlines(), start=1):
-            try:
-                row = json.loads(line)
-                row_step = int(row["step"])
-            except (ValueError, KeyError, TypeError):
-                if line.strip():
-                    console.print(
-                        f"warning: {self.path} line {number} is not a whole JSON row "
-                        "(a write cut short); dropped",
-                        style="yellow",
-                        markup=False,
-                    )
-                continue
-            if row_step <= step:
-                kept.append(line.decode("utf-8") + "\n")
-        write_text_atomic(self.path, "".join(kept))
+        """On resume from the checkpoint of ``step``: metrics.jsonl loses its rows after it and
+        any line a kill tore in half (with a warning); each tracker rewinds as it can."""
+        for sink in self.sinks:
+            rewind = getattr(sink, "rewind", None)
+            for warning in (rewind(step) if rewind is not None else None) or []:
+                console.print(warning, style="yellow", markup=False)
 
     def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
+        close_all(self.sinks)
 
 
 def format_metrics(metrics: dict[str, Any], keys: list[str] | None = None) -> str:
