@@ -45,6 +45,10 @@ def test_save_and_load_round_trip(tmp_path, tiny_model):
         "config.json",
         "model.safetensors",
         "tokenizer.json",
+        "tokenizer_config.json",  # the rest makes it a transformers folder (tests/test_hf_tiny.py)
+        "configuration_trafl_tiny.py",
+        "modeling_trafl_tiny.py",
+        "network_trafl_tiny.py",
     }
     loaded = load_model(tmp_path / "m")
     x = torch.tensor([tiny_model.tokenizer.encode("3 7 12 -> 25:")])

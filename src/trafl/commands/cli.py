@@ -29,7 +29,7 @@ commands:
   sample     sample completions, score them, print accuracy (and pass@k)
   eval       pass@k across budgets and lengths, coverage, trajectory locking (+ plots)
   compare    one table and plots across evaluated runs (EVAL... [base=NAME])
-  export     a run's policy as a full model folder, LoRA merged (RUN_OR_CHECKPOINT OUT)
+  export     a run's policy as a full model folder with a model card, LoRA merged (RUN_OR_CHECKPOINT OUT)
   demo       the main job on the embedded defaults (--quick: a tiny smoke version)
   list       registered model types, tasks, objectives, estimators (+ plugins), sampler modes
   config     print the config a command resolves to and exit (COMMAND [CONFIG.yaml] [k=v])

@@ -6,10 +6,10 @@ adapter (loaded onto its base model and merged). ``model=PATH`` (command line) a
 ``model: PATH`` (YAML) fill ``model.path`` and keep the section's other keys.
 
 The adapter (``model.type``) is named, or inferred from, in order: ``trafl_model_type`` in
-config.json (written by trafl when it saves a model), its ``model_type`` (``tiny``, ``llada``,
-``Dream``), a known hub id prefix, and a ``*ForMaskedLM`` architecture. Llama, Qwen2 and other
-decoder checkpoints need ``model.type`` (``llada`` unshifted, ``dream`` right-shifted): that
-choice changes what the logits mean, so it is never guessed.
+config.json (written by trafl when it saves a model), its ``model_type`` (``trafl_tiny``,
+``llada``, ``Dream``), a known hub id prefix, and a ``*ForMaskedLM`` architecture. Llama, Qwen2
+and other decoder checkpoints need ``model.type`` (``llada`` unshifted, ``dream``
+right-shifted): that choice changes what the logits mean, so it is never guessed.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ from trafl.models.lora import LoraConfig, add_lora, attach_adapter, is_adapter_f
 
 MODEL_TYPES = Registry("model type")
 BASE_MODEL_FILE = "trafl_base_model.json"  # beside a saved adapter: which base it adapts
-KNOWN_MODEL_TYPES = {"tiny": "tiny", "llada": "llada", "dream": "dream"}  # config model_type
+# config.json model_type -> adapter (tiny folders say trafl_tiny, and tiny before)
+KNOWN_MODEL_TYPES = {"trafl_tiny": "tiny", "tiny": "tiny", "llada": "llada", "dream": "dream"}
 KNOWN_HUB_PREFIXES = {"gsai-ml/llada": "llada", "dream-org/dream": "dream"}
 _HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
 

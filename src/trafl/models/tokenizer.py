@@ -1,8 +1,9 @@
 """A character-level tokenizer for the embedded tasks, with mask / EOS / pad specials.
 
 Stored as ``tokenizer.json`` beside the weights: the special tokens first, then one token per
-character. Unknown characters raise (the embedded tasks control their alphabet, and a silent
-replacement would corrupt rewards).
+character, in the ``tokenizers`` library's format (:mod:`trafl.models.tokenizer_hub`, so
+transformers' ``AutoTokenizer`` loads it too). Unknown characters raise (the embedded tasks
+control their alphabet, and a silent replacement would corrupt rewards).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import string
 from pathlib import Path
 
 from trafl.core.files import read_json_object
+from trafl.models.tokenizer_hub import hub_tokenizer, hub_tokens
 
 SPECIALS = ("<pad>", "<eos>", "<mask>")
 DEFAULT_ALPHABET = string.digits + string.ascii_letters + string.punctuation + " \n\t"
@@ -56,12 +58,20 @@ class CharTokenizer:
         return "".join(self.tokens[i] for i in ids)
 
     def save(self, path: str | Path) -> None:
-        data = {"type": "char", "specials": list(SPECIALS), "alphabet": self.alphabet}
-        Path(path).write_text(json.dumps(data, indent=1))
+        Path(path).write_text(json.dumps(hub_tokenizer(self.tokens, SPECIALS), indent=1))
 
     @classmethod
     def load(cls, path: str | Path) -> CharTokenizer:
+        """From ``tokenizer.json``: the hub format, or trafl's own of earlier versions."""
         data = read_json_object(path)
-        if data.get("type") != "char" or tuple(data.get("specials", ())) != SPECIALS:
+        if data.get("type") == "char" and tuple(data.get("specials", ())) == SPECIALS:
+            return cls(data["alphabet"])
+        tokens = hub_tokens(data)
+        chars = tokens[len(SPECIALS) :] if tokens else []
+        if (
+            not tokens
+            or tuple(tokens[: len(SPECIALS)]) != SPECIALS
+            or {len(c) for c in chars} != {1}
+        ):
             raise ValueError(f"{path} is not a trafl character tokenizer file")
-        return cls(data["alphabet"])
+        return cls("".join(chars))
