@@ -55,14 +55,17 @@ def graph() -> dict[str, set[str]]:
 
 
 def floor(module: str) -> tuple[int, str]:
-    """(floor, room): 0 core, 1 a component (room = its package), 2 run, 3 commands."""
+    """(floor, room): 0 core, 1 a component (room = its package), 2 run, 3 commands and
+    integrations."""
     parts = module.split(".")
     room = parts[1] if len(parts) > 1 else ""
     if room == "core":
         return 0, room
     if room in COMPONENTS:
         return 1, room
-    return {"run": (2, room), "commands": (3, room)}.get(room, (-1, room))
+    return {"run": (2, room), "commands": (3, room), "integrations": (3, room)}.get(
+        room, (-1, room)
+    )
 
 
 def allowed(src: str, dst: str) -> bool:
