@@ -112,6 +112,7 @@ def jobs(args: argparse.Namespace) -> list[Job]:
             for name, over in (
                 (f"ref{args.reference_share:g}", f"rollout.reference_share={args.reference_share}"),
                 (f"temp{args.behaviour_temperature:g}", None),
+                (f"replay{args.replay_share:g}", f"rollout.replay_share={args.replay_share}"),
             ):
                 extra = [over] if over else []
                 job = Job(
@@ -281,6 +282,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--explore-betas", type=float, nargs="*", default=[4, 8])
     p.add_argument("--reference-share", type=float, default=0.25)
     p.add_argument("--behaviour-temperature", type=float, default=1.3)
+    p.add_argument("--replay-share", type=float, default=0.25, help="past correct completions")
     p.add_argument("--start-from", type=Path, default=None, help="a --pack archive to resume")
     p.add_argument("--trafl-steps", type=int, default=300)
     p.add_argument("--baseline-steps", type=int, default=100)

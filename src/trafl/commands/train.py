@@ -25,7 +25,7 @@ import torch
 from trafl.commands.train_config import RESUME_FREE, TrainConfig
 from trafl.core.batch import Estimate, Rollout, completion_mask_from_eos, concat_estimates
 from trafl.core.config_files import format_config
-from trafl.core.errors import RunStopped, TraflError
+from trafl.core.errors import RunStopped, TraflError, UserError
 from trafl.core.files import write_text_atomic
 from trafl.likelihood import ESTIMATORS, slice_draw
 from trafl.models import load_trainable
@@ -42,6 +42,7 @@ from trafl.run.folder import RunFolder
 from trafl.run.guard import UpdateGuard
 from trafl.run.optim import build_optimizer, decay_groups
 from trafl.run.reference import prompt_hidden, reference_model
+from trafl.run.replay import ReplayBuffer
 from trafl.run.rollouts import (
     check_reward_errors,
     greedy_accuracy,
@@ -131,13 +132,16 @@ class Trainer:
         self.data_rng = random.Random(cfg.seed)  # the same prompts on every rank
         self.mask_gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 2)
         self.guard = UpdateGuard(self.optimizer, cfg.guard_updates)
+        self.replay = self.replay_buffer()
+        self.replay_metrics: dict[str, float] = {}
         # everything a checkpoint holds besides the weights (trafl.run.state)
         self.state = RunState(
             self.optimizer,
             self.scheduler,
             self.data_rng,
             self.mask_gen,
-            modules={"objective": self.objective},
+            modules={"objective": self.objective}
+            | ({"replay": self.replay} if self.replay else {}),
             counters=("skipped_total", "bad_in_a_row"),
         )
         self.bad_updates = BadUpdates(
@@ -240,7 +244,7 @@ class Trainer:
         )
         metrics = self.update(step)
         self.step += 1
-        metrics |= self.dist.mean(rollout_metrics(batch, self.cfg.rollout))
+        metrics |= self.dist.mean(rollout_metrics(batch, self.cfg.rollout)) | self.replay_metrics
         metrics |= {
             "reward": float(full.rewards.mean()),
             "reward_std": float(full.rewards.std()) if full.num_rows > 1 else 0.0,
@@ -302,8 +306,37 @@ class Trainer:
             return rollout_task(model, self.task, problems, count, cfg.sampler, gens, pad_to=width)
 
         if k == 0:
-            return draw(self.policy, 0, g)
-        return interleave_groups(draw(self.policy, 0, g - k), draw(self.reference, g - k, k), g - k)
+            batch = draw(self.policy, 0, g)
+        else:
+            batch = interleave_groups(
+                draw(self.policy, 0, g - k), draw(self.reference, g - k, k), g - k
+            )
+        return self.replayed(batch, problems) if self.replay else batch
+
+    def replay_buffer(self) -> ReplayBuffer | None:
+        """The store of past correct completions (``rollout.replay_share``), or None."""
+        cfg = self.cfg.rollout
+        if cfg.replay_rows() == 0:
+            return None
+        if self.dist.enabled:
+            raise UserError("rollout.replay_share works in one process only (not yet sharded)")
+        return ReplayBuffer(cfg.replay_capacity, cfg.replay_min_reward, self.cfg.seed)
+
+    def replayed(self, sampled: Rollout, problems: list[Any]) -> Rollout:
+        """``sampled`` with stored completions of each group's prompt over its replay rows;
+        then this step's sampled completions are stored. Metrics: the share of rows replaced,
+        the mean reward of what was sampled, the buffer's size."""
+        assert self.replay is not None
+        cfg = self.cfg.rollout
+        prompts = [self.task.prompt(p) for p in problems]
+        g, k, ref = cfg.group_size, cfg.replay_rows(), cfg.reference_rows()
+        batch, replaced = self.replay.substitute(sampled, prompts, g, k, ref, self.step)
+        self.replay.add(prompts, sampled, g)
+        self.replay_metrics = {
+            "replay_rows": float(replaced.float().mean()),
+            "reward_sampled": float(sampled.rewards.mean()),
+        } | self.replay.stats()
+        return batch
 
     def row_generator(self, row: int) -> torch.Generator:
         """Rollout noise keyed by (seed, step, global row): the same completion whichever rank

@@ -36,10 +36,21 @@ class RolloutConfig:
     # drawn from pi_ref instead of the current policy (round(share * G) rows, the group's
     # last); OUR knob, not the paper's (docs/TARGET.md). 0: on-policy, as the paper
     reference_share: float = 0.0
+    # replay (trafl.run.replay), for off-policy objectives: this share of each group's rows
+    # (round(share * G), the rows before any pi_ref rows) replaced by distinct completions of
+    # the same prompt that earlier steps sampled with reward >= replay_min_reward, where the
+    # prompt has any; replay_capacity of them kept per prompt. OUR knob; 0: off
+    replay_share: float = 0.0
+    replay_capacity: int = 16
+    replay_min_reward: float = 1.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.reference_share < 1.0:
             raise ValueError(f"reference_share must be in [0, 1), got {self.reference_share}")
+        if not 0.0 <= self.replay_share < 1.0:
+            raise ValueError(f"replay_share must be in [0, 1), got {self.replay_share}")
+        if self.replay_capacity < 1:
+            raise ValueError(f"replay_capacity must be >= 1, got {self.replay_capacity}")
 
     def reference_rows(self) -> int:
         """Rows per group drawn from pi_ref."""
@@ -48,6 +59,16 @@ class RolloutConfig:
             raise ValueError(
                 f"reference_share={self.reference_share:g} gives {k} of group_size="
                 f"{self.group_size} rows from pi_ref; valid: 1 to {self.group_size - 1} rows"
+            )
+        return k
+
+    def replay_rows(self) -> int:
+        """Rows per group that replayed completions may take."""
+        k, ref = round(self.replay_share * self.group_size), self.reference_rows()
+        if self.replay_share > 0 and not 0 < k < self.group_size - ref:
+            raise ValueError(
+                f"replay_share={self.replay_share:g} gives {k} of group_size={self.group_size} "
+                f"rows ({ref} from pi_ref); valid: 1 to {self.group_size - ref - 1} rows"
             )
         return k
 
@@ -129,11 +150,13 @@ class TrainConfig:
                 f"got {self.rollout.group_size}"
             )
         self.rollout.reference_rows()  # a share that rounds to 0 or G rows is refused here
-        if self.rollout.reference_share > 0 and not getattr(objective, "off_policy", False):
-            raise ValueError(
-                f"rollout.reference_share needs an objective whose target does not depend on "
-                f"the behaviour policy (trafl, trafl_path); {self.objective.name!r} is on-policy"
-            )
+        self.rollout.replay_rows()
+        for knob in ("reference_share", "replay_share"):
+            if getattr(self.rollout, knob) > 0 and not getattr(objective, "off_policy", False):
+                raise ValueError(
+                    f"rollout.{knob} needs an objective whose target does not depend on the "
+                    f"behaviour policy (trafl, trafl_path); {self.objective.name!r} is on-policy"
+                )
 
     @staticmethod
     def fill_defaults(data: dict[str, Any]) -> dict[str, Any]:
