@@ -306,7 +306,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         args.pool, args.samples, args.prompts, args.seeds = 4, 8, 2, 1
         args.trafl_steps = args.baseline_steps = 4
         args.points, args.betas, args.baselines, args.mu_betas = 2, [4], ["diffu_grpo"], []
-        args.path_betas, args.explore_betas = [], []
+        args.path_betas, args.explore_betas = [], [4]
         args.heldout, args.heldout_problems, args.heldout_samples = [("trafl", "4")], 6, 4
     return args
 
