@@ -42,7 +42,7 @@ from trafl.run.folder import RunFolder
 from trafl.run.guard import UpdateGuard
 from trafl.run.optim import build_optimizer, decay_groups
 from trafl.run.reference import prompt_hidden, reference_model
-from trafl.run.replay import ReplayBuffer
+from trafl.run.replay_buffer import ReplayBuffer
 from trafl.run.rollouts import (
     check_reward_errors,
     greedy_accuracy,

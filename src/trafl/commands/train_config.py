@@ -36,7 +36,7 @@ class RolloutConfig:
     # drawn from pi_ref instead of the current policy (round(share * G) rows, the group's
     # last); OUR knob, not the paper's (docs/TARGET.md). 0: on-policy, as the paper
     reference_share: float = 0.0
-    # replay (trafl.run.replay), for off-policy objectives: this share of each group's rows
+    # replay (trafl.run.replay_buffer), for off-policy objectives: this share of each group's rows
     # (round(share * G), the rows before any pi_ref rows) replaced by distinct completions of
     # the same prompt that earlier steps sampled with reward >= replay_min_reward, where the
     # prompt has any; replay_capacity of them kept per prompt. OUR knob; 0: off

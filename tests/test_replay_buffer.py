@@ -1,4 +1,4 @@
-"""Replay of past correct completions (trafl.run.replay, rollout.replay_share)."""
+"""Replay of past correct completions (trafl.run.replay_buffer, rollout.replay_share)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from trafl.commands.train import TrainConfig, Trainer
 from trafl.core.batch import Rollout, Trajectory
 from trafl.core.config_files import load_config
 from trafl.models import load_model
-from trafl.run.replay import ReplayBuffer
+from trafl.run.replay_buffer import ReplayBuffer
 
 G, L = 4, 3
 
