@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.sandbox_helpers import sandbox_processes
 from trafl.rewards import sandbox as sandbox_module
 from trafl.rewards.assert_split import decode, plan, plan_for, verdict
 from trafl.rewards.sandbox import Job, Sandbox, SandboxConfig, resolve_launcher
@@ -43,24 +44,6 @@ def _isolated(sb: Sandbox) -> bool:
     """Namespaces or an unprivileged uid: only then is it safe to let hostile programs try to
     kill processes or fork without bound (in the fallback they would reach the test runner)."""
     return bool(sb.launcher.prefix) or sb.launcher.uid is not None
-
-
-def _sandbox_processes(root: Path, grace_s: float = 2.0) -> list[int]:
-    """Host processes still running from sandboxes with work dirs under ``root`` (their HOME),
-    after a grace period in which killed processes finish dying."""
-    deadline = time.monotonic() + grace_s
-    marker = str(root).encode()
-    while True:
-        found = []
-        for entry in Path("/proc").iterdir():
-            try:
-                if entry.name.isdigit() and marker in (entry / "environ").read_bytes():
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-        if not found or time.monotonic() > deadline:
-            return found
-        time.sleep(0.05)
 
 
 def test_assert_call_and_stdio_modes(sandbox: Sandbox) -> None:
@@ -228,7 +211,7 @@ def hostile_runs(tmp_path_factory, bystander: subprocess.Popen, work_root: Path)
         "results": results,
         "marker": marker_dir / "marker",
         "connected": connected,
-        "leftovers": _sandbox_processes(work_root),
+        "leftovers": sandbox_processes(work_root),
     }
 
 
@@ -324,7 +307,7 @@ def test_timeout_kills_the_whole_group_quickly(work_root: Path) -> None:
     result = sb.run_one(Job("import time\ntime.sleep(30)\n", tests=[]))
     assert not result.finished and "timeout" in result.reason
     assert time.monotonic() - start < 3
-    assert _sandbox_processes(work_root) == []  # the group (and namespace) was killed
+    assert sandbox_processes(work_root) == []  # the group (and namespace) was killed
     assert list(work_root.iterdir()) == []  # and the work dirs are removed
 
 

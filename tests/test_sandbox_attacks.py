@@ -6,13 +6,13 @@ cgroups). The replayed tests (``rewards.replay``) and the per-program limits (``
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.sandbox_helpers import our_cgroups, sandbox_processes
 from trafl.rewards import replay
 from trafl.rewards.assert_split import plan_for
 from trafl.rewards.plain import decode, loads
@@ -155,30 +155,6 @@ def _reward(result) -> float:
     )
 
 
-def _our_cgroups(sb: Sandbox) -> list[str]:
-    roots = sb.launcher.cgroup
-    if roots is None:
-        return []
-    prefix = f"trafl-{os.getpid()}-"
-    return [n for d in {roots.memory, roots.pids} for n in os.listdir(d) if n.startswith(prefix)]
-
-
-def _leftover_processes(root: Path) -> list[int]:
-    """Host processes whose environment names ``root`` (the sandboxes' HOME), after a grace."""
-    deadline = time.monotonic() + 2.0
-    while True:
-        found = []
-        for entry in Path("/proc").iterdir():
-            try:
-                if entry.name.isdigit() and str(root).encode() in (entry / "environ").read_bytes():
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-        if not found or time.monotonic() > deadline:
-            return found
-        time.sleep(0.05)
-
-
 @pytest.fixture(scope="module")
 def work_root() -> Path:
     root = Path(tempfile.mkdtemp(prefix="trafl-test-attacks-"))
@@ -219,8 +195,8 @@ def attack_runs(sandbox: Sandbox, work_root: Path) -> dict:
         "results": results,
         "replay": ran[len(names) :],
         "seconds": time.monotonic() - start,
-        "processes": _leftover_processes(work_root),
-        "cgroups": _our_cgroups(sandbox),
+        "processes": sandbox_processes(work_root),
+        "cgroups": our_cgroups(sandbox),
         "files": list(work_root.iterdir()),
     }
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.sandbox_helpers import our_cgroups, sandbox_processes
 from trafl.rewards import cgroups
 from trafl.rewards.cgroups import CgroupRoots, ProgramCgroup
 from trafl.rewards.sandbox import Job, Sandbox, SandboxConfig
@@ -51,18 +52,6 @@ def _config(root: Path, **kw) -> SandboxConfig:
     return SandboxConfig(
         **{"timeout_s": TIMEOUT_S, "cpu_s": 2, "workers": 4, "tmp_dir": str(root)} | kw
     )
-
-
-def _leftovers(root: Path) -> list[int]:
-    marker = str(root).encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and marker in (entry / "environ").read_bytes():
-                found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -145,18 +134,10 @@ def runs(host: dict) -> dict:
     return {
         "results": results,
         "sandboxes": {k: sb for k, (sb, _) in batches.items()},
-        "processes": _leftovers(root),
+        "processes": sandbox_processes(root, grace_s=0.0),
         "files": left_files + [str(p) for p in root.iterdir()],
-        "cgroups": _our_cgroups(auto) + _our_cgroups(shared),
+        "cgroups": our_cgroups(auto) + our_cgroups(shared),
     }
-
-
-def _our_cgroups(sb: Sandbox) -> list[str]:
-    roots = sb.launcher.cgroup
-    if roots is None:
-        return []
-    prefix = f"trafl-{os.getpid()}-"
-    return [n for d in {roots.memory, roots.pids} for n in os.listdir(d) if n.startswith(prefix)]
 
 
 def test_memory_is_limited_across_all_of_a_programs_processes(runs: dict) -> None:
