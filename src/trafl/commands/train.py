@@ -323,19 +323,11 @@ class Trainer:
         return ReplayBuffer(cfg.replay_capacity, cfg.replay_min_reward, self.cfg.seed)
 
     def replayed(self, sampled: Rollout, problems: list[Any]) -> Rollout:
-        """``sampled`` with stored completions of each group's prompt over its replay rows;
-        then this step's sampled completions are stored. Metrics: the share of rows replaced,
-        the mean reward of what was sampled, the buffer's size."""
+        """``sampled`` with stored completions over each group's replay rows (and its metrics
+        kept for the step's log); this step's samples are then stored."""
         assert self.replay is not None
-        cfg = self.cfg.rollout
         prompts = [self.task.prompt(p) for p in problems]
-        g, k, ref = cfg.group_size, cfg.replay_rows(), cfg.reference_rows()
-        batch, replaced = self.replay.substitute(sampled, prompts, g, k, ref, self.step)
-        self.replay.add(prompts, sampled, g)
-        self.replay_metrics = {
-            "replay_rows": float(replaced.float().mean()),
-            "reward_sampled": float(sampled.rewards.mean()),
-        } | self.replay.stats()
+        batch, self.replay_metrics = self.replay.step(sampled, prompts, self.cfg.rollout, self.step)
         return batch
 
     def row_generator(self, row: int) -> torch.Generator:

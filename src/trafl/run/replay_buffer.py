@@ -98,6 +98,24 @@ class ReplayBuffer:
                 replaced[row] = True
         return out, replaced
 
+    def step(
+        self, sampled: Rollout, prompts: list[str], rollout: Any, step: int
+    ) -> tuple[Rollout, dict[str, float]]:
+        """One training step's use of the buffer, with ``rollout`` (its ``group_size``,
+        ``replay_rows()``, ``reference_rows()``): ``sampled`` with stored completions over each
+        group's replay rows, then ``sampled`` stored. Metrics: the share of rows replaced, the
+        mean reward of what was sampled, the buffer's size."""
+        g = rollout.group_size
+        batch, replaced = self.substitute(
+            sampled, prompts, g, rollout.replay_rows(), rollout.reference_rows(), step
+        )
+        self.add(prompts, sampled, g)
+        metrics = {
+            "replay_rows": float(replaced.float().mean()),
+            "reward_sampled": float(sampled.rewards.mean()),
+        }
+        return batch, metrics | self.stats()
+
     def stats(self) -> dict[str, float]:
         sizes = [len(v) for v in self.entries.values()]
         return {"replay_prompts": float(len(sizes)), "replay_stored": float(sum(sizes))}
