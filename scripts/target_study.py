@@ -109,11 +109,8 @@ def jobs(args: argparse.Namespace) -> list[Job]:
             )
     for seed in range(args.seeds):  # exploration knobs (off-policy rows), after the core runs
         for beta in args.explore_betas:
-            for name, over in (
-                (f"ref{args.reference_share:g}", f"rollout.reference_share={args.reference_share}"),
-                (f"temp{args.behaviour_temperature:g}", None),
-                (f"replay{args.replay_share:g}", f"rollout.replay_share={args.replay_share}"),
-            ):
+            for knob in args.knobs:
+                name, over = knob_setting(knob, args)
                 extra = [over] if over else []
                 job = Job(
                     f"trafl-{name}-b{beta:g}-s{seed}",
@@ -126,13 +123,17 @@ def jobs(args: argparse.Namespace) -> list[Job]:
                     temperature=None if over else args.behaviour_temperature,
                 )
                 out.append(job)
-    for rank, (method, beta) in enumerate(args.heldout):  # generalisation: seed 0 only
+    for rank, (method, beta, *knob) in enumerate(args.heldout):  # generalisation: seed 0 only
         tilt = None if method != "trafl" else float(beta)
         over = [f"objective.beta={beta}", "objective.reward_norm=center_loo"] if tilt else []
+        name, setting = knob_setting(knob[0], args) if knob else ("", None)
+        over += [setting] if setting else []
         steps = args.trafl_steps if tilt else args.baseline_steps
+        pool = f"-tp{args.train_pool}" if args.train_pool else ""
+        label = f"{method}{f'-{name}' if name else ''}{f'-b{tilt:g}' if tilt else ''}"
         out.append(
             Job(
-                f"heldout-{method}{f'-b{tilt:g}' if tilt else ''}-s0",
+                f"heldout-{label}{pool}-s0",
                 f"configs/train_{method}.yaml",
                 over,
                 steps,
@@ -140,13 +141,31 @@ def jobs(args: argparse.Namespace) -> list[Job]:
                 tilt,
                 priority=50 + rank,
                 heldout=True,
+                temperature=args.behaviour_temperature if knob and not setting else None,
             )
         )
     return sorted(out, key=lambda j: j.priority)
 
 
+KNOBS = ("ref", "temp", "replay")  # the exploration knobs (behaviour policies) of section 4
+
+
+def knob_setting(knob: str, args: argparse.Namespace) -> tuple[str, str | None]:
+    """(name in the run's folder, the override; None: rollouts at the behaviour temperature)."""
+    return {
+        "ref": (f"ref{args.reference_share:g}", f"rollout.reference_share={args.reference_share}"),
+        "temp": (f"temp{args.behaviour_temperature:g}", None),
+        "replay": (f"replay{args.replay_share:g}", f"rollout.replay_share={args.replay_share}"),
+    }[knob]
+
+
 def common(args: argparse.Namespace, heldout: bool = False) -> list[str]:
     return [f"task.pool={0 if heldout else args.pool}", f"device={args.device}"]
+
+
+def training_pool(args: argparse.Namespace, heldout: bool) -> list[str]:
+    """Held-out runs train on the generator, or on ``--train-pool`` fixed training problems."""
+    return [f"task.train_pool={args.train_pool}"] if heldout and args.train_pool else []
 
 
 def sampler(args: argparse.Namespace) -> list[str]:
@@ -219,6 +238,7 @@ def train(job: Job, args: argparse.Namespace, deadline: float | None) -> Path:
         "train",
         job.config,
         *common(args, job.heldout),
+        *training_pool(args, job.heldout),
         *job.overrides,
         *[f"rollout.{s}" for s in sampler(args)],
         *([f"rollout.sampler.temperature={job.temperature}"] if job.temperature else []),
@@ -247,6 +267,8 @@ def one_job(job: Job, args: argparse.Namespace, deadline: float | None) -> str:
         shutil.rmtree(folder)  # (an unfinished run unpacked from --start-from): start afresh
     folder = train(job, args, deadline)
     checkpoints = sorted(folder.glob("checkpoint-*/model"), key=lambda p: int(p.parent.name[11:]))
+    if job.heldout and args.heldout_evals == "last":
+        checkpoints = checkpoints[-1:]
     done = [
         evaluate(str(m), folder / f"eval-{m.parent.name[11:]}", args, job.tilt, job.heldout)
         for m in checkpoints
@@ -280,6 +302,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--mu-betas", type=float, nargs="*", default=[4])
     p.add_argument("--path-betas", type=float, nargs="*", default=[4])
     p.add_argument("--explore-betas", type=float, nargs="*", default=[4, 8])
+    p.add_argument("--knobs", nargs="*", choices=KNOBS, default=list(KNOBS))
     p.add_argument("--reference-share", type=float, default=0.25)
     p.add_argument("--behaviour-temperature", type=float, default=1.3)
     p.add_argument("--replay-share", type=float, default=0.25, help="past correct completions")
@@ -291,8 +314,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         type=lambda s: tuple(s.split(":")),
         nargs="*",
         default=[("trafl", "4"), ("trafl", "32"), ("diffu_grpo", "0")],
-        help="METHOD:BETA runs trained off the pool and evaluated on held-out test problems",
+        help="METHOD:BETA[:KNOB] runs trained off the pool, evaluated on held-out test problems",
     )
+    p.add_argument("--train-pool", type=int, default=0, help="held-out runs: N training problems")
+    p.add_argument("--heldout-evals", choices=("all", "last"), default="all")
     p.add_argument("--heldout-problems", type=int, default=320)
     p.add_argument("--heldout-samples", type=int, default=64)
     p.add_argument("--points", type=int, default=5, help="checkpoints per run (the frontier)")

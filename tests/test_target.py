@@ -286,3 +286,5 @@ def test_eval_target_section_end_to_end(tmp_path):
     ]:
         with pytest.raises(UserError, match=re.escape(says)):
             check_same_problems({**base, field: value}, base, cfg)
+    trained = {**base, "config": {"task": {**base["config"]["task"], "train_pool": 64}}}
+    check_same_problems(trained, base, cfg)  # a training-only setting: the same problems

@@ -55,7 +55,7 @@ def check_same_problems(base: dict[str, Any], result: dict[str, Any], cfg: Any) 
     theirs = {key: base.get(key) for key in mine}
     task_mine, task_theirs = to_dict(cfg.task), dict(base.get("config", {}).get("task", {}))
     task_theirs.setdefault("pool", 0)  # an eval.json from before task.pool
-    shared = sorted(set(task_mine) & set(task_theirs))
+    shared = sorted(set(task_mine) & set(task_theirs) - {"train_pool"})  # training-only
     differ = [f"{k}={theirs[k]!r} (here {v!r})" for k, v in mine.items() if theirs[k] != v]
     differ += [
         f"task.{k}={task_theirs[k]!r} (here {task_mine[k]!r})"

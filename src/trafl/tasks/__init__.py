@@ -15,6 +15,15 @@ from trafl.tasks import (  # noqa: E402,F401
     tiny_code,
 )
 from trafl.tasks.base import TASKS, Problem, ScoringTask, Task, TaskConfig
-from trafl.tasks.pool import FixedPool, build_task
+from trafl.tasks.pool import FixedPool, TrainPool, build_task
 
-__all__ = ["TASKS", "FixedPool", "Problem", "ScoringTask", "Task", "TaskConfig", "build_task"]
+__all__ = [
+    "TASKS",
+    "FixedPool",
+    "Problem",
+    "ScoringTask",
+    "Task",
+    "TaskConfig",
+    "TrainPool",
+    "build_task",
+]

@@ -22,13 +22,25 @@ class TaskConfig(ComponentConfig):
 
     ``pool`` (0 = off): train on the first ``pool`` problems of the test split and evaluate on
     exactly those (:class:`trafl.tasks.pool.FixedPool`), the in-distribution test of whether a
-    policy reached its target on the problems it was trained for (docs/TARGET.md)."""
+    policy reached its target on the problems it was trained for (docs/TARGET.md).
+
+    ``train_pool`` (0 = off): train on N fixed training problems (never test ones), evaluate on
+    the test split as usual (:class:`trafl.tasks.pool.TrainPool`): a finite training set whose
+    prompts recur, for the held-out test of methods that remember per prompt."""
 
     pool: int = 0
+    train_pool: int = 0
 
     def __post_init__(self) -> None:
         if self.pool < 0:
             raise ValueError(f"pool must be >= 0 (0 = no fixed pool), got {self.pool}")
+        if self.train_pool < 0:
+            raise ValueError(f"train_pool must be >= 0 (0 = off), got {self.train_pool}")
+        if self.pool and self.train_pool:
+            raise ValueError(
+                f"pool={self.pool} and train_pool={self.train_pool}: pick one (pool trains and "
+                "evaluates on test problems; train_pool trains on training problems)"
+            )
 
 
 Problem = dict[str, Any]
