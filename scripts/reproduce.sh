@@ -6,6 +6,8 @@
 #
 #   bash scripts/reproduce.sh                 # ~45 min per seed on 2 CPU cores
 #   SEEDS="0 1" bash scripts/reproduce.sh     # a subset; finished stages are reused
+#   STEPS=300 REUSE_STEPS=100 OUT=runs/repro300 bash scripts/reproduce.sh
+#                                             # docs/TARGET.md's budget (a GPU's work)
 #
 # Each seed is one `trafl demo` run (runs/repro/seedS/report.md); interrupted runs resume.
 set -euo pipefail
@@ -17,11 +19,14 @@ METHODS=${METHODS:-[trafl,trafl_path,diffu_grpo,wd1,spg,espo]}
 PROBLEMS=${PROBLEMS:-64}
 SAMPLES=${SAMPLES:-64}
 OUT=${OUT:-runs/repro}
+STEPS=${STEPS:-30}  # RL steps of a method using each batch once (TraFL)
+REUSE_STEPS=${REUSE_STEPS:-30}  # ... and of one reusing it (d1, wd1: mu = 12; SPG, ESPO)
 
 for seed in $SEEDS; do
   # the setting of docs/REPRODUCTION.md (the demo's defaults before the fixed pool)
   "$TRAFL" demo "methods=$METHODS" "seed=$seed" "eval_problems=$PROBLEMS" \
-    "eval_samples=$SAMPLES" "out_dir=$OUT/seed$seed" pool=0 steps=30 reuse_steps=30 points=1 \
+    "eval_samples=$SAMPLES" "out_dir=$OUT/seed$seed" pool=0 "steps=$STEPS" \
+    "reuse_steps=$REUSE_STEPS" points=1 \
     rollout_temperature=0.9 "gen_lengths=[16,24,32]"
 done
-"$PYTHON" scripts/reproduction_report.py "$OUT" --out docs/REPRODUCTION.md
+"$PYTHON" scripts/reproduction_report.py "$OUT" --out "${REPORT:-docs/REPRODUCTION.md}"
