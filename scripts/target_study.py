@@ -4,7 +4,11 @@ On a fixed pool of Countdown problems (``task.pool``: trained on and evaluated o
 problems), from the shipped base: TraFL at sequence tilts b in {1, 2, 4, 8, 32}
 (``reward_norm=center_loo``, so b = beta exactly), TraFL with mu > 1 (the clipped importance
 weight), the exact-path variant, and the reward maximisers d1 (diffu-GRPO), SPG and ESPO, each
-with several seeds. Every checkpoint is evaluated with ``trafl eval``'s target section against
+with several seeds; then TraFL at a larger learning rate (``--lr-betas``, ``--lr``, with a
+warm-up), the exploration knobs (``--explore-betas``, ``--knobs``: rows from pi_ref, a tempered
+behaviour, replay of past correct completions) and held-out runs (``--heldout
+METHOD:BETA[:KNOB]``, on Countdown's generator or ``--train-pool N`` fixed training problems,
+evaluated on the test split). Every checkpoint is evaluated with ``trafl eval``'s target section against
 the base's evaluation, so the runs can be compared at EQUAL PROGRESS (pass@64 against pass@1
 over checkpoints, a frontier) and against the target each TraFL run was trained for.
 
@@ -105,6 +109,24 @@ def jobs(args: argparse.Namespace) -> list[Job]:
                     args.baseline_steps // args.points,
                     float(beta),
                     priority=seed * 100 + 20,
+                )
+            )
+    for seed in range(args.seeds):  # the budget: a larger lr (with warm-up), the same steps
+        for beta in args.lr_betas:
+            out.append(
+                Job(
+                    f"trafl-lr{args.lr:g}-b{beta:g}-s{seed}",
+                    "configs/train_trafl.yaml",
+                    [
+                        f"objective.beta={beta}",
+                        "objective.reward_norm=center_loo",
+                        f"optim.lr={args.lr}",
+                        f"optim.warmup_steps={args.warmup}",
+                    ],
+                    args.trafl_steps,
+                    args.trafl_steps // args.points,
+                    float(beta),
+                    priority=400 + seed * 10,
                 )
             )
     for seed in range(args.seeds):  # exploration knobs (off-policy rows), after the core runs
@@ -302,6 +324,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--mu-betas", type=float, nargs="*", default=[4])
     p.add_argument("--path-betas", type=float, nargs="*", default=[4])
     p.add_argument("--explore-betas", type=float, nargs="*", default=[4, 8])
+    p.add_argument("--lr-betas", type=float, nargs="*", default=[2, 4], help="TraFL at --lr")
+    p.add_argument("--lr", type=float, default=1e-3, help="the larger learning rate")
+    p.add_argument("--warmup", type=int, default=30, help="its linear warm-up (optimiser steps)")
     p.add_argument("--knobs", nargs="*", choices=KNOBS, default=list(KNOBS))
     p.add_argument("--reference-share", type=float, default=0.25)
     p.add_argument("--behaviour-temperature", type=float, default=1.3)
@@ -331,7 +356,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         args.pool, args.samples, args.prompts, args.seeds = 4, 8, 2, 1
         args.trafl_steps = args.baseline_steps = 4
         args.points, args.betas, args.baselines, args.mu_betas = 2, [4], ["diffu_grpo"], []
-        args.path_betas, args.explore_betas = [], [4]
+        args.path_betas, args.explore_betas, args.lr_betas = [], [4], []
         args.heldout, args.heldout_problems, args.heldout_samples = [("trafl", "4")], 6, 4
     return args
 
