@@ -6,6 +6,7 @@ ENVIRONMENT.md lists as really starting two processes on a CPU machine); `accele
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -61,24 +62,36 @@ def weights(run: Path) -> dict[str, torch.Tensor]:
     return load_file(str(run / "model" / "model.safetensors"))
 
 
+# replay: two pool problems drawn for four groups a step, so prompts recur within and across
+# steps and across ranks; min_reward 0 stores every row, so rows are replaced from step 2 on
+REPLAY = {"rollout.replay_share": 0.5, "rollout.replay_min_reward": 0.0, "task.pool": 2}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("objective", "fsdp"), [("trafl", False), ("diffu_grpo", False), ("trafl", True)]
+    ("objective", "fsdp", "extra"),
+    [
+        ("trafl", False, {}),
+        ("diffu_grpo", False, {}),
+        ("trafl", True, {}),
+        ("trafl", False, REPLAY),
+    ],
+    ids=["trafl", "diffu_grpo", "trafl-fsdp", "trafl-replay"],
 )
-def test_two_ranks_equal_one_process_and_resume(tmp_path, objective, fsdp):
+def test_two_ranks_equal_one_process_and_resume(tmp_path, objective, fsdp, extra):
     """Plain data parallelism, and with fsdp=true the weights, gradients and Adam moments
     sharded over the two ranks (trafl keeps a sharded frozen reference and an unsharded log Z
-    head beside the sharded policy)."""
+    head beside the sharded policy); with replay, every rank holds the one-process buffer."""
     model = Path("models/countdown-base")  # the shipped base earns rewards: gradients are real
     single = tmp_path / "single"
-    train(load_config(TrainConfig, None, overrides(model, single, objective, 3)))
+    train(load_config(TrainConfig, None, overrides(model, single, objective, 3, **extra)))
 
     # two ranks: 2 steps with a checkpoint, then resume to 3 (constant lr: the same schedule)
     double = tmp_path / "double"
     sharding = {"fsdp": "true"} if fsdp else {}
     phases = [
-        overrides(model, double, objective, 2, ckpt_every=2, **sharding),
-        overrides(model, double, objective, 3, resume="true", **sharding),
+        overrides(model, double, objective, 2, ckpt_every=2, **sharding, **extra),
+        overrides(model, double, objective, 3, resume="true", **sharding, **extra),
     ]
     mp.spawn(_rank, args=(2, f"file://{tmp_path / 'rendezvous'}", phases), nprocs=2)
 
@@ -101,6 +114,12 @@ def test_two_ranks_equal_one_process_and_resume(tmp_path, objective, fsdp):
     rows = (double / "metrics.jsonl").read_text().splitlines()
     assert len(rows) == 3  # rank 0 alone logs, and the resumed run continued its log
     assert (single / "metrics.jsonl").read_text().count("\n") == 3
+    if extra:  # the same rows replaced, and the same buffer, in both
+        logged = [
+            [(m["replay_rows"], m["replay_stored"]) for m in map(json.loads, text)]
+            for text in (rows, (single / "metrics.jsonl").read_text().splitlines())
+        ]
+        assert logged[0] == logged[1] and logged[0][-1][0] > 0, logged
 
 
 def test_groups_must_divide_across_ranks():

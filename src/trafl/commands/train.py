@@ -25,7 +25,7 @@ import torch
 from trafl.commands.train_config import RESUME_FREE, TrainConfig
 from trafl.core.batch import Estimate, Rollout, completion_mask_from_eos, concat_estimates
 from trafl.core.config_files import format_config
-from trafl.core.errors import RunStopped, TraflError, UserError
+from trafl.core.errors import RunStopped, TraflError
 from trafl.core.files import write_text_atomic
 from trafl.likelihood import ESTIMATORS, slice_draw
 from trafl.models import load_trainable
@@ -311,23 +311,25 @@ class Trainer:
             batch = interleave_groups(
                 draw(self.policy, 0, g - k), draw(self.reference, g - k, k), g - k
             )
-        return self.replayed(batch, problems) if self.replay else batch
+        return self.replayed(batch, problems, first_row // g) if self.replay else batch
 
     def replay_buffer(self) -> ReplayBuffer | None:
         """The store of past correct completions (``rollout.replay_share``), or None."""
         cfg = self.cfg.rollout
         if cfg.replay_rows() == 0:
             return None
-        if self.dist.enabled:
-            raise UserError("rollout.replay_share works in one process only (not yet sharded)")
         return ReplayBuffer(cfg.replay_capacity, cfg.replay_min_reward, self.cfg.seed)
 
-    def replayed(self, sampled: Rollout, problems: list[Any]) -> Rollout:
-        """``sampled`` with stored completions over each group's replay rows (and its metrics
-        kept for the step's log); this step's samples are then stored."""
+    def replayed(self, sampled: Rollout, problems: list[Any], first_group: int) -> Rollout:
+        """``sampled`` (the step's groups from ``first_group`` on) with stored completions over
+        each group's replay rows (its metrics, averaged over ranks, kept for the step's log);
+        then every rank's samples are stored on every rank."""
         assert self.replay is not None
         prompts = [self.task.prompt(p) for p in problems]
-        batch, self.replay_metrics = self.replay.step(sampled, prompts, self.cfg.rollout, self.step)
+        batch, metrics = self.replay.step(
+            sampled, prompts, self.cfg.rollout, self.step, first_group, self.dist.all_gather_objects
+        )
+        self.replay_metrics = self.dist.mean(metrics)
         return batch
 
     def row_generator(self, row: int) -> torch.Generator:

@@ -116,6 +116,14 @@ class Distributed:
         dist.gather_object(obj, out, dst=0)
         return out
 
+    def all_gather_objects(self, obj: Any) -> list[Any]:
+        """Every rank's ``obj`` on every rank (in rank order); ``[obj]`` alone."""
+        if not self.enabled:
+            return [obj]
+        out: list[Any] = [None] * self.world_size
+        dist.all_gather_object(out, obj)
+        return out
+
     def broadcast_object(self, obj: Any) -> Any:
         if not self.enabled:
             return obj

@@ -10,15 +10,18 @@ any rows from pi_ref), distinct ones where the prompt has enough, and leaves a g
 prompt has none as it was sampled; then the step's fresh samples are added. OUR knob, not the
 paper's (docs/TARGET.md, issue 12): the paper trains on-policy.
 
-Which stored completions a group gets is drawn from (seed, step, group) alone, so a resumed run
-draws the same ones; the buffer itself is saved in each checkpoint (:class:`trafl.run.state.
-RunState`'s ``modules``).
+Which stored completions a group gets is drawn from (seed, step, global group index) alone, so
+a resumed run draws the same ones, and so does a run over several processes: each rank
+substitutes in its own groups, then every rank stores every rank's fresh samples in rank order
+(``share``, an all-gather), so all ranks hold the one-process buffer. The buffer itself is saved
+in each checkpoint (:class:`trafl.run.state.RunState`'s ``modules``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -67,11 +70,21 @@ class ReplayBuffer:
         """Store the rows of ``batch`` (problem-major, ``group_size`` rows per prompt of
         ``prompts``) whose reward reached ``min_reward``; a completion already stored for its
         prompt moves to the newest place."""
-        for row in range(batch.num_rows):
-            if float(batch.rewards[row]) < self.min_reward:
-                continue
-            item = Stored.of_row(batch, row)
-            kept = self.entries.setdefault(prompts[row // group_size], [])
+        self.store(self.worth_storing(prompts, batch, group_size))
+
+    def worth_storing(
+        self, prompts: list[str], batch: Rollout, group_size: int
+    ) -> list[tuple[str, Stored]]:
+        """(prompt, completion) for every row of ``batch`` whose reward reached ``min_reward``."""
+        return [
+            (prompts[row // group_size], Stored.of_row(batch, row))
+            for row in range(batch.num_rows)
+            if float(batch.rewards[row]) >= self.min_reward
+        ]
+
+    def store(self, items: list[tuple[str, Stored]]) -> None:
+        for prompt, item in items:
+            kept = self.entries.setdefault(prompt, [])
             kept[:] = [s for s in kept if s.key() != item.key()] + [item]
             del kept[: max(0, len(kept) - self.capacity)]
 
@@ -83,33 +96,50 @@ class ReplayBuffer:
         return random.Random(key.digest()).sample(kept, min(rows, len(kept)))
 
     def substitute(
-        self, batch: Rollout, prompts: list[str], group_size: int, rows: int, last: int, step: int
+        self,
+        batch: Rollout,
+        prompts: list[str],
+        group_size: int,
+        rows: int,
+        last: int,
+        step: int,
+        first_group: int = 0,
     ) -> tuple[Rollout, torch.Tensor]:
         """``batch`` with stored completions written over up to ``rows`` rows of each group,
         the rows just before the group's ``last`` rows; and the (N,) bool mask of rows replaced.
-        ``batch`` itself is not changed."""
+        ``batch``'s groups are the step's groups ``first_group``, ``first_group + 1``, ...
+        (a rank's share). ``batch`` itself is not changed."""
         out = _copy(batch)
         replaced = torch.zeros(batch.num_rows, dtype=torch.bool)
         first = group_size - last - rows
         for group, prompt in enumerate(prompts):
-            for i, item in enumerate(self.picks(prompt, step, group, rows)):
+            for i, item in enumerate(self.picks(prompt, step, first_group + group, rows)):
                 row = group * group_size + first + i
                 _write(out, row, item)
                 replaced[row] = True
         return out, replaced
 
     def step(
-        self, sampled: Rollout, prompts: list[str], rollout: Any, step: int
+        self,
+        sampled: Rollout,
+        prompts: list[str],
+        rollout: Any,
+        step: int,
+        first_group: int = 0,
+        share: Callable[[Any], list[Any]] = lambda items: [items],
     ) -> tuple[Rollout, dict[str, float]]:
         """One training step's use of the buffer, with ``rollout`` (its ``group_size``,
-        ``replay_rows()``, ``reference_rows()``): ``sampled`` with stored completions over each
-        group's replay rows, then ``sampled`` stored. Metrics: the share of rows replaced, the
-        mean reward of what was sampled, the buffer's size."""
+        ``replay_rows()``, ``reference_rows()``): ``sampled`` (the step's groups from
+        ``first_group`` on) with stored completions over each group's replay rows, then every
+        rank's fresh samples stored (``share``: this rank's items -> all ranks' in rank order).
+        Metrics (this rank's): the share of rows replaced, the mean reward of what was sampled,
+        the buffer's size."""
         g = rollout.group_size
         batch, replaced = self.substitute(
-            sampled, prompts, g, rollout.replay_rows(), rollout.reference_rows(), step
+            sampled, prompts, g, rollout.replay_rows(), rollout.reference_rows(), step, first_group
         )
-        self.add(prompts, sampled, g)
+        for items in share(self.worth_storing(prompts, sampled, g)):
+            self.store(items)
         metrics = {
             "replay_rows": float(replaced.float().mean()),
             "reward_sampled": float(sampled.rewards.mean()),
