@@ -29,6 +29,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from trafl.evaluation.seeds import pooled_difference  # noqa: E402
+
 
 def load(root: Path) -> tuple[dict[str, Any], dict[str, dict[int, dict[int, dict[str, Any]]]]]:
     """(base eval, {method: {seed: {step: eval}}})."""
@@ -217,6 +219,45 @@ def checkpoints(runs: dict[str, Any]) -> list[str]:
     return lines
 
 
+KNOB = re.compile(r"-(ref|temp|replay)[\d.]+")  # an exploration knob in a run's name
+
+
+def counts(ev: dict[str, Any]) -> list[int]:
+    (length,) = ev["lengths"].values()
+    return length["correct_counts"]
+
+
+def paired(runs: dict[str, Any], method: str) -> list[dict[str, Any]]:
+    """Each seed's evaluation at the method's last checkpoint, in seed order."""
+    seeds = runs[method]
+    step = max(set().union(*(set(s) for s in seeds.values())))
+    return [seeds[s][step] for s in sorted(seeds) if step in seeds[s]]
+
+
+def differences(base: dict[str, Any], runs: dict[str, Any]) -> list[str]:
+    """pass@k differences with 95 % intervals (bootstrap over problems, seeds paired in order,
+    ``trafl.evaluation.seeds``): each method against the base, and each exploration knob
+    against the same run without it."""
+    n = base["num_samples"]
+    ks = [1, 8, n]
+    pairs = [(f"{m} - base", paired(runs, m), [base]) for m in sorted(runs)]
+    for m in sorted(runs):
+        plain = KNOB.sub("", m)
+        if plain != m and plain in runs:
+            pairs.append((f"{m} - {plain}", paired(runs, m), paired(runs, plain)))
+    lines = ["| difference | seeds | " + " | ".join(f"pass@{k}" for k in ks) + " |"]
+    lines.append("|" + " --- |" * (2 + len(ks)))
+    for label, a, b in pairs:
+        seeds = min(len(a), len(b)) if len(b) > 1 else len(a)
+        b = b[:seeds] if len(b) > 1 else b * seeds
+        diffs = pooled_difference(
+            [counts(e) for e in a[:seeds]], [counts(e) for e in b], n, b[0]["num_samples"], ks
+        )
+        cells = [f"{d.diff:+.3f} [{d.lo:+.3f}, {d.hi:+.3f}]" for d in diffs]
+        lines.append(f"| {label} | {seeds} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def target_figure(runs: dict[str, Any], out: Path) -> None:
     """Achieved against predicted success per problem, seed 0's last checkpoint per method
     (at b for TraFL, at the fitted b_hat for the reward maximisers)."""
@@ -292,6 +333,14 @@ def write_report(root: Path, name: Path, out: Path) -> None:
         "",
         *table(base, pool, TARGET_KEYS),
         "",
+        "## Differences at the last checkpoint, with 95 % intervals over problems",
+        "",
+        "Seed-pooled per problem, percentile bootstrap over problems (`trafl.evaluation.seeds`); "
+        "an interval that excludes 0 is a difference this pool of problems resolves, not one "
+        "that another seed must repeat (the seed spread is in the tables above).",
+        "",
+        *differences(base, pool),
+        "",
         "## Every checkpoint (seed means): the frontier's points",
         "",
         *checkpoints(pool),
@@ -300,12 +349,15 @@ def write_report(root: Path, name: Path, out: Path) -> None:
     if heldout:
         held_base = json.loads((root / "base-heldout" / "eval.json").read_text())
         text += [
-            "## Held out: trained on the generator, evaluated on "
-            f"{held_base['num_problems']} test problems x {held_base['num_samples']} samples",
+            "## Held out: trained on the generator (`-tpN`: on N fixed training problems, "
+            f"`task.train_pool`), evaluated on {held_base['num_problems']} test problems x "
+            f"{held_base['num_samples']} samples",
             "",
             *table(held_base, heldout, PASS_KEYS),
             "",
             *table(held_base, heldout, TARGET_KEYS),
+            "",
+            *differences(held_base, heldout),
             "",
         ]
     (out / "results.md").write_text("\n".join(text))
