@@ -6,8 +6,8 @@
 #
 #   bash scripts/reproduce.sh                 # ~45 min per seed on 2 CPU cores
 #   SEEDS="0 1" bash scripts/reproduce.sh     # a subset; finished stages are reused
-#   STEPS=300 REUSE_STEPS=100 OUT=runs/repro300 bash scripts/reproduce.sh
-#                                             # docs/TARGET.md's budget (a GPU's work)
+#   PARALLEL=1 STEPS=300 REUSE_STEPS=100 OUT=runs/repro300 bash scripts/reproduce.sh
+#                                             # docs/TARGET.md's budget, seeds at once (a GPU)
 #
 # Each seed is one `trafl demo` run (runs/repro/seedS/report.md); interrupted runs resume.
 set -euo pipefail
@@ -22,11 +22,21 @@ OUT=${OUT:-runs/repro}
 STEPS=${STEPS:-30}  # RL steps of a method using each batch once (TraFL)
 REUSE_STEPS=${REUSE_STEPS:-30}  # ... and of one reusing it (d1, wd1: mu = 12; SPG, ESPO)
 
-for seed in $SEEDS; do
+one_seed() {
   # the setting of docs/REPRODUCTION.md (the demo's defaults before the fixed pool)
-  "$TRAFL" demo "methods=$METHODS" "seed=$seed" "eval_problems=$PROBLEMS" \
-    "eval_samples=$SAMPLES" "out_dir=$OUT/seed$seed" pool=0 "steps=$STEPS" \
+  "$TRAFL" demo "methods=$METHODS" "seed=$1" "eval_problems=$PROBLEMS" \
+    "eval_samples=$SAMPLES" "out_dir=$OUT/seed$1" pool=0 "steps=$STEPS" \
     "reuse_steps=$REUSE_STEPS" points=1 \
     rollout_temperature=0.9 "gen_lengths=[16,24,32]"
-done
+}
+if [ -n "${PARALLEL:-}" ]; then  # every seed at once (a GPU): logs in $OUT/seedS.log
+  mkdir -p "$OUT"
+  pids=()
+  for seed in $SEEDS; do one_seed "$seed" > "$OUT/seed$seed.log" 2>&1 & pids+=($!); done
+  failed=0
+  for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+  [ "$failed" = 0 ] || { echo "a seed failed: see $OUT/seed*.log" >&2; exit 1; }
+else
+  for seed in $SEEDS; do one_seed "$seed"; done
+fi
 "$PYTHON" scripts/reproduction_report.py "$OUT" --out "${REPORT:-docs/REPRODUCTION.md}"
