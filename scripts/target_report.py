@@ -7,7 +7,7 @@ Reads what ``scripts/target_study.py`` wrote (or its unpacked ``--pack`` archive
 evaluation, and per run its config, metrics.jsonl and one evaluation per checkpoint. Writes
 ``frontier.png`` (pass@64 and distinct@64 against pass@1 over checkpoints, seeds averaged:
 comparison at equal progress), ``target.png`` (predicted against achieved success per problem
-for each TraFL tilt), ``monitor.png`` (distance to balance during training) and ``results.md``
+for each TraFL tilt), ``progress.png`` (b_hat / b against step), ``monitor.png`` (distance to balance during training) and ``results.md``
 (every number the prose of docs/TARGET.md quotes).
 """
 
@@ -141,6 +141,30 @@ def frontier(base: dict[str, Any], runs: dict[str, Any], out: Path) -> None:
     plt.close(fig)
 
 
+def progress(runs: dict[str, Any], out: Path) -> None:
+    """b_hat / b against step for every run trained for a tilt b (seed mean): how far towards
+    its target each checkpoint got, and whether it is still moving."""
+    tilted = {m: r for m, r in runs.items() if not math.isnan(by_step(r, "b")[1][0])}
+    if not tilted:
+        return
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for method in sorted(tilted):
+        steps, b_hat = by_step(tilted[method], "b_hat")
+        _, b = by_step(tilted[method], "b")
+        style = "-o" if method.startswith("trafl-b") else "--s"
+        ax.plot([0, *steps], [0, *(h / t for h, t in zip(b_hat, b, strict=True))], style, ms=4,
+                label=method)  # fmt: skip
+    ax.axhline(1.0, color="k", ls=":", lw=0.8)
+    ax.set_xlabel("step")
+    ax.set_ylabel("b_hat / b (1 = the target)")
+    ax.set_title("how far towards its tilt (fitted b_hat / trained b, seed mean)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(out / "progress.png", dpi=120)
+    plt.close(fig)
+
+
 def monitor(root: Path, out: Path) -> None:
     """Per TraFL run (seed 0): loss / loss_at_ref and the balance gap D(success) - D(failure)."""
     folders = sorted(root.glob("trafl-b*-s0"), key=lambda p: float(p.name.split("-b")[1][:-3]))
@@ -206,13 +230,13 @@ def table(base: dict[str, Any], runs: dict[str, Any], keys: list[str]) -> list[s
 
 
 def checkpoints(runs: dict[str, Any]) -> list[str]:
-    lines = ["| method | step | pass@1 | pass@n | distinct@n | mode share |", "|" + " --- |" * 6]
+    keys = ["pass@1", "pass@max", "distinct@max", "mode_share", "b_hat"]
+    lines = ["| method | step | pass@1 | pass@n | distinct@n | mode share | b_hat |"]
+    lines.append("|" + " --- |" * 7)
     for method in sorted(runs):
-        steps, p1 = by_step(runs[method], "pass@1")
-        _, pn = by_step(runs[method], "pass@max")
-        _, dn = by_step(runs[method], "distinct@max")
-        _, mode = by_step(runs[method], "mode_share")
-        for row in zip(steps, p1, pn, dn, mode, strict=True):
+        steps, _ = by_step(runs[method], "pass@1")
+        columns = [by_step(runs[method], key)[1] for key in keys]
+        for row in zip(steps, *columns, strict=True):
             lines.append(
                 f"| {method} | {row[0]} | " + " | ".join(f"{v:.3f}" for v in row[1:]) + " |"
             )
@@ -313,6 +337,7 @@ def write_report(root: Path, name: Path, out: Path) -> None:
     heldout = {m: s for m, s in runs.items() if m.startswith("heldout-")}
     frontier(base, pool, out)
     target_figure(pool, out)
+    progress(pool, out)
     monitor(root, out)
     text = [
         "# Target study: the numbers",
@@ -361,7 +386,7 @@ def write_report(root: Path, name: Path, out: Path) -> None:
             "",
         ]
     (out / "results.md").write_text("\n".join(text))
-    print(f"wrote {out}/results.md, frontier.png, target.png, monitor.png")
+    print(f"wrote {out}/results.md, frontier.png, target.png, progress.png, monitor.png")
 
 
 TARGET_LEGEND = (
