@@ -72,7 +72,6 @@ from trafl.run.streak import BadUpdates
 from trafl.tasks import build_task
 
 
-# settings a resume may change freely: how long to run and how often to log, check and save
 @dataclass
 class StepRollouts:
     """One step's rollouts: this rank's rows (scored, with their texts), the whole batch (all
