@@ -325,7 +325,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--path-betas", type=float, nargs="*", default=[4])
     p.add_argument("--explore-betas", type=float, nargs="*", default=[4, 8])
     p.add_argument("--lr-betas", type=float, nargs="*", default=[2, 4], help="TraFL at --lr")
-    p.add_argument("--lr", type=float, default=1e-3, help="the larger learning rate")
+    p.add_argument("--lr", type=float, default=3e-4, help="the larger lr (1e-3 collapsed)")
     p.add_argument("--warmup", type=int, default=30, help="its linear warm-up (optimiser steps)")
     p.add_argument("--knobs", nargs="*", choices=KNOBS, default=list(KNOBS))
     p.add_argument("--reference-share", type=float, default=0.25)
