@@ -145,7 +145,12 @@ def jobs(args: argparse.Namespace) -> list[Job]:
                     temperature=None if over else args.behaviour_temperature,
                 )
                 out.append(job)
-    for rank, (method, beta, *knob) in enumerate(args.heldout):  # generalisation: seed 0 only
+    held = [
+        (seed, rank, spec)
+        for seed in range(args.heldout_seeds)
+        for rank, spec in enumerate(args.heldout)
+    ]
+    for seed, rank, (method, beta, *knob) in held:  # generalisation
         tilt = None if method != "trafl" else float(beta)
         over = [f"objective.beta={beta}", "objective.reward_norm=center_loo"] if tilt else []
         name, setting = knob_setting(knob[0], args) if knob else ("", None)
@@ -155,13 +160,13 @@ def jobs(args: argparse.Namespace) -> list[Job]:
         label = f"{method}{f'-{name}' if name else ''}{f'-b{tilt:g}' if tilt else ''}"
         out.append(
             Job(
-                f"heldout-{label}{pool}-s0",
+                f"heldout-{label}{pool}-s{seed}",
                 f"configs/train_{method}.yaml",
                 over,
                 steps,
                 steps // args.points,
                 tilt,
-                priority=50 + rank,
+                priority=50 + 100 * seed + rank,
                 heldout=True,
                 temperature=args.behaviour_temperature if knob and not setting else None,
             )
@@ -341,6 +346,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         default=[("trafl", "4"), ("trafl", "32"), ("diffu_grpo", "0")],
         help="METHOD:BETA[:KNOB] runs trained off the pool, evaluated on held-out test problems",
     )
+    p.add_argument("--heldout-seeds", type=int, default=1)
     p.add_argument("--train-pool", type=int, default=0, help="held-out runs: N training problems")
     p.add_argument("--heldout-evals", choices=("all", "last"), default="all")
     p.add_argument("--heldout-problems", type=int, default=320)
