@@ -34,7 +34,7 @@ def row_generators(seeds: list[int], device: str) -> list[torch.Generator]:
     return [torch.Generator(device=device).manual_seed(s) for s in seeds]
 
 
-def main() -> None:
+def parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="models/countdown-base")
     parser.add_argument("--device", default="cpu")
@@ -44,8 +44,28 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--out", default="benchmarks/mixed_lengths.json")
-    args = parser.parse_args()
+    return parser.parse_args()
 
+
+def agreement(separate: list, mixed: Any, order: list, lengths: list[int]) -> tuple[int, dict]:
+    """Rows whose tokens agree between the two ways, and per length the share and mean rewards."""
+    same, per_length = 0, {}
+    for j, length in enumerate(lengths):
+        idx = [i for i, (jj, _) in enumerate(order) if jj == j]
+        a = separate[j].completion_ids
+        b = mixed.completion_ids[idx, :length]
+        agree = (a == b).all(dim=1)
+        same += int(agree.sum())
+        per_length[str(length)] = {
+            "rows_identical": round(float(agree.float().mean()), 4),
+            "mean_reward_separate": round(float(separate[j].rewards.mean()), 4),
+            "mean_reward_mixed": round(float(mixed.rewards[idx].mean()), 4),
+        }
+    return same, per_length
+
+
+def main() -> None:
+    args = parse()
     model = load_model(args.model).to(args.device).eval()
     task = TASKS.get("countdown")()
     problems = subset(task.problems("test"), args.problems)
@@ -94,18 +114,7 @@ def main() -> None:
     separate, mixed = outputs["separate"], outputs["mixed"]
     separate_s, mixed_s = min(times["separate"]), min(times["mixed"])
 
-    same, per_length = 0, {}
-    for j, length in enumerate(args.lengths):
-        idx = [i for i, (jj, _) in enumerate(order) if jj == j]
-        a = separate[j].completion_ids
-        b = mixed.completion_ids[idx, :length]
-        agree = (a == b).all(dim=1)
-        same += int(agree.sum())
-        per_length[str(length)] = {
-            "rows_identical": round(float(agree.float().mean()), 4),
-            "mean_reward_separate": round(float(separate[j].rewards.mean()), 4),
-            "mean_reward_mixed": round(float(mixed.rewards[idx].mean()), 4),
-        }
+    same, per_length = agreement(separate, mixed, order, args.lengths)
     tokens = sum(n * length for length in args.lengths)
     result = {
         "separate_seconds": round(separate_s, 2),

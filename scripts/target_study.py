@@ -55,122 +55,136 @@ class Job:
     temperature: float | None = None  # rollouts at this temperature (tempered behaviour policy)
 
 
-def jobs(args: argparse.Namespace) -> list[Job]:
-    """Every run of the study, most important first (seed 0 of the core comparison)."""
-    out: list[Job] = []
-    for seed in range(args.seeds):
-        for rank, beta in enumerate(args.betas):
+def tilted(args: argparse.Namespace, beta: float, *extra: str) -> list[str]:
+    """A TraFL run's overrides: tilt b = beta in sequence units (``center_loo``), then ``extra``."""
+    return [f"objective.beta={beta}", "objective.reward_norm=center_loo", *extra]
+
+
+def core_jobs(args: argparse.Namespace, seed: int) -> list[Job]:
+    """One seed of the comparison on the pool: TraFL at each b, the baselines, the exact-path
+    variant and TraFL reusing each batch mu times (clipped weights)."""
+    t_every, b_every = args.trafl_steps // args.points, args.baseline_steps // args.points
+    out = [
+        Job(
+            f"trafl-b{beta:g}-s{seed}",
+            "configs/train_trafl.yaml",
+            tilted(args, beta),
+            args.trafl_steps,
+            t_every,
+            float(beta),
+            priority=seed * 100 + rank,
+        )
+        for rank, beta in enumerate(args.betas)
+    ]
+    out += [
+        Job(
+            f"{method}-s{seed}",
+            f"configs/train_{method}.yaml",
+            [],
+            args.baseline_steps,
+            b_every,
+            None,
+            priority=seed * 100 + 10 + rank,
+        )
+        for rank, method in enumerate(args.baselines)
+    ]
+    out += [  # the exact trajectory log-prob instead of the surrogate
+        Job(
+            f"trafl_path-b{beta:g}-s{seed}",
+            "configs/train_trafl_path.yaml",
+            tilted(args, beta),
+            args.trafl_steps,
+            t_every,
+            float(beta),
+            priority=seed * 100 + 21,
+        )
+        for beta in args.path_betas
+    ]
+    out += [
+        Job(
+            f"trafl-mu{args.mu}-b{beta:g}-s{seed}",
+            "configs/train_trafl.yaml",
+            tilted(args, beta, f"inner_updates={args.mu}"),
+            args.baseline_steps,
+            b_every,
+            float(beta),
+            priority=seed * 100 + 20,
+        )
+        for beta in args.mu_betas
+    ]
+    return out
+
+
+def lr_jobs(args: argparse.Namespace, seed: int) -> list[Job]:
+    """The budget: TraFL at a larger lr (with a linear warm-up), the same steps."""
+    lr = [f"optim.lr={args.lr}", f"optim.warmup_steps={args.warmup}"]
+    return [
+        Job(
+            f"trafl-lr{args.lr:g}-b{beta:g}-s{seed}",
+            "configs/train_trafl.yaml",
+            tilted(args, beta, *lr),
+            args.trafl_steps,
+            args.trafl_steps // args.points,
+            float(beta),
+            priority=400 + seed * 10,
+        )
+        for beta in args.lr_betas
+    ]
+
+
+def knob_jobs(args: argparse.Namespace, seed: int) -> list[Job]:
+    """Exploration knobs (off-policy rows), after the core runs."""
+    out = []
+    for beta in args.explore_betas:
+        for knob in args.knobs:
+            name, over = knob_setting(knob, args)
             out.append(
                 Job(
-                    f"trafl-b{beta:g}-s{seed}",
-                    "configs/train_trafl.yaml",
-                    [f"objective.beta={beta}", "objective.reward_norm=center_loo"],
-                    args.trafl_steps,
-                    args.trafl_steps // args.points,
-                    float(beta),
-                    priority=seed * 100 + rank,
-                )
-            )
-        for rank, method in enumerate(args.baselines):
-            out.append(
-                Job(
-                    f"{method}-s{seed}",
-                    f"configs/train_{method}.yaml",
-                    [],
-                    args.baseline_steps,
-                    args.baseline_steps // args.points,
-                    None,
-                    priority=seed * 100 + 10 + rank,
-                )
-            )
-        for beta in args.path_betas:  # the exact trajectory log-prob instead of the surrogate
-            out.append(
-                Job(
-                    f"trafl_path-b{beta:g}-s{seed}",
-                    "configs/train_trafl_path.yaml",
-                    [f"objective.beta={beta}", "objective.reward_norm=center_loo"],
-                    args.trafl_steps,
-                    args.trafl_steps // args.points,
-                    float(beta),
-                    priority=seed * 100 + 21,
-                )
-            )
-        for beta in args.mu_betas:  # TraFL reusing each batch mu times (clipped weights)
-            out.append(
-                Job(
-                    f"trafl-mu{args.mu}-b{beta:g}-s{seed}",
-                    "configs/train_trafl.yaml",
-                    [
-                        f"objective.beta={beta}",
-                        "objective.reward_norm=center_loo",
-                        f"inner_updates={args.mu}",
-                    ],
-                    args.baseline_steps,
-                    args.baseline_steps // args.points,
-                    float(beta),
-                    priority=seed * 100 + 20,
-                )
-            )
-    for seed in range(args.seeds):  # the budget: a larger lr (with warm-up), the same steps
-        for beta in args.lr_betas:
-            out.append(
-                Job(
-                    f"trafl-lr{args.lr:g}-b{beta:g}-s{seed}",
-                    "configs/train_trafl.yaml",
-                    [
-                        f"objective.beta={beta}",
-                        "objective.reward_norm=center_loo",
-                        f"optim.lr={args.lr}",
-                        f"optim.warmup_steps={args.warmup}",
-                    ],
-                    args.trafl_steps,
-                    args.trafl_steps // args.points,
-                    float(beta),
-                    priority=400 + seed * 10,
-                )
-            )
-    for seed in range(args.seeds):  # exploration knobs (off-policy rows), after the core runs
-        for beta in args.explore_betas:
-            for knob in args.knobs:
-                name, over = knob_setting(knob, args)
-                extra = [over] if over else []
-                job = Job(
                     f"trafl-{name}-b{beta:g}-s{seed}",
                     "configs/train_trafl.yaml",
-                    [f"objective.beta={beta}", "objective.reward_norm=center_loo", *extra],
+                    tilted(args, beta, *([over] if over else [])),
                     args.trafl_steps,
                     args.trafl_steps // args.points,
                     float(beta),
                     priority=300 + seed * 10,
                     temperature=None if over else args.behaviour_temperature,
                 )
-                out.append(job)
-    held = [
-        (seed, rank, spec)
+            )
+    return out
+
+
+def heldout_job(args: argparse.Namespace, seed: int, rank: int, spec: tuple) -> Job:
+    """Generalisation: METHOD:BETA[:KNOB] trained off the pool, evaluated on the test split."""
+    method, beta, *knob = spec
+    tilt = None if method != "trafl" else float(beta)
+    name, setting = knob_setting(knob[0], args) if knob else ("", None)
+    over = tilted(args, beta, *([setting] if setting else [])) if tilt else []
+    steps = args.trafl_steps if tilt else args.baseline_steps
+    pool = f"-tp{args.train_pool}" if args.train_pool else ""
+    label = f"{method}{f'-{name}' if name else ''}{f'-b{tilt:g}' if tilt else ''}"
+    return Job(
+        f"heldout-{label}{pool}-s{seed}",
+        f"configs/train_{method}.yaml",
+        over,
+        steps,
+        steps // args.points,
+        tilt,
+        priority=50 + 100 * seed + rank,
+        heldout=True,
+        temperature=args.behaviour_temperature if knob and not setting else None,
+    )
+
+
+def jobs(args: argparse.Namespace) -> list[Job]:
+    """Every run of the study, most important first (seed 0 of the core comparison)."""
+    out = [job for seed in range(args.seeds) for job in core_jobs(args, seed)]
+    out += [job for seed in range(args.seeds) for job in lr_jobs(args, seed)]
+    out += [job for seed in range(args.seeds) for job in knob_jobs(args, seed)]
+    out += [
+        heldout_job(args, seed, rank, spec)
         for seed in range(args.heldout_seeds)
         for rank, spec in enumerate(args.heldout)
     ]
-    for seed, rank, (method, beta, *knob) in held:  # generalisation
-        tilt = None if method != "trafl" else float(beta)
-        over = [f"objective.beta={beta}", "objective.reward_norm=center_loo"] if tilt else []
-        name, setting = knob_setting(knob[0], args) if knob else ("", None)
-        over += [setting] if setting else []
-        steps = args.trafl_steps if tilt else args.baseline_steps
-        pool = f"-tp{args.train_pool}" if args.train_pool else ""
-        label = f"{method}{f'-{name}' if name else ''}{f'-b{tilt:g}' if tilt else ''}"
-        out.append(
-            Job(
-                f"heldout-{label}{pool}-s{seed}",
-                f"configs/train_{method}.yaml",
-                over,
-                steps,
-                steps // args.points,
-                tilt,
-                priority=50 + 100 * seed + rank,
-                heldout=True,
-                temperature=args.behaviour_temperature if knob and not setting else None,
-            )
-        )
     return sorted(out, key=lambda j: j.priority)
 
 
@@ -256,12 +270,9 @@ def evaluate(
     return run(cmd, out / "log.txt", args.stop_at) == 0
 
 
-def train(job: Job, args: argparse.Namespace, deadline: float | None) -> Path:
-    folder = args.out / job.name
-    if (folder / "model").is_dir():
-        return folder
-    resume = (folder / "metrics.jsonl").is_file()
-    cmd = [
+def train_command(job: Job, args: argparse.Namespace, resume: bool) -> list[str]:
+    """The ``trafl train`` arguments of one run (its config file, then the overrides)."""
+    return [
         "train",
         job.config,
         *common(args, job.heldout),
@@ -276,10 +287,17 @@ def train(job: Job, args: argparse.Namespace, deadline: float | None) -> Path:
         "keep_checkpoints=0",
         "eval_every=0",
         "save_completions_every=0",
-        f"out_dir={folder}",
+        f"out_dir={args.out / job.name}",
         f"resume={str(resume).lower()}",
     ]
-    run(cmd, folder / "log.txt", deadline)
+
+
+def train(job: Job, args: argparse.Namespace, deadline: float | None) -> Path:
+    folder = args.out / job.name
+    if (folder / "model").is_dir():
+        return folder
+    resume = (folder / "metrics.jsonl").is_file()
+    run(train_command(job, args, resume), folder / "log.txt", deadline)
     return folder
 
 
