@@ -194,6 +194,36 @@ def monitor(root: Path, out: Path) -> None:
     plt.close(fig)
 
 
+def training_monitor(root: Path, methods: list[str]) -> list[str]:
+    """Per TraFL method (seed means): how far from balance the loss stood, and the reward."""
+    lines = ["| method | seeds | loss/loss_at_ref median (q10, q90) | first step > 100 | "
+             "reward, steps 1-10 | reward, last 50 steps |", "|" + " --- |" * 6]  # fmt: skip
+    for method in methods:
+        stats = []
+        for folder in sorted(root.glob(f"{method}-s*")):
+            rows = [json.loads(r) for r in (folder / "metrics.jsonl").read_text().splitlines() if r]
+            rows = [r for r in rows if r.get("loss_at_ref", 0) > 0]
+            ratio = sorted(r["loss"] / r["loss_at_ref"] for r in rows if r["step"] > MONITOR_FROM)
+            if not ratio:
+                continue
+            n = len(ratio)
+            high = [r["step"] for r in rows if r["loss"] / r["loss_at_ref"] > 100]
+            reward = [r["reward"] for r in rows]
+            stats.append([ratio[n // 2], ratio[n // 10], ratio[(9 * n) // 10],
+                          high[0] if high else math.nan, statistics.mean(reward[:10]),
+                          statistics.mean(reward[-50:])])  # fmt: skip
+        if stats:
+            m = [statistics.mean([v for v in column if not math.isnan(v)] or [math.nan])
+                 for column in zip(*stats, strict=True)]  # fmt: skip
+            first = "-" if math.isnan(m[3]) else f"{m[3]:.0f}"
+            lines.append(f"| {method} | {len(stats)} | {m[0]:.1f} ({m[1]:.1f}, {m[2]:.1f}) | "
+                         f"{first} | {m[4]:.3f} | {m[5]:.3f} |")  # fmt: skip
+    return lines
+
+
+MONITOR_FROM = 30  # the ratio's statistics skip the first 30 steps (the lr runs' warm-up)
+
+
 def smooth(values: list[float], width: int = 20) -> list[float]:
     out = []
     for i in range(len(values)):
@@ -369,6 +399,14 @@ def write_report(root: Path, name: Path, out: Path) -> None:
         "## Every checkpoint (seed means): the frontier's points",
         "",
         *checkpoints(pool),
+        "",
+        "## Training monitor (TraFL runs, seed means)",
+        "",
+        f"The ratio's median and 10th / 90th percentiles over steps after {MONITOR_FROM}; "
+        "1 at the start, lower as the policy balances; the first step where it passed 100 "
+        "(a seed mean, over the seeds where it did).",
+        "",
+        *training_monitor(root, [m for m in sorted(pool) if m.startswith("trafl")]),
         "",
     ]
     if heldout:

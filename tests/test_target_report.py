@@ -1,0 +1,48 @@
+"""The training-monitor table of scripts/target_report.py (docs/target/results.md) against a
+plain reading of two synthetic runs' metrics.jsonl."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+import target_report  # noqa: E402
+
+
+def write_run(folder: Path, ratios: list[float], rewards: list[float]) -> None:
+    folder.mkdir(parents=True)
+    rows = [
+        {"step": i + 1, "loss": 0.5 * q, "loss_at_ref": 0.5, "reward": r}
+        for i, (q, r) in enumerate(zip(ratios, rewards, strict=True))
+    ]
+    rows.insert(3, {"step": 3, "loss": 1.0, "loss_at_ref": 0.0, "reward": 0.0})  # no signal
+    (folder / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+
+
+def test_monitor_table_reads_ratio_quantiles_first_blowup_and_reward(tmp_path):
+    skip = target_report.MONITOR_FROM
+    # seed 0: 1000 and 0.001 in the last skipped steps (1000 counts only for "first > 100";
+    # 0.001 would shift every quantile by one if the skip were off by one), then 1..100
+    ratios0 = [1.0] * (skip - 2) + [1000.0, 0.001] + [float(v) for v in range(1, 101)]
+    rewards0 = [0.1] * 10 + [0.5] * (len(ratios0) - 10)
+    # seed 1: 1, 1.5, .., 50.5 after the skipped steps, never above 100; the last 50 rewards
+    # are 25 ones then 25 zeros (mean 0.5; any other window gives another mean)
+    ratios1 = [1.0] * skip + [v / 2 for v in range(2, 102)]
+    rewards1 = [0.0] * 10 + [0.2] * (len(ratios1) - 60) + [1.0] * 25 + [0.0] * 25
+    write_run(tmp_path / "trafl-b2-s0", ratios0, rewards0)
+    write_run(tmp_path / "trafl-b2-s1", ratios1, rewards1)
+    lines = target_report.training_monitor(tmp_path, ["trafl-b2"])
+    cells = [c.strip() for c in lines[2].strip("|").split("|")]
+    # 100 values after the skip: indices 50, 10 and 90 of each sorted list, then the seed mean
+    median, q10, q90 = (51 + 26) / 2, (11 + 6) / 2, (91 + 46) / 2
+    assert cells == [
+        "trafl-b2",
+        "2",
+        f"{median:.1f} ({q10:.1f}, {q90:.1f})",
+        f"{skip - 1}",  # only seed 0 passed 100, at step skip - 1
+        f"{(0.1 + 0.0) / 2:.3f}",
+        f"{(0.5 + 0.5) / 2:.3f}",
+    ]
