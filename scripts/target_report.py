@@ -124,11 +124,13 @@ def frontier(base: dict[str, Any], runs: dict[str, Any], out: Path) -> None:
         (axes[1], "distinct@max", "distinct correct in n"),
     ):
         ax.plot([b["pass@1"]], [b[key]], "k*", ms=12, label="base")
-        for method in sorted(runs):
+        colours = plt.get_cmap("tab20").colors  # one colour per method (tab10 repeats at 11)
+        for i, method in enumerate(sorted(runs)):
             _, xs = by_step(runs[method], "pass@1")
             _, ys = by_step(runs[method], key)
             style = "-o" if method.startswith("trafl") else "--s"
-            ax.plot([b["pass@1"], *xs], [b[key], *ys], style, ms=4, label=method)
+            ax.plot([b["pass@1"], *xs], [b[key], *ys], style, ms=4, label=method,
+                    color=colours[i % len(colours)])  # fmt: skip
         ax.set_xlabel("pass@1")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
