@@ -73,6 +73,7 @@ def target_numbers(target: dict[str, Any] | None) -> dict[str, float]:
     pick = {
         "b": ("b",),
         "b_hat": ("fit", "b_hat"),
+        "b_hat_se": ("fit", "se"),
         "mae": ("predicted", "b", "mae"),
         "corr": ("predicted", "b", "correlation"),
         "mae_hat": ("predicted", "b_hat", "mae"),
@@ -262,9 +263,9 @@ def table(base: dict[str, Any], runs: dict[str, Any], keys: list[str]) -> list[s
 
 
 def checkpoints(runs: dict[str, Any]) -> list[str]:
-    keys = ["pass@1", "pass@max", "distinct@max", "mode_share", "b_hat"]
-    lines = ["| method | step | pass@1 | pass@n | distinct@n | mode share | b_hat |"]
-    lines.append("|" + " --- |" * 7)
+    keys = ["pass@1", "pass@max", "distinct@max", "mode_share", "b_hat", "b_hat_se"]
+    lines = ["| method | step | pass@1 | pass@n | distinct@n | mode share | b_hat | b_hat se |"]
+    lines.append("|" + " --- |" * 8)
     for method in sorted(runs):
         steps, _ = by_step(runs[method], "pass@1")
         columns = [by_step(runs[method], key)[1] for key in keys]
@@ -399,6 +400,9 @@ def write_report(root: Path, name: Path, out: Path) -> None:
         *differences(base, pool),
         "",
         "## Every checkpoint (seed means): the frontier's points",
+        "",
+        "b_hat se: the fit's standard error given the base's rates (the run's evaluation "
+        "noise, not the base's nor the seed's; `trafl.evaluation.target.fit_shift`).",
         "",
         *checkpoints(pool),
         "",
