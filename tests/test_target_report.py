@@ -1,11 +1,14 @@
-"""The training-monitor table of scripts/target_report.py (docs/target/results.md) against a
-plain reading of two synthetic runs' metrics.jsonl."""
+"""scripts/target_report.py: its training-monitor table against a plain reading of two
+synthetic runs' metrics.jsonl, and the committed docs/target reports against what it makes of
+the committed runs."""
 
 from __future__ import annotations
 
 import json
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -46,3 +49,16 @@ def test_monitor_table_reads_ratio_quantiles_first_blowup_and_reward(tmp_path):
         f"{(0.1 + 0.0) / 2:.3f}",
         f"{(0.5 + 0.5) / 2:.3f}",
     ]
+
+
+@pytest.mark.parametrize(
+    "runs, docs",
+    [("results/target/study.tgz", "docs/target"), ("results/target/long.tgz", "docs/target/long")],
+)
+def test_committed_report_is_what_the_committed_runs_give(runs, docs, tmp_path, monkeypatch):
+    """The committed results.md is what the report, as it is now, makes of the committed runs:
+    a change to the report (or the instrument it reads) that would change a number the docs
+    quote fails here until the report is regenerated and the prose checked."""
+    monkeypatch.chdir(ROOT)  # the report names its input as given: the docs' relative path
+    target_report.main([runs, "--out", str(tmp_path)])
+    assert (tmp_path / "results.md").read_text() == (ROOT / docs / "results.md").read_text()
