@@ -175,8 +175,7 @@ def monitor(root: Path, out: Path) -> None:
         return
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for folder in folders:
-        rows = [json.loads(r) for r in (folder / "metrics.jsonl").read_text().splitlines() if r]
-        rows = [r for r in rows if "loss_at_ref" in r]
+        rows = metrics(folder)
         steps = [r["step"] for r in rows]
         ratio = [r["loss"] / r["loss_at_ref"] if r["loss_at_ref"] > 0 else math.nan for r in rows]
         gap = [r["log_ratio_success"] - r["log_ratio_failure"] for r in rows]
@@ -197,34 +196,68 @@ def monitor(root: Path, out: Path) -> None:
     plt.close(fig)
 
 
-def training_monitor(root: Path, methods: list[str]) -> list[str]:
-    """Per TraFL method (seed means): how far from balance the loss stood, and the reward."""
-    lines = ["| method | seeds | loss/loss_at_ref median (q10, q90) | first step > 100 | "
-             "reward, steps 1-10 | reward, last 50 steps |", "|" + " --- |" * 6]  # fmt: skip
-    for method in methods:
-        stats = []
-        for folder in sorted(root.glob(f"{method}-s*")):
-            rows = [json.loads(r) for r in (folder / "metrics.jsonl").read_text().splitlines() if r]
-            rows = [r for r in rows if r.get("loss_at_ref", 0) > 0]
-            ratio = sorted(r["loss"] / r["loss_at_ref"] for r in rows if r["step"] > MONITOR_FROM)
-            if not ratio:
-                continue
-            n = len(ratio)
-            high = [r["step"] for r in rows if r["loss"] / r["loss_at_ref"] > 100]
-            reward = [r["reward"] for r in rows]
-            stats.append([ratio[n // 2], ratio[n // 10], ratio[(9 * n) // 10],
-                          high[0] if high else math.nan, statistics.mean(reward[:10]),
-                          statistics.mean(reward[-50:])])  # fmt: skip
-        if stats:
-            m = [statistics.mean([v for v in column if not math.isnan(v)] or [math.nan])
-                 for column in zip(*stats, strict=True)]  # fmt: skip
-            first = "-" if math.isnan(m[3]) else f"{m[3]:.0f}"
-            lines.append(f"| {method} | {len(stats)} | {m[0]:.1f} ({m[1]:.1f}, {m[2]:.1f}) | "
-                         f"{first} | {m[4]:.3f} | {m[5]:.3f} |")  # fmt: skip
-    return lines
+def metrics(folder: Path) -> list[dict[str, Any]]:
+    """A TraFL run's metrics.jsonl rows that carry the balance monitor (``loss_at_ref``)."""
+    rows = [json.loads(r) for r in (folder / "metrics.jsonl").read_text().splitlines() if r]
+    return [r for r in rows if "loss_at_ref" in r]
 
 
 MONITOR_FROM = 30  # the ratio's statistics skip the first 30 steps (the lr runs' warm-up)
+REPLAY_FROM = 20  # replay's share of rows is averaged from here (the buffer fills first)
+
+
+def run_monitor(rows: list[dict[str, Any]]) -> list[float] | None:
+    """One run's monitor numbers (the columns of :func:`training_monitor`), None if too short."""
+    rows = [r for r in rows if r["loss_at_ref"] > 0]
+    ratio = sorted(r["loss"] / r["loss_at_ref"] for r in rows if r["step"] > MONITOR_FROM)
+    if not ratio:
+        return None
+    n = len(ratio)
+    high = [r["step"] for r in rows if r["loss"] / r["loss_at_ref"] > 100]
+    reward = [r["reward"] for r in rows]
+    replay = [r["replay_rows"] for r in rows if "replay_rows" in r and r["step"] >= REPLAY_FROM]
+    last = rows[-1]
+    return [ratio[n // 2], ratio[n // 10], ratio[(9 * n) // 10], high[0] if high else math.nan,
+            statistics.mean(reward[:10]), statistics.mean(reward[-50:]),
+            statistics.mean(replay) if replay else math.nan,
+            last.get("replay_stored", math.nan), last.get("replay_prompts", math.nan)]  # fmt: skip
+
+
+def training_monitor(root: Path, methods: list[str]) -> list[str]:
+    """Per TraFL method (seed means): how far from balance the loss stood, the reward, and
+    (with replay) the share of replayed rows and what the buffer held at the end."""
+    lines = ["| method | seeds | loss/loss_at_ref median (q10, q90) | first step > 100 | "
+             "reward, steps 1-10 | reward, last 50 steps | replayed rows | stored (prompts) |",
+             "|" + " --- |" * 8]  # fmt: skip
+    for method in methods:
+        folders = sorted(root.glob(f"{method}-s*"))
+        stats = [s for s in (run_monitor(metrics(f)) for f in folders) if s is not None]
+        if not stats:
+            continue
+        m = [statistics.mean([v for v in column if not math.isnan(v)] or [math.nan])
+             for column in zip(*stats, strict=True)]  # fmt: skip
+        first = "-" if math.isnan(m[3]) else f"{m[3]:.0f}"
+        replay = "-" if math.isnan(m[6]) else f"{m[6]:.3f}"
+        stored = "-" if math.isnan(m[7]) else f"{m[7]:.0f} ({m[8]:.0f})"
+        lines.append(f"| {method} | {len(stats)} | {m[0]:.1f} ({m[1]:.1f}, {m[2]:.1f}) | "
+                     f"{first} | {m[4]:.3f} | {m[5]:.3f} | {replay} | {stored} |")  # fmt: skip
+    return lines
+
+
+def per_seed(base: dict[str, Any], runs: dict[str, Any], keys: list[str]) -> list[str]:
+    """Each seed of every method with more than one, at the method's last checkpoint."""
+    head = [k.replace("max", str(base["num_samples"])) for k in keys]
+    lines = [
+        "| method | seed | step | " + " | ".join(head) + " |",
+        "|" + " --- |" * (3 + len(keys)),
+    ]
+    for method in sorted(runs):
+        if len(runs[method]) < 2:
+            continue
+        for row in last_common(runs[method]):
+            cells = " | ".join(f"{row.get(k, math.nan):.3f}" for k in keys)
+            lines.append(f"| {method} | {row['seed']} | {row['step']} | {cells} |")
+    return lines
 
 
 def smooth(values: list[float], width: int = 20) -> list[float]:
@@ -243,7 +276,11 @@ TARGET_KEYS = ["b", "b_hat", "mae", "corr", "mae_hat", "fell", "fell_sig", "shif
 def last_common(seeds: dict[int, dict[int, dict[str, Any]]]) -> list[dict[str, float]]:
     """Each seed's numbers at the method's last checkpoint, over the seeds that reached it."""
     step = max(set().union(*(set(s) for s in seeds.values())))
-    return [summary(seeds[s][step]) | {"step": step} for s in sorted(seeds) if step in seeds[s]]
+    return [
+        summary(seeds[s][step]) | {"step": step, "seed": s}
+        for s in sorted(seeds)
+        if step in seeds[s]
+    ]
 
 
 def table(base: dict[str, Any], runs: dict[str, Any], keys: list[str]) -> list[str]:
@@ -406,31 +443,50 @@ def write_report(root: Path, name: Path, out: Path) -> None:
         "",
         *checkpoints(pool),
         "",
+        "## Each seed at the last checkpoint (methods with more than one)",
+        "",
+        *per_seed(base, pool, PASS_KEYS),
+        "",
+        *monitor_section(root, pool),
+    ]
+    if heldout:
+        text += heldout_section(root, heldout)
+    (out / "results.md").write_text("\n".join(text))
+    print(f"wrote {out}/results.md, frontier.png, target.png, progress.png, monitor.png")
+
+
+def monitor_section(root: Path, runs: dict[str, Any]) -> list[str]:
+    return [
         "## Training monitor (TraFL runs, seed means)",
         "",
         f"The ratio's median and 10th / 90th percentiles over steps after {MONITOR_FROM}; "
         "1 at the start, lower as the policy balances; the first step where it passed 100 "
-        "(a seed mean, over the seeds where it did).",
+        "(a seed mean, over the seeds where it did); with replay, the share of rows replayed "
+        f"from step {REPLAY_FROM} on and the completions (prompts) the buffer held at the end "
+        "(the reward counts replayed rows too).",
         "",
-        *training_monitor(root, [m for m in sorted(pool) if m.startswith("trafl")]),
+        *training_monitor(root, [m for m in sorted(runs) if "trafl" in m]),
         "",
     ]
-    if heldout:
-        held_base = json.loads((root / "base-heldout" / "eval.json").read_text())
-        text += [
-            "## Held out: trained on the generator (`-tpN`: on N fixed training problems, "
-            f"`task.train_pool`), evaluated on {held_base['num_problems']} test problems x "
-            f"{held_base['num_samples']} samples",
-            "",
-            *table(held_base, heldout, PASS_KEYS),
-            "",
-            *table(held_base, heldout, TARGET_KEYS),
-            "",
-            *differences(held_base, heldout),
-            "",
-        ]
-    (out / "results.md").write_text("\n".join(text))
-    print(f"wrote {out}/results.md, frontier.png, target.png, progress.png, monitor.png")
+
+
+def heldout_section(root: Path, heldout: dict[str, Any]) -> list[str]:
+    held_base = json.loads((root / "base-heldout" / "eval.json").read_text())
+    return [
+        "## Held out: trained on the generator (`-tpN`: on N fixed training problems, "
+        f"`task.train_pool`), evaluated on {held_base['num_problems']} test problems x "
+        f"{held_base['num_samples']} samples",
+        "",
+        *table(held_base, heldout, PASS_KEYS),
+        "",
+        *table(held_base, heldout, TARGET_KEYS),
+        "",
+        *differences(held_base, heldout),
+        "",
+        *per_seed(held_base, heldout, PASS_KEYS),
+        "",
+        *monitor_section(root, heldout)[2:],
+    ]
 
 
 TARGET_LEGEND = (

@@ -15,12 +15,16 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import target_report  # noqa: E402
 
 
-def write_run(folder: Path, ratios: list[float], rewards: list[float]) -> None:
+def write_run(folder: Path, ratios: list[float], rewards: list[float], replay: bool) -> None:
     folder.mkdir(parents=True)
     rows = [
         {"step": i + 1, "loss": 0.5 * q, "loss_at_ref": 0.5, "reward": r}
         for i, (q, r) in enumerate(zip(ratios, rewards, strict=True))
     ]
+    if replay:  # nothing replayed before REPLAY_FROM (would lower the mean if counted), then 1/4
+        for row in rows:
+            row["replay_rows"] = 0.25 if row["step"] >= target_report.REPLAY_FROM else 0.0
+        rows[-1] |= {"replay_stored": 7.0, "replay_prompts": 3.0}
     rows.insert(3, {"step": 3, "loss": 1.0, "loss_at_ref": 0.0, "reward": 0.0})  # no signal
     (folder / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
 
@@ -35,8 +39,8 @@ def test_monitor_table_reads_ratio_quantiles_first_blowup_and_reward(tmp_path):
     # are 25 ones then 25 zeros (mean 0.5; any other window gives another mean)
     ratios1 = [1.0] * skip + [v / 2 for v in range(2, 102)]
     rewards1 = [0.0] * 10 + [0.2] * (len(ratios1) - 60) + [1.0] * 25 + [0.0] * 25
-    write_run(tmp_path / "trafl-b2-s0", ratios0, rewards0)
-    write_run(tmp_path / "trafl-b2-s1", ratios1, rewards1)
+    write_run(tmp_path / "trafl-b2-s0", ratios0, rewards0, replay=True)
+    write_run(tmp_path / "trafl-b2-s1", ratios1, rewards1, replay=False)
     lines = target_report.training_monitor(tmp_path, ["trafl-b2"])
     cells = [c.strip() for c in lines[2].strip("|").split("|")]
     # 100 values after the skip: indices 50, 10 and 90 of each sorted list, then the seed mean
@@ -48,6 +52,8 @@ def test_monitor_table_reads_ratio_quantiles_first_blowup_and_reward(tmp_path):
         f"{skip - 1}",  # only seed 0 passed 100, at step skip - 1
         f"{(0.1 + 0.0) / 2:.3f}",
         f"{(0.5 + 0.5) / 2:.3f}",
+        "0.250",  # only seed 0 replayed: the mean is over the seeds that did
+        "7 (3)",
     ]
 
 
