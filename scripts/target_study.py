@@ -301,6 +301,15 @@ def train(job: Job, args: argparse.Namespace, deadline: float | None) -> Path:
     return folder
 
 
+def scheduled(folder: Path, job: Job) -> list[Path]:
+    """The run's checkpoints at its schedule (every ``ckpt_every`` steps and the last), in order
+    of step: a checkpoint written when a stop signal ended the run (e.g. at step 957) is a
+    resume point, not a point of the study, so it is not evaluated."""
+    steps = {s for s in range(job.ckpt_every, job.steps + 1, job.ckpt_every)} | {job.steps}
+    found = {int(m.parent.name[11:]): m for m in folder.glob("checkpoint-*/model")}
+    return [found[s] for s in sorted(found) if s in steps]
+
+
 def one_job(job: Job, args: argparse.Namespace, deadline: float | None) -> str:
     if deadline is not None and time.time() > deadline:
         return f"{job.name}: not started (deadline)"
@@ -311,7 +320,7 @@ def one_job(job: Job, args: argparse.Namespace, deadline: float | None) -> str:
     if folder.is_dir() and not any(folder.glob("checkpoint-*")):  # results without weights
         shutil.rmtree(folder)  # (an unfinished run unpacked from --start-from): start afresh
     folder = train(job, args, deadline)
-    checkpoints = sorted(folder.glob("checkpoint-*/model"), key=lambda p: int(p.parent.name[11:]))
+    checkpoints = scheduled(folder, job)
     if job.heldout and args.heldout_evals == "last":
         checkpoints = checkpoints[-1:]
     done = [

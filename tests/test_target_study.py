@@ -75,3 +75,23 @@ def test_the_heldout_specs_and_seeds_multiply():
     names = sorted(job.name for job in target_study.jobs(args))
     expected = [f"heldout-trafl{k}-b4-s{s}" for k in ("", "-replay0.25") for s in range(3)]
     assert names == sorted(expected)
+
+
+def test_only_the_scheduled_checkpoints_are_evaluated(tmp_path):
+    """A run stopped by a signal at step 957 and resumed to 1000 holds checkpoint-957 beside
+    the scheduled ones; the study evaluates 200, 400, ..., 1000 only, in order of step (not of
+    name: 1000 sorts before 200 as text)."""
+    job = target_study.Job("trafl-b4-s1", "configs/train_trafl.yaml", [], 1000, 200, 4.0, 0)
+    for step in (957, 1000, 200, 400, 600, 800):
+        (tmp_path / f"checkpoint-{step}" / "model").mkdir(parents=True)
+    (tmp_path / "checkpoint-300").mkdir()  # no weights: not a checkpoint
+    got = [int(m.parent.name[11:]) for m in target_study.scheduled(tmp_path, job)]
+    assert got == [200, 400, 600, 800, 1000]
+
+
+def test_a_run_whose_length_is_not_a_multiple_keeps_its_last_checkpoint(tmp_path):
+    job = target_study.Job("d1-s0", "configs/train_diffu_grpo.yaml", [], 100, 30, None, 0)
+    for step in (30, 60, 90, 100):
+        (tmp_path / f"checkpoint-{step}" / "model").mkdir(parents=True)
+    got = [int(m.parent.name[11:]) for m in target_study.scheduled(tmp_path, job)]
+    assert got == [30, 60, 90, 100]
