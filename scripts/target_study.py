@@ -305,7 +305,7 @@ def scheduled(folder: Path, job: Job) -> list[Path]:
     """The run's checkpoints at its schedule (every ``ckpt_every`` steps and the last), in order
     of step: a checkpoint written when a stop signal ended the run (e.g. at step 957) is a
     resume point, not a point of the study, so it is not evaluated."""
-    steps = {s for s in range(job.ckpt_every, job.steps + 1, job.ckpt_every)} | {job.steps}
+    steps = set(range(job.ckpt_every, job.steps + 1, job.ckpt_every)) | {job.steps}
     found = {int(m.parent.name[11:]): m for m in folder.glob("checkpoint-*/model")}
     return [found[s] for s in sorted(found) if s in steps]
 
