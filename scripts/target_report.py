@@ -223,14 +223,15 @@ def run_monitor(rows: list[dict[str, Any]]) -> list[float] | None:
             last.get("replay_stored", math.nan), last.get("replay_prompts", math.nan)]  # fmt: skip
 
 
-def training_monitor(root: Path, methods: list[str]) -> list[str]:
-    """Per TraFL method (seed means): how far from balance the loss stood, the reward, and
-    (with replay) the share of replayed rows and what the buffer held at the end."""
+def training_monitor(root: Path, seeds: dict[str, list[int]]) -> list[str]:
+    """Per TraFL method (means over its given seeds, the finished ones): how far from balance
+    the loss stood, the reward, and (with replay) the share of replayed rows and what the
+    buffer held at the end."""
     lines = ["| method | seeds | loss/loss_at_ref median (q10, q90) | first step > 100 | "
              "reward, steps 1-10 | reward, last 50 steps | replayed rows | stored (prompts) |",
              "|" + " --- |" * 8]  # fmt: skip
-    for method in methods:
-        folders = sorted(root.glob(f"{method}-s*"))
+    for method, done in seeds.items():
+        folders = [root / f"{method}-s{s}" for s in done]
         stats = [s for s in (run_monitor(metrics(f)) for f in folders) if s is not None]
         if not stats:
             continue
@@ -273,14 +274,17 @@ TARGET_KEYS = ["b", "b_hat", "mae", "corr", "mae_hat", "fell", "fell_sig", "shif
                "distinct_pred_b", "distinct_pred_b_hat", "distinct_run", "gap"]  # fmt: skip
 
 
+def finished(seeds: dict[int, dict[int, dict[str, Any]]]) -> tuple[int, list[int]]:
+    """The method's last evaluated step and the seeds that reached it, in order (a run still
+    going, or stopped early, is left out of every last-checkpoint table)."""
+    step = max(set().union(*(set(s) for s in seeds.values())))
+    return step, [s for s in sorted(seeds) if step in seeds[s]]
+
+
 def last_common(seeds: dict[int, dict[int, dict[str, Any]]]) -> list[dict[str, float]]:
     """Each seed's numbers at the method's last checkpoint, over the seeds that reached it."""
-    step = max(set().union(*(set(s) for s in seeds.values())))
-    return [
-        summary(seeds[s][step]) | {"step": step, "seed": s}
-        for s in sorted(seeds)
-        if step in seeds[s]
-    ]
+    step, done = finished(seeds)
+    return [summary(seeds[s][step]) | {"step": step, "seed": s} for s in done]
 
 
 def table(base: dict[str, Any], runs: dict[str, Any], keys: list[str]) -> list[str]:
@@ -323,9 +327,8 @@ def counts(ev: dict[str, Any]) -> list[int]:
 
 def paired(runs: dict[str, Any], method: str) -> list[dict[str, Any]]:
     """Each seed's evaluation at the method's last checkpoint, in seed order."""
-    seeds = runs[method]
-    step = max(set().union(*(set(s) for s in seeds.values())))
-    return [seeds[s][step] for s in sorted(seeds) if step in seeds[s]]
+    step, done = finished(runs[method])
+    return [runs[method][s][step] for s in done]
 
 
 def differences(base: dict[str, Any], runs: dict[str, Any]) -> list[str]:
@@ -457,7 +460,7 @@ def write_report(root: Path, name: Path, out: Path) -> None:
 
 def monitor_section(root: Path, runs: dict[str, Any]) -> list[str]:
     return [
-        "## Training monitor (TraFL runs, seed means)",
+        "## Training monitor (TraFL runs, means over the seeds that reached the last checkpoint)",
         "",
         f"The ratio's median and 10th / 90th percentiles over steps after {MONITOR_FROM}; "
         "1 at the start, lower as the policy balances; the first step where it passed 100 "
@@ -465,7 +468,7 @@ def monitor_section(root: Path, runs: dict[str, Any]) -> list[str]:
         f"from step {REPLAY_FROM} on and the completions (prompts) the buffer held at the end "
         "(the reward counts replayed rows too).",
         "",
-        *training_monitor(root, [m for m in sorted(runs) if "trafl" in m]),
+        *training_monitor(root, {m: finished(runs[m])[1] for m in sorted(runs) if "trafl" in m}),
         "",
     ]
 

@@ -41,7 +41,9 @@ def test_monitor_table_reads_ratio_quantiles_first_blowup_and_reward(tmp_path):
     rewards1 = [0.0] * 10 + [0.2] * (len(ratios1) - 60) + [1.0] * 25 + [0.0] * 25
     write_run(tmp_path / "trafl-b2-s0", ratios0, rewards0, replay=True)
     write_run(tmp_path / "trafl-b2-s1", ratios1, rewards1, replay=False)
-    lines = target_report.training_monitor(tmp_path, ["trafl-b2"])
+    # seed 2 has not finished (it is not among the seeds given): it would move every column
+    write_run(tmp_path / "trafl-b2-s2", [1e6] * len(ratios1), [9.0] * len(ratios1), replay=True)
+    lines = target_report.training_monitor(tmp_path, {"trafl-b2": [0, 1]})
     cells = [c.strip() for c in lines[2].strip("|").split("|")]
     # 100 values after the skip: indices 50, 10 and 90 of each sorted list, then the seed mean
     median, q10, q90 = (51 + 26) / 2, (11 + 6) / 2, (91 + 46) / 2
@@ -55,6 +57,13 @@ def test_monitor_table_reads_ratio_quantiles_first_blowup_and_reward(tmp_path):
         "0.250",  # only seed 0 replayed: the mean is over the seeds that did
         "7 (3)",
     ]
+
+
+def test_finished_seeds_are_those_at_the_last_checkpoint():
+    """A seed stopped before the method's last evaluated step is not finished: it stays out of
+    the last-checkpoint tables and (through the same seeds) the monitor table."""
+    seeds = {0: {100: {}, 300: {}}, 1: {100: {}}, 2: {100: {}, 300: {}}, 3: {}}
+    assert target_report.finished(seeds) == (300, [0, 2])
 
 
 @pytest.mark.parametrize(
