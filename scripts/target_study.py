@@ -19,7 +19,9 @@ over checkpoints, a frontier) and against the target each TraFL run was trained 
 Runs are independent processes (``--workers`` at a time, one CPU thread each, on the GPU when
 there is one); finished runs and evaluations are skipped, interrupted runs resume, and
 ``--deadline`` stops training runs gracefully (SIGTERM: a checkpoint, then exit) so their
-checkpoints are still evaluated. ``--pack FILE`` writes every eval.json, metrics.jsonl and
+checkpoints are still evaluated. ``--extend FOLDER`` continues the finished constant-lr runs of
+another study folder to more steps (e.g. 1000-step runs to 2000, their evaluations kept).
+``--pack FILE`` writes every eval.json, metrics.jsonl and
 config.yaml (no weights) into one tar.gz.
 """
 
@@ -37,6 +39,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = "models/countdown-base"
@@ -289,6 +293,7 @@ def train_command(job: Job, args: argparse.Namespace, resume: bool) -> list[str]
         "save_completions_every=0",
         f"out_dir={args.out / job.name}",
         f"resume={str(resume).lower()}",
+        *(["allow_changes=[steps]"] if args.extend else []),
     ]
 
 
@@ -308,6 +313,35 @@ def scheduled(folder: Path, job: Job) -> list[Path]:
     steps = set(range(job.ckpt_every, job.steps + 1, job.ckpt_every)) | {job.steps}
     found = {int(m.parent.name[11:]): m for m in folder.glob("checkpoint-*/model")}
     return [found[s] for s in sorted(found) if s in steps]
+
+
+def extend(src: Path, dest: Path) -> bool:
+    """Copy the finished run ``src`` (checkpoints, evaluations, metrics) to ``dest`` without its
+    final model, so that resuming it at more steps continues it (``--extend``). Only a run at
+    a constant lr: with warm-up or decay the schedule depends on the run's length, and the
+    continuation would not be the longer run. False when there is nothing to copy."""
+    if dest.exists() or not (src / "model").is_dir():
+        return False
+    optim = yaml.safe_load((src / "config.yaml").read_text())["optim"]
+    if optim["warmup_steps"] != 0 or optim["min_lr_ratio"] != 1:
+        sys.exit(
+            f"--extend: {src} was trained with a schedule that depends on its length "
+            f"(warmup_steps={optim['warmup_steps']}, min_lr_ratio={optim['min_lr_ratio']}); "
+            "only a constant-lr run (0 and 1) can be continued into a longer one"
+        )
+    shutil.copytree(src, dest, ignore=lambda d, _: {"model", ".lock"} if Path(d) == src else ())
+    return True
+
+
+def continue_runs(src: Path, out: Path, todo: list[Job]) -> None:
+    """``--extend src``: its base evaluations (the copied evaluations' targets were fitted to
+    them) and each of its finished runs that is among the jobs, copied into ``out``."""
+    for name in ("base", "base-heldout"):
+        if (src / name).is_dir() and not (out / name).exists():
+            shutil.copytree(src / name, out / name)
+    for job in todo:
+        if extend(src / job.name, out / job.name):
+            print(f"{job.name}: continued from {src / job.name}", flush=True)
 
 
 def one_job(job: Job, args: argparse.Namespace, deadline: float | None) -> str:
@@ -364,6 +398,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--behaviour-temperature", type=float, default=1.3)
     p.add_argument("--replay-share", type=float, default=0.25, help="past correct completions")
     p.add_argument("--start-from", type=Path, default=None, help="a --pack archive to resume")
+    p.add_argument(
+        "--extend",
+        type=Path,
+        default=None,
+        help="a study folder: its finished runs (and base evaluations) are copied and continued "
+        "to --trafl-steps / --baseline-steps (constant-lr runs only)",
+    )
     p.add_argument("--trafl-steps", type=int, default=300)
     p.add_argument("--baseline-steps", type=int, default=100)
     p.add_argument(
@@ -400,10 +441,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.start_from:  # finished runs' evaluations: their jobs are skipped
         with tarfile.open(args.start_from) as tar:
             tar.extractall(args.out, filter="data")
+    todo = jobs(args)
+    if args.extend:
+        continue_runs(args.extend, args.out, todo)
     deadline = time.time() + args.deadline if args.deadline else None
     args.stop_at = time.time() + args.stop if args.stop else None
     start = time.time()
-    todo = jobs(args)
     print(f"{len(todo)} runs, {args.workers} at a time; base evaluation first", flush=True)
     for heldout in (False, True) if args.heldout else (False,):
         folder = args.out / ("base-heldout" if heldout else "base")

@@ -4,13 +4,18 @@ that trains on the pool would otherwise show up only as a wrong row in the study
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
+from tests.conftest import make_tiny
+from trafl.commands.train import Trainer
 from trafl.commands.train_config import TrainConfig
 from trafl.core.config_files import load_config
+from trafl.models import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -95,3 +100,64 @@ def test_a_run_whose_length_is_not_a_multiple_keeps_its_last_checkpoint(tmp_path
         (tmp_path / f"checkpoint-{step}" / "model").mkdir(parents=True)
     got = [int(m.parent.name[11:]) for m in target_study.scheduled(tmp_path, job)]
     assert got == [30, 60, 90, 100]
+
+
+# ------------------------------------------------------------------ --extend: a longer run
+SMALL = ["rollout.prompts_per_step=2", "rollout.group_size=4", "rollout.sampler.gen_length=8",
+         "rollout.sampler.steps=4", "device=cpu", "save_completions_every=0",
+         "objective.name=trafl", "ckpt_every=2", "eval_every=0"]  # fmt: skip
+
+
+def trained(out: Path, model: Path, *extra: str) -> Path:
+    cfg = load_config(TrainConfig, None, [f"model={model}", f"out_dir={out}", *SMALL, *extra])
+    Trainer(cfg).train()
+    return out
+
+
+def test_an_extended_run_is_the_longer_run(tmp_path):
+    """A finished 2-step run copied by ``extend`` and resumed at 4 steps (the study's
+    ``allow_changes=[steps]``) ends with the weights of a 4-step run, bit for bit, and logged
+    every step once: at a constant lr nothing before step 2 depends on the run's length. The
+    copy keeps the checkpoints and evaluations, not the final model (which marks a run done)."""
+    make_tiny(seed=3).save_pretrained(tmp_path / "tiny")
+    tiny = tmp_path / "tiny"
+    short = trained(tmp_path / "short", tiny, "steps=2")
+    (short / "eval-2").mkdir()
+    (short / "eval-2" / "eval.json").write_text("{}")
+    assert target_study.extend(short, tmp_path / "long")
+    copied = tmp_path / "long"
+    assert not (copied / "model").exists() and (copied / "checkpoint-2" / "model").is_dir()
+    assert (copied / "eval-2" / "eval.json").is_file()
+    assert not target_study.extend(short, copied), "an existing folder is never overwritten"
+    trained(copied, tiny, "steps=4", "resume=true", "allow_changes=[steps]")
+    full = trained(tmp_path / "full", tiny, "steps=4")
+    rows = [json.loads(r)["step"] for r in (copied / "metrics.jsonl").read_text().splitlines()]
+    assert rows == [1, 2, 3, 4]
+    a, b = load_model(copied / "model").state_dict(), load_model(full / "model").state_dict()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("optim", [["optim.warmup_steps=1"], ["optim.min_lr_ratio=0.1"]])
+def test_extend_refuses_a_run_whose_schedule_depends_on_its_length(optim, tmp_path):
+    make_tiny(seed=3).save_pretrained(tmp_path / "tiny")
+    short = trained(tmp_path / "short", tmp_path / "tiny", "steps=2", *optim)
+    with pytest.raises(SystemExit, match="only a constant-lr run"):
+        target_study.extend(short, tmp_path / "long")
+    assert not (tmp_path / "long").exists()
+
+
+def test_extend_copies_nothing_from_an_unfinished_run(tmp_path):
+    (tmp_path / "run" / "checkpoint-2" / "model").mkdir(parents=True)  # stopped: no final model
+    assert not target_study.extend(tmp_path / "run", tmp_path / "long")
+    assert not (tmp_path / "long").exists()
+
+
+def test_extended_runs_may_change_their_length_only():
+    args = target_study.parse(["--extend", "somewhere", "--trafl-steps", "2000"])
+    job = next(j for j in target_study.jobs(args) if j.name == "trafl-b4-s0")
+    cfg = resolved(args, job)
+    assert cfg.steps == 2000 and cfg.allow_changes == ["steps"]
+    assert "allow_changes=[steps]" not in target_study.train_command(
+        job, target_study.parse([]), resume=True
+    )
