@@ -42,6 +42,8 @@ from pathlib import Path
 
 import yaml
 
+from trafl.run.optim import OptimConfig
+
 ROOT = Path(__file__).resolve().parents[1]
 BASE = "models/countdown-base"
 
@@ -322,11 +324,11 @@ def extend(src: Path, dest: Path) -> bool:
     continuation would not be the longer run. False when there is nothing to copy."""
     if dest.exists() or not (src / "model").is_dir():
         return False
-    optim = yaml.safe_load((src / "config.yaml").read_text())["optim"]
-    if optim["warmup_steps"] != 0 or optim["min_lr_ratio"] != 1:
+    optim = OptimConfig(**yaml.safe_load((src / "config.yaml").read_text())["optim"])
+    if not optim.length_independent:
         sys.exit(
             f"--extend: {src} was trained with a schedule that depends on its length "
-            f"(warmup_steps={optim['warmup_steps']}, min_lr_ratio={optim['min_lr_ratio']}); "
+            f"(warmup_steps={optim.warmup_steps}, min_lr_ratio={optim.min_lr_ratio}); "
             "only a constant-lr run (0 and 1) can be continued into a longer one"
         )
     shutil.copytree(src, dest, ignore=lambda d, _: {"model", ".lock"} if Path(d) == src else ())

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
 
-from trafl.models import CharTokenizer, TinyConfig, TinyDiffusionLM
+from trafl.models import CharTokenizer, TinyConfig, TinyDiffusionLM, load_model
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(min(2, torch.get_num_threads()))
@@ -34,3 +35,12 @@ def make_tiny(
 @pytest.fixture
 def tiny_model() -> TinyDiffusionLM:
     return make_tiny()
+
+
+def assert_same_weights(a: Path, b: Path) -> None:
+    """The models saved in folders ``a`` and ``b`` hold the same tensors, bit for bit (resume
+    and continuation invariances: the same arithmetic in the same order gives the same bits)."""
+    sa, sb = load_model(a).state_dict(), load_model(b).state_dict()
+    assert sa.keys() == sb.keys()
+    for key in sa:
+        torch.testing.assert_close(sa[key], sb[key], atol=0, rtol=0)

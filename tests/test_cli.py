@@ -7,9 +7,8 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
-from tests.conftest import make_tiny
+from tests.conftest import assert_same_weights, make_tiny
 from trafl.commands import pretrain as pretrain_module
 from trafl.commands.cli import main
 from trafl.commands.pretrain import PretrainConfig, pretrain
@@ -88,10 +87,7 @@ def test_pretrain_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, mon
         load_config(PretrainConfig, None, [*base, f"out_dir={tmp_path / 'crash'}", "resume=true"])
     )
 
-    a = load_model(tmp_path / "full" / "model").state_dict()
-    b = load_model(tmp_path / "crash" / "model").state_dict()
-    for key in a:
-        torch.testing.assert_close(a[key], b[key], atol=0, rtol=0)
+    assert_same_weights(tmp_path / "full" / "model", tmp_path / "crash" / "model")
     steps = [
         json.loads(r)["step"]
         for r in (tmp_path / "crash" / "metrics.jsonl").read_text().splitlines()

@@ -17,12 +17,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import make_tiny
+from tests.conftest import assert_same_weights, make_tiny
 from trafl.commands.train import TrainConfig, Trainer
 from trafl.core.config_files import load_config
 from trafl.core.errors import RunStopped, TraflError, UserError
 from trafl.core.files import write_text_atomic
-from trafl.models import load_model
 from trafl.run.checkpoint import MANIFEST, checkpoints, save_atomic, verify_checkpoint
 from trafl.run.folder import RunFolder
 from trafl.run.guard import UpdateGuard
@@ -78,12 +77,6 @@ def resume(out: Path, model: Path, *extra: str) -> Trainer:
     )
     trainer.train()
     return trainer
-
-
-def assert_same_weights(a: Path, b: Path) -> None:
-    sa, sb = load_model(a).state_dict(), load_model(b).state_dict()
-    for key in sa:
-        torch.testing.assert_close(sa[key], sb[key], atol=0, rtol=0)
 
 
 # ---------------------------------------------------------------------- the latest pointer

@@ -9,13 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
-from tests.conftest import make_tiny
+from tests.conftest import assert_same_weights, make_tiny
 from trafl.commands.train import Trainer
 from trafl.commands.train_config import TrainConfig
 from trafl.core.config_files import load_config
-from trafl.models import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -133,9 +131,7 @@ def test_an_extended_run_is_the_longer_run(tmp_path):
     full = trained(tmp_path / "full", tiny, "steps=4")
     rows = [json.loads(r)["step"] for r in (copied / "metrics.jsonl").read_text().splitlines()]
     assert rows == [1, 2, 3, 4]
-    a, b = load_model(copied / "model").state_dict(), load_model(full / "model").state_dict()
-    for key in a:
-        torch.testing.assert_close(a[key], b[key], atol=0, rtol=0)
+    assert_same_weights(copied / "model", full / "model")
 
 
 @pytest.mark.parametrize("optim", [["optim.warmup_steps=1"], ["optim.min_lr_ratio=0.1"]])

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import make_tiny
+from tests.conftest import assert_same_weights, make_tiny
 from trafl.commands.train import TrainConfig, Trainer
 from trafl.core.config_files import load_config
 from trafl.core.errors import RunStopped
@@ -139,10 +139,7 @@ def test_kill_9_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path, tiny_p
 
     resumed = run_cli([*args, f"out_dir={killed_dir}", "resume=true"])
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read().decode()
-    a = load_model(tmp_path / "full" / "model").state_dict()
-    b = load_model(killed_dir / "model").state_dict()
-    for key in a:
-        torch.testing.assert_close(a[key], b[key], atol=0, rtol=0)
+    assert_same_weights(tmp_path / "full" / "model", killed_dir / "model")
     steps = [json.loads(r)["step"] for r in (killed_dir / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 9))
 

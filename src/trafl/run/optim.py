@@ -29,6 +29,12 @@ class OptimConfig:
         if not 0 <= self.min_lr_ratio <= 1:
             raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
 
+    @property
+    def length_independent(self) -> bool:
+        """No warm-up and no decay: the lr at a step does not depend on the run's length, so a
+        finished run continued to more steps is the longer run (``target_study --extend``)."""
+        return self.warmup_steps == 0 and self.min_lr_ratio == 1
+
 
 def build_optimizer(
     groups: Iterable[dict[str, Any]], config: OptimConfig, total_steps: int
