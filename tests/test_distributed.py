@@ -54,6 +54,10 @@ def _rank(rank: int, world: int, rendezvous: str, phases: list[list[str]]) -> No
     try:
         for args in phases:
             train(load_config(TrainConfig, None, args))
+        # both ranks done before either tears gloo down: a rank that destroyed its group while
+        # the other still had its last collective's threads up aborted the other (SIGABRT,
+        # "terminate called without an active exception", about 1 run in 8)
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
