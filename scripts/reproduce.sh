@@ -8,6 +8,7 @@
 #   SEEDS="0 1" bash scripts/reproduce.sh     # a subset; finished stages are reused
 #   PARALLEL=1 STEPS=300 REUSE_STEPS=100 OUT=runs/repro300 bash scripts/reproduce.sh
 #                                             # docs/TARGET.md's budget, seeds at once (a GPU)
+#   PACK=results/reproduction/repro300.tgz ... # also pack the results (scripts/packs.py)
 #
 # Each seed is one `trafl demo` run (runs/repro/seedS/report.md); interrupted runs resume.
 set -euo pipefail
@@ -39,4 +40,5 @@ if [ -n "${PARALLEL:-}" ]; then  # every seed at once (a GPU): logs in $OUT/seed
 else
   for seed in $SEEDS; do one_seed "$seed"; done
 fi
-"$PYTHON" scripts/reproduction_report.py "$OUT" --out "${REPORT:-docs/REPRODUCTION.md}"
+if [ -n "${PACK:-}" ]; then "$PYTHON" scripts/packs.py "$OUT" "$PACK"; fi
+"$PYTHON" scripts/reproduction_report.py "${PACK:-$OUT}" --out "${REPORT:-docs/REPRODUCTION.md}"

@@ -18,8 +18,6 @@ import json
 import math
 import re
 import statistics
-import tarfile
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from packs import unpacked  # noqa: E402
 
 from trafl.evaluation.seeds import pooled_difference  # noqa: E402
 
@@ -395,12 +394,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=Path("docs/target"))
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        root = args.root
-        if root.is_file():  # a --pack archive of scripts/target_study.py
-            with tarfile.open(root) as tar:
-                tar.extractall(tmp, filter="data")
-            root = Path(tmp)
+    with unpacked(args.root) as root:  # a folder, or a --pack archive of target_study.py
         write_report(root, args.root, args.out)
 
 

@@ -33,7 +33,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tarfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from packs import pack, unpack
 
 from trafl.run.optim import OptimConfig
 
@@ -366,15 +366,6 @@ def one_job(job: Job, args: argparse.Namespace, deadline: float | None) -> str:
     return f"{job.name}: {sum(done)}/{len(done)} evaluations, {time.time() - start:.0f} s"
 
 
-def pack(root: Path, dest: Path) -> None:
-    """Every small result file (no weights) into one tar.gz."""
-    names = ("eval.json", "metrics.jsonl", "config.yaml", "log.txt", "eval_config.yaml")
-    with tarfile.open(dest, "w:gz") as tar:
-        for path in sorted(root.rglob("*")):
-            if path.is_file() and path.name in names:
-                tar.add(path, arcname=str(path.relative_to(root)))
-
-
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=Path("runs/target"))
@@ -441,8 +432,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.start_from:  # finished runs' evaluations: their jobs are skipped
-        with tarfile.open(args.start_from) as tar:
-            tar.extractall(args.out, filter="data")
+        unpack(args.start_from, args.out)
     todo = jobs(args)
     if args.extend:
         continue_runs(args.extend, args.out, todo)

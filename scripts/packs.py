@@ -1,0 +1,66 @@
+"""Result packs: the small result files of a study folder (no weights) in one tar.gz, and the
+folder back from one; the committed ``results/`` archives that the docs' reports are made from.
+
+    python scripts/packs.py runs/repro300 results/reproduction/repro300.tgz
+
+``pack`` writes beside the destination and renames, so a kill or a full disk leaves the last
+complete pack in place, never half of one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+NAMES = ("eval.json", "metrics.jsonl", "config.yaml", "log.txt", "eval_config.yaml")
+
+
+def pack(root: Path, dest: Path) -> None:
+    """Every file under ``root`` named in NAMES into the tar.gz ``dest``, paths relative to root."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = dest.with_name(dest.name + ".partial")
+    try:
+        with tarfile.open(partial, "w:gz") as tar:
+            for path in sorted(root.rglob("*")):
+                if path.is_file() and path.name in NAMES:
+                    tar.add(path, arcname=str(path.relative_to(root)))
+        os.replace(partial, dest)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def unpack(archive: Path, dest: Path) -> None:
+    """A pack's files into ``dest`` (no path outside it: tarfile's ``data`` filter)."""
+    with tarfile.open(archive) as tar:
+        tar.extractall(dest, filter="data")
+
+
+@contextmanager
+def unpacked(path: Path) -> Iterator[Path]:
+    """A results folder as it is, or a pack unpacked into a temporary folder for the block."""
+    if not path.is_file():
+        yield path
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        unpack(path, Path(tmp))
+        yield Path(tmp)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("root", type=Path, help="a results folder (e.g. runs/repro300)")
+    p.add_argument("dest", type=Path, help="the tar.gz to write")
+    args = p.parse_args(argv)
+    if not args.root.is_dir():
+        raise SystemExit(f"{args.root} is not a folder: give the results folder to pack")
+    pack(args.root, args.dest)
+    print(f"packed {args.root} into {args.dest}")
+
+
+if __name__ == "__main__":
+    main()

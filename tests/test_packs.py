@@ -1,0 +1,69 @@
+"""scripts/packs.py: a pack holds the small result files and nothing else, comes back as the
+same folder, and a failed pack leaves the previous one whole."""
+
+from __future__ import annotations
+
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+import packs  # noqa: E402
+
+
+def results_folder(root: Path) -> dict[str, str]:
+    """A study folder: result files that belong in a pack, and weights and logs that do not."""
+    small = {
+        "base/eval.json": '{"pass": 1}',
+        "trafl-b4-s0/config.yaml": "steps: 3\n",
+        "trafl-b4-s0/metrics.jsonl": '{"step": 1}\n',
+        "trafl-b4-s0/eval-2/eval.json": '{"pass": 2}',
+    }
+    large = ["trafl-b4-s0/model/model.safetensors", "trafl-b4-s0/checkpoint-2/optimizer.pt"]
+    for name, text in small.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    for name in large:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"\0" * 64)
+    return small
+
+
+def test_pack_holds_the_result_files_and_unpacks_to_them(tmp_path):
+    small = results_folder(tmp_path / "runs")
+    archive = tmp_path / "out" / "runs.tgz"
+    packs.main([str(tmp_path / "runs"), str(archive)])
+    with tarfile.open(archive) as tar:
+        assert sorted(tar.getnames()) == sorted(small)
+    with packs.unpacked(archive) as folder:
+        got = {str(p.relative_to(folder)): p.read_text() for p in folder.rglob("*") if p.is_file()}
+        assert got == small
+    assert not folder.exists()  # the temporary folder is gone after the block
+    with packs.unpacked(tmp_path / "runs") as folder:  # a folder is read where it is
+        assert folder == tmp_path / "runs"
+
+
+def test_a_failed_pack_leaves_the_last_one_whole(tmp_path, monkeypatch):
+    results_folder(tmp_path / "runs")
+    archive = tmp_path / "runs.tgz"
+    packs.pack(tmp_path / "runs", archive)
+    before = archive.read_bytes()
+    (tmp_path / "runs" / "trafl-b4-s1").mkdir()
+    (tmp_path / "runs" / "trafl-b4-s1" / "eval.json").write_text("{}")
+
+    def full_disk(self, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(tarfile.TarFile, "add", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        packs.pack(tmp_path / "runs", archive)
+    assert archive.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs", "runs.tgz"]  # no partial file
+
+
+def test_pack_refuses_a_missing_folder_in_one_line(tmp_path):
+    with pytest.raises(SystemExit, match="is not a folder"):
+        packs.main([str(tmp_path / "nowhere"), str(tmp_path / "x.tgz")])
