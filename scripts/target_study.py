@@ -42,6 +42,7 @@ from pathlib import Path
 import yaml
 from packs import pack, unpack
 
+from trafl.core.layout import scheduled_checkpoints
 from trafl.run.optim import OptimConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -309,12 +310,9 @@ def train(job: Job, args: argparse.Namespace, deadline: float | None) -> Path:
 
 
 def scheduled(folder: Path, job: Job) -> list[Path]:
-    """The run's checkpoints at its schedule (every ``ckpt_every`` steps and the last), in order
-    of step: a checkpoint written when a stop signal ended the run (e.g. at step 957) is a
-    resume point, not a point of the study, so it is not evaluated."""
-    steps = set(range(job.ckpt_every, job.steps + 1, job.ckpt_every)) | {job.steps}
-    found = {int(m.parent.name[11:]): m for m in folder.glob("checkpoint-*/model")}
-    return [found[s] for s in sorted(found) if s in steps]
+    """The run's checkpoint models at its schedule, in order of step (``scheduled_checkpoints``:
+    a checkpoint written when a stop signal ended the run is a resume point, not evaluated)."""
+    return [c / "model" for _, c in scheduled_checkpoints(folder, job.ckpt_every, job.steps)]
 
 
 def extend(src: Path, dest: Path) -> bool:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from trafl.commands.compare import CompareConfig, compare
-from trafl.commands.demo import DemoConfig, run_demo
+from trafl.commands.demo import DemoConfig, evaluated_checkpoints, run_demo
 from trafl.evaluation.report import below_base, markdown_table, verdicts
 
 
@@ -79,6 +79,21 @@ def test_quick_demo_runs_end_to_end_and_reuses_finished_stages(tmp_path):
     run_demo(cfg)  # everything is reused
     assert (tmp_path / "trafl" / "eval" / "eval.json").stat().st_mtime == stamp
     assert Path(tmp_path / "compare" / "pass_at_k.png").is_file()
+
+
+@pytest.mark.parametrize(
+    "method, steps, expected",
+    [("trafl", 300, [100, 200, 300]), ("diffu_grpo", 100, [33, 66, 99, 100])],
+)
+def test_the_demo_evaluates_its_schedule_not_where_a_run_resumed(tmp_path, method, steps, expected):
+    """A demo run stopped by a signal at step 42 kept checkpoint-42 to resume from; only the
+    ``points`` scheduled checkpoints (and the last step) are evaluated, in order of step."""
+    cfg = DemoConfig(points=3, steps=300, reuse_steps=100)  # d1 reuses batches: reuse_steps
+    for step in (42, *expected):
+        (tmp_path / f"checkpoint-{step}" / "model").mkdir(parents=True)
+    got = evaluated_checkpoints(cfg, method, tmp_path)
+    assert [step for step, _ in got] == expected
+    assert [c.name for _, c in got] == [f"checkpoint-{s}" for s in expected]
 
 
 def test_a_consistent_drop_is_reported_as_significant():

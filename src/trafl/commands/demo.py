@@ -24,7 +24,7 @@ from trafl.commands.eval import EvalConfig, evaluate, llada_sampler
 from trafl.commands.train import TrainConfig, train
 from trafl.core.config import check_at_least, from_dict, layer, parse_overrides, to_dict
 from trafl.core.config_files import load_config
-from trafl.core.layout import checkpoints
+from trafl.core.layout import scheduled_checkpoints
 from trafl.evaluation.html import write_html
 from trafl.evaluation.plots import plot_frontier
 from trafl.evaluation.report import comparison_sections, target_verdicts
@@ -93,12 +93,12 @@ def run_demo(cfg: DemoConfig) -> Path:
         if not (run_dir / "model" / "config.json").is_file():
             console.rule(f"post-training {method}")
             train(train_config(cfg, method, run_dir))
-        found = checkpoint_models(run_dir)
+        found = evaluated_checkpoints(cfg, method, run_dir)
         series[method] = [  # the last in METHOD/eval, where scripts/reproduction_report.py looks
             stage_eval(cfg, replace(cfg.base, path=str(ckpt)), run_dir / folder, out)
             for folder, ckpt in zip(
                 [f"eval-{step}" for step, _ in found[:-1]] + ["eval"],
-                [ckpt for _, ckpt in found],
+                [ckpt / "model" for _, ckpt in found],
                 strict=True,
             )
         ]
@@ -125,10 +125,16 @@ def steps_of(cfg: DemoConfig, method: str) -> int:
     return cfg.steps if OBJECTIVES.get(method).default_inner_updates == 1 else cfg.reuse_steps
 
 
-def checkpoint_models(run_dir: Path) -> list[tuple[int, Path]]:
-    """(step, model folder) of every checkpoint a demo run kept, in training order."""
-    found = [(int(c.name.split("-")[1]), c / "model") for c in checkpoints(run_dir)]
-    return sorted(found)
+def evaluated_checkpoints(cfg: DemoConfig, method: str, run_dir: Path) -> list[tuple[int, Path]]:
+    """(step, checkpoint) of the ``points`` scheduled checkpoints of a finished run, oldest
+    first (not the one a stop signal wrote before the run resumed)."""
+    steps = steps_of(cfg, method)
+    return scheduled_checkpoints(run_dir, ckpt_every(cfg, steps), steps)
+
+
+def ckpt_every(cfg: DemoConfig, steps: int) -> int:
+    """Checkpoint interval of a ``steps``-step run: ``points`` evenly spaced checkpoints."""
+    return max(1, steps // cfg.points)
 
 
 def train_config(
@@ -147,7 +153,7 @@ def train_config(
         f"seed={cfg.seed}",
         f"out_dir={run_dir}",
         f"device={cfg.device}",
-        f"ckpt_every={max(1, steps // cfg.points)}",
+        f"ckpt_every={ckpt_every(cfg, steps)}",
         "keep_checkpoints=0",
         "eval_every=0",
         "resume=true",
