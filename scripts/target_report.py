@@ -244,6 +244,35 @@ def training_monitor(root: Path, seeds: dict[str, list[int]]) -> list[str]:
     return lines
 
 
+def windows(rows: list[dict[str, Any]], steps: list[int]) -> list[tuple[float, float]]:
+    """Per checkpoint step: the mean reward and the median loss / loss_at_ref over the steps
+    since the previous checkpoint (rows with a zero loss_at_ref, no signal, left out)."""
+    out, prev = [], 0
+    for step in steps:
+        part = [r for r in rows if prev < r["step"] <= step and r["loss_at_ref"] > 0]
+        out.append((statistics.mean(r["reward"] for r in part),
+                    statistics.median(r["loss"] / r["loss_at_ref"] for r in part)))  # fmt: skip
+        prev = step
+    return out
+
+
+def between_checkpoints(root: Path, runs: dict[str, Any]) -> list[str]:
+    """Per TraFL method and checkpoint interval (means over the finished seeds): is training
+    still moving when the evaluations stop moving?"""
+    lines = ["| method | seeds | steps | reward | loss/loss_at_ref median |", "|" + " --- |" * 5]
+    for method in (m for m in sorted(runs) if "trafl" in m):
+        _, done = finished(runs[method])
+        steps = sorted(runs[method][done[0]])
+        seeds = [windows(metrics(root / f"{method}-s{s}"), steps) for s in done]
+        for i, step in enumerate(steps):
+            reward, ratio = (statistics.mean(w[i][j] for w in seeds) for j in (0, 1))
+            first = steps[i - 1] + 1 if i else 1
+            lines.append(
+                f"| {method} | {len(done)} | {first}-{step} | {reward:.3f} | {ratio:.2f} |"
+            )
+    return lines
+
+
 def per_seed(base: dict[str, Any], runs: dict[str, Any], keys: list[str]) -> list[str]:
     """Each seed of every method with more than one, at the method's last checkpoint."""
     head = [k.replace("max", str(base["num_samples"])) for k in keys]
@@ -463,6 +492,11 @@ def monitor_section(root: Path, runs: dict[str, Any]) -> list[str]:
         "(the reward counts replayed rows too).",
         "",
         *training_monitor(root, {m: finished(runs[m])[1] for m in sorted(runs) if "trafl" in m}),
+        "",
+        "Between checkpoints: the mean training reward and the median of loss / loss_at_ref "
+        "over the steps since the previous checkpoint (seed means).",
+        "",
+        *between_checkpoints(root, runs),
         "",
     ]
 

@@ -59,6 +59,27 @@ def test_monitor_table_reads_ratio_quantiles_first_blowup_and_reward(tmp_path):
     ]
 
 
+def test_between_checkpoints_averages_each_interval_over_finished_seeds(tmp_path):
+    """Reward means and ratio medians per checkpoint interval, by hand: seed 0's ratio is the
+    step and seed 1's twice it, so the medians over steps 1-40 are 20.5 and 41; the no-signal
+    row (loss_at_ref 0) stays out (counted, seed 0's first reward mean would be 4/41)."""
+    write_run(
+        tmp_path / "trafl-b4-s0", [float(i) for i in range(1, 81)], [0.1] * 40 + [0.5] * 40, False
+    )
+    write_run(
+        tmp_path / "trafl-b4-s1", [2.0 * i for i in range(1, 81)], [0.0] * 40 + [1.0] * 40, False
+    )
+    runs = {
+        "diffu_grpo": {0: {40: {}}},  # no balance monitor: not a row (and no folder to read)
+        "trafl-b4": {0: {40: {}, 80: {}}, 1: {40: {}, 80: {}}, 2: {40: {}}},  # seed 2 unfinished
+    }
+    lines = target_report.between_checkpoints(tmp_path, runs)
+    assert lines[2:] == [
+        f"| trafl-b4 | 2 | 1-40 | {(0.1 + 0.0) / 2:.3f} | {(20.5 + 41) / 2:.2f} |",
+        f"| trafl-b4 | 2 | 41-80 | {(0.5 + 1.0) / 2:.3f} | {(60.5 + 121) / 2:.2f} |",
+    ]
+
+
 def test_finished_seeds_are_those_at_the_last_checkpoint():
     """A seed stopped before the method's last evaluated step is not finished: it stays out of
     the last-checkpoint tables and (through the same seeds) the monitor table."""
@@ -68,7 +89,11 @@ def test_finished_seeds_are_those_at_the_last_checkpoint():
 
 @pytest.mark.parametrize(
     "runs, docs",
-    [("results/target/study.tgz", "docs/target"), ("results/target/long.tgz", "docs/target/long")],
+    [
+        ("results/target/study.tgz", "docs/target"),
+        ("results/target/long.tgz", "docs/target/long"),
+        ("results/target/long2000.tgz", "docs/target/long2000"),
+    ],
 )
 def test_committed_report_is_what_the_committed_runs_give(runs, docs, tmp_path, monkeypatch):
     """The committed results.md is what the report, as it is now, makes of the committed runs:
