@@ -345,7 +345,17 @@ def checkpoints(runs: dict[str, Any]) -> list[str]:
     return lines
 
 
-KNOB = re.compile(r"-(ref|temp|replay)[\d.]+")  # an exploration knob in a run's name
+VARIANT = re.compile(r"^(.*trafl)-[^-]+(-b[\d.]+.*)$")  # trafl-KNOB-bB...: a knob or variant
+
+
+def plain_run(method: str, runs: dict[str, Any]) -> str | None:
+    """The run ``method`` changes one thing of (trafl-replay0.25-b4 -> trafl-b4), when there is
+    one with the same last checkpoint step to hold it against; else None."""
+    match = VARIANT.match(method)
+    plain = match[1] + match[2] if match else None
+    if plain not in runs or finished(runs[method])[0] != finished(runs[plain])[0]:
+        return None
+    return plain
 
 
 def counts(ev: dict[str, Any]) -> list[int]:
@@ -361,14 +371,13 @@ def paired(runs: dict[str, Any], method: str) -> list[dict[str, Any]]:
 
 def differences(base: dict[str, Any], runs: dict[str, Any]) -> list[str]:
     """pass@k differences with 95 % intervals (bootstrap over problems, seeds paired in order,
-    ``trafl.evaluation.seeds``): each method against the base, and each exploration knob
-    against the same run without it."""
+    ``trafl.evaluation.seeds``): each method against the base, and each knob or variant against
+    the same run without it, at the same last step (``plain_run``)."""
     n = base["num_samples"]
     ks = [1, 8, n]
     pairs = [(f"{m} - base", paired(runs, m), [base]) for m in sorted(runs)]
     for m in sorted(runs):
-        plain = KNOB.sub("", m)
-        if plain != m and plain in runs:
+        if plain := plain_run(m, runs):
             pairs.append((f"{m} - {plain}", paired(runs, m), paired(runs, plain)))
     lines = ["| difference | seeds | " + " | ".join(f"pass@{k}" for k in ks) + " |"]
     lines.append("|" + " --- |" * (2 + len(ks)))

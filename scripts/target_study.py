@@ -21,6 +21,8 @@ there is one); finished runs and evaluations are skipped, interrupted runs resum
 ``--deadline`` stops training runs gracefully (SIGTERM: a checkpoint, then exit) so their
 checkpoints are still evaluated. ``--extend FOLDER`` continues the finished constant-lr runs of
 another study folder to more steps (e.g. 1000-step runs to 2000, their evaluations kept).
+``--variant NAME KEY=VALUE ...`` adds TraFL runs with one change (``trafl-NAME-bB-sS``, at each
+``--variant-betas``), which the report holds against the plain run at the same step.
 ``--pack FILE`` writes every eval.json, metrics.jsonl and
 config.yaml (no weights) into one tar.gz.
 """
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -160,6 +163,38 @@ def knob_jobs(args: argparse.Namespace, seed: int) -> list[Job]:
     return out
 
 
+def variant_jobs(args: argparse.Namespace, seed: int) -> list[Job]:
+    """Variants of the objective or estimator (``--variant NAME KEY=VALUE ...``) at each
+    ``--variant-betas``, as the plain TraFL runs otherwise: one change each, for a diagnosis."""
+    return [
+        Job(
+            f"trafl-{name}-b{beta:g}-s{seed}",
+            "configs/train_trafl.yaml",
+            tilted(args, beta, *overrides),
+            args.trafl_steps,
+            args.trafl_steps // args.points,
+            float(beta),
+            priority=350 + seed * 10,
+        )
+        for name, *overrides in args.variant
+        for beta in args.variant_betas
+    ]
+
+
+VARIANT_NAME = re.compile(r"[a-z][a-z0-9_.]*")  # no '-': folder names split on -b and -s
+
+
+def check_variants(variants: list[list[str]]) -> None:
+    """One line for a variant the study could not name or run."""
+    for name, *overrides in variants:
+        if not VARIANT_NAME.fullmatch(name) or name in KNOBS:
+            sys.exit(f"--variant {name}: a name is a-z, 0-9, _ and . (and not {', '.join(KNOBS)})")
+        if not overrides or any("=" not in o for o in overrides):
+            sys.exit(
+                f"--variant {name}: overrides are KEY=VALUE, e.g. objective.unbiased_square=true"
+            )
+
+
 def heldout_job(args: argparse.Namespace, seed: int, rank: int, spec: tuple) -> Job:
     """Generalisation: METHOD:BETA[:KNOB] trained off the pool, evaluated on the test split."""
     method, beta, *knob = spec
@@ -187,6 +222,7 @@ def jobs(args: argparse.Namespace) -> list[Job]:
     out = [job for seed in range(args.seeds) for job in core_jobs(args, seed)]
     out += [job for seed in range(args.seeds) for job in lr_jobs(args, seed)]
     out += [job for seed in range(args.seeds) for job in knob_jobs(args, seed)]
+    out += [job for seed in range(args.seeds) for job in variant_jobs(args, seed)]
     out += [
         heldout_job(args, seed, rank, spec)
         for seed in range(args.heldout_seeds)
@@ -388,6 +424,15 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--reference-share", type=float, default=0.25)
     p.add_argument("--behaviour-temperature", type=float, default=1.3)
     p.add_argument("--replay-share", type=float, default=0.25, help="past correct completions")
+    p.add_argument(
+        "--variant",
+        nargs="+",
+        action="append",
+        default=[],
+        metavar="NAME KEY=VALUE",
+        help="a TraFL run with these overrides, named trafl-NAME-bB (repeatable)",
+    )
+    p.add_argument("--variant-betas", type=float, nargs="*", default=[4])
     p.add_argument("--start-from", type=Path, default=None, help="a --pack archive to resume")
     p.add_argument(
         "--extend",
@@ -417,6 +462,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-target", action="store_true")
     p.add_argument("--smoke", action="store_true", help="tiny sizes: checks the pipeline")
     args = p.parse_args(argv)
+    check_variants(args.variant)
     if args.smoke:
         args.pool, args.samples, args.prompts, args.seeds = 4, 8, 2, 1
         args.trafl_steps = args.baseline_steps = 4

@@ -80,6 +80,33 @@ def test_between_checkpoints_averages_each_interval_over_finished_seeds(tmp_path
     ]
 
 
+def test_a_knob_or_variant_is_held_against_the_run_without_it_at_the_same_step():
+    at = {300: {0: {300: {}}}, 100: {0: {100: {}}}}
+    runs = {
+        "trafl-b4": at[300],
+        "trafl-replay0.25-b4": at[300],
+        "trafl-usq-b4": at[300],
+        "trafl-mu4-b4": at[100],  # 100 steps (mu = 4): not comparable at its last step
+        "trafl-ref0.25-b8": at[300],  # no trafl-b8 to hold it against
+        "trafl_path-b4": at[300],
+        "diffu_grpo": at[100],
+        "heldout-trafl-b4-tp128": at[300],
+        "heldout-trafl-replay0.25-b4-tp128": at[300],
+    }
+    got = {m: target_report.plain_run(m, runs) for m in runs}
+    assert got == {
+        "trafl-b4": None,
+        "trafl-replay0.25-b4": "trafl-b4",
+        "trafl-usq-b4": "trafl-b4",
+        "trafl-mu4-b4": None,
+        "trafl-ref0.25-b8": None,
+        "trafl_path-b4": None,
+        "diffu_grpo": None,
+        "heldout-trafl-b4-tp128": None,
+        "heldout-trafl-replay0.25-b4-tp128": "heldout-trafl-b4-tp128",
+    }
+
+
 def test_finished_seeds_are_those_at_the_last_checkpoint():
     """A seed stopped before the method's last evaluated step is not finished: it stays out of
     the last-checkpoint tables and (through the same seeds) the monitor table."""

@@ -23,6 +23,8 @@ ARGSETS = [
     [],  # the whole study as queued for a GPU
     ["--heldout", "trafl:4", "trafl:4:replay", "trafl:8:temp", "trafl:4:ref", "espo:0"]
     + ["--train-pool", "128", "--heldout-seeds", "2", "--lr", "1e-3", "--replay-share", "0.5"],
+    ["--variant", "usq", "objective.unbiased_square=true", "--variant-betas", "4", "8"]
+    + ["--variant", "k8", "estimator.num_masks=8", "objective.log_z=scalar"],
 ]
 
 
@@ -32,7 +34,7 @@ def resolved(args, job):
     return load_config(TrainConfig, ROOT / cmd[1], cmd[2:])
 
 
-@pytest.mark.parametrize("argv", ARGSETS, ids=["default", "heldout-knobs"])
+@pytest.mark.parametrize("argv", ARGSETS, ids=["default", "heldout-knobs", "variants"])
 def test_every_run_resolves_to_the_config_its_name_says(argv, tmp_path):
     args = target_study.parse([*argv, "--out", str(tmp_path)])
     jobs = target_study.jobs(args)
@@ -70,6 +72,26 @@ def test_every_run_resolves_to_the_config_its_name_says(argv, tmp_path):
             assert cfg.optim.lr == 1e-4 and cfg.optim.warmup_steps == 0
         if "-mu" in job.name:
             assert cfg.inner_updates == args.mu
+        assert getattr(cfg.objective, "unbiased_square", False) == ("-usq-" in job.name)
+        assert (getattr(cfg.estimator, "num_masks", 0) == 8) == ("-k8-" in job.name)
+        assert (getattr(cfg.objective, "log_z", "") == "scalar") == ("-k8-" in job.name)
+    variants = [j.name for j in jobs if "-usq-" in j.name or "-k8-" in j.name]
+    want = [f"trafl-{v}-b{b}-s{s}" for v in ("usq", "k8") for b in (4, 8) for s in range(3)]
+    assert sorted(variants) == (sorted(want) if args.variant else [])
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--variant", "un-biased", "objective.unbiased_square=true"], "a name is a-z"),
+        (["--variant", "replay", "rollout.replay_share=0.5"], "and not ref, temp, replay"),
+        (["--variant", "usq"], "overrides are KEY=VALUE"),
+        (["--variant", "usq", "objective.unbiased_square"], "overrides are KEY=VALUE"),
+    ],
+)
+def test_a_variant_the_study_cannot_name_or_run_is_refused_in_one_line(argv, message):
+    with pytest.raises(SystemExit, match=message):
+        target_study.parse(argv)
 
 
 def test_the_heldout_specs_and_seeds_multiply():
