@@ -8,6 +8,7 @@ H hidden size.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from typing import Any
 
@@ -423,6 +424,31 @@ def test_trafl_unbiased_square_uses_disjoint_halves() -> None:
     )
     with pytest.raises(ValueError, match="K >= 4"):
         objective.loss(short)
+
+
+@pytest.mark.parametrize("paired", [True, False])
+def test_trafl_unbiased_square_drops_the_variance_that_squaring_a_mask_mean_adds(paired) -> None:
+    """By exact enumeration over mask draws: every draw of s_theta - s_ref is 0 or 2 with
+    probability 1/2, independently (mean 1, variance 1). The square of the K = 4 mean has
+    expectation 1 + 1/4; the product of two disjoint halves' means, 1 (the squared mean)."""
+    plain, unbiased = (
+        build_objective(
+            TraFLConfig(log_z="scalar", beta=0.0, unbiased_square=u, paired_draws=paired), H
+        )
+        for u in (False, True)
+    )
+    rewards, group = torch.zeros(G), torch.zeros(G, dtype=torch.long)
+    losses = {False: [], True: []}
+    for draws in itertools.product([0.0, 2.0], repeat=4):  # 16 equally likely draws
+        per_draw = torch.tensor([draws] * G)
+        policy = Estimate(seq=per_draw.mean(1), per_draw=per_draw)
+        ref = Estimate(seq=torch.zeros(G), per_draw=torch.zeros(G, 4))
+        for u, objective in ((False, plain), (True, unbiased)):
+            prepared = objective.prepare(rewards, group, G)
+            inputs = LossInputs(policy, None, ref, rewards, prepared, group, G, L)
+            losses[u].append(objective.loss(inputs)[0].item())  # log Z = 0 at the start
+    assert sum(losses[False]) / 16 == 1.25  # exact: every value is a multiple of 1/16
+    assert sum(losses[True]) / 16 == 1.0
 
 
 # --------------------------------------------------------------------------- baselines
