@@ -9,6 +9,7 @@ import pytest
 
 from trafl.commands.compare import CompareConfig, compare
 from trafl.commands.demo import DemoConfig, evaluated_checkpoints, run_demo
+from trafl.evaluation.plots import frontier_point, plot_frontier
 from trafl.evaluation.report import below_base, markdown_table, verdicts
 
 
@@ -105,3 +106,26 @@ def test_a_consistent_drop_is_reported_as_significant():
             length["correct_counts"] = counts
     text = verdicts({"base": base, "worse": worse}, "base")["worse"]
     assert "with a 95 % paired-bootstrap interval of the difference below 0" in text
+
+
+def test_the_frontier_reads_the_first_length_of_a_multi_length_evaluation(tmp_path):
+    """The reproduction's demo evaluates at L = 16, 24, 32 (it crashed unpacking one length):
+    the frontier is drawn at the first, and its points are that length's numbers."""
+
+    def at(p1: float, pn: float, distinct: float) -> dict:
+        return {
+            "pass_at_k": {"1": {"mean": p1}, "64": {"mean": pn}},
+            "coverage_at_k": {"distinct": {"64": distinct}},
+        }
+
+    def result(shift: float) -> dict:
+        lengths = {
+            "16": at(0.1 + shift, 0.6, 1.5),
+            "24": at(0.9, 0.9, 9.0),
+            "32": at(0.8, 0.8, 8.0),
+        }
+        return {"num_samples": 64, "lengths": lengths}
+
+    assert frontier_point(result(0.05)) == (pytest.approx(0.15), 0.6, 1.5)
+    plot_frontier(result(0.0), {"trafl": [result(0.05), result(0.1)]}, tmp_path / "f.png")
+    assert (tmp_path / "f.png").stat().st_size > 1000

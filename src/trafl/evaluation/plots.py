@@ -238,8 +238,9 @@ def plot_target(target: dict[str, Any], title: str, path: Path) -> None:
 
 
 def frontier_point(result: dict[str, Any]) -> tuple[float, float, float]:
-    """(pass@1, pass@n, distinct correct in n) of a one-length evaluation, n its samples."""
-    (length,) = result["lengths"].values()
+    """(pass@1, pass@n, distinct correct in n) of an evaluation at its first length (the
+    shortest listed, e.g. 16 of ``gen_lengths=[16,24,32]``), n its samples."""
+    length = next(iter(result["lengths"].values()))
     top = str(max(int(k) for k in length["pass_at_k"]))
     return (
         length["pass_at_k"]["1"]["mean"],
@@ -253,9 +254,9 @@ def plot_frontier(
 ) -> None:
     """Comparison at equal progress: pass@n and distinct correct solutions in n samples against
     pass@1, one line per method through its checkpoints' evaluations (in training order), all
-    starting at the base (a star). Each result is a one-length eval.json."""
+    starting at the base (a star), at the evaluations' first length (named in the titles)."""
     b = frontier_point(base)
-    n = base["num_samples"]
+    n, first = base["num_samples"], next(iter(base["lengths"]))
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
     for ax, index, label in ((axes[0], 1, f"pass@{n}"), (axes[1], 2, f"distinct correct in {n}")):
         ax.plot([b[0]], [b[index]], "k*", ms=12, label="base")
@@ -266,7 +267,7 @@ def plot_frontier(
         ax.set_xlabel("pass@1")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-    axes[0].set_title(f"equal progress: pass@{n} against pass@1 over checkpoints")
+    axes[0].set_title(f"equal progress at L = {first}: pass@{n} against pass@1 over checkpoints")
     axes[1].set_title(f"distinct correct solutions in {n} samples")
     axes[1].legend(fontsize=7, ncol=2)
     fig.tight_layout()
