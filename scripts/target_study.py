@@ -125,21 +125,25 @@ def core_jobs(args: argparse.Namespace, seed: int) -> list[Job]:
     return out
 
 
+def one_change(args: argparse.Namespace, tag: str, beta: float, seed: int, overrides: list[str],
+               priority: int, temperature: float | None = None) -> Job:  # fmt: skip
+    """A TraFL run at b = beta with one change (``trafl-TAG-bB-sS``), as the plain run otherwise."""
+    return Job(
+        f"trafl-{tag}-b{beta:g}-s{seed}",
+        "configs/train_trafl.yaml",
+        tilted(args, beta, *overrides),
+        args.trafl_steps,
+        args.trafl_steps // args.points,
+        float(beta),
+        priority=priority,
+        temperature=temperature,
+    )
+
+
 def lr_jobs(args: argparse.Namespace, seed: int) -> list[Job]:
     """The budget: TraFL at a larger lr (with a linear warm-up), the same steps."""
     lr = [f"optim.lr={args.lr}", f"optim.warmup_steps={args.warmup}"]
-    return [
-        Job(
-            f"trafl-lr{args.lr:g}-b{beta:g}-s{seed}",
-            "configs/train_trafl.yaml",
-            tilted(args, beta, *lr),
-            args.trafl_steps,
-            args.trafl_steps // args.points,
-            float(beta),
-            priority=400 + seed * 10,
-        )
-        for beta in args.lr_betas
-    ]
+    return [one_change(args, f"lr{args.lr:g}", b, seed, lr, 400 + seed * 10) for b in args.lr_betas]
 
 
 def knob_jobs(args: argparse.Namespace, seed: int) -> list[Job]:
@@ -148,18 +152,9 @@ def knob_jobs(args: argparse.Namespace, seed: int) -> list[Job]:
     for beta in args.explore_betas:
         for knob in args.knobs:
             name, over = knob_setting(knob, args)
-            out.append(
-                Job(
-                    f"trafl-{name}-b{beta:g}-s{seed}",
-                    "configs/train_trafl.yaml",
-                    tilted(args, beta, *([over] if over else [])),
-                    args.trafl_steps,
-                    args.trafl_steps // args.points,
-                    float(beta),
-                    priority=300 + seed * 10,
-                    temperature=None if over else args.behaviour_temperature,
-                )
-            )
+            temperature = None if over else args.behaviour_temperature
+            overrides = [over] if over else []
+            out.append(one_change(args, name, beta, seed, overrides, 300 + seed * 10, temperature))
     return out
 
 
@@ -167,15 +162,7 @@ def variant_jobs(args: argparse.Namespace, seed: int) -> list[Job]:
     """Variants of the objective or estimator (``--variant NAME KEY=VALUE ...``) at each
     ``--variant-betas``, as the plain TraFL runs otherwise: one change each, for a diagnosis."""
     return [
-        Job(
-            f"trafl-{name}-b{beta:g}-s{seed}",
-            "configs/train_trafl.yaml",
-            tilted(args, beta, *overrides),
-            args.trafl_steps,
-            args.trafl_steps // args.points,
-            float(beta),
-            priority=350 + seed * 10,
-        )
+        one_change(args, name, beta, seed, overrides, 350 + seed * 10)
         for name, *overrides in args.variant
         for beta in args.variant_betas
     ]
