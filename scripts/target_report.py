@@ -436,6 +436,15 @@ def main(argv: list[str] | None = None) -> None:
         write_report(root, args.root, args.out)
 
 
+def decoding(base: dict[str, Any]) -> str:
+    """How the base (and, by the study's one ``sampler``, every rollout) was decoded."""
+    c = base["config"]["sampler"]
+    return (
+        f"decoded at L = {c['gen_length']}, {c['steps']} denoiser calls, temperature "
+        f"{c['temperature']:g}, {c['remasking'].replace('_', '-')} remasking"
+    )
+
+
 def write_report(root: Path, name: Path, out: Path) -> None:
     base, runs = load(root)
     pool = {m: s for m, s in runs.items() if not m.startswith("heldout-")}
@@ -451,7 +460,7 @@ def write_report(root: Path, name: Path, out: Path) -> None:
         "`scripts/target_study.py`; docs/TARGET.md explains them.",
         "",
         f"Base: {base['model_name']} on {base['task']}, {base['num_problems']} problems "
-        f"(the fixed pool), {base['num_samples']} samples each.",
+        f"(the fixed pool), {base['num_samples']} samples each; {decoding(base)}.",
         "",
         "## Each method at its last checkpoint (mean ± sd over seeds)",
         "",

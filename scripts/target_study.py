@@ -23,6 +23,9 @@ checkpoints are still evaluated. ``--extend FOLDER`` continues the finished cons
 another study folder to more steps (e.g. 1000-step runs to 2000, their evaluations kept).
 ``--variant NAME KEY=VALUE ...`` adds TraFL runs with one change (``trafl-NAME-bB-sS``, at each
 ``--variant-betas``), which the report holds against the plain run at the same step.
+``--remasking random --denoising-steps L`` decodes rollouts and evaluations by any-order
+sampling (one token per call at a random position) instead of LLaDA's low-confidence
+remasking; a folder is refused if its base was evaluated with another decoding.
 ``--pack FILE`` writes every eval.json, metrics.jsonl and
 config.yaml (no weights) into one tar.gz.
 """
@@ -240,12 +243,38 @@ def training_pool(args: argparse.Namespace, heldout: bool) -> list[str]:
 
 
 def sampler(args: argparse.Namespace) -> list[str]:
-    """One decoding for rollouts and evaluation: the distribution the tilt is defined on."""
+    """One decoding for rollouts and evaluation: the distribution the tilt is defined on.
+    ``--remasking random --denoising-steps L`` samples one token per call at a uniformly random
+    position: the any-order distribution the mask-mean surrogate estimates; LLaDA's
+    low-confidence remasking (the default) is a different function of the same weights."""
     return [
         f"sampler.gen_length={args.length}",
-        f"sampler.steps={args.length // 2}",
+        f"sampler.steps={args.denoising_steps or args.length // 2}",
         f"sampler.temperature={args.temperature}",
+        f"sampler.remasking={args.remasking}",
     ]
+
+
+def check_folder(args: argparse.Namespace) -> None:
+    """Refuse, in one line, a study folder whose base was evaluated with another decoding or
+    pool: its runs would be measured against the wrong base."""
+    for name in ("base", "base-heldout"):
+        saved = args.out / name / "eval_config.yaml"
+        if not saved.is_file():
+            continue
+        have = yaml.safe_load(saved.read_text())
+        want = dict(s.removeprefix("sampler.").split("=", 1) for s in sampler(args))
+        differ = [
+            f"{key}={have['sampler'][key]} (asked {value})"
+            for key, value in want.items()
+            if str(have["sampler"][key]) != value
+        ]
+        if name == "base":
+            for key, value in (("num_samples", args.samples), ("num_problems", args.pool)):
+                if have[key] != value:
+                    differ.append(f"{key}={have[key]} (asked {value})")
+        if differ:
+            sys.exit(f"{saved.parent} was evaluated with {', '.join(differ)}; use another --out")
 
 
 def run(cmd: list[str], log: Path, deadline: float | None = None) -> int:
@@ -396,6 +425,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--samples", type=int, default=128)
     p.add_argument("--length", type=int, default=16)
     p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--remasking", choices=("low_confidence", "random"), default="low_confidence")
+    p.add_argument("--denoising-steps", type=int, default=0, help="denoiser calls; 0: length / 2")
     p.add_argument("--prompts", type=int, default=16)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--betas", type=float, nargs="+", default=[1, 2, 4, 8, 32])
@@ -467,6 +498,7 @@ def main(argv: list[str] | None = None) -> None:
     todo = jobs(args)
     if args.extend:
         continue_runs(args.extend, args.out, todo)
+    check_folder(args)
     deadline = time.time() + args.deadline if args.deadline else None
     args.stop_at = time.time() + args.stop if args.stop else None
     start = time.time()

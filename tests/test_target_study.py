@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import assert_same_weights, make_tiny
 from trafl.commands.train import Trainer
@@ -25,6 +26,7 @@ ARGSETS = [
     + ["--train-pool", "128", "--heldout-seeds", "2", "--lr", "1e-3", "--replay-share", "0.5"],
     ["--variant", "usq", "objective.unbiased_square=true", "--variant-betas", "4", "8"]
     + ["--variant", "k8", "estimator.num_masks=8", "objective.log_z=scalar"],
+    ["--remasking", "random", "--denoising-steps", "16", "--betas", "4", "--baselines"],
 ]
 
 
@@ -34,7 +36,9 @@ def resolved(args, job):
     return load_config(TrainConfig, ROOT / cmd[1], cmd[2:])
 
 
-@pytest.mark.parametrize("argv", ARGSETS, ids=["default", "heldout-knobs", "variants"])
+@pytest.mark.parametrize(
+    "argv", ARGSETS, ids=["default", "heldout-knobs", "variants", "random-order"]
+)
 def test_every_run_resolves_to_the_config_its_name_says(argv, tmp_path):
     args = target_study.parse([*argv, "--out", str(tmp_path)])
     jobs = target_study.jobs(args)
@@ -46,6 +50,8 @@ def test_every_run_resolves_to_the_config_its_name_says(argv, tmp_path):
         assert cfg.steps == job.steps and job.steps // cfg.ckpt_every == args.points
         assert cfg.out_dir == str(tmp_path / job.name)
         assert cfg.rollout.sampler.gen_length == args.length
+        assert cfg.rollout.sampler.remasking == args.remasking
+        assert cfg.rollout.sampler.steps == (args.denoising_steps or args.length // 2)
         assert cfg.rollout.prompts_per_step == args.prompts
         if job.tilt is None:  # a reward maximiser, named by its method
             assert not cfg.objective.name.startswith("trafl")
@@ -92,6 +98,38 @@ def test_every_run_resolves_to_the_config_its_name_says(argv, tmp_path):
 def test_a_variant_the_study_cannot_name_or_run_is_refused_in_one_line(argv, message):
     with pytest.raises(SystemExit, match=message):
         target_study.parse(argv)
+
+
+def test_evaluations_decode_as_the_rollouts_do(tmp_path, monkeypatch):
+    args = target_study.parse(["--remasking", "random", "--denoising-steps", "16"])
+    args.out, args.stop_at = tmp_path, None
+    calls = []
+    monkeypatch.setattr(target_study, "run", lambda cmd, log, deadline=None: calls.append(cmd) or 0)
+    assert target_study.evaluate("models/x", tmp_path / "e", args, 4.0)
+    assert {"sampler.remasking=random", "sampler.steps=16", "gen_lengths=[16]"} <= set(calls[0])
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--remasking", "random"], r"remasking=low_confidence \(asked random\)"),
+        (["--denoising-steps", "16"], r"steps=8 \(asked 16\)"),
+        (["--samples", "64"], r"num_samples=128 \(asked 64\)"),
+        ([], None),
+    ],
+)
+def test_a_folder_evaluated_with_another_decoding_is_refused(argv, message, tmp_path):
+    base = tmp_path / "base"
+    base.mkdir()
+    saved = {"num_samples": 128, "num_problems": 48, "sampler": {"gen_length": 16, "steps": 8,
+             "temperature": 1.0, "remasking": "low_confidence"}}  # fmt: skip
+    (base / "eval_config.yaml").write_text(yaml.safe_dump(saved))
+    args = target_study.parse([*argv, "--out", str(tmp_path)])
+    if message is None:
+        target_study.check_folder(args)  # the same decoding: the study goes on
+    else:
+        with pytest.raises(SystemExit, match=message):
+            target_study.check_folder(args)
 
 
 def test_the_heldout_specs_and_seeds_multiply():
