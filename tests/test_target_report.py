@@ -120,6 +120,7 @@ def test_finished_seeds_are_those_at_the_last_checkpoint():
         ("results/target/study.tgz", "docs/target"),
         ("results/target/long.tgz", "docs/target/long"),
         ("results/target/long2000.tgz", "docs/target/long2000"),
+        ("results/target/usq.tgz", "docs/target/usq"),
     ],
 )
 def test_committed_report_is_what_the_committed_runs_give(runs, docs, tmp_path, monkeypatch):
