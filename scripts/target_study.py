@@ -48,6 +48,7 @@ from pathlib import Path
 import yaml
 from packs import pack, unpack
 
+from trafl.commands.eval_target import decoding_differences
 from trafl.core.layout import scheduled_checkpoints
 from trafl.run.optim import OptimConfig
 
@@ -256,25 +257,23 @@ def sampler(args: argparse.Namespace) -> list[str]:
 
 
 def check_folder(args: argparse.Namespace) -> None:
-    """Refuse, in one line, a study folder whose base was evaluated with another decoding or
-    pool: its runs would be measured against the wrong base."""
+    """Refuse, in one line and before any training, a study folder whose base was evaluated
+    with another decoding (the instrument's own check, :func:`check_same_decoding`, would
+    refuse it only at the first evaluation) or another sample count or pool."""
+    mine = {k.removeprefix("sampler."): yaml.safe_load(v) for k, v in
+            (s.split("=", 1) for s in sampler(args))}  # fmt: skip
     for name in ("base", "base-heldout"):
         saved = args.out / name / "eval_config.yaml"
         if not saved.is_file():
             continue
         have = yaml.safe_load(saved.read_text())
-        want = dict(s.removeprefix("sampler.").split("=", 1) for s in sampler(args))
-        differ = [
-            f"{key}={have['sampler'][key]} (asked {value})"
-            for key, value in want.items()
-            if str(have["sampler"][key]) != value
-        ]
+        differ = decoding_differences(have["sampler"], mine)
         if name == "base":
             for key, value in (("num_samples", args.samples), ("num_problems", args.pool)):
                 if have[key] != value:
-                    differ.append(f"{key}={have[key]} (asked {value})")
+                    differ.append(f"{key}={have[key]} (here {value})")
         if differ:
-            sys.exit(f"{saved.parent} was evaluated with {', '.join(differ)}; use another --out")
+            sys.exit(f"{saved.parent} was evaluated with {'; '.join(differ)}; use another --out")
 
 
 def run(cmd: list[str], log: Path, deadline: float | None = None) -> int:

@@ -238,7 +238,7 @@ def test_eval_target_section_end_to_end(tmp_path):
     """The base evaluated, then a TraFL "run" folder (the base's weights, a config.yaml with
     beta = 8, center_loo: b = 8) against it, the reference the base itself (D = 0)."""
     from trafl.commands.eval import EvalConfig
-    from trafl.commands.eval_target import check_same_problems
+    from trafl.commands.eval_target import check_same_decoding, check_same_problems
     from trafl.commands.train_config import RolloutConfig, TrainConfig
     from trafl.core.config_files import load_config, save_config
     from trafl.core.errors import UserError
@@ -276,7 +276,10 @@ def test_eval_target_section_end_to_end(tmp_path):
     assert "| run | 16 | 8.00 |" in sections and "| base | 16 |" not in sections.split("target?")[1]
     # a base evaluated on other problems is refused in one line, before any model loads
     cfg = load_config(
-        EvalConfig, None, [f"model={run}", "num_problems=4", "task.num_test=8", "gen_lengths=[16]"]
+        EvalConfig,
+        None,
+        [f"model={run}", "num_problems=4", "task.num_test=8", "gen_lengths=[16]"]
+        + ["sampler.gen_length=16", "sampler.steps=8"],
     )
     for field, value, says in [
         ("num_problems", 5, "num_problems=5 (here 4)"),
@@ -288,3 +291,16 @@ def test_eval_target_section_end_to_end(tmp_path):
             check_same_problems({**base, field: value}, base, cfg)
     trained = {**base, "config": {"task": {**base["config"]["task"], "train_pool": 64}}}
     check_same_problems(trained, base, cfg)  # a training-only setting: the same problems
+    # ... and a base decoded otherwise (another distribution) too; batch size is not decoding
+    check_same_decoding(base, cfg)
+    for field, value, says in [
+        ("remasking", "random", "sampler.remasking='random' (here 'low_confidence')"),
+        ("steps", 16, "sampler.steps=16 (here 8)"),
+        ("temperature", 0.7, "sampler.temperature=0.7 (here 1.0)"),
+    ]:
+        other = {**base, "config": {**base["config"], "sampler": {**base["config"]["sampler"],
+                 field: value}}}  # fmt: skip
+        with pytest.raises(UserError, match=re.escape(says)):
+            check_same_decoding(other, cfg)
+    batch = {**base["config"]["sampler"], "batch_size": 1}
+    check_same_decoding({**base, "config": {**base["config"], "sampler": batch}}, cfg)

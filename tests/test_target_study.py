@@ -112,9 +112,9 @@ def test_evaluations_decode_as_the_rollouts_do(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--remasking", "random"], r"remasking=low_confidence \(asked random\)"),
-        (["--denoising-steps", "16"], r"steps=8 \(asked 16\)"),
-        (["--samples", "64"], r"num_samples=128 \(asked 64\)"),
+        (["--remasking", "random"], r"sampler.remasking='low_confidence' \(here 'random'\)"),
+        (["--denoising-steps", "16"], r"sampler.steps=8 \(here 16\)"),
+        (["--samples", "64"], r"num_samples=128 \(here 64\)"),
         ([], None),
     ],
 )

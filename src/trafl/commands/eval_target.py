@@ -79,6 +79,32 @@ def check_same_problems(base: dict[str, Any], result: dict[str, Any], cfg: Any) 
         )
 
 
+# the sampler fields that change which distribution is decoded (gen_length is per length)
+DECODING = ("steps", "temperature", "remasking", "top_p", "block_length", "parallel_threshold",
+            "cfg_scale", "suppress_eos")  # fmt: skip
+
+
+def decoding_differences(theirs: dict[str, Any], mine: dict[str, Any]) -> list[str]:
+    """``KEY=THEIRS (here MINE)`` for each decoding field the two sampler configs set apart;
+    fields one of them lacks (an older eval.json) are not compared."""
+    return [
+        f"sampler.{k}={theirs[k]!r} (here {mine[k]!r})"
+        for k in DECODING
+        if k in theirs and k in mine and theirs[k] != mine[k]
+    ]
+
+
+def check_same_decoding(base: dict[str, Any], cfg: Any) -> None:
+    """One-line error unless the base was decoded as this evaluation is: the tilt target is the
+    base's distribution reweighted, so a base decoded otherwise is another distribution."""
+    differ = decoding_differences(base.get("config", {}).get("sampler", {}), to_dict(cfg.sampler))
+    if differ:
+        raise UserError(
+            f"target.base was decoded otherwise: {'; '.join(differ)}; evaluate the base with "
+            "the same sampler"
+        )
+
+
 def prepare_target(cfg: Any, model_path: Path, result: dict[str, Any]) -> Target | None:
     """The base's eval.json (checked against these problems) and the tilt b, or None when
     ``target.base`` is not set."""
@@ -86,6 +112,7 @@ def prepare_target(cfg: Any, model_path: Path, result: dict[str, Any]) -> Target
         return None
     base = load_base_eval(cfg.target.base)
     check_same_problems(base, result, cfg)
+    check_same_decoding(base, cfg)
     if cfg.target.tilt is not None:
         return Target(base, float(cfg.target.tilt), "given (target.tilt)")
     b, source = run_tilt(Path(cfg.model.path), model_path)
