@@ -5,6 +5,7 @@ the committed runs."""
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -130,3 +131,50 @@ def test_committed_report_is_what_the_committed_runs_give(runs, docs, tmp_path, 
     monkeypatch.chdir(ROOT)  # the report names its input as given: the docs' relative path
     target_report.main([runs, "--out", str(tmp_path)])
     assert (tmp_path / "results.md").read_text() == (ROOT / docs / "results.md").read_text()
+
+
+def fake_eval(b: float, b_hat: float, gap: float) -> dict:
+    """The fields ``summary`` reads of one evaluation, with a target section."""
+    length = {
+        "pass_at_k": {"1": {"mean": 0.1}, "8": {"mean": 0.3}, "16": {"mean": 0.5}},
+        "coverage_at_k": {"distinct": {"16": 1.0}, "coverage": {"16": 0.4}},
+        "locking": {"order_share_of_mode": 0.2},
+        "target": {"b": b, "fit": {"b_hat": b_hat}, "balance": {"gap": gap},
+                   "achieved": {"distinct": {"16": 1.0}}},
+    }  # fmt: skip
+    return {"lengths": {"16": length}}
+
+
+def test_beside_sets_each_study_at_its_own_last_checkpoint_in_units_of_b():
+    """b_hat / b and gap / b per seed by hand; each study at its own last checkpoint (a seed
+    that stopped early is left out); a method only one study has, or one not trained for a
+    tilt, gets no row."""
+    here = {
+        "trafl-b4": {0: {1000: fake_eval(4, 2.0, 1.0)}, 1: {1000: fake_eval(4, 3.0, 2.0)}},
+        "trafl-b2": {0: {1000: fake_eval(2, 1.0, 0.5)}},
+        "d1": {0: {300: fake_eval(math.nan, 1.0, 0.5)}},
+    }
+    other = {
+        "trafl-b4": {
+            0: {1000: fake_eval(4, 1.0, 0.4), 2000: fake_eval(4, 1.6, 0.8)},
+            1: {1000: fake_eval(4, 1.2, 0.4)},  # stopped before 2000
+        },
+        "d1": {0: {300: fake_eval(math.nan, 1.0, 0.5)}},
+    }
+    base = {"config": {"sampler": {"gen_length": 16, "steps": 8, "temperature": 1.0,
+                                   "remasking": "low_confidence"}}}  # fmt: skip
+    lines = target_report.beside_section(here, "lc", base, other)
+    assert lines[0] == (
+        "## Beside lc: the same methods, decoded at L = 16, 8 denoiser calls, temperature 1, "
+        "low-confidence remasking"
+    )
+    rows = [line for line in lines if line.startswith("| trafl") or line.startswith("| d1")]
+    assert rows == [
+        "| trafl-b4 | here | 2 | 1000 | 0.625 ± 0.177 | 0.500, 0.750 | 0.375 ± 0.177 | 0.250, 0.500 |",
+        "| trafl-b4 | lc | 1 | 2000 | 0.400 | 0.400 | 0.200 | 0.200 |",
+    ]
+
+
+def test_beside_must_name_its_label():
+    with pytest.raises(SystemExit):
+        target_report.main(["results/target/long.tgz", "--beside", "results/target/usq.tgz"])
