@@ -529,6 +529,9 @@ def test_test_shapes_that_split_are_replayed_or_fall_back() -> None:
         "assert f(1) == g(2)",  # both leaves the program's, compared outside
         "assert sorted(f(1), reverse=True) == [3, 2]",
         "assert Solution().solve(1)[0] == 2",
+        "assert f('b').startswith('Hello') and ', '.join(f(1)) == 'a, b'",  # methods: ours
+        "assert sorted(f(3).items()) == [(1, 3)]",
+        "assert [f(x)[0] for x in (1, 2)] == [1, 2]",
         "METADATA = {}\ndef check(candidate):\n    '''doc'''\n    assert candidate(1) == 2\n"
         "    assert True, 'message'\n\ncheck(f)\n",
     ]
@@ -540,6 +543,8 @@ def test_test_shapes_that_split_are_replayed_or_fall_back() -> None:
         "assert f(1) == [i * i for i in range(3)]",  # range() would run beside the program
         "assert all(f(x) for x in range(3))",  # so would the range deciding how many
         "def sq(x):\n    return x * x\ndef check(c):\n    assert c(2) == sq(2)\n\ncheck(f)",
+        "assert f(g(1)) == 2",  # a program call in an argument: the argument is computed here
+        "def enc(s):\n    return s\ndef check(c):\n    assert c(enc('x')) == 'x'\n\ncheck(f)",
     ]
     inside = [
         "assert f(1) ==",  # does not parse
@@ -551,8 +556,10 @@ def test_test_shapes_that_split_are_replayed_or_fall_back() -> None:
         ("inside", t) for t in inside
     ]
     helper = "import math\nassert math.fabs(poly([1, 2], f([1, 2]))) < 1e-6"  # whose poly?
-    assert plan_for(helper, "").kind == "split"  # the program's: its answer
-    assert plan_for(helper, "def poly(xs, x):\n    return 0\n").kind == "replay"  # trusted
+    trusted = "def poly(xs, x):\n    return 0\n"
+    for reference, names in (("", ("f", "poly")), (trusted, ("f",))):  # the program's, or ours
+        found = plan_for(helper, reference)  # a call in an argument: replayed either way
+        assert found.kind == "replay" and found.replay.names_for(reference) == names
     problems = HumanEval().problems("test")
     kinds = {p["task_id"]: plan(f"{p['test']}\ncheck({p['entry_point']})\n").kind for p in problems}
     replay_ids = {f"HumanEval/{i}" for i in (32, 38, 44, 50, 53, 129, 151)}

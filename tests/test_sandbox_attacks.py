@@ -36,12 +36,22 @@ SQUARE = "def sq(x):\n    return x * x\n\ndef check(c):\n    assert c(3) == sq(3
 EVERY = "assert all(f(x) for x in range(3))"
 HUGE = "assert f(1) == 'expected-3f9a'"  # split: the value comes back as plain data
 LOOP = "def check(c):\n    assert sum(range(c(1))) == 3\n\ncheck(f)\n"  # the replay loops on c(1)
+# No loop: the helper in the argument must still run on the trusted side (replayed), where the
+# program can neither redefine it nor read the leaf's text, whose argument is the answer.
+ROUND_TRIP = (
+    "def check(candidate):\n    assert candidate(encode('hello')) == 'hello'\n"
+    "    assert candidate(encode('abcxyz')) == 'abcxyz'\n\ncheck(decode)\n"
+)
+# A plain value's method on the answer: evaluated by the trainer on the decoded value.
+METHOD = "assert greet('bob').startswith('Hello, bob') and greet('al').endswith('al!')"
 FAMILIES = {  # test, right program, reference
     "decode": (CHECK, RIGHT, REFERENCE),
     "square": (SQUARE, "def f(x):\n    return x * x\n", ""),
     "every": (EVERY, "def f(x):\n    return True\n", ""),
     "huge": (HUGE, "def f(x):\n    return 'expected-3f9a'\n", ""),
     "loop": (LOOP, "def f(x):\n    return 3\n", ""),
+    "round_trip": (ROUND_TRIP, RIGHT, REFERENCE),
+    "method": (METHOD, "def greet(n):\n    return 'Hello, ' + n + '!'\n", ""),
 }
 MAIN = "import sys\nm = sys.modules['__main__']\n"
 ATTACKS = {  # name: (family, a wrong program that tries to pass)
@@ -103,6 +113,21 @@ ATTACKS = {  # name: (family, a wrong program that tries to pass)
         "import builtins\nbuiltins.range = lambda *a: iter(())\ndef f(x):\n    return False\n",
     ),
     "make_the_replay_run_forever": ("loop", "def f(x):\n    return 10 ** 15\n"),
+    "redefine_the_helper_in_an_argument": ("round_trip", WRONG + "def encode(s):\n    return s\n"),
+    "read_the_argument_from_the_leaf_text": (
+        "round_trip",
+        REFERENCE + "import ast, sys\ndef decode(s):\n    f = sys._getframe(1)\n    while f:\n"
+        "        for v in f.f_locals.values():\n"
+        "            if isinstance(v, str) and v.startswith('candidate(encode('):\n"
+        "                return ast.literal_eval(v[len('candidate(encode('):-2])\n"
+        "        f = f.f_back\n    return s\n",
+    ),
+    "lying_str_methods": (
+        "method",
+        "class S(str):\n    def startswith(self, *a):\n        return True\n"
+        "    def endswith(self, *a):\n        return True\n"
+        "def greet(n):\n    return S('nope')\n",
+    ),
     "gigantic_int": ("huge", "def f(x):\n    return 10 ** 200000\n"),
     "cyclic_list": ("huge", "def f(x):\n    v = []\n    v.append(v)\n    return v\n"),
     "huge_dict": ("huge", "def f(x):\n    return {i: str(i) for i in range(200000)}\n"),
@@ -132,6 +157,16 @@ BRANCH = (
     "\ncheck(f)\n"
 )
 OBJECT = "x = Solution()\nassert x.solve(1) == 2"
+# fails with trusted code alone (a module the sandbox lacks): fails for every program, forgers too
+BROKEN = (
+    "def check(c):\n    for x in [3]:\n        assert c(x) == 9\n"
+    "    import trafl_test_no_such_module\n\ncheck(f)\n"
+)
+# a set argument: its calls are keyed the same in the three runs, whatever their hash seeds
+SET_ARGUMENT = (
+    "def check(c):\n    for s in [{'apple', 'banana', 'cherry', 'date', 'elder', 'fig', 'kiwi'}]:\n"
+    "        assert c(s) == 7\n\ncheck(f)\n"
+)
 FORGER = (  # a wrong program that replaces the in-sandbox runner
     "def f(v):\n    return v\nimport sys\nsys.modules['__main__']._run_assert = "
     "lambda g, r, *c: [[True, '']] * len(r['tests'])\n"
@@ -146,6 +181,10 @@ REPLAY_CASES = [  # program, test, reward
     ("class Solution:\n    def solve(self, v):\n        return v + 1\n", OBJECT, 1.0),
     (FORGER, BRANCH, 1.0),  # inside: forgeable
     (FORGER, CHAINED, 0.0),  # replayed: not
+    ("def f(v):\n    return v * v\n", BROKEN, 0.0),
+    (FORGER, BROKEN, 0.0),  # not inside: the record run failed without any program
+    ("def f(s):\n    return len(s)\n", SET_ARGUMENT, 1.0),
+    ("def f(s):\n    return 6\n", SET_ARGUMENT, 0.0),
 ]
 
 
@@ -203,7 +242,7 @@ def attack_runs(sandbox: Sandbox, work_root: Path) -> dict:
 
 def test_the_attacked_tests_are_judged_outside_the_program() -> None:
     kinds = [plan_for(t, r).kind for t, _, r in FAMILIES.values()]
-    assert kinds == ["replay", "replay", "replay", "split", "replay"]
+    assert kinds == ["replay", "replay", "replay", "split", "replay", "replay", "split"]
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))
@@ -257,6 +296,9 @@ def test_replay_keeps_mutations_asks_again_and_falls_back_where_it_must(attack_r
     results = attack_runs["replay"]
     assert [_reward(r) for r in results] == [c[2] for c in REPLAY_CASES], results
     assert "assert xs == [1, 2, 3]" in results[1].results[0][1]
+    broken = [r.results[0][1] for r, c in zip(results, REPLAY_CASES, strict=True) if c[1] == BROKEN]
+    assert broken == ["the test fails without the program: ModuleNotFoundError: "
+                      "No module named 'trafl_test_no_such_module'"] * 2  # fmt: skip
 
 
 def test_a_record_run_that_does_not_finish_fails_closed_and_is_not_cached() -> None:

@@ -15,13 +15,18 @@ final ``check(NAME)``. In an assert's condition the trainer evaluates: constants
 (list, tuple, set, dict), ``not``/``and``/``or``, unary and binary arithmetic (sizes guarded),
 every comparison (``is``/``is not`` only against ``None``, ``True``, ``False``), calls of
 ``abs round len sorted set frozenset list tuple dict str int float bool complex min max sum all
-any isinstance type`` and ``math.isclose fabs sqrt floor ceil isnan isinf``, and ``math.pi e inf
-nan tau``. Every other sub-expression that uses a name is a leaf evaluated in the sandbox,
-and a test splits only if each leaf is the value of a call of one of the program's functions
-(``candidate`` and the checked name in HumanEval's form; the test's free names otherwise,
-less those a trusted ``reference`` defines, see :func:`plan_for`), possibly indexed or over
-constants: ``f(3)``, ``candidate(x)[0]``, ``Solution().solve(s)``, ``[f(i) for i in (1, 2)]``.
-Such a value is the program's answer, whatever the program does to its process.
+any isinstance type`` and ``math.isclose fabs sqrt floor ceil isnan isinf``, ``math.pi e inf
+nan tau``, and the listed methods of plain values (``str.startswith``, ``list.index``,
+``dict.items`` ... : ``_METHODS``) on the decoded answer, never on the program's object. Every
+other sub-expression that uses a name is a leaf evaluated in the sandbox, and a test splits only
+if each leaf is the value of a call of one of the program's functions (``candidate`` and the
+checked name in HumanEval's form; the test's free names otherwise, less those a trusted
+``reference`` defines, see :func:`plan_for`) on arguments computed from the test's constants
+alone, possibly indexed or over constants: ``f(3)``, ``candidate(x)[0]``,
+``Solution().solve(s)``, ``[f(i) for i in (1, 2)]``. Such a value is the program's answer,
+whatever the program does to its process. An argument that calls a helper or the program
+(``candidate(encode('hi')) == 'hi'``) is replayed: beside the program, it could redefine the
+helper or read the argument, the expected value, from the leaf's text.
 
 **What is replayed** (:mod:`trafl.rewards.replay`): a test that does not split, including one
 with a leaf that would compute part of the expected side beside the program
@@ -66,6 +71,34 @@ _SAFE_CALLS: dict[str, Any] = {
     },
 }
 _SAFE_CONSTANTS = {f"math.{name}": getattr(math, name) for name in ("pi", "e", "inf", "nan", "tau")}
+# methods of the decoded (exact, builtin) values that the trainer evaluates itself, so that a
+# program's object never answers ``f(x).startswith(E)``; none can grow a value past _MAX_SIZE
+# (``replace`` and ``join`` are checked, see _method)
+_STR_METHODS = frozenset(
+    "startswith endswith isupper islower isdigit isalpha isalnum isspace isnumeric isdecimal "
+    "istitle isidentifier isascii isprintable strip lstrip rstrip lower upper casefold title "
+    "capitalize swapcase split rsplit splitlines partition rpartition count index rindex find "
+    "rfind replace join removeprefix removesuffix".split()
+)
+_SEQ_METHODS = frozenset({"index", "count"})
+_SET_METHODS = frozenset(
+    "issubset issuperset isdisjoint union intersection difference symmetric_difference".split()
+)
+_METHODS: dict[type, frozenset[str]] = {
+    str: _STR_METHODS,
+    bytes: _STR_METHODS - {"isidentifier", "isnumeric", "isdecimal", "isprintable", "casefold"},
+    list: _SEQ_METHODS,
+    tuple: _SEQ_METHODS,
+    dict: frozenset({"items", "keys", "values", "get"}),
+    set: _SET_METHODS,
+    frozenset: _SET_METHODS,
+    int: frozenset({"bit_length", "bit_count"}),
+    float: frozenset({"is_integer"}),
+}
+_SAFE_METHODS = frozenset().union(*_METHODS.values())
+# every attribute of a plain value: on a call's result, one of these is the answer's, never
+# a method of the program's own object (``Solution().solve``)
+_ANSWER_ATTRS = frozenset(a for t in _METHODS for a in dir(t) if not a.startswith("_"))
 _SINGLETONS = (None, True, False, Ellipsis)
 _MODULES = {"math"}  # names a reference value may use without depending on the program
 _STDLIB = frozenset(getattr(sys, "stdlib_module_names", ()))  # never names of the program
@@ -144,21 +177,63 @@ def plan_for(test: str, reference: str) -> TestPlan:
     return found
 
 
-def _root(node: ast.expr) -> str:
-    """The function whose call a leaf's value is (indexing or an attribute on top allowed), or
-    ``""``: its value is then the program's answer, whatever the program does to the process;
-    anything else computes part of the expected side beside the program."""
-    while isinstance(node, (ast.Subscript, ast.Attribute)):
+def _root(node: ast.expr, names: frozenset[str] = frozenset()) -> str:
+    """The function whose call a leaf's value is, or ``""``. Its arguments (and any index on
+    top) must be computed from the test's constants alone (``names``: a comprehension's
+    variables over constants): a helper, or another program call, in an argument would run
+    beside the program, where the program can redefine it or read its text (replayed
+    instead); and a plain type's method on the answer (``f(x).startswith(E)``) is evaluated
+    here on the decoded value (:func:`_split`), not by the program's object."""
+    while isinstance(node, ast.Subscript):
+        if not _computed(node.slice, names):
+            return ""
+        node = node.value
+    while isinstance(node, ast.Attribute):  # an attribute of the answer: f(x).real
         node = node.value
     if isinstance(node, ast.ListComp) and len(node.generators) == 1:
         loop = node.generators[0]  # [f(x) for x in <constant>]: all of it the program's values
-        return _root(node.elt) if not loop.ifs and _constant(loop.iter) else ""
+        if loop.ifs or not _constant(loop.iter):
+            return ""
+        return _root(node.elt, names | _targets(loop.target))
     if not isinstance(node, ast.Call):
         return ""
-    func = node.func
-    while isinstance(func, (ast.Attribute, ast.Call, ast.Subscript)):
-        func = func.func if isinstance(func, ast.Call) else func.value
-    return func.id if isinstance(func, ast.Name) else ""
+    func: ast.expr = node
+    while True:
+        if isinstance(func, ast.Name):
+            return func.id
+        if isinstance(func, ast.Call):
+            if not all(_computed(a, names) for a in [*func.args, *func.keywords]):
+                return ""
+            func = func.func
+        elif isinstance(func, ast.Attribute):
+            if not isinstance(func.value, ast.Name) and func.attr in _ANSWER_ATTRS:
+                return ""  # a method of a plain value, on the program's object
+            func = func.value
+        elif isinstance(func, ast.Subscript) and _computed(func.slice, names):
+            func = func.value
+        else:
+            return ""
+
+
+def _computed(node: ast.AST, names: frozenset[str]) -> bool:
+    """``node`` (an argument, keyword or index) is computed by the trusted language from
+    constants and ``names`` alone: no helper, no program call, nothing of the process."""
+    if isinstance(node, ast.keyword):
+        node = node.value
+    if isinstance(node, ast.Starred):
+        node = node.value
+    if isinstance(node, ast.Slice):
+        return all(_computed(n, names) for n in (node.lower, node.upper, node.step) if n)
+    leaves: list[str] = []
+    try:
+        _split(node, leaves)  # type: ignore[arg-type]
+    except Unsplittable:
+        return False
+    return all(leaf in names for leaf in leaves)
+
+
+def _targets(target: ast.expr) -> frozenset[str]:
+    return frozenset(n.id for n in ast.walk(target) if isinstance(n, ast.Name))
 
 
 def _asserts_of(tree: ast.Module) -> tuple[str, str | None, list[ast.Assert], set[str]]:
@@ -260,11 +335,28 @@ def _split(node: ast.expr, leaves: list[str]) -> ast.expr:
                 raise Unsplittable("'is' against a value that is not a singleton")
         parts = [_split(x, leaves) for x in operands]
         return ast.Compare(left=parts[0], ops=node.ops, comparators=parts[1:])
-    if isinstance(node, ast.Call) and _trusted_name(node.func) and _plain_call(node):
+    if isinstance(node, ast.Call) and _plain_call(node):
+        func = node.func
+        if _trusted_name(func):
+            pass
+        elif _answer_method(func):  # f(x).startswith(E): the method runs here, on f(x)
+            assert isinstance(func, ast.Attribute)
+            func = ast.Attribute(value=_split(func.value, leaves), attr=func.attr, ctx=ast.Load())
+        else:
+            return _leaf(node, leaves)
         args = [_split(a, leaves) for a in node.args]
         keywords = [ast.keyword(arg=k.arg, value=_split(k.value, leaves)) for k in node.keywords]
-        return ast.Call(func=node.func, args=args, keywords=keywords)
+        return ast.Call(func=func, args=args, keywords=keywords)
     return _leaf(node, leaves)
+
+
+def _answer_method(func: ast.expr) -> bool:
+    """A plain value's method on a value (not on a name: ``obj.count`` is the program's)."""
+    return (
+        isinstance(func, ast.Attribute)
+        and func.attr in _SAFE_METHODS
+        and _dotted(func.value) is None
+    )
 
 
 def _plain_call(node: ast.Call) -> bool:
@@ -401,9 +493,14 @@ class _Evaluator:
         if isinstance(node, ast.Compare):
             return self._compare(node)
         if isinstance(node, ast.Call):
-            fn = _SAFE_CALLS[_dotted(node.func) or ""]
             args = [self.eval(a) for a in node.args]
-            return fn(*args, **{k.arg: self.eval(k.value) for k in node.keywords if k.arg})
+            kwargs = {k.arg: self.eval(k.value) for k in node.keywords if k.arg}
+            name = _dotted(node.func)
+            if name in _SAFE_CALLS:
+                return _SAFE_CALLS[name](*args, **kwargs)
+            if isinstance(node.func, ast.Attribute):  # a plain value's method (_answer_method)
+                return _method(self.eval(node.func.value), node.func.attr, args, kwargs)
+            raise ValueError(f"not a trusted call: {ast.unparse(node.func)}")
         raise ValueError(f"not a verdict node: {type(node).__name__}")
 
     def _boolop(self, node: ast.BoolOp) -> Any:
@@ -432,6 +529,24 @@ def _unary(op: ast.unaryop, value: Any) -> Any:
     if isinstance(op, ast.UAdd):
         return +value
     return ~value
+
+
+def _method(value: Any, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    """A plain value's method, called here: only on exact builtins (decoded values, constants),
+    only the listed ones, and never one that would build a value past _MAX_SIZE."""
+    if name not in _METHODS.get(type(value), ()):
+        raise ValueError(f"{type(value).__name__}.{name} is not evaluated by the trainer")
+    if name == "replace" and len(args) >= 2:
+        old, new = args[0], args[1]
+        if isinstance(old, (str, bytes)) and isinstance(new, (str, bytes)):
+            count = (len(value) + 1) if not old else value.count(old)
+            if len(value) + count * max(0, len(new) - len(old)) > _MAX_SIZE:
+                raise ValueError("replacement too large for the trainer")
+    if name == "join" and args and isinstance(args[0], (list, tuple, set, frozenset, dict)):
+        size = len(value) * len(args[0]) + sum(len(p) for p in args[0] if hasattr(p, "__len__"))
+        if size > _MAX_SIZE:
+            raise ValueError("join too large for the trainer")
+    return getattr(value, name)(*args, **kwargs)
 
 
 def _binary(op: ast.operator, a: Any, b: Any) -> Any:

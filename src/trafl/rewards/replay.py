@@ -21,9 +21,11 @@ reference and the test only, so a program that redefines a helper, patches ``ran
 builtins, peeks at its caller's frame or forges its report changes only its own answers.
 
 **Falls back** to the in-sandbox verdict (:mod:`trafl.rewards.assert_split`) when the record
-run fails (the test needs a program's value to go on outside an assert, e.g. ``if f(x):``, or
-passes a function or object to it), or a program name is used other than by calling it (a
-class, an attribute): their outcome is then the program's to forge. **Assumes** the program's
+run cannot go on without the program (the test needs a program's value outside an assert, e.g.
+``if f(x):``, or passes a function or object to it), or a program name is used other than by
+calling it (a class, an attribute): their outcome is then the program's to forge. A record run
+that fails for any other reason (``import numpy`` where the sandbox has none, a name the test
+never defines) fails the test for every program: inside, only a forger would pass it. **Assumes** the program's
 functions are functions of their arguments (a call with the same arguments is answered once).
 """
 
@@ -226,13 +228,24 @@ def prepare(plan: ReplayPlan, reference: str, launch_reference: Launch) -> Prepa
         out = launch_reference(reference, [request])
         if isinstance(out, str):
             return f"record run failed: {out}"  # not cached: it may pass next time
-        calls = _recorded(out)
-        cached = ("ok", calls) if calls is not None else ("no",)
+        cached = _recorded(out)
         _RECORDS.put(key, cached)
+    if cached[0] == "failed":
+        return f"the test fails without the program: {cached[1]}"
     return Prepared(plan, names, cached[1]) if cached[0] == "ok" else None
 
 
-def _recorded(out: list[Any]) -> tuple[str, ...] | None:
+def _recorded(out: list[Any]) -> tuple[Any, ...]:
+    """("ok", calls); ("failed", why): the record run raised with trusted code alone (a module
+    the sandbox lacks, a name the test never defines), so the test fails for every program,
+    never runs inside where a forger would pass it; ("no",): not replayable (inside)."""
+    if len(out) == 1 and isinstance(out[0], list) and len(out[0]) == 2 and out[0][0] == "failed":
+        return ("failed", str(out[0][1])[:300])
+    calls = _calls_of(out)
+    return ("ok", calls) if calls is not None else ("no",)
+
+
+def _calls_of(out: list[Any]) -> tuple[str, ...] | None:
     if len(out) != 1 or not isinstance(out[0], list) or len(out[0]) != 2:
         return None
     tag, calls = out[0]

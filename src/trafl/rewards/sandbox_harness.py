@@ -254,9 +254,11 @@ def _plain(value, depth=0):
         return ["s", value]
     if kind is bytes:
         return ["y", value.hex()]
-    if kind in (list, tuple, set, frozenset):
-        tag = {list: "l", tuple: "t", set: "S", frozenset: "F"}[kind]
-        return [tag, [_plain(v, depth + 1) for v in kind.__iter__(value)]]
+    if kind in (list, tuple):
+        return ["l" if kind is list else "t", [_plain(v, depth + 1) for v in kind.__iter__(value)]]
+    if kind in (set, frozenset):  # sorted: iteration order is the hash seed's, per process
+        items = sorted((_plain(v, depth + 1) for v in kind.__iter__(value)), key=_dumps)
+        return ["S" if kind is set else "F", items]
     if kind in _DICTS:
         items = dict.items(value)
         return ["d", [[_plain(k, depth + 1), _plain(v, depth + 1)] for k, v in items]]
@@ -454,7 +456,9 @@ def _record(g, test, cap):
         g["__trafl_swallow__"] = (_Opaque, TypeError)
         _exec(_compile(test["record"], "<test>", "exec"), g)
     except _BaseException as err:
-        return ["error", _describe(err)]
+        if isinstance(err, _Opaque) or isinstance(err, TypeError) and "_Pending" in str(err):
+            return ["error", _describe(err)]  # needs a program's value outside an assert
+        return ["failed", _describe(err)]  # fails with trusted code alone: so does every program
     if _OBJECT_USES:  # e.g. ``x = Solution(); x.solve(1)``: objects do not cross the wall
         state["bad"] = (
             state["bad"] or f"a value of the program used as an object (.{_OBJECT_USES[0]})"
