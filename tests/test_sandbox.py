@@ -12,6 +12,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -473,6 +474,43 @@ def test_files_written_anywhere_do_not_stay_on_the_host(
         left = [n for n in os.listdir(folder) if n.startswith(host_marker)]
         assert left == [], f"{folder}: {left}"
     assert list(work_root.iterdir()) == []
+
+
+def test_a_program_sees_the_systems_software_not_the_hosts_files(sandbox: Sandbox) -> None:
+    """With ``hidden`` the root is a new one (pivot_root) of the system's software: a
+    world-readable file of the host (a dataset with its answers, say) is not there at all,
+    while the standard library, its extension modules and a shell still work. The control:
+    the same program under the same launcher without ``hidden`` reads the file."""
+    if not sandbox.launcher.hidden:
+        pytest.skip(f"no system-only root here ({sandbox.launcher.describe()})")
+    base = Path("/run") if os.access("/run", os.W_OK) else Path(__file__).resolve().parents[1]
+    folder = Path(tempfile.mkdtemp(prefix="trafl-test-data-", dir=base))
+    try:
+        folder.chmod(0o755)
+        data = folder / "answers.jsonl"
+        data.write_text('{"answer": 42}\n')
+        data.chmod(0o644)
+        program = (
+            "import decimal, json, os, sqlite3, zlib\n"
+            f"path = {str(data)!r}\n"
+            "seen = open(path).read() if os.path.exists(path) else 'hidden'\n"
+            "shell = os.system('true')\n"
+            f"tests = os.path.exists({str(Path(__file__).parent)!r})\n"  # our source tree
+            "def f():\n    return [seen, shell, tests]\n"
+        )
+        job = Job(program, tests=["assert f() == ['hidden', 0, False]"])
+        assert _reward(sandbox.run_one(job)) == 1.0, sandbox.run_one(job)
+        plain = Sandbox(sandbox.config)
+        # without hidden, under an interpreter that the sandbox user can run there
+        for python in dict.fromkeys([sandbox.launcher.python, "/usr/bin/python3"]):
+            plain.launcher = replace(sandbox.launcher, hidden=False, python=python)
+            control = plain.run_one(Job(program, tests=["assert f()[0] == 'hidden'"]))
+            if "answer" in str(control.results):  # it read the file: the view is what hides it
+                break
+        else:
+            pytest.skip(f"the sandbox user cannot read {folder} here anyway")
+    finally:
+        shutil.rmtree(folder)
 
 
 def test_private_disk_is_size_limited(work_root: Path) -> None:

@@ -79,6 +79,7 @@ def runs(host: dict) -> dict:
     tracked = Sandbox(_config(root, memory_mb=160, max_disk_mb=8, cgroup="none"))
     shared = Sandbox(_config(root, user="nobody", timeout_s=1.5))
     secret = f"secret-{os.getpid()}"
+    host_write = "ENOENT" if auto.launcher.hidden else "EROFS"  # not there at all, or read-only
     targets = ["/run/lock", str(host["open"]), "/var/tmp", "/dev/shm", "/tmp", "."]
     writer = (  # through ctypes and a shell, where the audit hook cannot see it
         "import ctypes, errno, os, time\nlibc = ctypes.CDLL(None, use_errno=True)\nout = []\n"
@@ -109,7 +110,7 @@ def runs(host: dict) -> dict:
             + [
                 Job(MEMORY_BOMB, tests=["assert f() == 1"]),
                 Job(MODEST, tests=["assert f() == 1"]),
-                Job(writer, tests=["assert f() == ['EROFS', 'EROFS', 'ok', 'ok', 'ok', 'ok']"]),
+                Job(writer, tests=[f"assert f() == {[host_write] * 2 + ['ok'] * 4}"]),
                 Job(reader, tests=["assert f() == []"]),
                 Job(forger, mode="stdio", inputs=[""]),
             ],
@@ -162,7 +163,9 @@ def test_a_retrying_fork_bomb_does_not_starve_correct_threaded_programs(runs: di
 
 def test_the_host_is_read_only_and_programs_do_not_see_each_other(runs: dict) -> None:
     writer, reader, forger = runs["results"]["auto"][6:]
-    assert _reward(writer) == 1.0, writer  # /run/lock and a 1777 host folder: read-only
+    assert _reward(writer) == 1.0, (
+        writer
+    )  # /run/lock and a 1777 host folder: read-only or not there
     assert _reward(reader) == 1.0, reader  # nothing of the writer's, anywhere
     assert forger.results == [["ok", '{"error": null, "results": [[true, ""]]}\n41\n']]
 

@@ -23,6 +23,11 @@ during training without trusting the policy's output.
   /var/tmp, /dev/shm and the work dir by bind mounts, the only places it can write (not
   /run/lock, not a world-writable folder of the host); no other program or host process sees
   it, and it vanishes with the namespace (the host work dir stays empty and is removed);
+* then, where ``pivot_root`` works, **only the system's software in view**: a new root holding
+  read-only binds of /usr, /bin, /sbin, /lib*, /etc, /dev, /proc and the interpreter's own
+  installation, plus the private folders; the old root is detached. No /home, /root, /srv,
+  /opt, no dataset (whose answers a program could look up), checkpoint or source tree of the
+  trainer's (``Launcher.hidden``; without it a warning says what stays readable);
 * as root, **a cgroup of its own** (:mod:`trafl.rewards.cgroups`; v2, else v1): one memory limit
   of ``memory_mb + max_disk_mb`` for all its processes and its tmpfs (past it the whole program
   is killed, with the reason), and ``pids.max`` of ``max_processes`` whatever uid they run as;
@@ -67,7 +72,9 @@ during training without trusting the policy's output.
   layer is logged once as a warning. Without namespaces, children that call ``setsid`` escape
   the process-group kill (a cgroup or a uid per program still ends them at the end, unless the
   program exits early in the uid case).
-* The program can read world-readable files of the host (its /etc, installed packages).
+* The program can read world-readable files of the system's software (/usr, /etc, installed
+  packages under /usr); without ``pivot_root`` every world-readable file of the host, a
+  dataset's answers included (a warning says so).
 """
 
 from __future__ import annotations
@@ -380,6 +387,7 @@ def _settings(
         "gid": gid,
         "kill_uid": launcher.slots,  # the uid is this program's alone: end all its processes
         "private_mb": cfg.max_disk_mb if launcher.private else 0,
+        "hide_host": launcher.hidden,
         "limits": {
             "RLIMIT_CPU": cfg.cpu_s,
             "RLIMIT_AS": cfg.memory_mb << 20,

@@ -16,7 +16,8 @@ Order of events, and why:
    size-limited tmpfs on /tmp and bind parts of it on /var/tmp, /dev/shm and the work dir, so
    that the program can write nowhere else (not /run/lock, not a world-writable folder of the
    host), nothing it writes reaches the host or another program, and all of it vanishes with
-   the namespace.
+   the namespace. With ``hide_host``, then a new root (``pivot_root``) of the system's software
+   and those folders only: no dataset or file of the trainer's is there to read.
 3. Set the resource limits (soft = hard, so the program can lower them but never raise them),
    then drop to the unprivileged uid (one per worker slot), from which point RLIMIT_NPROC counts.
 4. Install a best-effort audit hook (``guard``): no writes outside the work dir, no signals to
@@ -106,10 +107,11 @@ def _exit_builtins():
             setattr(builtins, name, exit)
 
 
-def _private_dirs(workdir, uid, size_mb):
+def _private_dirs(workdir, uid, size_mb, hide_host=False):
     """One tmpfs of ``size_mb`` on /tmp; /var/tmp, /dev/shm (and the work dir when it is not
     under /tmp) are bind mounts of folders in it. The namespace's mounts are private (unshare's
-    default propagation), so the host never sees them."""
+    default propagation), so the host never sees them. ``hide_host``: then a root of the
+    system's software only (:func:`_system_root`)."""
     import ctypes
 
     libc = ctypes.CDLL(None, use_errno=True)
@@ -128,7 +130,8 @@ def _private_dirs(workdir, uid, size_mb):
         if os.path.isdir(target):
             mount(source, target, None, 4096, None)  # MS_BIND
     real = os.path.realpath(workdir)
-    if os.path.isdir(real):  # a host folder (not under /tmp, /var/tmp, /dev/shm): cover it
+    covered = os.path.isdir(real)
+    if covered:  # a host folder (not under /tmp, /var/tmp, /dev/shm): cover it
         os.mkdir("/tmp/.work", 0o700)
         mount("/tmp/.work", real, None, 4096, None)
     else:  # it was under one of them: make it in the tmpfs
@@ -136,20 +139,72 @@ def _private_dirs(workdir, uid, size_mb):
     if uid is not None:
         os.chown(real, uid, -1)
     os.chmod(real, 0o700)
+    if hide_host:
+        _system_root(libc, mount, real if covered else None)
     os.chdir(real)
 
 
-def _read_only_mounts(libc, mount):
-    """Every mount of this namespace read-only, in one ``mount_setattr(/, AT_RECURSIVE)`` call
-    (Linux 5.12+), else one read-only bind remount per mount point (the root must succeed).
-    Mounts made afterwards (the tmpfs and its binds) are writable; nothing else is."""
+_SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/dev", "/proc")
+_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}
+
+
+def _system_root(libc, mount, covered):
+    """Replace the root by a new one holding, read-only, the system's software (``_SYSTEM``) and
+    this interpreter's installation, plus the private /tmp, /var/tmp, /dev/shm and work dir
+    (``covered``: the host folder it was bound over, if any): no /home, /root, /srv, /opt, no
+    dataset, checkpoint or source tree of the trainer's. The old root is detached
+    (``pivot_root``), not merely covered: nothing can climb back to it."""
+    import platform
+
+    new = "/tmp/.root"
+    os.mkdir(new, 0o755)
+    mount("trafl-root", new, "tmpfs", 0, "size=1m,nr_inodes=4096,mode=755")
+    base = os.path.realpath(sys.base_prefix)
+    if base == "/":
+        raise OSError("the interpreter is installed at /: no smaller view of the host")
+    exe = sys.executable  # its folder as named (a venv's bin) and where it really is
+    for path in (*_SYSTEM, base, os.path.dirname(exe), os.path.dirname(os.path.realpath(exe))):
+        _expose(mount, path, new + path)
+    writable = [("/tmp", "/tmp"), ("/tmp/.var-tmp", "/var/tmp")]
+    writable += [("/tmp/.shm", "/dev/shm")] if os.path.isdir(new + "/dev/shm") else []
+    writable += [(covered, covered)] if covered else []
+    for _, target in writable:
+        os.makedirs(new + target, exist_ok=True)  # before the new root goes read-only
+    _read_only_mounts(libc, mount, new)
+    for source, target in writable:
+        mount(source, new + target, None, 4096, None)  # MS_BIND: writable
+    number = _PIVOT_ROOT.get(platform.machine())
+    os.chdir(new)
+    if number is None or libc.syscall(number, b".", b".") != 0:
+        raise OSError("pivot_root failed")
+    if libc.umount2(b".", 2) != 0:  # MNT_DETACH: the old root, stacked under the new one
+        raise OSError("detaching the old root failed")
+    os.chdir("/")
+
+
+def _expose(mount, path, target):
+    """``path`` at ``target`` in the new root: a symlink as a symlink (/bin -> usr/bin), a
+    folder as a recursive bind mount; nothing if the host has no such path."""
+    if os.path.islink(path):
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        if not os.path.lexists(target):
+            os.symlink(os.readlink(path), target)
+    elif os.path.isdir(path) and not os.path.isdir(target):
+        os.makedirs(target)
+        mount(path, target, None, 4096 | 16384, None)  # MS_BIND | MS_REC
+
+
+def _read_only_mounts(libc, mount, top="/"):
+    """Every mount of this namespace under ``top`` read-only, in one ``mount_setattr(top,
+    AT_RECURSIVE)`` call (Linux 5.12+), else one read-only bind remount per mount point (``top``
+    must succeed). Mounts made afterwards (the tmpfs and its binds) are writable; nothing else is."""
     import ctypes
 
     class Attr(ctypes.Structure):
         _fields_ = [(n, ctypes.c_uint64) for n in ("set", "clr", "propagation", "userns")]
 
     attr = Attr(1, 0, 0, 0)  # MOUNT_ATTR_RDONLY
-    args = (ctypes.c_long(-100), b"/", ctypes.c_long(0x8000))  # AT_FDCWD, path, AT_RECURSIVE
+    args = (ctypes.c_long(-100), top.encode(), ctypes.c_long(0x8000))  # AT_FDCWD, AT_RECURSIVE
     if libc.syscall(ctypes.c_long(442), *args, ctypes.byref(attr), ctypes.c_long(32)) == 0:
         return  # 442: mount_setattr, the same number on every architecture
     keep = {"nosuid": 2, "nodev": 4, "noexec": 8, "noatime": 1024, "nodiratime": 2048}
@@ -158,12 +213,14 @@ def _read_only_mounts(libc, mount):
     for line in lines:
         fields = line.split()
         point = fields[4].replace("\\040", " ")
+        if top != "/" and point != top and not point.startswith(top + "/"):
+            continue
         flags = 32 | 4096 | 1  # MS_REMOUNT | MS_BIND | MS_RDONLY, keeping the locked flags
         flags |= sum(keep.get(o, 0) for o in fields[5].split(","))
         try:
             mount(None, point, None, flags, None)
         except OSError:
-            if point == "/":
+            if point == top:
                 raise
 
 
@@ -752,7 +809,9 @@ def main():
     os.set_inheritable(secret_fd, False)  # not handed to anything the program executes
     os.set_inheritable(report_fd, False)
     if settings.get("private_mb"):
-        _private_dirs(os.getcwd(), settings.get("uid"), settings["private_mb"])
+        _private_dirs(
+            os.getcwd(), settings.get("uid"), settings["private_mb"], settings.get("hide_host")
+        )
     workdir = os.getcwd()
     _limit_and_drop(settings)
     _exit_builtins()

@@ -34,10 +34,13 @@ class Launcher:
     slots: bool = False  # one uid (and gid) per running program: uid .. uid + UID_SLOTS - 1
     private: bool = False  # a private tmpfs on /tmp, /var/tmp, /dev/shm and the work dir
     cgroup: CgroupRoots | None = None  # where each program gets its own cgroup
+    hidden: bool = False  # with private: a root of the system's software only (no /home, data)
 
     def describe(self) -> str:
         ns = "namespaces(net,pid,ipc,mount)" if self.prefix else "no namespaces"
-        ns += ", read-only root, private tmpfs" if self.private else ", shared /tmp"
+        if self.private:
+            ns += ", system dirs only" if self.hidden else ", read-only root"
+        ns += ", private tmpfs" if self.private else ", shared /tmp"
         ns += f", {self.cgroup.describe()}" if self.cgroup else ", no cgroup"
         if self.uid is None:
             user = f"uid {os.geteuid()}"
@@ -77,11 +80,12 @@ def find_launcher(
         prefixes.append(())
     account = _account(user, root)
     pythons = [python] if python != "auto" else _interpreters()
+    views = ((True, True), (True, False), (False, False))  # (private, hidden), strongest first
     for prefix in prefixes:
-        for private in (True, False) if prefix else (False,):
+        for private, hidden in views if prefix else views[-1:]:
             for uid, gid, slots in _drops(user, account, root, "--user" in prefix, uid_base):
                 for exe, group in ((e, g) for e in pythons for g in groups):
-                    launcher = Launcher(prefix, exe, uid, gid, slots, private, group)
+                    launcher = Launcher(prefix, exe, uid, gid, slots, private, group, hidden)
                     if probe(launcher):
                         _warn_if_weak(launcher, root)
                         return launcher
@@ -151,6 +155,11 @@ def _warn_if_weak(launcher: Launcher, root: bool) -> None:
         log.warning(
             "sandbox: no private /tmp (no mount namespace or tmpfs here); programs share /tmp, "
             "/var/tmp and /dev/shm with the host and each other, and what they write there stays"
+        )
+    if launcher.private and not launcher.hidden:
+        log.warning(
+            "sandbox: programs see the host's files read-only (no pivot_root here): whatever is "
+            "world-readable, a dataset's answers included, is theirs to read"
         )
     if launcher.cgroup is None:
         log.warning(
