@@ -32,6 +32,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument(
+        "--python", default="auto", help="the sandbox's interpreter (SandboxConfig)"
+    )
     args = parser.parse_args()
     path = packaged_path()
     if path is None:
@@ -51,13 +54,13 @@ def main() -> None:
     out: dict[int, list[dict]] = {w: [] for w in args.workers}
     for _ in range(args.repeats):
         for workers in args.workers:
-            figures = measure(workers, jobs)
+            figures = measure(workers, jobs, args.python)
             out[workers].append(figures)
             print(f"workers={workers}: {figures}", flush=True)
     print(json.dumps(out))
 
 
-def measure(workers: int, jobs: list[Job]) -> dict:
+def measure(workers: int, jobs: list[Job], python: str = "auto") -> dict:
     """One cold pass over HumanEval and one over 128 tiny_code completions."""
     try:
         from trafl.rewards.replay import clear_caches  # cold: no record or replay cached
@@ -65,7 +68,7 @@ def measure(workers: int, jobs: list[Job]) -> dict:
         clear_caches = None  # noqa: N806
     if clear_caches is not None:
         clear_caches()
-    sandbox = Sandbox(SandboxConfig(workers=workers))
+    sandbox = Sandbox(SandboxConfig(workers=workers, python=python))
     cpu = _cpu_s()
     start = time.monotonic()
     results = sandbox.run(jobs)
@@ -77,6 +80,7 @@ def measure(workers: int, jobs: list[Job]) -> dict:
     problems = tiny.sample_train(128, rng)
     completions = [tiny.demonstration(p, rng) for p in problems]
     tiny.config.reward.sandbox.workers = workers
+    tiny.config.reward.sandbox.python = python
     tiny._sandbox = None  # rebuilt with this worker count
     start = time.monotonic()
     scores = tiny.score(problems, completions)
