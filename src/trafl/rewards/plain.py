@@ -6,16 +6,19 @@ Values cross the sandbox's wall as tagged JSON (``sandbox_harness._plain`` write
 the process that writes it and may write anything instead, so :func:`loads` refuses what would
 make the trainer work without bound (JSON integers longer than :data:`MAX_INT_DIGITS` digits,
 whose decimal conversion is quadratic before Python 3.11, and nesting beyond
-:data:`MAX_DEPTH`), and :func:`decode` rebuilds builtins of exactly the tagged types.
+:data:`MAX_DEPTH`), and :func:`decode` rebuilds builtins of exactly the tagged types, refusing
+sets and dicts whose keys were chosen to collide (:data:`MAX_SHARED_HASH`).
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import Any
 
 MAX_DEPTH = 100  # deepest value decoded (the harness refuses to encode deeper ones too)
 MAX_INT_DIGITS = 4300  # longest decimal integer literal accepted in a report (Python's own limit)
+MAX_SHARED_HASH = 8  # most keys of a set or dict sharing one hash (more: a hash-flooding forgery)
 
 
 def _bounded_int(text: str) -> int:
@@ -52,10 +55,24 @@ def decode(data: Any, depth: int = 0) -> Any:
     if tag == "y":
         return bytes.fromhex(rest[0])
     if tag in _CONTAINERS:
-        return _CONTAINERS[tag](decode(x, depth + 1) for x in rest[0])
+        items = [decode(x, depth + 1) for x in rest[0]]
+        return _CONTAINERS[tag](_spread(items) if tag in "SF" else items)
     if tag == "d":
-        return {decode(k, depth + 1): decode(v, depth + 1) for k, v in rest[0]}
+        pairs = [(decode(k, depth + 1), decode(v, depth + 1)) for k, v in rest[0]]
+        _spread([k for k, _ in pairs])
+        return dict(pairs)
     raise ValueError(f"unknown value tag {tag!r}")
+
+
+def _spread(keys: list[Any]) -> list[Any]:
+    """``keys``, unless too many share one hash: ints' and floats' hashes are not randomised, so
+    a forged report of colliding keys (multiples of 2**61 - 1) would make building the set or
+    dict quadratic. Distinct values rarely share a hash (-1 and -2 do), never many of them."""
+    if len(keys) > MAX_SHARED_HASH:
+        counts = Counter(hash(k) for k in keys)  # unhashable: TypeError, as set() would raise
+        if max(counts.values()) > MAX_SHARED_HASH:
+            raise ValueError("sandbox data with many keys of one hash (hash flooding)")
+    return keys
 
 
 _CONTAINERS: dict[str, Any] = {"l": list, "t": tuple, "S": set, "F": frozenset}

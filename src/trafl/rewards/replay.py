@@ -24,8 +24,9 @@ builtins, peeks at its caller's frame or forges its report changes only its own 
 run cannot go on without the program (the test needs a program's value outside an assert, e.g.
 ``if f(x):``, or passes a function or object to it), or a program name is used other than by
 calling it (a class, an attribute): their outcome is then the program's to forge. A record run
-that fails for any other reason (``import numpy`` where the sandbox has none, a name the test
-never defines) fails the test for every program: inside, only a forger would pass it. **Assumes** the program's
+that fails in a way no program's value can cause (``import numpy`` where the sandbox has none,
+a name the test never defines: an import, name or syntax error) fails the test for every
+program: inside, only a forger would pass it. **Assumes** the program's
 functions are functions of their arguments (a call with the same arguments is answered once).
 """
 
@@ -236,9 +237,9 @@ def prepare(plan: ReplayPlan, reference: str, launch_reference: Launch) -> Prepa
 
 
 def _recorded(out: list[Any]) -> tuple[Any, ...]:
-    """("ok", calls); ("failed", why): the record run raised with trusted code alone (a module
-    the sandbox lacks, a name the test never defines), so the test fails for every program,
-    never runs inside where a forger would pass it; ("no",): not replayable (inside)."""
+    """("ok", calls); ("failed", why): the record run raised what no program's value can cause
+    (a module the sandbox lacks, a name the test never defines), so the test fails for every
+    program, never runs inside where a forger would pass it; ("no",): not replayable (inside)."""
     if len(out) == 1 and isinstance(out[0], list) and len(out[0]) == 2 and out[0][0] == "failed":
         return ("failed", str(out[0][1])[:300])
     calls = _calls_of(out)

