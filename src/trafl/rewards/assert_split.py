@@ -16,17 +16,19 @@ final ``check(NAME)``. In an assert's condition the trainer evaluates: constants
 every comparison (``is``/``is not`` only against ``None``, ``True``, ``False``), calls of
 ``abs round len sorted set frozenset list tuple dict str int float bool complex min max sum all
 any isinstance type`` and ``math.isclose fabs sqrt floor ceil isnan isinf``, ``math.pi e inf
-nan tau``, and the listed methods of plain values (``str.startswith``, ``list.index``,
-``dict.items`` ... : ``_METHODS``) on the decoded answer, never on the program's object. Every
-other sub-expression that uses a name is a leaf evaluated in the sandbox, and a test splits only
-if each leaf is the value of a call of one of the program's functions (``candidate`` and the
-checked name in HumanEval's form; the test's free names otherwise, less those a trusted
-``reference`` defines, see :func:`plan_for`) on arguments computed from the test's constants
-alone, possibly indexed or over constants: ``f(3)``, ``candidate(x)[0]``,
-``Solution().solve(s)``, ``[f(i) for i in (1, 2)]``. Such a value is the program's answer,
-whatever the program does to its process. An argument that calls a helper or the program
-(``candidate(encode('hi')) == 'hi'``) is replayed: beside the program, it could redefine the
-helper or read the argument, the expected value, from the leaf's text.
+nan tau``, and the methods of plain values (``str.startswith``, ``list.index``,
+``dict.items``, comparisons ... : ``_METHODS``, all but ``str.format``) on the decoded answer,
+never on the program's object (but ``Name().method()``, ``Name`` capitalised, is taken for the
+program's class). Every other sub-expression that uses a name is a leaf evaluated in the
+sandbox, and a test splits only if each leaf is the value of a call of the program's functions
+(``candidate`` and the checked name in HumanEval's form; the test's free names otherwise, less
+those a trusted ``reference`` defines, see :func:`plan_for`) on arguments computed from the
+test's constants and such calls alone, possibly indexed or over constants: ``f(3)``,
+``candidate(x)[0]``, ``Solution().solve(s)``, ``f([Pair(1, 2)])``, ``[f(i) for i in (1, 2)]``.
+Such a value is the program's answer, whatever the program does to its process. An argument
+that calls a helper of the test (``candidate(encode('hi')) == 'hi'``) sends the test to replay:
+beside the program, the helper could be redefined, or the expected value read from the leaf's
+text.
 
 **What is replayed** (:mod:`trafl.rewards.replay`): a test that does not split, including one
 with a leaf that would compute part of the expected side beside the program
