@@ -664,4 +664,13 @@ def test_the_trainer_refuses_to_build_huge_values() -> None:
                   ["d", [[["i", format(k * p, "x")], None] for k in range(40)]]):  # fmt: skip
         ok, detail = verdict(plan("assert f() == 1"), ["values", [["ok", json.dumps(flood)]]])
         assert not ok and "hash flooding" in detail
+    # a list of them, which set() would hash in the trainer: refused by the harness's own cap,
+    # which the trainer applies too (the program may have written the report itself)
+    forged = json.dumps(["l", [["i", format(k * p, "x")] for k in range(4000)]])
+    assert len(forged) > 1 << 16
+    ok, detail = verdict(plan("assert len(set(f())) == 1"), ["values", [["ok", forged]]])
+    assert (ok, detail) == (False, "value too large")
+    for test in ("assert f().join('ab' * 1000) == 'x'", "assert f().zfill(2 ** 30) == 'x'"):
+        ok, detail = verdict(plan(test), ["values", [["ok", json.dumps(["s", "y" * 60000])]]])
+        assert not ok and "too large for the trainer" in detail
     assert verdict(plan("assert f() == 1"), ["values", [["ok", '["x", 1]']]])[0] is False

@@ -44,6 +44,8 @@ ROUND_TRIP = (
 )
 # A plain value's method on the answer: evaluated by the trainer on the decoded value.
 METHOD = "assert greet('bob').startswith('Hello, bob') and greet('al').endswith('al!')"
+# ... and inside a comprehension: replayed, the method run on the decoded answer
+METHODS = "assert all(greet(n).startswith('Hello, ' + n) for n in ('bob', 'al'))"
 FAMILIES = {  # test, right program, reference
     "decode": (CHECK, RIGHT, REFERENCE),
     "square": (SQUARE, "def f(x):\n    return x * x\n", ""),
@@ -52,8 +54,14 @@ FAMILIES = {  # test, right program, reference
     "loop": (LOOP, "def f(x):\n    return 3\n", ""),
     "round_trip": (ROUND_TRIP, RIGHT, REFERENCE),
     "method": (METHOD, "def greet(n):\n    return 'Hello, ' + n + '!'\n", ""),
+    "methods": (METHODS, "def greet(n):\n    return 'Hello, ' + n + '!'\n", ""),
 }
 MAIN = "import sys\nm = sys.modules['__main__']\n"
+LYING_STR = (
+    "class S(str):\n    def startswith(self, *a):\n        return True\n"
+    "    def endswith(self, *a):\n        return True\n"
+    "def greet(n):\n    return S('nope')\n"
+)
 ATTACKS = {  # name: (family, a wrong program that tries to pass)
     "redefine_the_helper": ("decode", WRONG + "def encode(s):\n    return s\n"),
     "patch_random": (
@@ -122,12 +130,8 @@ ATTACKS = {  # name: (family, a wrong program that tries to pass)
         "                return ast.literal_eval(v[len('candidate(encode('):-2])\n"
         "        f = f.f_back\n    return s\n",
     ),
-    "lying_str_methods": (
-        "method",
-        "class S(str):\n    def startswith(self, *a):\n        return True\n"
-        "    def endswith(self, *a):\n        return True\n"
-        "def greet(n):\n    return S('nope')\n",
-    ),
+    "lying_str_methods": ("method", LYING_STR),
+    "lying_str_methods_in_a_comprehension": ("methods", LYING_STR),
     "gigantic_int": ("huge", "def f(x):\n    return 10 ** 200000\n"),
     "cyclic_list": ("huge", "def f(x):\n    v = []\n    v.append(v)\n    return v\n"),
     "huge_dict": ("huge", "def f(x):\n    return {i: str(i) for i in range(200000)}\n"),
@@ -249,7 +253,7 @@ def attack_runs(sandbox: Sandbox, work_root: Path) -> dict:
 
 def test_the_attacked_tests_are_judged_outside_the_program() -> None:
     kinds = [plan_for(t, r).kind for t, _, r in FAMILIES.values()]
-    assert kinds == ["replay", "replay", "replay", "split", "replay", "replay", "split"]
+    assert kinds == ["replay", "replay", "replay", "split", "replay", "replay", "split", "replay"]
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))

@@ -77,16 +77,15 @@ _SAFE_CONSTANTS = {f"math.{name}": getattr(math, name) for name in ("pi", "e", "
 # program's object never answers ``f(x).startswith(E)``: every public method of a plain type and
 # its comparisons, less str.format (a width builds any size); those that pad to a width are
 # checked (_method), and none other grows a value past a few times its size
-_PLAIN_TYPES = (str, bytes, list, tuple, dict, set, frozenset, int, float, complex, bool)
-_DUNDERS = {"__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__contains__",
-            "__len__", "__getitem__"}  # fmt: skip
 _PADDING = {"center", "ljust", "rjust", "zfill", "expandtabs", "to_bytes"}
 _METHODS: dict[type, frozenset[str]] = {
     t: frozenset(
-        a for a in dir(t) if (not a.startswith("_") or a in _DUNDERS) and callable(getattr(t, a))
+        a
+        for a in dir(t)
+        if (not a.startswith("_") or a in plain.COMPARISONS) and callable(getattr(t, a))
     )
     - {"format", "format_map"}
-    for t in _PLAIN_TYPES
+    for t in plain.PLAIN_TYPES
 }
 _SAFE_METHODS = frozenset().union(*_METHODS.values())
 _SINGLETONS = (None, True, False, Ellipsis)
@@ -197,6 +196,8 @@ def _roots(node: ast.expr, names: frozenset[str] = frozenset()) -> frozenset[str
         parts: list[ast.AST] = []
         if isinstance(func, ast.Call):
             parts, func = [*func.args, *func.keywords], func.func
+        elif _answer_method(func):  # inside a comprehension: replayed, where it runs on
+            return None  # the decoded answer (top level: evaluated here, see _split)
         elif isinstance(func, ast.Attribute):
             func = func.value
         elif isinstance(func, ast.Subscript):
@@ -402,8 +403,11 @@ def _constant(node: ast.expr) -> bool:
 # --------------------------------------------------------------------------- the verdict
 
 
-def verdict(test_plan: TestPlan, result: Any) -> tuple[bool, str]:
-    """Pass flag and detail of one test from the sandbox's answer for it (never raises)."""
+def verdict(test_plan: TestPlan, result: Any, cap: int = 1 << 16) -> tuple[bool, str]:
+    """Pass flag and detail of one test from the sandbox's answer for it (never raises). A
+    value longer than ``cap`` characters (the harness's own limit, ``max_output_bytes``) is
+    refused here too: the program may have written the report itself, and a long list of
+    colliding ints would make ``set(f(x))`` quadratic in the trainer."""
     if test_plan.inside is not None:
         ok = isinstance(result, list) and len(result) == 2 and result[0] is True
         return ok, "" if ok else str(result[1] if isinstance(result, list) else result)[:300]
@@ -413,7 +417,7 @@ def verdict(test_plan: TestPlan, result: Any) -> tuple[bool, str]:
         tag, answers = result
         if tag != "values" or len(answers) != len(test_plan.exprs):
             return False, "malformed values"
-        values = [_answer(a) for a in answers]
+        values = [_answer(a, cap) for a in answers]
         for check in test_plan.checks:
             if not _truth(_Evaluator(values).eval(check)):
                 return False, _explain(check, test_plan.exprs, values)
@@ -440,10 +444,12 @@ class _Raised(Exception):
     """A leaf raised in the sandbox; it counts only if the verdict needs that leaf's value."""
 
 
-def _answer(answer: Any) -> Any:
+def _answer(answer: Any, cap: int) -> Any:
     status, payload = answer
     if status != "ok":
         return _Raised(str(payload))
+    if len(payload) > cap:
+        return _Raised("value too large")
     return decode(plain.loads(payload))
 
 
@@ -555,7 +561,7 @@ def _method(value: Any, name: str, args: list[Any], kwargs: dict[str, Any]) -> A
             count = (len(value) + 1) if not old else value.count(old)
             if len(value) + count * max(0, len(new) - len(old)) > _MAX_SIZE:
                 raise ValueError("replacement too large for the trainer")
-    if name == "join" and args and isinstance(args[0], (list, tuple, set, frozenset, dict)):
+    if name == "join" and args and hasattr(args[0], "__len__"):  # a str joins its characters
         size = len(value) * len(args[0]) + sum(len(p) for p in args[0] if hasattr(p, "__len__"))
         if size > _MAX_SIZE:
             raise ValueError("join too large for the trainer")

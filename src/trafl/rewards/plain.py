@@ -19,6 +19,13 @@ from typing import Any
 MAX_DEPTH = 100  # deepest value decoded (the harness refuses to encode deeper ones too)
 MAX_INT_DIGITS = 4300  # longest decimal integer literal accepted in a report (Python's own limit)
 MAX_SHARED_HASH = 8  # most keys of a set or dict sharing one hash (more: a hash-flooding forgery)
+PLAIN_TYPES = (str, bytes, list, tuple, dict, set, frozenset, int, float, complex, bool)
+# the public attributes of plain values: on a program's answer, computed on the decoded value
+# (split: by the trainer; replayed: by the trusted replay run), never by the program's object
+COMPARISONS = frozenset(
+    "__eq__ __ne__ __lt__ __le__ __gt__ __ge__ __contains__ __len__ __getitem__".split()
+)
+PLAIN_ATTRIBUTES = COMPARISONS | {a for t in PLAIN_TYPES for a in dir(t) if not a.startswith("_")}
 
 
 def _bounded_int(text: str) -> int:

@@ -46,6 +46,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from trafl.rewards.plain import PLAIN_ATTRIBUTES
+
 ROUNDS = 3  # replays that may ask the program for more calls
 MAX_CALLS = 10_000  # calls of one test the program is asked for, in all
 _CACHE_SIZE = 1024
@@ -127,7 +129,9 @@ def defined(reference: str) -> frozenset[str]:
 
 def _odd_uses(tree: ast.AST, names: set[str], skip: ast.AST | None) -> set[str]:
     """Those of ``names`` read other than as ``name(...)`` whose result is not an object whose
-    attributes are used (``Solution().solve(x)``)."""
+    attributes are used (``Solution().solve(x)``). A plain value's attribute on the result
+    (``f(x).startswith(E)``) is not odd: the replay computes it on the decoded answer (but
+    ``Name().count()``, ``Name`` capitalised, is taken for the program's class)."""
     parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
     odd = set()
     for node in ast.walk(tree):
@@ -136,7 +140,9 @@ def _odd_uses(tree: ast.AST, names: set[str], skip: ast.AST | None) -> set[str]:
         call = parents.get(node)
         above = parents.get(call) if call is not None else None
         called = isinstance(call, ast.Call) and call.func is node
-        if not called or (isinstance(above, ast.Attribute) and above.value is call):
+        attribute = isinstance(above, ast.Attribute) and above.value is call
+        plain = attribute and above.attr in PLAIN_ATTRIBUTES and not node.id[:1].isupper()  # type: ignore[union-attr]
+        if not called or (attribute and not plain):
             odd.add(node.id)
     return odd
 

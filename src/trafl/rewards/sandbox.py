@@ -242,7 +242,7 @@ def run_job(launcher: Launcher, cfg: SandboxConfig, job: Job) -> SandboxResult:
     for i, (p, r) in enumerate(zip(plans, run.results, strict=True)):
         q = prepared.get(i)
         if q is None:
-            results.append(list(verdict(p, r)))
+            results.append(list(verdict(p, r, cap)))
         elif isinstance(q, str):  # the record run failed: the test fails (see replay.prepare)
             results.append([False, q[:300]])
         elif isinstance(r, list) and len(r) == 2 and r[0] is False:  # the program failed

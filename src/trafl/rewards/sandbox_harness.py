@@ -462,8 +462,9 @@ class _Missing(BaseException):
 
 class _Pending:
     """What a program's function returns in the recording run: arithmetic, comparisons,
-    indexing and slicing give more pending values; anything that needs a real value (truth,
-    iteration, length, conversion, hashing, attributes) raises :class:`_Opaque`."""
+    indexing, slicing and a plain value's methods give more pending values; anything that needs
+    a real value (truth, iteration, length, conversion, hashing, other attributes) raises
+    :class:`_Opaque`."""
 
     __slots__ = ()
 
@@ -488,7 +489,18 @@ for _name in (
 _OBJECT_USES = []  # attributes asked of pending values: the program's value used as an object
 
 
+# a plain value's attributes (``f(x).startswith(E)``): the replay computes them on the answer
+_PLAIN_ATTRIBUTES = frozenset(
+    a
+    for t in (str, bytes, list, tuple, dict, set, frozenset, int, float, complex, bool)
+    for a in dir(t)
+    if not a.startswith("_")
+) | {"__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__contains__", "__len__"}
+
+
 def _pending_attribute(self, name):
+    if name in _PLAIN_ATTRIBUTES:  # recorded: the call it is on; its result: pending too
+        return lambda *args, **kwargs: self
     _OBJECT_USES.append(name)
     raise _Opaque("needs the program's value")
 
