@@ -3,6 +3,7 @@ host (files, processes, network, the test process itself) stays intact."""
 
 from __future__ import annotations
 
+import ast
 import glob
 import gzip
 import json
@@ -21,6 +22,7 @@ import pytest
 from tests.sandbox_helpers import sandbox_processes
 from trafl.rewards import sandbox as sandbox_module
 from trafl.rewards.assert_split import decode, plan, plan_for, verdict
+from trafl.rewards.plain import PLAIN_ATTRIBUTES
 from trafl.rewards.sandbox import Job, Sandbox, SandboxConfig, resolve_launcher
 from trafl.rewards.sandbox_launcher import _NAMESPACES
 from trafl.tasks.humaneval import HumanEval, packaged_path
@@ -553,6 +555,17 @@ def test_in_a_user_namespace_the_read_only_binds_are_locked() -> None:
     cfg = SandboxConfig(timeout_s=TIMEOUT_S, guard=False, isolation="none")
     result = sandbox_module.run_job(launcher, cfg, Job(program, tests=["assert f() == 1"]))
     assert "[(-1, True), (-1, True), (-1, True)]" in result.results[0][1], result
+
+
+def test_the_harness_and_the_trainer_agree_on_plain_attributes() -> None:
+    """The harness imports nothing of trafl, so it writes the set again: it must be the same."""
+    tree = ast.parse(Path(sandbox_module.__file__).with_name("sandbox_harness.py").read_text())
+    (value,) = [
+        n.value
+        for n in tree.body
+        if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "_PLAIN_ATTRIBUTES"
+    ]
+    assert eval(compile(ast.Expression(value), "<harness>", "eval")) == PLAIN_ATTRIBUTES
 
 
 def test_private_disk_is_size_limited(work_root: Path) -> None:

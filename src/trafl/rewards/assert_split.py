@@ -340,12 +340,10 @@ def _split(node: ast.expr, leaves: list[str]) -> ast.expr:
         return ast.Compare(left=parts[0], ops=node.ops, comparators=parts[1:])
     if isinstance(node, ast.Call) and _plain_call(node):
         func = node.func
-        if _trusted_name(func):
-            pass
-        elif _answer_method(func):  # f(x).startswith(E): the method runs here, on f(x)
+        if _answer_method(func):  # f(x).startswith(E): the method runs here, on f(x)
             assert isinstance(func, ast.Attribute)
             func = ast.Attribute(value=_split(func.value, leaves), attr=func.attr, ctx=ast.Load())
-        else:
+        elif not _trusted_name(func):
             return _leaf(node, leaves)
         args = [_split(a, leaves) for a in node.args]
         keywords = [ast.keyword(arg=k.arg, value=_split(k.value, leaves)) for k in node.keywords]

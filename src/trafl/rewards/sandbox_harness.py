@@ -151,7 +151,7 @@ _PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s39
 
 def _system_root(libc, mount, covered, hide_packages=True):
     """Replace the root by a new one holding, read-only, the system's software (``_SYSTEM``) and
-    this interpreter's installation, plus the private /tmp, /var/tmp, /dev/shm and work dir
+    this interpreter's lib and bin folders, plus the private /tmp, /var/tmp, /dev/shm and work dir
     (``covered``: the host folder it was bound over, if any): no /home, /root, /srv, /opt, no
     dataset, checkpoint or source tree of the trainer's. The old root is detached
     (``pivot_root``), not merely covered: nothing can climb back to it."""
@@ -489,13 +489,16 @@ for _name in (
 _OBJECT_USES = []  # attributes asked of pending values: the program's value used as an object
 
 
-# a plain value's attributes (``f(x).startswith(E)``): the replay computes them on the answer
+# a plain value's attributes (``f(x).startswith(E)``): the replay computes them on the answer;
+# trafl.rewards.plain.PLAIN_ATTRIBUTES, written again since nothing of trafl is imported here
+# (tests/test_sandbox.py holds the two equal)
 _PLAIN_ATTRIBUTES = frozenset(
     a
     for t in (str, bytes, list, tuple, dict, set, frozenset, int, float, complex, bool)
     for a in dir(t)
     if not a.startswith("_")
-) | {"__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__contains__", "__len__"}
+) | {"__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__contains__", "__len__",
+     "__getitem__"}  # fmt: skip
 
 
 def _pending_attribute(self, name):
