@@ -17,9 +17,9 @@ every comparison (``is``/``is not`` only against ``None``, ``True``, ``False``),
 ``abs round len sorted set frozenset list tuple dict str int float bool complex min max sum all
 any isinstance type`` and ``math.isclose fabs sqrt floor ceil isnan isinf``, ``math.pi e inf
 nan tau``, and the methods of plain values (``str.startswith``, ``list.index``,
-``dict.items``, comparisons ... : ``_METHODS``, all but ``str.format``) on the decoded answer,
-never on the program's object (but ``Name().method()``, ``Name`` capitalised, is taken for the
-program's class). Every other sub-expression that uses a name is a leaf evaluated in the
+``dict.items``, comparisons ...: all but ``str.format``) on the decoded answer, never on the
+program's object (but ``Name().method()``, ``Name`` capitalised, is taken for the program's
+class). Every other sub-expression that uses a name is a leaf evaluated in the
 sandbox, and a test splits only if each leaf is the value of a call of the program's functions
 (``candidate`` and the checked name in HumanEval's form; the test's free names otherwise, less
 those a trusted ``reference`` defines, see :func:`plan_for`) on arguments computed from the
@@ -39,6 +39,8 @@ non-singletons. Only what replay cannot take (:mod:`trafl.rewards.replay` says w
 that does not parse run inside the sandbox as before (``inside``): their pass flag comes from
 the program's process. An assert's message is ignored.
 
+The trusted language, its tables and its evaluator are :mod:`trafl.rewards.trusted_eval`.
+
 **Limits.** Leaves are evaluated eagerly, in order (a short-circuit ``or`` still runs its right
 side, though its error or value only counts if needed).
 """
@@ -47,51 +49,29 @@ from __future__ import annotations
 
 import ast
 import builtins
-import math
-import reprlib
 import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from trafl.rewards import plain
 from trafl.rewards.plain import decode
 from trafl.rewards.replay import ReplayPlan, Unreplayable, defined, replay_plan
+from trafl.rewards.trusted_eval import (
+    BINOPS,
+    LEAF,
+    MAX_VALUE_BYTES,
+    SAFE_CALLS,
+    SAFE_CONSTANTS,
+    SAFE_METHODS,
+    dotted,
+    judge,
+)
 
 __all__ = ["TestPlan", "Unsplittable", "decode", "plan", "plan_for", "verdict"]
 
-_LEAF = "@"  # leaf placeholders are Name nodes "@0", "@1", ... (not valid identifiers)
-_SAFE_CALLS: dict[str, Any] = {
-    **{
-        f.__name__: f
-        for f in (abs, round, len, sorted, set, frozenset, list, tuple, dict, str, int, float)
-    },
-    **{f.__name__: f for f in (bool, complex, min, max, sum, all, any, isinstance, type)},
-    **{
-        f"math.{name}": getattr(math, name)
-        for name in ("isclose", "fabs", "sqrt", "floor", "ceil", "isnan", "isinf")
-    },
-}
-_SAFE_CONSTANTS = {f"math.{name}": getattr(math, name) for name in ("pi", "e", "inf", "nan", "tau")}
-# methods of the decoded (exact, builtin) values that the trainer evaluates itself, so that a
-# program's object never answers ``f(x).startswith(E)``: every public method of a plain type and
-# its comparisons, less str.format (a width builds any size); those that pad to a width are
-# checked (_method), and none other grows a value past a few times its size
-_PADDING = {"center", "ljust", "rjust", "zfill", "expandtabs", "to_bytes"}
-_METHODS: dict[type, frozenset[str]] = {
-    t: frozenset(
-        a
-        for a in dir(t)
-        if (not a.startswith("_") or a in plain.COMPARISONS) and callable(getattr(t, a))
-    )
-    - {"format", "format_map"}
-    for t in plain.PLAIN_TYPES
-}
-_SAFE_METHODS = frozenset().union(*_METHODS.values())
 _SINGLETONS = (None, True, False, Ellipsis)
 _MODULES = {"math"}  # names a reference value may use without depending on the program
 _STDLIB = frozenset(getattr(sys, "stdlib_module_names", ()))  # never names of the program
-_MAX_SIZE = 1 << 20  # largest sequence or exponent the trainer builds from a test
 
 
 class Unsplittable(Exception):
@@ -297,17 +277,9 @@ def _is_docstring(stmt: ast.stmt) -> bool:
 # --------------------------------------------------------------------------- splitting
 
 
-def _dotted(node: ast.expr) -> str | None:
-    if isinstance(node, ast.Name):
-        return node.id
-    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
-        return f"{node.value.id}.{node.attr}"
-    return None
-
-
 def _trusted_name(node: ast.expr) -> bool:
-    name = _dotted(node)
-    return name is not None and (name in _SAFE_CALLS or name in _SAFE_CONSTANTS)
+    name = dotted(node)
+    return name is not None and (name in SAFE_CALLS or name in SAFE_CONSTANTS)
 
 
 def _split(node: ast.expr, leaves: list[str]) -> ast.expr:
@@ -323,7 +295,7 @@ def _split(node: ast.expr, leaves: list[str]) -> ast.expr:
         return ast.Dict(keys=keys, values=[_split(v, leaves) for v in node.values])
     if isinstance(node, ast.UnaryOp):
         return ast.UnaryOp(op=node.op, operand=_split(node.operand, leaves))
-    if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
+    if isinstance(node, ast.BinOp) and type(node.op) in BINOPS:
         return ast.BinOp(
             left=_split(node.left, leaves), op=node.op, right=_split(node.right, leaves)
         )
@@ -354,12 +326,10 @@ def _split(node: ast.expr, leaves: list[str]) -> ast.expr:
 def _answer_method(func: ast.expr) -> bool:
     """A plain value's method on a value: not on a name (``obj.count`` is the program's), nor on
     a new object of a class (``Solution().count(3)``: by its capital, the program's method)."""
-    if not (isinstance(func, ast.Attribute) and func.attr in _SAFE_METHODS):
+    if not (isinstance(func, ast.Attribute) and func.attr in SAFE_METHODS):
         return False
     made = func.value.func if isinstance(func.value, ast.Call) else None
-    return _dotted(func.value) is None and not (
-        isinstance(made, ast.Name) and made.id[:1].isupper()
-    )
+    return dotted(func.value) is None and not (isinstance(made, ast.Name) and made.id[:1].isupper())
 
 
 def _plain_call(node: ast.Call) -> bool:
@@ -376,7 +346,7 @@ def _leaf(node: ast.expr, leaves: list[str]) -> ast.expr:
     if isinstance(node, ast.GeneratorExp):
         node = ast.ListComp(elt=node.elt, generators=node.generators)
     leaves.append(ast.unparse(node))
-    return ast.Name(id=f"{_LEAF}{len(leaves) - 1}", ctx=ast.Load())
+    return ast.Name(id=f"{LEAF}{len(leaves) - 1}", ctx=ast.Load())
 
 
 def _program_names(node: ast.expr) -> set[str]:
@@ -401,7 +371,7 @@ def _constant(node: ast.expr) -> bool:
 # --------------------------------------------------------------------------- the verdict
 
 
-def verdict(test_plan: TestPlan, result: Any, cap: int = 1 << 16) -> tuple[bool, str]:
+def verdict(test_plan: TestPlan, result: Any, cap: int = MAX_VALUE_BYTES) -> tuple[bool, str]:
     """Pass flag and detail of one test from the sandbox's answer for it (never raises). A
     value longer than ``cap`` characters (the harness's own limit, ``max_output_bytes``) is
     refused here too: the program may have written the report itself, and a long list of
@@ -411,178 +381,4 @@ def verdict(test_plan: TestPlan, result: Any, cap: int = 1 << 16) -> tuple[bool,
         return ok, "" if ok else str(result[1] if isinstance(result, list) else result)[:300]
     if isinstance(result, list) and len(result) == 2 and result[0] is False:
         return False, str(result[1])[:300]  # the program failed before its tests
-    try:
-        tag, answers = result
-        if tag != "values" or len(answers) != len(test_plan.exprs):
-            return False, "malformed values"
-        values = [_answer(a, cap) for a in answers]
-        for check in test_plan.checks:
-            if not _truth(_Evaluator(values).eval(check)):
-                return False, _explain(check, test_plan.exprs, values)
-    except _Raised as err:
-        return False, str(err)[:300]
-    except Exception as err:  # noqa: BLE001 - any failure of a test's verdict is a failed test
-        return False, f"{type(err).__name__}: {err}"[:300]
-    return True, ""
-
-
-def _explain(check: ast.expr, exprs: tuple[str, ...], values: list[Any]) -> str:
-    """``AssertionError: f(2) == 4 (f(2) = 3)``, from the leaves actually used."""
-    used = sorted(
-        {int(n.id[1:]) for n in ast.walk(check) if isinstance(n, ast.Name) and n.id[:1] == _LEAF}
-    )
-    text = ast.unparse(check)
-    for i in reversed(used):
-        text = text.replace(f"{_LEAF}{i}", exprs[i])
-    got = ", ".join(f"{exprs[i]} = {reprlib.repr(values[i])}" for i in used)
-    return f"AssertionError: {text} ({got})"[:300] if got else f"AssertionError: {text}"[:300]
-
-
-class _Raised(Exception):
-    """A leaf raised in the sandbox; it counts only if the verdict needs that leaf's value."""
-
-
-def _answer(answer: Any, cap: int) -> Any:
-    status, payload = answer
-    if status != "ok":
-        return _Raised(str(payload))
-    if len(payload) > cap:
-        return _Raised("value too large")
-    return decode(plain.loads(payload))
-
-
-_BINOPS = {ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow}
-_COMPARE = {
-    ast.Eq: lambda a, b: a == b,
-    ast.NotEq: lambda a, b: a != b,
-    ast.Lt: lambda a, b: a < b,
-    ast.LtE: lambda a, b: a <= b,
-    ast.Gt: lambda a, b: a > b,
-    ast.GtE: lambda a, b: a >= b,
-    ast.Is: lambda a, b: a is b,
-    ast.IsNot: lambda a, b: a is not b,
-    ast.In: lambda a, b: a in b,
-    ast.NotIn: lambda a, b: a not in b,
-}
-
-
-def _truth(value: Any) -> bool:
-    return bool(value)  # values are rebuilt builtins: their truth is Python's own
-
-
-class _Evaluator:
-    """Evaluates a verdict tree (only the node types :func:`_split` builds) on decoded values."""
-
-    def __init__(self, values: list[Any]) -> None:
-        self.values = values
-
-    def eval(self, node: ast.expr) -> Any:
-        if isinstance(node, ast.Constant):
-            return node.value
-        if isinstance(node, ast.Name) and node.id.startswith(_LEAF):
-            value = self.values[int(node.id[1:])]
-            if isinstance(value, _Raised):
-                raise value
-            return value
-        name = _dotted(node)
-        if name in _SAFE_CALLS or name in _SAFE_CONSTANTS:
-            return _SAFE_CALLS.get(name, _SAFE_CONSTANTS.get(name or ""))
-        if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
-            kind = {ast.List: list, ast.Tuple: tuple, ast.Set: set}[type(node)]
-            return kind(self.eval(e) for e in node.elts)
-        if isinstance(node, ast.Dict):
-            return {self.eval(k): self.eval(v) for k, v in zip(node.keys, node.values, strict=True)}  # type: ignore[arg-type]
-        if isinstance(node, ast.UnaryOp):
-            return _unary(node.op, self.eval(node.operand))
-        if isinstance(node, ast.BinOp):
-            return _binary(node.op, self.eval(node.left), self.eval(node.right))
-        if isinstance(node, ast.BoolOp):
-            return self._boolop(node)
-        if isinstance(node, ast.Compare):
-            return self._compare(node)
-        if isinstance(node, ast.Call):
-            args = [self.eval(a) for a in node.args]
-            kwargs = {k.arg: self.eval(k.value) for k in node.keywords if k.arg}
-            name = _dotted(node.func)
-            if name in _SAFE_CALLS:
-                return _SAFE_CALLS[name](*args, **kwargs)
-            if isinstance(node.func, ast.Attribute):  # a plain value's method (_answer_method)
-                return _method(self.eval(node.func.value), node.func.attr, args, kwargs)
-            raise ValueError(f"not a trusted call: {ast.unparse(node.func)}")
-        raise ValueError(f"not a verdict node: {type(node).__name__}")
-
-    def _boolop(self, node: ast.BoolOp) -> Any:
-        value = None
-        for part in node.values:
-            value = self.eval(part)
-            if _truth(value) == isinstance(node.op, ast.Or):
-                return value
-        return value
-
-    def _compare(self, node: ast.Compare) -> bool:
-        left = self.eval(node.left)
-        for op, comparator in zip(node.ops, node.comparators, strict=True):
-            right = self.eval(comparator)
-            if not _COMPARE[type(op)](left, right):
-                return False
-            left = right
-        return True
-
-
-def _unary(op: ast.unaryop, value: Any) -> Any:
-    if isinstance(op, ast.Not):
-        return not _truth(value)
-    if isinstance(op, ast.USub):
-        return -value
-    if isinstance(op, ast.UAdd):
-        return +value
-    return ~value
-
-
-def _method(value: Any, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
-    """A plain value's method, called here: only on exact builtins (decoded values, constants),
-    only the listed ones, and never one that would build a value past _MAX_SIZE."""
-    if name not in _METHODS.get(type(value), ()):
-        raise ValueError(f"{type(value).__name__}.{name} is not evaluated by the trainer")
-    if name in _PADDING:
-        sizes = [a for a in (*args, *kwargs.values()) if isinstance(a, int)]
-        scale = len(value) if name == "expandtabs" else 1
-        if any(abs(n) * max(scale, 1) > _MAX_SIZE for n in sizes):
-            raise ValueError(f"{name} too large for the trainer")
-    if name == "translate" and args and isinstance(args[0], dict):
-        longest = max((len(v) for v in args[0].values() if isinstance(v, str)), default=1)
-        if len(value) * longest > _MAX_SIZE:
-            raise ValueError("translation too large for the trainer")
-    if name == "replace" and len(args) >= 2:
-        old, new = args[0], args[1]
-        if isinstance(old, (str, bytes)) and isinstance(new, (str, bytes)):
-            count = (len(value) + 1) if not old else value.count(old)
-            if len(value) + count * max(0, len(new) - len(old)) > _MAX_SIZE:
-                raise ValueError("replacement too large for the trainer")
-    if name == "join" and args and hasattr(args[0], "__len__"):  # a str joins its characters
-        size = len(value) * len(args[0]) + sum(len(p) for p in args[0] if hasattr(p, "__len__"))
-        if size > _MAX_SIZE:
-            raise ValueError("join too large for the trainer")
-    return getattr(value, name)(*args, **kwargs)
-
-
-def _binary(op: ast.operator, a: Any, b: Any) -> Any:
-    """Arithmetic on decoded values, refusing results a program could make huge."""
-    if isinstance(op, ast.Pow) and type(a) is int and type(b) is int:
-        if b > 0 and abs(a) > 1 and a.bit_length() * b > 8 * _MAX_SIZE:
-            raise ValueError("power too large for the trainer")
-    if isinstance(op, ast.Mod) and isinstance(a, (str, bytes)):
-        raise ValueError("string formatting is not evaluated by the trainer")
-    if isinstance(op, ast.Mult) and any(isinstance(x, (str, bytes, list, tuple)) for x in (a, b)):
-        seq, times = (a, b) if isinstance(a, (str, bytes, list, tuple)) else (b, a)
-        if isinstance(times, int) and len(seq) * times > _MAX_SIZE:
-            raise ValueError("repetition too large for the trainer")
-    return {
-        ast.Add: lambda: a + b,
-        ast.Sub: lambda: a - b,
-        ast.Mult: lambda: a * b,
-        ast.Div: lambda: a / b,
-        ast.FloorDiv: lambda: a // b,
-        ast.Mod: lambda: a % b,
-        ast.Pow: lambda: a**b,
-    }[type(op)]()
+    return judge(test_plan.checks, test_plan.exprs, result, cap)

@@ -105,6 +105,7 @@ from trafl.rewards.assert_split import TestPlan, plan_for, verdict
 from trafl.rewards.program_limits import Poller, ProgramLimits, program_limits
 from trafl.rewards.sandbox_boot import boot
 from trafl.rewards.sandbox_launcher import UID_SLOTS, Launcher, find_launcher
+from trafl.rewards.trusted_eval import MAX_VALUE_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,7 @@ class SandboxConfig:
     max_open_files: int = 64
     max_file_mb: int = 16  # largest file a program may write (its captured output included)
     max_disk_mb: int = 64  # its private tmpfs: /tmp, /var/tmp, /dev/shm and the work dir
-    max_output_bytes: int = 1 << 16  # kept of stdout/stderr and of each captured output
+    max_output_bytes: int = MAX_VALUE_BYTES  # kept of stdout/stderr and of each captured output
     workers: int = 2
     isolation: Literal["auto", "namespaces", "none"] = "auto"  # auto: namespaces if they work
     user: str = "auto"  # auto: as root, one uid per worker slot from uid_base; "none": keep ours
