@@ -1,0 +1,138 @@
+"""scripts/gradient_noise.py: its statistics against a plain loop and against Gaussian
+gradients of known signal and noise, and its AdamW scale against torch's own update."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+import gradient_noise  # noqa: E402
+
+
+def test_statistics_match_a_plain_loop():
+    """Three batches (the third out of the signal's one pair), written out by hand."""
+    draws = [
+        (torch.tensor([1.0, 2.0]), torch.tensor([3.0, 0.0])),
+        (torch.tensor([0.0, 1.0]), torch.tensor([2.0, 1.0])),
+        (torch.tensor([-1.0, 4.0]), torch.tensor([1.0, 2.0])),
+    ]
+    # batch means (2, 1), (1, 1), (0, 3): one pair, <(2, 1), (1, 1)> = 3
+    second = (1 + 4 + 9 + 0 + 0 + 1 + 4 + 1 + 1 + 16 + 1 + 4) / 6  # mean ||g_ij||^2 = 7
+    mask = ((4 + 4) / 2 + (4 + 0) / 2 + (4 + 4) / 2) / 3  # mean ||g_i1 - g_i2||^2 / 2 = 10 / 3
+    out = gradient_noise.signal_noise(draws)
+    assert out["signal"] == 3.0 and out["pairs"] == 1 and math.isnan(out["signal_se"])
+    assert out["noise"] == pytest.approx(second - 3.0, rel=1e-12)
+    assert out["mask_noise"] == pytest.approx(mask, rel=1e-12)
+    assert out["snr"] == pytest.approx(3.0 / (second - 3.0), rel=1e-12)
+
+
+def test_one_batch_is_refused():
+    with pytest.raises(ValueError, match="at least 2"):
+        gradient_noise.signal_noise([(torch.zeros(2), torch.zeros(2))])
+
+
+def test_known_signal_and_noise_are_recovered():
+    """g_ij = mu + R_i + M_ij: rollout noise R shared by a batch's two draws, mask noise M
+    independent per draw. Truth: signal ||mu||^2, noise d (sr^2 + sm^2), mask part d sm^2.
+    Each tolerance is 4 standard deviations of its estimator, from the Gaussian moments:
+    a pair product of two batch means (cov c I, c = sr^2 + sm^2 / 2) has variance
+    2 c ||mu||^2 + d c^2; ||M_1 - M_2||^2 / 2 is sm^2 chi2_d (variance 2 d sm^4); a single-draw
+    ||g||^2 has variance 2 d s^2 + 4 s ||mu||^2 (s = sr^2 + sm^2), and the mean of 2n of them,
+    pairwise correlated, has at most the sd of a mean of n."""
+    gen = torch.Generator().manual_seed(12)
+    d, n, sr, sm = 400, 200, 0.3, 0.2
+    mu = torch.randn(d, generator=gen, dtype=torch.float64) * 0.05
+    draws = []
+    for _ in range(n):
+        r = torch.randn(d, generator=gen, dtype=torch.float64) * sr
+        m1, m2 = (torch.randn(d, generator=gen, dtype=torch.float64) * sm for _ in range(2))
+        draws.append((mu + r + m1, mu + r + m2))
+    out = gradient_noise.signal_noise(draws)
+    mu2, c, s = float(mu @ mu), sr**2 + sm**2 / 2, sr**2 + sm**2
+    signal_sd = math.sqrt((2 * c * mu2 + d * c**2) / (n // 2))
+    mask_sd = math.sqrt(2 * d * sm**4 / n)
+    second_sd = math.sqrt((2 * d * s**2 + 4 * s * mu2) / n)
+    assert abs(out["signal"] - mu2) < 4 * signal_sd
+    assert out["signal_se"] == pytest.approx(signal_sd, rel=0.25)  # sd of 100 products: +-7 %
+    assert abs(out["mask_noise"] - d * sm**2) < 4 * mask_sd
+    assert abs(out["noise"] - d * s) < 4 * (second_sd + signal_sd)
+
+
+def test_adam_scale_is_torch_adamw_update():
+    """theta_after = theta (1 - lr wd) - lr * m_hat * scale with the script's scale (float64:
+    equal but for rounding, ~1e-16 relative), and its decay wd * theta; the parameters asked
+    for in another order than the groups'."""
+    torch.manual_seed(0)
+    a = torch.nn.Parameter(torch.randn(3, dtype=torch.float64))
+    b = torch.nn.Parameter(torch.randn(2, 2, dtype=torch.float64))
+    lr, wd = 0.1, 0.05
+    opt = torch.optim.AdamW(
+        [{"params": [a], "weight_decay": wd}, {"params": [b], "weight_decay": 0.0}],
+        lr=lr,
+        betas=(0.9, 0.98),
+    )
+    for _ in range(3):  # a few steps: bias corrections below 1, m_hat != g
+        opt.zero_grad()
+        ((a**3).sum() + (b.sin() * 2).sum()).backward()
+        before = [a.detach().clone(), b.detach().clone()]
+        opt.step()
+    trainer = SimpleNamespace(optimizer=opt)
+    scale, decay = gradient_noise.preconditioner(trainer, [b, a])
+    m_hat = torch.cat(
+        [
+            opt.state[p]["exp_avg"].flatten() / (1 - 0.9 ** float(opt.state[p]["step"]))
+            for p in (b, a)
+        ]
+    )
+    theta = torch.cat([before[1].flatten(), before[0].flatten()])
+    after = torch.cat([b.detach().flatten(), a.detach().flatten()])
+    rates = torch.cat(
+        [torch.zeros(4, dtype=torch.float64), torch.full((3,), wd, dtype=torch.float64)]
+    )
+    assert torch.equal(decay, rates * after)  # the pull of the next update, at theta now
+    expected = theta - lr * rates * theta - lr * m_hat * scale
+    assert torch.allclose(after, expected, rtol=0, atol=1e-12)
+
+
+def test_the_first_gradient_is_the_runs_next_step(tmp_path):
+    """On a tiny run saved at steps 1 and 2 (no clipping), the script's first gradient at
+    checkpoint-1 is the one step 2 applied, read back from AdamW's first moments:
+    g = (m_2 - beta1 m_1) / (1 - beta1). float32 moments: each holds ~6e-8 of its size, the
+    difference divides by 0.1, so 1e-5 of the largest moment is a margin of about 8 over it."""
+    from tests.conftest import make_tiny
+    from trafl.commands.train import Trainer
+    from trafl.commands.train_config import TrainConfig
+    from trafl.core.config_files import load_config
+
+    model = tmp_path / "model"
+    make_tiny(seed=3).save_pretrained(model)
+    run = tmp_path / "run"
+    overrides = [f"model={model}", f"out_dir={run}", "rollout.prompts_per_step=2",
+                 "rollout.group_size=4", "rollout.sampler.gen_length=8", "rollout.sampler.steps=4",
+                 "device=cpu", "save_completions_every=0", "objective.name=trafl", "steps=2",
+                 "ckpt_every=1", "keep_checkpoints=3", "optim.grad_clip=0"]  # fmt: skip
+    Trainer(load_config(TrainConfig, None, overrides)).train()
+    gradient_noise.main([str(run), "--steps", "1", "--batches", "3", "--out", str(tmp_path)])
+    (result,) = json.loads((tmp_path / "gradient_noise.json").read_text())
+    assert result["step"] == 1 and {"policy", "objective", "policy_adam"} <= set(result)
+
+    states = [torch.load(run / f"checkpoint-{s}" / "state.pt", weights_only=False) for s in (1, 2)]
+    moments = [
+        torch.cat([v["exp_avg"].flatten() for _, v in sorted(st["optimizer"]["state"].items())])
+        for st in states
+    ]
+    beta1 = states[0]["optimizer"]["param_groups"][0]["betas"][0]
+    applied = (moments[1] - beta1 * moments[0]) / (1 - beta1)
+    trainer = gradient_noise.checkpoint_trainer(run, 1, tmp_path / "scratch")
+    trainer.step = 1
+    params = [p for group in trainer.optimizer.param_groups for p in group["params"]]
+    first, _ = gradient_noise.batch_gradients(trainer, {"all": params})["all"]
+    assert torch.allclose(first, applied, rtol=0, atol=1e-5 * float(moments[1].abs().max()))
