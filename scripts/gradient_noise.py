@@ -23,7 +23,16 @@ parameters, TraFL's log Z head) it reports, from the batch gradients g_ij (batch
 - the same three after AdamW's preconditioning by the checkpoint's second moments
   (g / (sqrt(v_hat) + eps): what an update applies, in units of lr), and ``decay``
   ||wd theta||^2 on that scale: decoupled weight decay's pull towards 0. If ``decay`` is much
-  smaller than ``signal`` (preconditioned), the decay cannot cancel the expected step.
+  smaller than ``signal`` (preconditioned), the decay cannot cancel the expected step;
+- ``drift``: how much the balance gap D(success) - D(failure) (sequence nats of s_theta -
+  s_ref, the training monitor's) moves per optimiser step, to first order, if the update is
+  AdamW's expected one: -lr <P gbar_i + wd theta, h_j>, with P the preconditioner and h_j the
+  gradient of the gap on the rows of another fresh batch (``--gap-batches`` of them; batches
+  without both kinds of row are skipped). g and h are independent, so the mean over (i, j) is
+  unbiased for the product of their expectations; its standard error adds the spread of the
+  means over i and over j (each the mean's own). ``drift_decay`` is the decay's part. At a
+  fixed point of the expected update the drift is 0; a clearly positive drift at a plateau
+  says the loss still pushes the gap up, and what holds it is not the expected update.
 
 Writes ``gradient_noise.json`` (and prints a table) in ``--out``.
 """
@@ -119,6 +128,46 @@ def batch_gradients(
     return {name: (a, b) for name, (a, b) in out.items()}
 
 
+def gap_gradient(trainer: Trainer, params: list[Any]) -> torch.Tensor | None:
+    """The gradient of the gap D(success) - D(failure) on one fresh batch, in sequence nats
+    (s_ref does not depend on theta); None when the batch lacks one kind of row."""
+    batch = trainer.rollouts().full
+    success = batch.rewards > 0
+    if bool(success.all()) or not bool(success.any()):
+        return None
+    draw = trainer.estimator.draw(batch, trainer.mask_gen)
+    trainer.optimizer.zero_grad(set_to_none=True)
+    estimate = trainer.estimator.estimate(trainer.policy, batch, draw)
+    nats = estimate.seq.float()  # (N,) in the units of s
+    if getattr(trainer.objective.config, "score_units", None) == "per_token":
+        n = estimate.length if estimate.length is not None else batch.gen_length
+        nats = nats * n  # (N,) sequence nats, as the balance monitor counts them
+    (nats[success].mean() - nats[~success].mean()).backward()
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    return torch.cat([x.detach().flatten() for x in grads])
+
+
+def gap_drift(
+    steps: list[torch.Tensor], gaps: list[torch.Tensor], lr: float, decay: torch.Tensor
+) -> dict[str, float]:
+    """First-order change of the gap per update (module docstring): ``steps`` the
+    preconditioned batch gradients P gbar_i, ``gaps`` the gap gradients h_j."""
+    if len(steps) < 2 or len(gaps) < 2:
+        raise ValueError(f"need 2 or more of each, got {len(steps)} steps, {len(gaps)} gaps")
+    products = -lr * torch.stack(
+        [torch.stack([s.double() @ h.double() for h in gaps]) for s in steps]
+    )
+    rows, cols = products.mean(1), products.mean(0)  # (I,), (J,)
+    se = math.sqrt(float(rows.var()) / len(rows) + float(cols.var()) / len(cols))
+    h = torch.stack(gaps).double().mean(0)
+    return {
+        "drift": float(products.mean()),
+        "drift_se": se,
+        "drift_decay": float(-lr * (decay.double() @ h)),
+        "gap_batches": len(gaps),
+    }
+
+
 def checkpoint_trainer(run: Path, step: int, scratch: Path) -> Trainer:
     """The run's Trainer (its saved config, on the CPU) at ``run/checkpoint-STEP``; its
     ``out_dir`` is ``scratch``, where nothing is written (no ``train()``)."""
@@ -128,7 +177,9 @@ def checkpoint_trainer(run: Path, step: int, scratch: Path) -> Trainer:
     return trainer
 
 
-def at_checkpoint(run: Path, step: int, batches: int, progress: Any) -> dict[str, Any]:
+def at_checkpoint(
+    run: Path, step: int, batches: int, gap_batches: int, progress: Any
+) -> dict[str, Any]:
     """The statistics of the module docstring at ``run/checkpoint-STEP``."""
     with tempfile.TemporaryDirectory() as scratch:
         trainer = checkpoint_trainer(run, step, Path(scratch))
@@ -140,6 +191,11 @@ def at_checkpoint(run: Path, step: int, batches: int, progress: Any) -> dict[str
             for name, pair in batch_gradients(trainer, sets).items():
                 draws[name].append(pair)
             progress.advance(task)
+        gaps = []
+        for i in range(gap_batches):  # after the gradients' batches: other prompts, other noise
+            trainer.step = step + batches + i
+            gaps.append(gap_gradient(trainer, sets["policy"]))
+        gaps = [h for h in gaps if h is not None]
     result: dict[str, Any] = {"step": step, "batches": batches}
     for name, params in sets.items():
         scale, decay = preconditioner(trainer, params)
@@ -148,6 +204,16 @@ def at_checkpoint(run: Path, step: int, batches: int, progress: Any) -> dict[str
         result[f"{name}_adam"] = signal_noise(adam) | {
             "decay": float(decay.double() @ decay.double())
         }
+    scale, decay = preconditioner(trainer, sets["policy"])
+    own = {id(p) for p in sets["policy"]}
+    lrs = {
+        g["lr"] for g in trainer.optimizer.param_groups if any(id(p) in own for p in g["params"])
+    }
+    if len(lrs) != 1:
+        raise ValueError(f"the policy's parameter groups have several learning rates: {lrs}")
+    (lr,) = lrs
+    steps = [(a + b) / 2 * scale for a, b in draws["policy"]]
+    result["policy_drift"] = gap_drift(steps, gaps, lr, decay) if len(gaps) > 1 else None
     return result
 
 
@@ -158,13 +224,25 @@ def table(results: list[dict[str, Any]]) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        for name in [k for k in r if isinstance(r[k], dict)]:
+        for name in [k for k in r if isinstance(r[k], dict) and "signal" in r[k]]:
             s = r[name]
             decay = f"{s['decay']:.3g}" if "decay" in s else ""
             lines.append(
                 f"| {r['step']} | {name} | {s['signal']:.3g} ± {s['signal_se']:.2g} | "
                 f"{s['noise']:.3g} | {s['mask_noise'] / s['noise']:.2f} | {s['snr']:.3g} | "
                 f"{decay} |"
+            )
+    lines += [
+        "",
+        "| step | gap drift per 200 updates, first order (nats) ± se | weight decay's | gap batches |",
+        "|---|---|---|---|",
+    ]
+    for r in results:
+        d = r.get("policy_drift")
+        if d:
+            lines.append(
+                f"| {r['step']} | {200 * d['drift']:+.3g} ± {200 * d['drift_se']:.2g} | "
+                f"{200 * d['drift_decay']:+.3g} | {d['gap_batches']} |"
             )
     return "\n".join(lines)
 
@@ -174,13 +252,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("run", type=Path, help="a run folder with checkpoint-STEP folders")
     parser.add_argument("--steps", type=int, nargs="+", required=True, help="checkpoints")
     parser.add_argument("--batches", type=int, default=32, help="batches per checkpoint")
+    parser.add_argument(
+        "--gap-batches", type=int, default=16, help="batches for the gap's gradient"
+    )
     parser.add_argument("--out", type=Path, default=None, help="folder (default: the run)")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     results = []
     with make_progress() as progress:
         for step in args.steps:
-            results.append(at_checkpoint(args.run, step, args.batches, progress))
+            results.append(at_checkpoint(args.run, step, args.batches, args.gap_batches, progress))
     out = args.out or args.run
     out.mkdir(parents=True, exist_ok=True)
     (out / "gradient_noise.json").write_text(json.dumps(results, indent=1) + "\n")

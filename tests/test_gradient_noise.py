@@ -34,6 +34,27 @@ def test_statistics_match_a_plain_loop():
     assert out["snr"] == pytest.approx(3.0 / (second - 3.0), rel=1e-12)
 
 
+def test_gap_drift_matches_a_plain_loop():
+    """-lr <s_i, h_j> averaged over (i, j); se^2 = var(row means) / I + var(column means) / J
+    (sample variances); the decay's part -lr <wd theta, mean h>."""
+    steps = [torch.tensor([1.0, 0.0]), torch.tensor([0.0, 2.0]), torch.tensor([1.0, 1.0])]
+    gaps = [torch.tensor([2.0, 1.0]), torch.tensor([0.0, -1.0])]
+    lr = 0.5
+    table = [[-lr * float(s @ h) for h in gaps] for s in steps]  # [[-1, 0], [-1, 1], [-1.5, 0.5]]
+    rows = [sum(r) / 2 for r in table]  # -0.5, 0, -0.5
+    cols = [sum(c) / 3 for c in zip(*table, strict=True)]  # -7/6, 0.5
+
+    def var(xs: list[float]) -> float:
+        mean = sum(xs) / len(xs)
+        return sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)
+
+    out = gradient_noise.gap_drift(steps, gaps, lr, decay=torch.tensor([0.2, 0.4], dtype=torch.float64))
+    assert out["drift"] == pytest.approx(-2.0 / 6, rel=1e-12)
+    assert out["drift_se"] == pytest.approx(math.sqrt(var(rows) / 3 + var(cols) / 2), rel=1e-12)
+    assert out["drift_decay"] == pytest.approx(-lr * (0.2 * 1.0 + 0.4 * 0.0), rel=1e-12)
+    assert out["gap_batches"] == 2
+
+
 def test_one_batch_is_refused():
     with pytest.raises(ValueError, match="at least 2"):
         gradient_noise.signal_noise([(torch.zeros(2), torch.zeros(2))])
@@ -123,6 +144,8 @@ def test_the_first_gradient_is_the_runs_next_step(tmp_path):
     gradient_noise.main([str(run), "--steps", "1", "--batches", "3", "--out", str(tmp_path)])
     (result,) = json.loads((tmp_path / "gradient_noise.json").read_text())
     assert result["step"] == 1 and {"policy", "objective", "policy_adam"} <= set(result)
+    drift = result["policy_drift"]  # None only if fewer than 2 of 16 batches mixed rewards
+    assert drift is None or (math.isfinite(drift["drift"]) and drift["gap_batches"] >= 2)
 
     states = [torch.load(run / f"checkpoint-{s}" / "state.pt", weights_only=False) for s in (1, 2)]
     moments = [
