@@ -51,6 +51,7 @@ import torch
 from trafl.commands.train import Trainer
 from trafl.commands.train_config import TrainConfig
 from trafl.core.config_files import load_config
+from trafl.core.files import write_text_atomic
 from trafl.run.runtime import make_progress
 
 
@@ -258,13 +259,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=None, help="folder (default: the run)")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
-    results = []
-    with make_progress() as progress:
-        for step in args.steps:
-            results.append(at_checkpoint(args.run, step, args.batches, args.gap_batches, progress))
     out = args.out or args.run
     out.mkdir(parents=True, exist_ok=True)
-    (out / "gradient_noise.json").write_text(json.dumps(results, indent=1) + "\n")
+    results = []
+    with make_progress() as progress:
+        for step in args.steps:  # written after each checkpoint: a stopped run keeps the done
+            results.append(at_checkpoint(args.run, step, args.batches, args.gap_batches, progress))
+            write_text_atomic(out / "gradient_noise.json", json.dumps(results, indent=1) + "\n")
     print(table(results))
 
 
