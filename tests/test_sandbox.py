@@ -9,6 +9,7 @@ import gzip
 import json
 import logging
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -250,7 +251,7 @@ def test_sentinel_is_not_visible_to_the_program(sandbox: Sandbox, monkeypatch) -
     """The sentinel is in no environment variable, argument or readable file; the only way to
     it is reading the harness's pipe (the documented limit)."""
     token = "0123456789abcdef" * 2
-    monkeypatch.setattr(sandbox_module.secrets, "token_hex", lambda n=16: token)
+    monkeypatch.setattr(secrets, "token_hex", lambda n=16: token)
     dump = (
         "import os, sys, glob\n"
         "print(sorted(os.environ.items()), sys.argv)\n"
@@ -281,10 +282,8 @@ def test_sandbox_errors_are_results_not_exceptions(sandbox: Sandbox) -> None:
 
 
 def test_fallback_without_namespaces_is_detected_and_logged(monkeypatch, caplog) -> None:
-    real_which = sandbox_module.shutil.which
-    monkeypatch.setattr(
-        sandbox_module.shutil, "which", lambda cmd: None if cmd == "unshare" else real_which(cmd)
-    )
+    real_which = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda cmd: None if cmd == "unshare" else real_which(cmd))
     resolve_launcher.cache_clear()
     try:
         with caplog.at_level(logging.WARNING, logger="trafl.rewards.sandbox"):
