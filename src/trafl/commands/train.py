@@ -11,44 +11,31 @@ due. Checkpoints hold everything needed for an exact resume.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from trafl.commands.train_config import RESUME_FREE, TrainConfig
-from trafl.core.batch import Estimate, Rollout, completion_mask_from_eos, concat_estimates
+from trafl.commands.train_checkpoints import CheckpointSteps
+from trafl.commands.train_config import TrainConfig
+from trafl.commands.train_rollouts import RolloutSteps, StepRollouts
+from trafl.core.batch import Estimate, Rollout, concat_estimates
 from trafl.core.config_files import format_config
 from trafl.core.errors import RunStopped, TraflError
 from trafl.core.files import write_text_atomic
 from trafl.likelihood import ESTIMATORS, slice_draw
 from trafl.models import load_trainable
-from trafl.models.saving import save_policy
 from trafl.objectives import LossInputs, build_objective
-from trafl.run.checkpoint import (
-    disk_full_is_one_line,
-    restore_policy,
-    resume_run,
-    save_atomic,
-)
+from trafl.run.checkpoint import disk_full_is_one_line
 from trafl.run.distributed import Distributed
 from trafl.run.folder import RunFolder
 from trafl.run.guard import UpdateGuard
 from trafl.run.optim import build_optimizer, decay_groups
 from trafl.run.reference import prompt_hidden, reference_model
-from trafl.run.replay_buffer import ReplayBuffer
-from trafl.run.rollouts import (
-    check_reward_errors,
-    greedy_accuracy,
-    interleave_groups,
-    rollout_task,
-)
+from trafl.run.rollouts import check_reward_errors, greedy_accuracy
 from trafl.run.runtime import (
     MetricsLog,
     console,
@@ -57,14 +44,7 @@ from trafl.run.runtime import (
     resolve_device,
     seed_everything,
 )
-from trafl.run.sharding import (
-    check_fsdp,
-    clip_grad_norm,
-    full_state_dict,
-    load_local_optimizer_state,
-    local_optimizer_state,
-    shard_model,
-)
+from trafl.run.sharding import check_fsdp, clip_grad_norm, shard_model
 from trafl.run.signals import StopRequests
 from trafl.run.state import RunState
 from trafl.run.step_metrics import average_parts, rollout_metrics
@@ -72,19 +52,10 @@ from trafl.run.streak import BadUpdates
 from trafl.tasks import build_task
 
 
-@dataclass
-class StepRollouts:
-    """One step's rollouts: this rank's rows (scored, with their texts), the whole batch (all
-    ranks' rows in rank order, tensors only; the same object in one process) and where this
-    rank's rows sit in it."""
-
-    batch: Rollout
-    full: Rollout
-    rows: slice
-
-
-class Trainer:
-    """Holds the run's state; :meth:`train` is the loop."""
+class Trainer(RolloutSteps, CheckpointSteps):
+    """Holds the run's state; :meth:`train` is the loop. The step's rollouts are
+    :class:`RolloutSteps` (train_rollouts.py), saving and resuming :class:`CheckpointSteps`
+    (train_checkpoints.py)."""
 
     def __init__(
         self,
@@ -221,17 +192,6 @@ class Trainer:
                     self.stop_on_signal(stop, saved)
             return self.save_final()
 
-    def save_final(self) -> Path:
-        final = self.out / "model"
-        weights = self.gathered_weights()  # collective when sharded
-        if self.dist.is_main:
-            final = save_atomic(
-                self.out, "model", lambda f: self.save_model(f, weights), update_latest=False
-            )
-            console.print(f"saved {final}", markup=False)
-        self.dist.barrier()
-        return final
-
     def train_step(self) -> dict[str, Any]:
         """Rollouts, the mu updates and their metrics; the in-training evaluation when due."""
         cfg = self.cfg
@@ -271,87 +231,6 @@ class Trainer:
         raise RunStopped(
             f"stopped by {name} after step {self.step}; saved {where}; continue with resume=true",
             stop.exit_code,
-        )
-
-    def rollouts(self) -> StepRollouts:
-        """B prompts x G samples from the current policy, scored; no grad."""
-        cfg = self.cfg.rollout
-        g = cfg.group_size
-        problems = self.task.sample_train(cfg.prompts_per_step, self.data_rng)  # all ranks
-        mine = self.dist.shard(len(problems))  # this rank's whole groups
-        rows = slice(mine.start * g, mine.stop * g)
-        prompts = [self.task.prompt(p) for p in problems]  # one prompt width on every rank
-        width = max(len(self.policy.tokenizer.encode_prompt(p)) for p in prompts)
-        batch = self.sample_groups(problems[mine], rows.start, width)
-        eos = self.policy.eos_token_id
-        batch.completion_mask = completion_mask_from_eos(batch.completion_ids, eos)  # (N, L)
-        batch.rewards = batch.rewards.to(self.device)  # (N,)
-        batch.group = (batch.group + mine.start).to(self.device)  # (N,) global prompt index
-        return StepRollouts(batch, self.gather_batch(batch), rows)
-
-    def sample_groups(self, problems: list[Any], first_row: int, width: int) -> Rollout:
-        """G scored samples per problem, problem-major: all from the policy, or the last
-        ``rollout.reference_rows()`` of each group from pi_ref (off-policy exploration).
-        Each row's noise is keyed by its global row index (:meth:`row_generator`)."""
-        cfg = self.cfg.rollout
-        g, k = cfg.group_size, cfg.reference_rows()
-
-        def draw(model: Any, offset: int, count: int) -> Rollout:
-            gens = [
-                self.row_generator(first_row + p * g + offset + i)
-                for p in range(len(problems))
-                for i in range(count)
-            ]
-            return rollout_task(model, self.task, problems, count, cfg.sampler, gens, pad_to=width)
-
-        if k == 0:
-            batch = draw(self.policy, 0, g)
-        else:
-            batch = interleave_groups(
-                draw(self.policy, 0, g - k), draw(self.reference, g - k, k), g - k
-            )
-        return self.replayed(batch, problems, first_row // g) if self.replay else batch
-
-    def replay_buffer(self) -> ReplayBuffer | None:
-        """The store of past correct completions (``rollout.replay_share``), or None."""
-        cfg = self.cfg.rollout
-        if cfg.replay_rows() == 0:
-            return None
-        return ReplayBuffer(cfg.replay_capacity, cfg.replay_min_reward, self.cfg.seed)
-
-    def replayed(self, sampled: Rollout, problems: list[Any], first_group: int) -> Rollout:
-        """``sampled`` (the step's groups from ``first_group`` on) with stored completions over
-        each group's replay rows (its metrics, averaged over ranks, kept for the step's log);
-        then every rank's samples are stored on every rank."""
-        assert self.replay is not None
-        prompts = [self.task.prompt(p) for p in problems]
-        batch, metrics = self.replay.step(
-            sampled, prompts, self.cfg.rollout, self.step, first_group, self.dist.all_gather_objects
-        )
-        self.replay_metrics = self.dist.mean(metrics)
-        return batch
-
-    def row_generator(self, row: int) -> torch.Generator:
-        """Rollout noise keyed by (seed, step, global row): the same completion whichever rank
-        samples the row and whatever else shares its batch."""
-        key = hashlib.blake2b(f"{self.cfg.seed}:{self.step}:{row}".encode(), digest_size=8)
-        seed = int.from_bytes(key.digest(), "little") >> 1
-        return torch.Generator(device=self.device).manual_seed(seed)
-
-    def gather_batch(self, batch: Rollout) -> Rollout:
-        """All ranks' rows in rank order (= the one-process batch); ``batch`` itself alone."""
-        if not self.dist.enabled:
-            return batch
-        g = self.dist.gather
-        t = batch.trajectory
-        return Rollout(
-            prompt_ids=g(batch.prompt_ids),
-            prompt_mask=g(batch.prompt_mask),
-            completion_ids=g(batch.completion_ids),
-            completion_mask=g(batch.completion_mask),
-            rewards=g(batch.rewards),
-            group=g(batch.group),
-            trajectory=type(t)(g(t.reveal_step), g(t.token_logp), g(t.sample_logp)),
         )
 
     def update(self, step: StepRollouts) -> dict[str, Any]:
@@ -507,79 +386,6 @@ class Trainer:
         """Greedy accuracy with the rollouts' own schedule (steps, blocks, top_p, fast modes)."""
         sampler = self.cfg.rollout.sampler.greedy()
         return greedy_accuracy(self.policy, self.task, self.cfg.eval_problems, sampler)
-
-    def save_completions(self, scored: Rollout) -> None:
-        rank = f".rank{self.dist.rank}" if self.dist.enabled else ""
-        path = self.out / "completions" / f"step-{self.step}{rank}.jsonl"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w") as f:
-            for problem, text, reward in zip(
-                scored.problems, scored.texts, scored.rewards.tolist(), strict=True
-            ):
-                f.write(
-                    json.dumps({"problem": problem, "completion": text, "reward": reward}) + "\n"
-                )
-
-    # ------------------------------------------------------------------ checkpoints
-    def gathered_weights(self) -> dict[str, torch.Tensor] | None:
-        """Sharded: the whole weights on rank 0 (collective); else None (use the live model)."""
-        return full_state_dict(self.policy) if self.cfg.fsdp else None
-
-    def save_model(self, folder: Path, weights: dict[str, torch.Tensor] | None = None) -> None:
-        """The policy's weights: only the adapter under LoRA (trafl export merges it)."""
-        save_policy(self.policy, folder, self.cfg.model, state_dict=weights)
-
-    def save_checkpoint(self) -> None:
-        if (
-            self.bad_updates.in_a_row > 0
-        ):  # the same on every rank: loss and weights checks are shared
-            console.print(
-                f"step {self.step}: no checkpoint during a run of bad updates",
-                style="yellow",
-                markup=False,
-            )
-            return
-        weights = self.gathered_weights()  # collective when sharded, like the optimizer shards
-        shards = (
-            self.dist.gather_objects(local_optimizer_state(self.optimizer))
-            if self.cfg.fsdp
-            else None
-        )
-        if not self.dist.is_main:  # rank 0 writes; the others wait until it is complete
-            self.dist.barrier()
-            return
-
-        def write(folder: Path) -> None:
-            self.save_model(folder / "model", weights)
-            for rank, shard in enumerate(shards or []):
-                torch.save(shard, folder / f"optimizer.rank{rank}.pt")
-            torch.save(self.state.state_dict(with_optimizer=not shards), folder / "state.pt")
-
-        save_atomic(self.out, f"checkpoint-{self.step}", write, self.cfg.keep_checkpoints)
-        self.dist.barrier()
-
-    def try_resume(self) -> None:
-        """Continue from the newest checkpoint of ``out_dir`` that verifies and loads, with the
-        settings the run was started with (``allow_changes`` names exceptions)."""
-        resume_run(self.out, self.cfg, RESUME_FREE, self.load_checkpoint, self.metrics_log)
-
-    def load_checkpoint(self, ckpt: Path) -> None:
-        """Every piece of the run's state from ``ckpt`` (raises if any piece cannot load)."""
-        restore_policy(self.policy, ckpt / "model", self.cfg.model, sharded=self.cfg.fsdp)
-        # on the CPU: RNG states must stay CPU ByteTensors; the optimizer moves its own state
-        state = torch.load(ckpt / "state.pt", weights_only=False, map_location="cpu")
-        if self.cfg.fsdp:
-            shard_file = ckpt / f"optimizer.rank{self.dist.rank}.pt"
-            if state["optimizer"] is not None or not shard_file.is_file():
-                raise ValueError(
-                    f"{ckpt} was not written by a sharded run with {self.dist.world_size} ranks; "
-                    "resume it with the same fsdp setting and number of processes"
-                )
-            shard = torch.load(shard_file, weights_only=False, map_location=self.device)
-            load_local_optimizer_state(self.optimizer, shard)
-        elif state["optimizer"] is None:
-            raise ValueError(f"{ckpt} holds sharded optimizer state; resume it with fsdp=true")
-        self.state.load_state_dict(state, with_optimizer=not self.cfg.fsdp)
 
 
 def train(cfg: TrainConfig) -> Path:
