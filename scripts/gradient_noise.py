@@ -3,9 +3,10 @@
     python scripts/gradient_noise.py /tmp/target/long2000/trafl-b4-s0 --steps 200 1000 2000
 
 Why does TraFL at b = 4 stall near half its tilt? If the plateau is a stationary point of the
-loss as the run estimates it, the expected gradient there is zero and the fault is in the
-objective or its estimate; if the expected gradient is still clearly non-zero, the run is held
-back by its optimiser (noise, step size, weight decay), not by where the loss points.
+loss as the run estimates it, the expected update there does not move the balance gap and the
+fault is in the objective, its estimate or the model; if the expected update still widens the
+gap clearly, the run is held back by something else (the gradient's noise, mostly the mask
+draws', acting through the loss's curvature).
 
 At each checkpoint the run's own Trainer (its config, weights, optimiser state and data order)
 draws ``--batches`` independent training batches (fresh rollouts from the checkpoint's policy),
@@ -20,19 +21,20 @@ parameters, TraFL's log Z head) it reports, from the batch gradients g_ij (batch
 - ``noise`` tr Cov(g) of one single-draw batch gradient: mean ||g_ij||^2 - signal, and the part
   of it the mask draw adds, ``mask_noise`` = mean ||g_i1 - g_i2||^2 / 2 (the rest comes from the
   rollouts); ``snr`` = signal / noise (one batch's squared signal-to-noise);
-- the same three after AdamW's preconditioning by the checkpoint's second moments
-  (g / (sqrt(v_hat) + eps): what an update applies, in units of lr), and ``decay``
-  ||wd theta||^2 on that scale: decoupled weight decay's pull towards 0. If ``decay`` is much
-  smaller than ``signal`` (preconditioned), the decay cannot cancel the expected step;
 - ``drift``: how much the balance gap D(success) - D(failure) (sequence nats of s_theta -
-  s_ref, the training monitor's) moves per optimiser step, to first order, if the update is
-  AdamW's expected one: -lr <P gbar_i + wd theta, h_j>, with P the preconditioner and h_j the
-  gradient of the gap on the rows of another fresh batch (``--gap-batches`` of them; batches
-  without both kinds of row are skipped). g and h are independent, so the mean over (i, j) is
-  unbiased for the product of their expectations; its standard error adds the spread of the
-  means over i and over j (each the mean's own). ``drift_decay`` is the decay's part. At a
-  fixed point of the expected update the drift is 0; a clearly positive drift at a plateau
-  says the loss still pushes the gap up, and what holds it is not the expected update.
+  s_ref, the training monitor's) moves per update, to first order, under AdamW's long-run
+  step: x_i = -lr gbar_i / (sqrt(s) + eps), with s the mean squared gradient per coordinate
+  (Adam's second moment once it has settled), taken from the other half of the batches so
+  that it does not depend on the gradient it divides; drift = mean over (i, j) of <x_i, h_j>,
+  h_j the gradient of the gap on the rows of another fresh batch (``--gap-batches``; batches
+  without both kinds of row are skipped). x and h are independent, so the mean is unbiased
+  for the product of their expectations; its standard error adds the spread of the means
+  over i and over j. ``drift_decay``: the same for the decoupled decay -lr wd theta;
+  ``sgd``: mean <-gbar_i, h_j> (does the loss's own gradient widen the gap?). A clearly
+  positive drift at a plateau says the expected update still widens the gap, and what holds
+  it back is not where the loss points (the noise, through the loss's curvature, or the
+  momentum's lag); a drift near 0 there, a fixed point of the expected update short of b.
+  Momentum averages the gradients, so the long-run step is the mean of the x_i.
 
 Writes ``gradient_noise.json`` (and prints a table) in ``--out``.
 """
@@ -90,20 +92,43 @@ def parameter_sets(trainer: Trainer) -> dict[str, list[torch.nn.Parameter]]:
     return sets
 
 
-def preconditioner(trainer: Trainer, params: list[torch.nn.Parameter]) -> tuple[torch.Tensor, ...]:
-    """Flat 1 / (sqrt(v_hat) + eps) and flat wd * theta for ``params`` (AdamW's update scale),
-    in the order of ``params``."""
-    per: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-    for group in trainer.optimizer.param_groups:
-        beta2, eps, wd = group["betas"][1], group["eps"], group["weight_decay"]
-        for p in group["params"]:
-            state = trainer.optimizer.state.get(p, {})
-            if "exp_avg_sq" in state:
-                v_hat = state["exp_avg_sq"] / (1 - beta2 ** float(state["step"]))
-                per[id(p)] = ((1 / (v_hat.sqrt() + eps)).flatten(), (wd * p.detach()).flatten())
-    if any(id(p) not in per for p in params):
-        raise ValueError("the checkpoint holds no optimiser state for a parameter")
-    return torch.cat([per[id(p)][0] for p in params]), torch.cat([per[id(p)][1] for p in params])
+def update_settings(trainer: Trainer, params: list[torch.nn.Parameter]) -> tuple[float, float]:
+    """(lr, eps) of the optimiser groups holding ``params`` (one of each)."""
+    own = {id(p) for p in params}
+    groups = [g for g in trainer.optimizer.param_groups if any(id(p) in own for p in g["params"])]
+    settings = {(g["lr"], g["eps"]) for g in groups}
+    if len(settings) != 1:
+        raise ValueError(f"the parameters' groups have several (lr, eps): {settings}")
+    return settings.pop()
+
+
+def decay_step(trainer: Trainer, params: list[torch.nn.Parameter]) -> torch.Tensor:
+    """Flat -lr wd theta over ``params``: AdamW's decoupled decay in one update."""
+    rate = {
+        id(p): g["lr"] * g["weight_decay"]
+        for g in trainer.optimizer.param_groups
+        for p in g["params"]
+    }
+    return torch.cat([(-rate[id(p)] * p.detach().double()).flatten() for p in params])
+
+
+def cross_fitted_steps(
+    draws: list[tuple[torch.Tensor, torch.Tensor]], lr: float, eps: float
+) -> list[torch.Tensor]:
+    """x_i = -lr gbar_i / (sqrt(s) + eps) for each batch i, s the mean squared single-draw
+    gradient over the other half of the batches (first half <-> second half)."""
+    if len(draws) < 4:
+        raise ValueError(f"need at least 4 batches, got {len(draws)}")
+    half = len(draws) // 2
+    halves = [range(half), range(half, len(draws))]
+    steps: list[torch.Tensor] = [torch.empty(0)] * len(draws)
+    for mine, other in (halves, halves[::-1]):
+        s = sum(a.double().square() + b.double().square() for a, b in (draws[k] for k in other))
+        scale = 1 / ((s / (2 * len(other))).sqrt() + eps)
+        for i in mine:
+            a, b = draws[i]
+            steps[i] = -lr * (a.double() + b.double()) / 2 * scale
+    return steps
 
 
 def batch_gradients(
@@ -149,24 +174,19 @@ def gap_gradient(trainer: Trainer, params: list[Any]) -> torch.Tensor | None:
 
 
 def gap_drift(
-    steps: list[torch.Tensor], gaps: list[torch.Tensor], lr: float, decay: torch.Tensor
+    steps: list[torch.Tensor], gaps: list[torch.Tensor], decay: torch.Tensor | None = None
 ) -> dict[str, float]:
-    """First-order change of the gap per update (module docstring): ``steps`` the
-    preconditioned batch gradients P gbar_i, ``gaps`` the gap gradients h_j."""
+    """Mean of <x_i, h_j> over (i, j) with its two-way standard error (module docstring), and
+    the decay's <decay, mean h>."""
     if len(steps) < 2 or len(gaps) < 2:
         raise ValueError(f"need 2 or more of each, got {len(steps)} steps, {len(gaps)} gaps")
-    products = -lr * torch.stack(
-        [torch.stack([s.double() @ h.double() for h in gaps]) for s in steps]
-    )
+    products = torch.stack([torch.stack([x.double() @ h.double() for h in gaps]) for x in steps])
     rows, cols = products.mean(1), products.mean(0)  # (I,), (J,)
     se = math.sqrt(float(rows.var()) / len(rows) + float(cols.var()) / len(cols))
-    h = torch.stack(gaps).double().mean(0)
-    return {
-        "drift": float(products.mean()),
-        "drift_se": se,
-        "drift_decay": float(-lr * (decay.double() @ h)),
-        "gap_batches": len(gaps),
-    }
+    out = {"drift": float(products.mean()), "drift_se": se, "gap_batches": len(gaps)}
+    if decay is not None:
+        out["drift_decay"] = float(decay.double() @ torch.stack(gaps).double().mean(0))
+    return out
 
 
 def checkpoint_trainer(run: Path, step: int, scratch: Path) -> Trainer:
@@ -198,52 +218,44 @@ def at_checkpoint(
             gaps.append(gap_gradient(trainer, sets["policy"]))
         gaps = [h for h in gaps if h is not None]
     result: dict[str, Any] = {"step": step, "batches": batches}
-    for name, params in sets.items():
-        scale, decay = preconditioner(trainer, params)
-        adam = [(a * scale, b * scale) for a, b in draws[name]]
+    for name in sets:
         result[name] = signal_noise(draws[name])
-        result[f"{name}_adam"] = signal_noise(adam) | {
-            "decay": float(decay.double() @ decay.double())
-        }
-    scale, decay = preconditioner(trainer, sets["policy"])
-    own = {id(p) for p in sets["policy"]}
-    lrs = {
-        g["lr"] for g in trainer.optimizer.param_groups if any(id(p) in own for p in g["params"])
-    }
-    if len(lrs) != 1:
-        raise ValueError(f"the policy's parameter groups have several learning rates: {lrs}")
-    (lr,) = lrs
-    steps = [(a + b) / 2 * scale for a, b in draws["policy"]]
-    result["policy_drift"] = gap_drift(steps, gaps, lr, decay) if len(gaps) > 1 else None
+    if len(gaps) > 1 and batches >= 4:  # cross-fitting needs two halves of two
+        policy = draws["policy"]
+        lr, eps = update_settings(trainer, sets["policy"])
+        adam = cross_fitted_steps(policy, lr, eps)
+        result["drift_adam"] = gap_drift(adam, gaps, decay_step(trainer, sets["policy"]))
+        result["drift_sgd"] = gap_drift([-(a.double() + b.double()) / 2 for a, b in policy], gaps)
     return result
 
 
 def table(results: list[dict[str, Any]]) -> str:
-    """Markdown: per checkpoint and parameter set, signal +- se, noise, mask share, SNR."""
+    """Markdown: per checkpoint and parameter set, signal +- se, noise, mask share, SNR; then
+    the gap's drift."""
     lines = [
-        "| step | parameters | signal ± se | noise | mask share | snr | decay |",
-        "|---|---|---|---|---|---|---|",
+        "| step | parameters | signal ± se | noise | mask share | snr |",
+        "|---|---|---|---|---|---|",
     ]
     for r in results:
         for name in [k for k in r if isinstance(r[k], dict) and "signal" in r[k]]:
             s = r[name]
-            decay = f"{s['decay']:.3g}" if "decay" in s else ""
             lines.append(
                 f"| {r['step']} | {name} | {s['signal']:.3g} ± {s['signal_se']:.2g} | "
-                f"{s['noise']:.3g} | {s['mask_noise'] / s['noise']:.2f} | {s['snr']:.3g} | "
-                f"{decay} |"
+                f"{s['noise']:.3g} | {s['mask_noise'] / s['noise']:.2f} | {s['snr']:.3g} |"
             )
     lines += [
         "",
-        "| step | gap drift per 200 updates, first order (nats) ± se | weight decay's | gap batches |",
-        "|---|---|---|---|",
+        "| step | gap drift per 200 updates, AdamW, first order (nats) ± se | weight decay's "
+        "| <-E g, grad gap> ± se | gap batches |",
+        "|---|---|---|---|---|",
     ]
     for r in results:
-        d = r.get("policy_drift")
-        if d:
+        if "drift_adam" in r:
+            d, g = r["drift_adam"], r["drift_sgd"]
             lines.append(
                 f"| {r['step']} | {200 * d['drift']:+.3g} ± {200 * d['drift_se']:.2g} | "
-                f"{200 * d['drift_decay']:+.3g} | {d['gap_batches']} |"
+                f"{200 * d['drift_decay']:+.3g} | {g['drift']:+.3g} ± {g['drift_se']:.2g} | "
+                f"{d['gap_batches']} |"
             )
     return "\n".join(lines)
 

@@ -1,5 +1,6 @@
-"""scripts/gradient_noise.py: its statistics against a plain loop and against Gaussian
-gradients of known signal and noise, and its AdamW scale against torch's own update."""
+"""scripts/gradient_noise.py: its statistics against plain loops and against Gaussian
+gradients of known signal and noise, its decay against torch's AdamW, and its first gradient
+against the one the run's next step applied."""
 
 from __future__ import annotations
 
@@ -35,24 +36,41 @@ def test_statistics_match_a_plain_loop():
 
 
 def test_gap_drift_matches_a_plain_loop():
-    """-lr <s_i, h_j> averaged over (i, j); se^2 = var(row means) / I + var(column means) / J
-    (sample variances); the decay's part -lr <wd theta, mean h>."""
+    """<x_i, h_j> averaged over (i, j); se^2 = var(row means) / I + var(column means) / J
+    (sample variances); the decay's part <decay, mean h>."""
     steps = [torch.tensor([1.0, 0.0]), torch.tensor([0.0, 2.0]), torch.tensor([1.0, 1.0])]
     gaps = [torch.tensor([2.0, 1.0]), torch.tensor([0.0, -1.0])]
-    lr = 0.5
-    table = [[-lr * float(s @ h) for h in gaps] for s in steps]  # [[-1, 0], [-1, 1], [-1.5, 0.5]]
-    rows = [sum(r) / 2 for r in table]  # -0.5, 0, -0.5
-    cols = [sum(c) / 3 for c in zip(*table, strict=True)]  # -7/6, 0.5
+    table = [[float(x @ h) for h in gaps] for x in steps]  # [[2, 0], [2, -2], [3, -1]]
+    rows = [sum(r) / 2 for r in table]  # 1, 0, 1
+    cols = [sum(c) / 3 for c in zip(*table, strict=True)]  # 7/3, -1
 
     def var(xs: list[float]) -> float:
         mean = sum(xs) / len(xs)
         return sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)
 
-    out = gradient_noise.gap_drift(steps, gaps, lr, decay=torch.tensor([0.2, 0.4], dtype=torch.float64))
-    assert out["drift"] == pytest.approx(-2.0 / 6, rel=1e-12)
+    decay = torch.tensor([0.2, 0.4], dtype=torch.float64)
+    out = gradient_noise.gap_drift(steps, gaps, decay)
+    assert out["drift"] == pytest.approx(4.0 / 6, rel=1e-12)
     assert out["drift_se"] == pytest.approx(math.sqrt(var(rows) / 3 + var(cols) / 2), rel=1e-12)
-    assert out["drift_decay"] == pytest.approx(-lr * (0.2 * 1.0 + 0.4 * 0.0), rel=1e-12)
+    assert out["drift_decay"] == pytest.approx(0.2 * 1.0 + 0.4 * 0.0, rel=1e-12)
     assert out["gap_batches"] == 2
+    assert "drift_decay" not in gradient_noise.gap_drift(steps, gaps)
+
+
+def test_cross_fitted_steps_match_a_plain_loop():
+    """Four batches of one coordinate: each half's step is scaled by the other half's root
+    mean square gradient, never its own."""
+    draws = [(torch.tensor([a]), torch.tensor([b])) for a, b in [(1, 3), (2, 2), (0, 4), (2, 0)]]
+    lr, eps = 0.1, 1e-8
+    rms_first = math.sqrt((1 + 9 + 4 + 4) / 4)  # the first two batches' draws
+    rms_second = math.sqrt((0 + 16 + 4 + 0) / 4)
+    means = [2.0, 2.0, 2.0, 1.0]
+    expected = [-lr * m / (rms_second + eps) for m in means[:2]]
+    expected += [-lr * m / (rms_first + eps) for m in means[2:]]
+    steps = gradient_noise.cross_fitted_steps(draws, lr, eps)
+    assert [float(x) for x in steps] == pytest.approx(expected, rel=1e-12)
+    with pytest.raises(ValueError, match="at least 4"):
+        gradient_noise.cross_fitted_steps(draws[:3], lr, eps)
 
 
 def test_one_batch_is_refused():
@@ -87,40 +105,26 @@ def test_known_signal_and_noise_are_recovered():
     assert abs(out["noise"] - d * s) < 4 * (second_sd + signal_sd)
 
 
-def test_adam_scale_is_torch_adamw_update():
-    """theta_after = theta (1 - lr wd) - lr * m_hat * scale with the script's scale (float64:
-    equal but for rounding, ~1e-16 relative), and its decay wd * theta; the parameters asked
-    for in another order than the groups'."""
+def test_decay_step_is_adamw_decoupled_decay():
+    """With zero gradients from a fresh state AdamW's first update is its decay alone:
+    theta (1 - lr wd) - theta = decay_step (float64: equal but for rounding, ~1e-16 of theta);
+    the parameters asked for in another order than the groups', one group without decay."""
     torch.manual_seed(0)
     a = torch.nn.Parameter(torch.randn(3, dtype=torch.float64))
     b = torch.nn.Parameter(torch.randn(2, 2, dtype=torch.float64))
     lr, wd = 0.1, 0.05
     opt = torch.optim.AdamW(
-        [{"params": [a], "weight_decay": wd}, {"params": [b], "weight_decay": 0.0}],
-        lr=lr,
-        betas=(0.9, 0.98),
+        [{"params": [a], "weight_decay": wd}, {"params": [b], "weight_decay": 0.0}], lr=lr
     )
-    for _ in range(3):  # a few steps: bias corrections below 1, m_hat != g
-        opt.zero_grad()
-        ((a**3).sum() + (b.sin() * 2).sum()).backward()
-        before = [a.detach().clone(), b.detach().clone()]
-        opt.step()
     trainer = SimpleNamespace(optimizer=opt)
-    scale, decay = gradient_noise.preconditioner(trainer, [b, a])
-    m_hat = torch.cat(
-        [
-            opt.state[p]["exp_avg"].flatten() / (1 - 0.9 ** float(opt.state[p]["step"]))
-            for p in (b, a)
-        ]
-    )
-    theta = torch.cat([before[1].flatten(), before[0].flatten()])
+    expected = gradient_noise.decay_step(trainer, [b, a])
+    before = torch.cat([b.detach().flatten(), a.detach().flatten()])
+    a.grad, b.grad = torch.zeros_like(a), torch.zeros_like(b)
+    opt.step()
     after = torch.cat([b.detach().flatten(), a.detach().flatten()])
-    rates = torch.cat(
-        [torch.zeros(4, dtype=torch.float64), torch.full((3,), wd, dtype=torch.float64)]
-    )
-    assert torch.equal(decay, rates * after)  # the pull of the next update, at theta now
-    expected = theta - lr * rates * theta - lr * m_hat * scale
-    assert torch.allclose(after, expected, rtol=0, atol=1e-12)
+    assert torch.allclose(after - before, expected, rtol=0, atol=1e-14)
+    assert torch.equal(expected[:4], torch.zeros(4, dtype=torch.float64))
+    assert gradient_noise.update_settings(trainer, [a]) == (lr, 1e-8)
 
 
 def test_the_first_gradient_is_the_runs_next_step(tmp_path):
@@ -141,10 +145,10 @@ def test_the_first_gradient_is_the_runs_next_step(tmp_path):
                  "device=cpu", "save_completions_every=0", "objective.name=trafl", "steps=2",
                  "ckpt_every=1", "keep_checkpoints=3", "optim.grad_clip=0"]  # fmt: skip
     Trainer(load_config(TrainConfig, None, overrides)).train()
-    gradient_noise.main([str(run), "--steps", "1", "--batches", "3", "--out", str(tmp_path)])
+    gradient_noise.main([str(run), "--steps", "1", "--batches", "4", "--out", str(tmp_path)])
     (result,) = json.loads((tmp_path / "gradient_noise.json").read_text())
-    assert result["step"] == 1 and {"policy", "objective", "policy_adam"} <= set(result)
-    drift = result["policy_drift"]  # None only if fewer than 2 of 16 batches mixed rewards
+    assert result["step"] == 1 and {"policy", "objective"} <= set(result)
+    drift = result.get("drift_adam")  # absent only if fewer than 2 of 16 batches mixed rewards
     assert drift is None or (math.isfinite(drift["drift"]) and drift["gap_batches"] >= 2)
 
     states = [torch.load(run / f"checkpoint-{s}" / "state.pt", weights_only=False) for s in (1, 2)]
