@@ -22,7 +22,8 @@ there is one); finished runs and evaluations are skipped, interrupted runs resum
 checkpoints are still evaluated. ``--extend FOLDER`` continues the finished constant-lr runs of
 another study folder to more steps (e.g. 1000-step runs to 2000, their evaluations kept).
 ``--variant NAME KEY=VALUE ...`` adds TraFL runs with one change (``trafl-NAME-bB-sS``, at each
-``--variant-betas``), which the report holds against the plain run at the same step.
+``--variant-betas``), which the report holds against the plain run at the same step; with
+``--extend`` a variant is the plain run continued under the change (``allow_changes``).
 ``--remasking random --denoising-steps L`` decodes rollouts and evaluations by any-order
 sampling (one token per call at a random position) instead of LLaDA's low-confidence
 remasking; a folder is refused if its base was evaluated with another decoding.
@@ -42,7 +43,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
@@ -67,6 +68,8 @@ class Job:
     priority: int
     heldout: bool = False  # trained on the task's train generator, evaluated on its test split
     temperature: float | None = None  # rollouts at this temperature (tempered behaviour policy)
+    changes: tuple[str, ...] = ()  # settings a variant changes: ``--extend`` continues the
+    # plain run of its b and seed under them
 
 
 def tilted(args: argparse.Namespace, beta: float, *extra: str) -> list[str]:
@@ -164,9 +167,13 @@ def knob_jobs(args: argparse.Namespace, seed: int) -> list[Job]:
 
 def variant_jobs(args: argparse.Namespace, seed: int) -> list[Job]:
     """Variants of the objective or estimator (``--variant NAME KEY=VALUE ...``) at each
-    ``--variant-betas``, as the plain TraFL runs otherwise: one change each, for a diagnosis."""
+    ``--variant-betas``, as the plain TraFL runs otherwise: one change each, for a diagnosis.
+    With ``--extend`` a variant continues the plain run of its b and seed, changed from there."""
     return [
-        one_change(args, name, beta, seed, overrides, 350 + seed * 10)
+        replace(
+            one_change(args, name, beta, seed, overrides, 350 + seed * 10),
+            changes=tuple(o.split("=", 1)[0] for o in overrides),
+        )
         for name, *overrides in args.variant
         for beta in args.variant_betas
     ]
@@ -347,7 +354,7 @@ def train_command(job: Job, args: argparse.Namespace, resume: bool) -> list[str]
         "save_completions_every=0",
         f"out_dir={args.out / job.name}",
         f"resume={str(resume).lower()}",
-        *(["allow_changes=[steps]"] if args.extend else []),
+        *([f"allow_changes=[{','.join(['steps', *job.changes])}]"] if args.extend else []),
     ]
 
 
@@ -391,8 +398,17 @@ def continue_runs(src: Path, out: Path, todo: list[Job]) -> None:
         if (src / name).is_dir() and not (out / name).exists():
             shutil.copytree(src / name, out / name)
     for job in todo:
-        if extend(src / job.name, out / job.name):
-            print(f"{job.name}: continued from {src / job.name}", flush=True)
+        source = src / plain_name(job)
+        if extend(source, out / job.name):
+            print(f"{job.name}: continued from {source}", flush=True)
+
+
+def plain_name(job: Job) -> str:
+    """The run a job continues under ``--extend``: itself, or a variant's plain run."""
+    if not job.changes:
+        return job.name
+    seed = job.name.rsplit("-s", 1)[1]
+    return f"trafl-b{job.tilt:g}-s{seed}"
 
 
 def one_job(job: Job, args: argparse.Namespace, deadline: float | None) -> str:

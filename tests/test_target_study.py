@@ -15,6 +15,7 @@ from tests.conftest import assert_same_weights, make_tiny
 from trafl.commands.train import Trainer
 from trafl.commands.train_config import TrainConfig
 from trafl.core.config_files import load_config
+from trafl.core.errors import TraflError
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -217,3 +218,34 @@ def test_extended_runs_may_change_their_length_only():
     assert "allow_changes=[steps]" not in target_study.train_command(
         job, target_study.parse([]), resume=True
     )
+
+
+def test_an_extended_variant_continues_the_plain_run_under_its_change(tmp_path):
+    """``--extend`` with ``--variant``: the variant's folder starts as a copy of the plain run of
+    its b and seed, and resumes with its change allowed (and only then: the plain run's own
+    continuation may change its length alone)."""
+    argv = ["--extend", str(tmp_path / "src"), "--trafl-steps", "4", "--points", "2"]
+    args = target_study.parse(
+        [*argv, "--variant", "cool", "optim.lr=2.5e-5", "--out", str(tmp_path / "out")]
+    )
+    by_name = {job.name: job for job in target_study.jobs(args)}
+    variant, plain = by_name["trafl-cool-b4-s0"], by_name["trafl-b4-s0"]
+    assert target_study.plain_name(variant) == "trafl-b4-s0"
+    assert target_study.plain_name(plain) == "trafl-b4-s0"
+    assert resolved(args, variant).allow_changes == ["steps", "optim.lr"]
+    assert resolved(args, variant).optim.lr == 2.5e-5
+    assert resolved(args, plain).allow_changes == ["steps"]
+
+    make_tiny(seed=3).save_pretrained(tmp_path / "tiny")
+    tiny = tmp_path / "tiny"
+    trained(tmp_path / "src" / "trafl-b4-s0", tiny, "steps=2")
+    target_study.continue_runs(tmp_path / "src", tmp_path / "out", [variant])
+    copied = tmp_path / "out" / "trafl-cool-b4-s0"
+    assert (copied / "checkpoint-2" / "model").is_dir() and not (copied / "model").exists()
+    with pytest.raises(TraflError, match="optim.lr"):  # the change needs its allowance
+        trained(copied, tiny, "steps=4", "resume=true", "optim.lr=2.5e-5", "allow_changes=[steps]")
+    trained(
+        copied, tiny, "steps=4", "resume=true", "optim.lr=2.5e-5", "allow_changes=[steps,optim.lr]"
+    )
+    config = yaml.safe_load((copied / "config.yaml").read_text())
+    assert config["optim"]["lr"] == 2.5e-5 and (copied / "model").is_dir()
