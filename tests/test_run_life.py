@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from tests.conftest import assert_same_weights, make_tiny
 from trafl.commands.train import TrainConfig, Trainer
@@ -243,6 +245,36 @@ def test_resume_with_changed_settings_lists_them_unless_allowed(tmp_path, tiny_p
         tmp_path, tiny_path, "steps=2", "resume=true", "optim.lr=1e-3", "allow_changes=[optim.lr]"
     )
     assert trainer.step == 2 and steps_logged(tmp_path) == [1, 2]
+
+
+def test_an_allowed_lr_change_takes_effect_from_the_next_update(tmp_path, tiny_path):
+    """The optimizer's and the schedule's saved states carry the old lr; the resumed run steps
+    with the new one (policy groups), the objective's own group keeps its lr, and the weights
+    are those of a run whose update 3 used the new lr: AdamW's first moments are lr-free, so
+    theta_3 - theta_2 scales with the lr (compared against a resume at the old lr)."""
+    constant = ["optim.warmup_steps=0", "optim.min_lr_ratio=1", "ckpt_every=2"]
+    run(tmp_path / "a", tiny_path, "steps=2", "optim.lr=1e-3", *constant)
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    changed = ["steps=3", "resume=true", "allow_changes=[steps,optim.lr]", *constant]
+    slow = run(tmp_path / "a", tiny_path, "optim.lr=1e-5", *changed)
+    fast = run(tmp_path / "b", tiny_path, "optim.lr=1e-3", *changed)
+    policy_lrs = {g["lr"] for g in slow.optimizer.param_groups[:2]}
+    assert policy_lrs == {1e-5} and slow.scheduler.get_last_lr()[:2] == [1e-5, 1e-5]
+    assert slow.optimizer.param_groups[-1]["lr"] == fast.optimizer.param_groups[-1]["lr"]
+    logged = [json.loads(r) for r in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["lr"] for r in logged] == [1e-3, 1e-3, 1e-5]
+    before = load_file(tmp_path / "a" / "checkpoint-2" / "model" / "model.safetensors")
+    after_slow = dict(slow.policy.state_dict())
+    after_fast = dict(fast.policy.state_dict())
+    name = next(k for k in after_slow if k in before and before[k].numel() > 100)
+    theta = before[name]
+    step_slow, step_fast = after_slow[name] - theta, after_fast[name] - theta
+    # one AdamW update, -lr (m_hat / (sqrt(v_hat) + eps) + wd theta), from the same theta, m, v
+    # and gradient: step_slow = step_fast / 100 but for float32 rounding of theta + step, at
+    # most half an ulp of theta (2^-24 |theta|), times 100 once scaled, plus the fast step's own
+    assert float(step_fast.abs().max()) > 0
+    atol = 101 * float(theta.abs().max()) * 2**-24
+    assert torch.allclose(step_slow * 100, step_fast, rtol=0, atol=atol)
 
 
 # ---------------------------------------------------------------------- metrics

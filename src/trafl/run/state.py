@@ -39,6 +39,12 @@ class RunState:
         self.modules = dict(modules or {})  # name -> object with state_dict / load_state_dict
         self.step = 0
         self.counters = dict.fromkeys(counters, 0)
+        # the settings the run's config gave each parameter group (lr, betas, weight decay,
+        # ...): a resume keeps them, not the saved ones, which differ only where the config
+        # was changed on purpose (``allow_changes``, e.g. a smaller lr to continue with)
+        self.configured = [
+            {k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups
+        ]
 
     def state_dict(self, with_optimizer: bool = True) -> dict[str, Any]:
         """Everything to resume from; ``with_optimizer=False`` when the optimizer is sharded
@@ -62,8 +68,26 @@ class RunState:
         if with_optimizer:
             self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        self.keep_configured()
         self.data_rng.setstate(state["data_rng"])
         self.mask_gen.set_state(state["mask_gen"])
         set_rng_state(state["rng"])
         self.step = state["step"]
         self.counters.update({name: state[name] for name in self.counters})  # in place: shared
+
+    def keep_configured(self) -> None:
+        """Put the config's group settings back after a load (the optimizer's and the
+        schedule's state dicts carry the saved ones), then the lr of the restored step:
+        base * factor(step), LambdaLR's own expression, so an unchanged run resumes bit for
+        bit and a changed lr takes effect from the next update."""
+        groups = self.optimizer.param_groups
+        for group, configured in zip(groups, self.configured, strict=True):
+            group.update({k: v for k, v in configured.items() if k != "lr"})
+        lambdas = getattr(self.scheduler, "lr_lambdas", None)
+        if lambdas is None:  # not a LambdaLR: its own state decides
+            return
+        self.scheduler.base_lrs = [g["initial_lr"] for g in groups]
+        epoch = self.scheduler.last_epoch
+        for group, base, factor in zip(groups, self.scheduler.base_lrs, lambdas, strict=True):
+            group["lr"] = base * factor(epoch)
+        self.scheduler._last_lr = [g["lr"] for g in groups]  # what get_last_lr reports
