@@ -250,31 +250,46 @@ def training_monitor(root: Path, seeds: dict[str, list[int]]) -> list[str]:
     return lines
 
 
-def windows(rows: list[dict[str, Any]], steps: list[int]) -> list[tuple[float, float]]:
-    """Per checkpoint step: the mean reward and the median loss / loss_at_ref over the steps
-    since the previous checkpoint (rows with a zero loss_at_ref, no signal, left out)."""
+def windows(rows: list[dict[str, Any]], steps: list[int]) -> list[tuple[float, float, float]]:
+    """Per checkpoint step: the mean reward, the median loss / loss_at_ref and the mean balance
+    gap D(success) - D(failure) over the steps since the previous checkpoint (rows with a zero
+    loss_at_ref, no signal, left out; the gap over rows that logged both sides, else NaN)."""
     out, prev = [], 0
     for step in steps:
         part = [r for r in rows if prev < r["step"] <= step and r["loss_at_ref"] > 0]
+        gaps = [g for r in part if math.isfinite(g := gap_of(r))]
         out.append((statistics.mean(r["reward"] for r in part),
-                    statistics.median(r["loss"] / r["loss_at_ref"] for r in part)))  # fmt: skip
+                    statistics.median(r["loss"] / r["loss_at_ref"] for r in part),
+                    statistics.mean(gaps) if gaps else math.nan))  # fmt: skip
         prev = step
     return out
+
+
+def gap_of(row: dict[str, Any]) -> float:
+    """One step's logged balance gap, NaN where a side is missing (a batch of one kind)."""
+    success, failure = row.get("log_ratio_success"), row.get("log_ratio_failure")
+    if success is None or failure is None:
+        return math.nan
+    return float(success) - float(failure)
 
 
 def between_checkpoints(root: Path, runs: dict[str, Any]) -> list[str]:
     """Per TraFL method and checkpoint interval (means over the finished seeds): is training
     still moving when the evaluations stop moving?"""
-    lines = ["| method | seeds | steps | reward | loss/loss_at_ref median |", "|" + " --- |" * 5]
+    lines = [
+        "| method | seeds | steps | reward | loss/loss_at_ref median | gap |",
+        "|" + " --- |" * 6,
+    ]
     for method in (m for m in sorted(runs) if "trafl" in m):
         _, done = finished(runs[method])
         steps = sorted(runs[method][done[0]])
         seeds = [windows(metrics(root / f"{method}-s{s}"), steps) for s in done]
         for i, step in enumerate(steps):
-            reward, ratio = (statistics.mean(w[i][j] for w in seeds) for j in (0, 1))
+            reward, ratio, gap = (statistics.mean(w[i][j] for w in seeds) for j in (0, 1, 2))
             first = steps[i - 1] + 1 if i else 1
             lines.append(
-                f"| {method} | {len(done)} | {first}-{step} | {reward:.3f} | {ratio:.2f} |"
+                f"| {method} | {len(done)} | {first}-{step} | {reward:.3f} | {ratio:.2f} "
+                f"| {gap:.3f} |"
             )
     return lines
 
@@ -537,8 +552,9 @@ def monitor_section(root: Path, runs: dict[str, Any]) -> list[str]:
         "",
         *training_monitor(root, {m: finished(runs[m])[1] for m in sorted(runs) if "trafl" in m}),
         "",
-        "Between checkpoints: the mean training reward and the median of loss / loss_at_ref "
-        "over the steps since the previous checkpoint (seed means).",
+        "Between checkpoints: the mean training reward, the median of loss / loss_at_ref and "
+        "the mean balance gap D(success) - D(failure) logged in training (on each step's own "
+        "rollouts, in sequence nats) over the steps since the previous checkpoint (seed means).",
         "",
         *between_checkpoints(root, runs),
         "",

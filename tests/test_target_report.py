@@ -76,9 +76,25 @@ def test_between_checkpoints_averages_each_interval_over_finished_seeds(tmp_path
     }
     lines = target_report.between_checkpoints(tmp_path, runs)
     assert lines[2:] == [
-        f"| trafl-b4 | 2 | 1-40 | {(0.1 + 0.0) / 2:.3f} | {(20.5 + 41) / 2:.2f} |",
-        f"| trafl-b4 | 2 | 41-80 | {(0.5 + 1.0) / 2:.3f} | {(60.5 + 121) / 2:.2f} |",
+        f"| trafl-b4 | 2 | 1-40 | {(0.1 + 0.0) / 2:.3f} | {(20.5 + 41) / 2:.2f} | nan |",
+        f"| trafl-b4 | 2 | 41-80 | {(0.5 + 1.0) / 2:.3f} | {(60.5 + 121) / 2:.2f} | nan |",
     ]
+
+
+def test_the_logged_gap_is_averaged_over_the_steps_that_logged_both_sides():
+    """Steps 1-4: gaps 1 - 0 and 3 - 1 (steps 1, 2), a step with no failure row (NaN), one
+    without the monitor: the window's gap is the mean of the two, (1 + 2) / 2."""
+    rows = [
+        {"step": 1, "loss": 1.0, "loss_at_ref": 1.0, "reward": 0.0,
+         "log_ratio_success": 1.0, "log_ratio_failure": 0.0},
+        {"step": 2, "loss": 1.0, "loss_at_ref": 1.0, "reward": 0.0,
+         "log_ratio_success": 3.0, "log_ratio_failure": 1.0},
+        {"step": 3, "loss": 1.0, "loss_at_ref": 1.0, "reward": 1.0,
+         "log_ratio_success": 9.0, "log_ratio_failure": math.nan},
+        {"step": 4, "loss": 1.0, "loss_at_ref": 1.0, "reward": 1.0},
+    ]  # fmt: skip
+    ((reward, ratio, gap),) = target_report.windows(rows, [4])
+    assert (reward, ratio, gap) == (0.5, 1.0, 1.5)
 
 
 def test_a_knob_or_variant_is_held_against_the_run_without_it_at_the_same_step():
