@@ -1,6 +1,7 @@
 """The training gradient's signal and noise at a run's checkpoints (docs/TARGET.md, issue 12).
 
-    python scripts/gradient_noise.py /tmp/target/long2000/trafl-b4-s0 --steps 200 1000 2000
+    python scripts/gradient_noise.py runs/long2000/trafl-b4-s0 --steps 2000 200 1000
+    python scripts/gradient_noise.py - --table results/target/gradient/long2000-s0.json
 
 Why does TraFL at b = 4 stall near half its tilt? If the plateau is a stationary point of the
 loss as the run estimates it, the expected update there does not move the balance gap and the
@@ -263,13 +264,21 @@ def table(results: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run", type=Path, help="a run folder with checkpoint-STEP folders")
-    parser.add_argument("--steps", type=int, nargs="+", required=True, help="checkpoints")
+    parser.add_argument("--steps", type=int, nargs="+", help="checkpoints")
+    parser.add_argument(
+        "--table", type=Path, help="only print the tables of this gradient_noise.json"
+    )
     parser.add_argument("--batches", type=int, default=32, help="batches per checkpoint")
     parser.add_argument(
         "--gap-batches", type=int, default=16, help="batches for the gap's gradient"
     )
     parser.add_argument("--out", type=Path, default=None, help="folder (default: the run)")
     args = parser.parse_args(argv)
+    if args.table:
+        print(table(sorted(json.loads(args.table.read_text()), key=lambda r: r["step"])))
+        return
+    if not args.steps:
+        parser.error("--steps is required unless --table is given")
     torch.manual_seed(0)
     out = args.out or args.run
     out.mkdir(parents=True, exist_ok=True)

@@ -163,3 +163,23 @@ def test_the_first_gradient_is_the_runs_next_step(tmp_path):
     params = [p for group in trainer.optimizer.param_groups for p in group["params"]]
     first, _ = gradient_noise.batch_gradients(trainer, {"all": params})["all"]
     assert torch.allclose(first, applied, rtol=0, atol=1e-5 * float(moments[1].abs().max()))
+
+
+def test_the_committed_instrument_run_prints_its_tables(capsys):
+    """docs/TARGET.md quotes ``--table`` on the committed result: the policy's and the
+    objective's rows at every checkpoint in order of step, then each checkpoint's drift."""
+    committed = ROOT / "results" / "target" / "gradient" / "long2000-s0.json"
+    gradient_noise.main(["-", "--table", str(committed)])
+    rows = [r for r in capsys.readouterr().out.splitlines() if r[2:3].isdigit()]
+    assert [int(r.split("|")[1]) for r in rows] == [
+        200,
+        200,
+        1000,
+        1000,
+        2000,
+        2000,
+        200,
+        1000,
+        2000,
+    ]
+    assert [r.split("|")[2].strip() for r in rows[:2]] == ["policy", "objective"]
