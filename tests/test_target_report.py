@@ -132,20 +132,25 @@ def test_finished_seeds_are_those_at_the_last_checkpoint():
 
 
 @pytest.mark.parametrize(
-    "runs, docs",
+    "runs, docs, extra",
     [
-        ("results/target/study.tgz", "docs/target"),
-        ("results/target/long.tgz", "docs/target/long"),
-        ("results/target/long2000.tgz", "docs/target/long2000"),
-        ("results/target/usq.tgz", "docs/target/usq"),
+        ("results/target/study.tgz", "docs/target", []),
+        ("results/target/long.tgz", "docs/target/long", []),
+        ("results/target/long2000.tgz", "docs/target/long2000", []),
+        ("results/target/usq.tgz", "docs/target/usq", []),
+        (
+            "results/target/random.tgz",
+            "docs/target/random",
+            ["--beside", "low-confidence=results/target/long.tgz"],
+        ),
     ],
 )
-def test_committed_report_is_what_the_committed_runs_give(runs, docs, tmp_path, monkeypatch):
+def test_committed_report_is_what_the_committed_runs_give(runs, docs, extra, tmp_path, monkeypatch):
     """The committed results.md is what the report, as it is now, makes of the committed runs:
     a change to the report (or the instrument it reads) that would change a number the docs
     quote fails here until the report is regenerated and the prose checked."""
     monkeypatch.chdir(ROOT)  # the report names its input as given: the docs' relative path
-    target_report.main([runs, "--out", str(tmp_path)])
+    target_report.main([runs, *extra, "--out", str(tmp_path)])
     assert (tmp_path / "results.md").read_text() == (ROOT / docs / "results.md").read_text()
 
 
