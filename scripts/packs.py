@@ -2,6 +2,12 @@
 folder back from one; the committed ``results/`` archives that the docs' reports are made from.
 
     python scripts/packs.py runs/repro300 results/reproduction/repro300.tgz
+    python scripts/packs.py --unpack results/reproduction/repro300.tgz runs/repro300
+
+The second puts a pack's files back to continue the study on another machine or in a later
+session: a finished stage is reused from its result files (``trafl demo``, the studies' scripts),
+so only unfinished work is done again. It refuses to write over a file that is already there
+(an older pack over a live folder would replace newer logs).
 
 ``pack`` writes beside the destination and renames, so a kill or a full disk leaves the last
 complete pack in place, never half of one.
@@ -34,9 +40,16 @@ def pack(root: Path, dest: Path) -> None:
         partial.unlink(missing_ok=True)
 
 
-def unpack(archive: Path, dest: Path) -> None:
-    """A pack's files into ``dest`` (no path outside it: tarfile's ``data`` filter)."""
+def unpack(archive: Path, dest: Path, overwrite: bool = True) -> None:
+    """A pack's files into ``dest`` (no path outside it: tarfile's ``data`` filter); with
+    ``overwrite=False``, nothing is written if one of them is already there."""
     with tarfile.open(archive) as tar:
+        there = [name for name in tar.getnames() if (dest / name).is_file()]
+        if there and not overwrite:
+            raise FileExistsError(
+                f"{dest / there[0]} is already there ({len(there)} of the pack's files are): "
+                "unpack into a new folder"
+            )
         tar.extractall(dest, filter="data")
 
 
@@ -55,7 +68,17 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("root", type=Path, help="a results folder (e.g. runs/repro300)")
     p.add_argument("dest", type=Path, help="the tar.gz to write")
+    p.add_argument("--unpack", action="store_true", help="ROOT is a pack: its files into DEST")
     args = p.parse_args(argv)
+    if args.unpack:
+        if not args.root.is_file():
+            raise SystemExit(f"{args.root} is not a file: give the pack to unpack")
+        try:
+            unpack(args.root, args.dest, overwrite=False)
+        except FileExistsError as err:
+            raise SystemExit(str(err)) from None
+        print(f"unpacked {args.root} into {args.dest}")
+        return
     if not args.root.is_dir():
         raise SystemExit(f"{args.root} is not a folder: give the results folder to pack")
     pack(args.root, args.dest)

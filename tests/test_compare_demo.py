@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import json
+import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from trafl.commands import demo
 from trafl.commands.compare import CompareConfig, compare
 from trafl.commands.demo import DemoConfig, evaluated_checkpoints, run_demo
 from trafl.evaluation.plots import frontier_point, plot_frontier
 from trafl.evaluation.report import below_base, markdown_table, verdicts
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+import packs  # noqa: E402
 
 
 def fake_eval(name: str, curve: dict[str, float]) -> dict:
@@ -54,7 +60,9 @@ def test_verdicts_mark_exactly_the_cells_below_the_base(tmp_path):
     assert "(missing figure" not in page
 
 
-def test_quick_demo_runs_end_to_end_and_reuses_finished_stages(tmp_path):
+def test_quick_demo_runs_end_to_end_and_reuses_finished_stages(
+    tmp_path, tmp_path_factory, monkeypatch
+):
     """Fixed pool, two checkpoints per method through the target instrument, the frontier,
     one verdict per method on its tilt; a second run reuses every stage."""
     cfg = DemoConfig(quick=True, out_dir=str(tmp_path), device="cpu")
@@ -80,6 +88,24 @@ def test_quick_demo_runs_end_to_end_and_reuses_finished_stages(tmp_path):
     run_demo(cfg)  # everything is reused
     assert (tmp_path / "trafl" / "eval" / "eval.json").stat().st_mtime == stamp
     assert Path(tmp_path / "compare" / "pass_at_k.png").is_file()
+    resumes_from_its_pack(cfg, tmp_path, tmp_path_factory.mktemp("elsewhere"), monkeypatch)
+
+
+def resumes_from_its_pack(cfg: DemoConfig, out: Path, elsewhere: Path, monkeypatch) -> None:
+    """A result pack holds no weights: a demo continued from one (another machine, a later
+    session) reuses its evaluations instead of training again, and writes the same report."""
+    packs.pack(out, elsewhere / "demo.tgz")
+    again = elsewhere / "again"
+    packs.unpack(elsewhere / "demo.tgz", again)
+    assert not list(again.rglob("*.safetensors"))
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished method was trained again")
+
+    monkeypatch.setattr(demo, "train", no_training)
+    monkeypatch.setattr(demo, "evaluate", no_training)
+    report = run_demo(replace(cfg, out_dir=str(again)))
+    assert report.read_text() == (out / "report.md").read_text()
 
 
 @pytest.mark.parametrize(

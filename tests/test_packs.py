@@ -46,6 +46,23 @@ def test_pack_holds_the_result_files_and_unpacks_to_them(tmp_path):
         assert folder == tmp_path / "runs"
 
 
+def test_unpack_puts_a_pack_back_and_never_over_a_live_folder(tmp_path):
+    """Continuing a study elsewhere: the pack's files come back where they were; unpacked over
+    a folder that already holds one of them, it stops before writing anything."""
+    small = results_folder(tmp_path / "runs")
+    packs.main([str(tmp_path / "runs"), str(tmp_path / "runs.tgz")])
+    packs.main(["--unpack", str(tmp_path / "runs.tgz"), str(tmp_path / "again")])
+    for name, text in small.items():
+        assert (tmp_path / "again" / name).read_text() == text
+    live = tmp_path / "again" / "trafl-b4-s0" / "metrics.jsonl"
+    live.write_text('{"step": 1}\n{"step": 2}\n')  # the live run went on after the pack
+    (tmp_path / "again" / "base" / "eval.json").unlink()
+    with pytest.raises(SystemExit, match=r"already there \(3 of the pack.s files are\)"):
+        packs.main(["--unpack", str(tmp_path / "runs.tgz"), str(tmp_path / "again")])
+    assert live.read_text() == '{"step": 1}\n{"step": 2}\n'
+    assert not (tmp_path / "again" / "base" / "eval.json").exists()  # nothing written
+
+
 def test_a_failed_pack_leaves_the_last_one_whole(tmp_path, monkeypatch):
     results_folder(tmp_path / "runs")
     archive = tmp_path / "runs.tgz"

@@ -8,7 +8,8 @@ the target instrument against the base's evaluation, and write ``OUT/report.md``
 how far each method got towards a tilt and whether it moved like one, and whether it stays
 above the base at every k. ``pool=0`` trains on the task's generator and evaluates on held-out
 test problems instead. Finished stages are reused on a second run (``fresh=true`` redoes
-them); an interrupted training resumes from its last checkpoint. ``--quick`` is a tiny
+them), also from a result pack without weights (scripts/packs.py); an interrupted training
+resumes from its last checkpoint. ``--quick`` is a tiny
 end-to-end version for CI (minutes), not a measurement.
 """
 
@@ -24,7 +25,7 @@ from trafl.commands.eval import EvalConfig, evaluate, llada_sampler
 from trafl.commands.train import TrainConfig, train
 from trafl.core.config import check_at_least, from_dict, layer, parse_overrides, to_dict
 from trafl.core.config_files import load_config
-from trafl.core.layout import scheduled_checkpoints
+from trafl.core.layout import due_steps, scheduled_checkpoints
 from trafl.evaluation.html import write_html
 from trafl.evaluation.plots import plot_frontier
 from trafl.evaluation.report import comparison_sections, target_verdicts
@@ -89,19 +90,7 @@ def run_demo(cfg: DemoConfig) -> Path:
     evals = {"base": stage_eval(cfg, cfg.base, out / "base")}
     series: dict[str, list[Path]] = {}
     for method in cfg.methods:
-        run_dir = out / method
-        if not (run_dir / "model" / "config.json").is_file():
-            console.rule(f"post-training {method}")
-            train(train_config(cfg, method, run_dir))
-        found = evaluated_checkpoints(cfg, method, run_dir)
-        series[method] = [  # the last in METHOD/eval, where scripts/reproduction_report.py looks
-            stage_eval(cfg, replace(cfg.base, path=str(ckpt)), run_dir / folder, out)
-            for folder, ckpt in zip(
-                [f"eval-{step}" for step, _ in found[:-1]] + ["eval"],
-                [ckpt / "model" for _, ckpt in found],
-                strict=True,
-            )
-        ]
+        series[method] = method_series(cfg, method, out)
         evals[method] = series[method][-1]
     console.rule("comparison")
     summary = compare(
@@ -118,6 +107,36 @@ def run_demo(cfg: DemoConfig) -> Path:
     write_report(cfg, out, results, summary["verdicts"])
     console.print(f"report: {out / 'report.md'}", style="bold")
     return out / "report.md"
+
+
+def method_series(cfg: DemoConfig, method: str, out: Path) -> list[Path]:
+    """The evaluations of ``method``'s scheduled checkpoints, oldest first (the last in
+    METHOD/eval, where scripts/reproduction_report.py looks): reused when all are there (also
+    from a result pack, which holds no weights), else trained (or resumed) and evaluated."""
+    run_dir = out / method
+    done = [run_dir / folder / "eval.json" for folder in eval_folders(cfg, method)]
+    if all(path.is_file() for path in done):
+        console.print(f"reusing the evaluations of {run_dir}")
+        return done
+    if not (run_dir / "model" / "config.json").is_file():
+        console.rule(f"post-training {method}")
+        train(train_config(cfg, method, run_dir))
+    found = evaluated_checkpoints(cfg, method, run_dir)
+    return [
+        stage_eval(cfg, replace(cfg.base, path=str(ckpt)), run_dir / folder, out)
+        for folder, ckpt in zip(
+            [f"eval-{step}" for step, _ in found[:-1]] + ["eval"],
+            [ckpt / "model" for _, ckpt in found],
+            strict=True,
+        )
+    ]
+
+
+def eval_folders(cfg: DemoConfig, method: str) -> list[str]:
+    """Where the evaluation of each scheduled checkpoint goes: ``eval-STEP``, the last ``eval``."""
+    steps = steps_of(cfg, method)
+    due = due_steps(ckpt_every(cfg, steps), steps)
+    return [f"eval-{step}" for step in due[:-1]] + ["eval"]
 
 
 def steps_of(cfg: DemoConfig, method: str) -> int:

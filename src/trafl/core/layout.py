@@ -24,11 +24,18 @@ def checkpoints(run_dir: str | Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
 
 
+def due_steps(every: int, steps: int) -> list[int]:
+    """The steps a ``steps``-step run checkpoints at when saving every ``every`` steps: each
+    multiple of ``every`` and the last step, in order."""
+    due = set(range(every, steps + 1, every)) if every > 0 else set()
+    return sorted(due | {steps})
+
+
 def scheduled_checkpoints(run_dir: str | Path, every: int, steps: int) -> list[tuple[int, Path]]:
     """(step, checkpoint) of the run's checkpoints at its schedule (every ``every`` steps and the
     last step), oldest first. A checkpoint that a stop signal wrote (e.g. at step 42) is where
     the run resumed, not a point of its schedule: it is left out."""
-    due = set(range(every, steps + 1, every)) | {steps} if every > 0 else {steps}
+    due = set(due_steps(every, steps))
     found = [(int(c.name.split("-")[-1]), c) for c in checkpoints(run_dir)]
     return [(step, c) for step, c in found if step in due]
 
