@@ -1,0 +1,92 @@
+"""Train a packed run again from its committed config, and check that it is the same run.
+
+    python scripts/rerun.py results/target/long2000.tgz trafl-b4-s0 --steps 6
+    python scripts/rerun.py results/target/long2000.tgz trafl-b4-s0 --out runs/long2000/trafl-b4-s0
+
+A result pack (scripts/packs.py) holds each run's config.yaml and metrics.jsonl but no weights.
+This makes the weights again (e.g. the checkpoints a continuation starts from: the studies'
+``--extend``) and says whether the new run is the run of the pack: every number logged at
+every step both have, equal bit for bit (wall-clock times aside). It exits 1 at the first
+difference, naming the step and the number. ``--steps`` stops early (a quick check); an
+interrupted rerun resumes from its last checkpoint when started again with the same ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tarfile
+import tempfile
+from pathlib import Path
+
+from trafl.commands.train import train
+from trafl.commands.train_config import TrainConfig
+from trafl.core.config_files import load_config
+
+IGNORED = ("time",)  # wall-clock seconds differ from machine to machine
+
+
+def read_member(pack: Path, name: str) -> str:
+    """One file of the pack as text; a clear error when the pack does not hold it."""
+    with tarfile.open(pack) as tar:
+        try:
+            member = tar.extractfile(name)
+        except KeyError:
+            runs = sorted({n.split("/")[0] for n in tar.getnames() if n.endswith("config.yaml")})
+            raise SystemExit(f"{pack} has no {name}; its runs: {', '.join(runs)}") from None
+        assert member is not None, f"{name} is not a file in {pack}"
+        return member.read().decode("utf-8")
+
+
+def by_step(text: str) -> dict[int, dict]:
+    """metrics.jsonl's records by step; a step logged twice (a resumed run) keeps the last."""
+    records = (json.loads(line) for line in text.splitlines() if line.strip())
+    return {record["step"]: record for record in records if "step" in record}
+
+
+def first_difference(packed: dict[int, dict], new: dict[int, dict]) -> str | None:
+    """The first step and number where the new run's log differs from the pack's, or None.
+    Numbers are compared by their exact repr: bit for bit, a nan equal to a nan (a step
+    without successes logs its successes' log-ratio as nan)."""
+    for step in sorted(set(packed) & set(new)):
+        was, now = packed[step], new[step]
+        for key in sorted((set(was) | set(now)) - set(IGNORED)):
+            if key not in was or key not in now or repr(was[key]) != repr(now[key]):
+                return f"step {step}, {key}: packed {was.get(key)!r}, now {now.get(key)!r}"
+    return None
+
+
+def rerun(pack: Path, run: str, out: Path, steps: int | None) -> Path:
+    """Train ``run`` of ``pack`` again into ``out`` (its config, its out_dir and steps set)."""
+    overrides = [f"out_dir={out}"] + ([f"steps={steps}"] if steps is not None else [])
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "config.yaml"
+        config.write_text(read_member(pack, f"{run}/config.yaml"), encoding="utf-8")
+        cfg = load_config(TrainConfig, config, overrides)
+    if steps is not None and steps > cfg.steps:
+        raise SystemExit(f"--steps {steps} is more than the packed run's {cfg.steps}")
+    return train(cfg)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("pack", type=Path, help="a result pack (results/target/long2000.tgz)")
+    p.add_argument("run", help="a run in it (trafl-b4-s0)")
+    p.add_argument("--out", type=Path, help="the new run's folder (default runs/rerun/RUN)")
+    p.add_argument("--steps", type=int, help="stop after this many steps (default: all)")
+    args = p.parse_args(argv)
+    packed = by_step(read_member(args.pack, f"{args.run}/metrics.jsonl"))
+    out = args.out or Path("runs/rerun") / args.run
+    rerun(args.pack, args.run, out, args.steps)
+    new = by_step((out / "metrics.jsonl").read_text(encoding="utf-8"))
+    shared = len(set(packed) & set(new))
+    if shared == 0:
+        raise SystemExit(f"{out}'s log and the pack's share no step: nothing to compare")
+    difference = first_difference(packed, new)
+    if difference is not None:
+        raise SystemExit(f"{out} is not the packed run: first difference at {difference}")
+    print(f"{out}: the same run, bit for bit, at all {shared} steps the two logs share")
+
+
+if __name__ == "__main__":
+    main()
