@@ -136,19 +136,11 @@ def batch_gradients(
     trainer: Trainer, sets: dict[str, list[Any]]
 ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """One fresh training batch scored with two mask draws: per set, two flat gradients."""
-    g = trainer.cfg.rollout.group_size
     step = trainer.rollouts()
-    batch = step.full  # one process: the whole batch
-    prepared = trainer.objective.prepare(
-        batch.rewards, batch.group, g, lengths=batch.completion_mask.sum(1)
-    )
+    inputs = trainer.update_inputs(step, draws=2)  # the same rollouts, two mask draws
     out: dict[str, list[torch.Tensor]] = {name: [] for name in sets}
-    for _ in range(2):  # the same rollouts, two independent mask draws
-        draw = trainer.estimator.draw(batch, trainer.mask_gen)
-        with torch.no_grad():
-            ref = trainer.estimate(trainer.reference, batch, draw) if trainer.reference else None
-        trainer.optimizer.zero_grad(set_to_none=True)
-        trainer.backward(batch, prepared, draw, None, ref)
+    for k in range(2):
+        trainer.gradients(step, inputs, k)
         for name, params in sets.items():
             grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
             out[name].append(torch.cat([x.detach().flatten() for x in grads]))

@@ -15,7 +15,7 @@ import os
 import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -50,6 +50,15 @@ from trafl.run.state import RunState
 from trafl.run.step_metrics import average_parts, rollout_metrics
 from trafl.run.streak import BadUpdates
 from trafl.tasks import build_task
+
+
+class UpdateInputs(NamedTuple):
+    """See :meth:`Trainer.update_inputs`."""
+
+    prepared: dict[str, torch.Tensor]
+    draws: list[dict[str, torch.Tensor]]
+    refs: list[Estimate] | None
+    olds: list[Estimate] | None
 
 
 class Trainer(RolloutSteps, CheckpointSteps):
@@ -234,30 +243,48 @@ class Trainer(RolloutSteps, CheckpointSteps):
         )
 
     def update(self, step: StepRollouts) -> dict[str, Any]:
-        """mu optimiser steps on one rollout batch; returns averaged metrics. Batch statistics
-        and random masks come from the whole batch ``step.full``; this rank keeps its rows."""
+        """mu optimiser steps on one rollout batch; returns averaged metrics."""
+        inputs = self.update_inputs(step, self.mu)
+        totals: dict[str, float] = {}
+        for k in range(self.mu):
+            step_metrics = self.apply_gradients(self.gradients(step, inputs, k))
+            for key, value in step_metrics.items():
+                totals[key] = totals.get(key, 0.0) + value / self.mu
+        return totals
+
+    def update_inputs(self, step: StepRollouts, draws: int) -> UpdateInputs:
+        """What the updates on one batch share: the objective's batch statistics, ``draws``
+        independent draws of the estimator's randomness, and the reference's (and, when the
+        objective reuses the batch, the rollout policy's) estimates on each, without grad.
+        Statistics and draws come from the whole batch ``step.full``; this rank keeps its rows."""
         g, mine, batch, full = self.cfg.rollout.group_size, step.rows, step.batch, step.full
         prepared = self.objective.prepare(
             full.rewards, full.group, g, lengths=full.completion_mask.sum(1)
         )
         prepared = {key: v[mine] for key, v in prepared.items()}
-        draws = [slice_draw(self.estimator.draw(full, self.mask_gen), mine) for _ in range(self.mu)]
+        draw_list = [
+            slice_draw(self.estimator.draw(full, self.mask_gen), mine) for _ in range(draws)
+        ]
         with torch.no_grad():
-            refs = (
-                [self.estimate(self.reference, batch, d) for d in draws] if self.reference else None
-            )
+            ref = self.reference
+            refs = [self.estimate(ref, batch, d) for d in draw_list] if ref else None
             reuse = self.objective.needs_old and self.mu > 1
-            olds = [self.estimate(self.policy, batch, d) for d in draws] if reuse else None
-        totals: dict[str, float] = {}
-        for k in range(self.mu):
-            self.optimizer.zero_grad(set_to_none=True)
-            parts = self.backward(
-                batch, prepared, draws[k], olds[k] if olds else None, refs[k] if refs else None
-            )
-            step_metrics = self.apply_gradients(parts)
-            for key, value in step_metrics.items():
-                totals[key] = totals.get(key, 0.0) + value / self.mu
-        return totals
+            olds = [self.estimate(self.policy, batch, d) for d in draw_list] if reuse else None
+        return UpdateInputs(prepared, draw_list, refs, olds)
+
+    def gradients(
+        self, step: StepRollouts, inputs: UpdateInputs, k: int
+    ) -> list[tuple[float, torch.Tensor, dict[str, float]]]:
+        """The gradient of the batch loss under draw ``k``, in the parameters' ``.grad`` (set
+        afresh), and the micro-batches' parts (:meth:`backward`); nothing is stepped."""
+        self.optimizer.zero_grad(set_to_none=True)
+        return self.backward(
+            step.batch,
+            inputs.prepared,
+            inputs.draws[k],
+            inputs.olds[k] if inputs.olds else None,
+            inputs.refs[k] if inputs.refs else None,
+        )
 
     def backward(
         self,
