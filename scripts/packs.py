@@ -7,7 +7,9 @@ folder back from one; the committed ``results/`` archives that the docs' reports
 The second puts a pack's files back to continue the study on another machine or in a later
 session: a finished stage is reused from its result files (``trafl demo``, the studies' scripts),
 so only unfinished work is done again. It refuses to write over a file that is already there
-(an older pack over a live folder would replace newer logs).
+(an older pack over a live folder would replace newer logs); ``--missing`` adds only the
+files that are not there (e.g. a pack's evaluations beside runs trained again from it:
+scripts/rerun.py).
 
 ``pack`` writes beside the destination and renames, so a kill or a full disk leaves the last
 complete pack in place, never half of one.
@@ -40,17 +42,23 @@ def pack(root: Path, dest: Path) -> None:
         partial.unlink(missing_ok=True)
 
 
-def unpack(archive: Path, dest: Path, overwrite: bool = True) -> None:
-    """A pack's files into ``dest`` (no path outside it: tarfile's ``data`` filter); with
-    ``overwrite=False``, nothing is written if one of them is already there."""
+def unpack(archive: Path, dest: Path, existing: str = "overwrite") -> None:
+    """A pack's files into ``dest`` (no path outside it: tarfile's ``data`` filter). A file
+    already there is overwritten (``existing="overwrite"``), kept (``"keep"``: only the missing
+    files are written), or stops the unpacking before anything is written (``"refuse"``)."""
+    if existing not in ("overwrite", "keep", "refuse"):
+        raise ValueError(f"existing={existing!r}: one of overwrite, keep, refuse")
     with tarfile.open(archive) as tar:
-        there = [name for name in tar.getnames() if (dest / name).is_file()]
-        if there and not overwrite:
+        members = tar.getmembers()
+        there = [m.name for m in members if (dest / m.name).is_file()]
+        if there and existing == "refuse":
             raise FileExistsError(
                 f"{dest / there[0]} is already there ({len(there)} of the pack's files are): "
-                "unpack into a new folder"
+                "unpack into a new folder, or with --missing to add only what is not there"
             )
-        tar.extractall(dest, filter="data")
+        if existing == "keep":
+            members = [m for m in members if m.name not in there]
+        tar.extractall(dest, members=members, filter="data")
 
 
 @contextmanager
@@ -69,12 +77,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("root", type=Path, help="a results folder (e.g. runs/repro300)")
     p.add_argument("dest", type=Path, help="the tar.gz to write")
     p.add_argument("--unpack", action="store_true", help="ROOT is a pack: its files into DEST")
+    p.add_argument(
+        "--missing", action="store_true", help="with --unpack: only the files DEST does not hold"
+    )
     args = p.parse_args(argv)
     if args.unpack:
         if not args.root.is_file():
             raise SystemExit(f"{args.root} is not a file: give the pack to unpack")
         try:
-            unpack(args.root, args.dest, overwrite=False)
+            unpack(args.root, args.dest, existing="keep" if args.missing else "refuse")
         except FileExistsError as err:
             raise SystemExit(str(err)) from None
         print(f"unpacked {args.root} into {args.dest}")

@@ -9,6 +9,8 @@ This makes the weights again (e.g. the checkpoints a continuation starts from: t
 every step both have, equal bit for bit (wall-clock times aside). It exits 1 at the first
 difference, naming the step and the number. ``--steps`` stops early (a quick check); an
 interrupted rerun resumes from its last checkpoint when started again with the same ``--out``.
+To continue a study from the runs made again, add the pack's evaluations beside them
+afterwards: ``python scripts/packs.py --unpack --missing PACK FOLDER``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 from trafl.commands.train import train
 from trafl.commands.train_config import TrainConfig
 from trafl.core.config_files import load_config
+from trafl.core.layout import latest_checkpoint
 
 IGNORED = ("time",)  # wall-clock seconds differ from machine to machine
 
@@ -58,6 +61,12 @@ def first_difference(packed: dict[int, dict], new: dict[int, dict]) -> str | Non
 
 def rerun(pack: Path, run: str, out: Path, steps: int | None) -> Path:
     """Train ``run`` of ``pack`` again into ``out`` (its config, its out_dir and steps set)."""
+    if (out / "metrics.jsonl").is_file() and latest_checkpoint(out) is None:
+        raise SystemExit(
+            f"{out} holds a log but no checkpoint to resume from (a pack unpacked there?): "
+            "train into a new folder, then add the pack's evaluations beside it with "
+            "scripts/packs.py --unpack --missing"
+        )
     overrides = [f"out_dir={out}"] + ([f"steps={steps}"] if steps is not None else [])
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "config.yaml"

@@ -48,7 +48,8 @@ def test_pack_holds_the_result_files_and_unpacks_to_them(tmp_path):
 
 def test_unpack_puts_a_pack_back_and_never_over_a_live_folder(tmp_path):
     """Continuing a study elsewhere: the pack's files come back where they were; unpacked over
-    a folder that already holds one of them, it stops before writing anything."""
+    a folder that already holds one of them, it stops before writing anything; with
+    ``--missing`` it adds what is not there and keeps what is."""
     small = results_folder(tmp_path / "runs")
     packs.main([str(tmp_path / "runs"), str(tmp_path / "runs.tgz")])
     packs.main(["--unpack", str(tmp_path / "runs.tgz"), str(tmp_path / "again")])
@@ -61,6 +62,9 @@ def test_unpack_puts_a_pack_back_and_never_over_a_live_folder(tmp_path):
         packs.main(["--unpack", str(tmp_path / "runs.tgz"), str(tmp_path / "again")])
     assert live.read_text() == '{"step": 1}\n{"step": 2}\n'
     assert not (tmp_path / "again" / "base" / "eval.json").exists()  # nothing written
+    packs.main(["--unpack", "--missing", str(tmp_path / "runs.tgz"), str(tmp_path / "again")])
+    assert live.read_text() == '{"step": 1}\n{"step": 2}\n'  # kept
+    assert (tmp_path / "again" / "base" / "eval.json").read_text() == small["base/eval.json"]
 
 
 def test_a_failed_pack_leaves_the_last_one_whole(tmp_path, monkeypatch):

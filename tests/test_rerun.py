@@ -40,6 +40,9 @@ def test_a_packed_run_trained_again_is_the_same_run(tmp_path, capsys):
     assert "at all 2 steps" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="has no other/metrics.jsonl; its runs: run"):
         rerun.main([str(tmp_path / "study.tgz"), "other"])
+    packs.unpack(tmp_path / "study.tgz", tmp_path / "unpacked")  # logs, no checkpoint
+    with pytest.raises(SystemExit, match="holds a log but no checkpoint to resume from"):
+        rerun.main([str(tmp_path / "study.tgz"), "run", "--out", str(tmp_path / "unpacked/run")])
 
 
 def test_the_first_difference_is_named_and_wall_clock_time_is_not_one():
