@@ -239,7 +239,7 @@ class Pretrainer:
             metrics = {
                 "loss": loss.item(),
                 "grad_norm": float(grad_norm),
-                "lr": self.scheduler.get_last_lr()[0],
+                "lr": self.optimizer.param_groups[0]["lr"],  # the next update's
             }
         if cfg.eval_every > 0 and (done % cfg.eval_every == 0 or done == cfg.steps):
             metrics["greedy_accuracy"] = greedy_accuracy(

@@ -351,7 +351,7 @@ class Trainer(RolloutSteps, CheckpointSteps):
             "loss": float(loss),
             "grad_norm": float(grad_norm),
             **({"objective_grad_norm": float(objective_norm)} if self.objective_params else {}),
-            "lr": self.scheduler.get_last_lr()[0],
+            "lr": self.optimizer.param_groups[0]["lr"],  # the next update's
             "skipped_updates": self.skipped_total,
         }
         return metrics

@@ -90,4 +90,3 @@ class RunState:
         epoch = self.scheduler.last_epoch
         for group, base, factor in zip(groups, self.scheduler.base_lrs, lambdas, strict=True):
             group["lr"] = base * factor(epoch)
-        self.scheduler._last_lr = [g["lr"] for g in groups]  # what get_last_lr reports
