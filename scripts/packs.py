@@ -50,7 +50,7 @@ def unpack(archive: Path, dest: Path, existing: str = "overwrite") -> None:
         raise ValueError(f"existing={existing!r}: one of overwrite, keep, refuse")
     with tarfile.open(archive) as tar:
         members = tar.getmembers()
-        there = [m.name for m in members if (dest / m.name).is_file()]
+        there = [m.name for m in members if m.isfile() and (dest / m.name.lstrip("/")).exists()]
         if there and existing == "refuse":
             raise FileExistsError(
                 f"{dest / there[0]} is already there ({len(there)} of the pack's files are): "

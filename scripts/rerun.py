@@ -7,8 +7,10 @@ A result pack (scripts/packs.py) holds each run's config.yaml and metrics.jsonl 
 This makes the weights again (e.g. the checkpoints a continuation starts from: the studies'
 ``--extend``) and says whether the new run is the run of the pack: every number logged at
 every step both have, equal bit for bit (wall-clock times aside). It exits 1 at the first
-difference, naming the step and the number. ``--steps`` stops early (a quick check); an
-interrupted rerun resumes from its last checkpoint when started again with the same ``--out``.
+difference, naming the step and the number (checked as the run goes: it stops there).
+``--steps`` stops early (a quick check; only for a run whose lr schedule does not depend on its
+length); an interrupted rerun resumes from its last checkpoint when started again with the same
+``--out``. Bit for bit needs the device the pack was trained on (``--device``, default cpu).
 To continue a study from the runs made again, add the pack's evaluations beside them
 afterwards: ``python scripts/packs.py --unpack --missing PACK FOLDER``.
 """
@@ -21,7 +23,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from trafl.commands.train import train
+from trafl.commands.train import Trainer
 from trafl.commands.train_config import TrainConfig
 from trafl.core.config_files import load_config
 from trafl.core.layout import latest_checkpoint
@@ -59,22 +61,56 @@ def first_difference(packed: dict[int, dict], new: dict[int, dict]) -> str | Non
     return None
 
 
-def rerun(pack: Path, run: str, out: Path, steps: int | None) -> Path:
-    """Train ``run`` of ``pack`` again into ``out`` (its config, its out_dir and steps set)."""
+class LiveCheck:
+    """Called after every step of the rerun: the rows metrics.jsonl gained since the last call,
+    against the pack's, so that a run that is not the packed one stops at its first
+    difference instead of after all its steps."""
+
+    def __init__(self, path: Path, packed: dict[int, dict]) -> None:
+        self.path, self.packed, self.offset = path, packed, 0
+
+    def __call__(self, step: int, metrics: dict) -> None:
+        if not self.path.is_file():
+            return
+        with self.path.open("rb") as f:
+            f.seek(self.offset)
+            text = f.read().decode("utf-8")
+        complete = text[: text.rfind("\n") + 1]
+        self.offset += len(complete.encode("utf-8"))
+        difference = first_difference(self.packed, by_step(complete))
+        if difference is not None:
+            raise SystemExit(
+                f"{self.path.parent} is not the packed run: first difference at {difference}"
+            )
+
+
+def rerun(pack: Path, run: str, out: Path, steps: int | None, device: str, check: LiveCheck) -> int:
+    """Train ``run`` of ``pack`` again into ``out``: its config with out_dir, resume=true,
+    ``device`` and, when given, fewer ``steps`` (only for a schedule that does not depend on
+    the run's length). Returns the number of steps trained."""
     if (out / "metrics.jsonl").is_file() and latest_checkpoint(out) is None:
         raise SystemExit(
             f"{out} holds a log but no checkpoint to resume from (a pack unpacked there?): "
             "train into a new folder, then add the pack's evaluations beside it with "
             "scripts/packs.py --unpack --missing"
         )
-    overrides = [f"out_dir={out}"] + ([f"steps={steps}"] if steps is not None else [])
+    overrides = [f"out_dir={out}", "resume=true", f"device={device}"]
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "config.yaml"
         config.write_text(read_member(pack, f"{run}/config.yaml"), encoding="utf-8")
         cfg = load_config(TrainConfig, config, overrides)
-    if steps is not None and steps > cfg.steps:
-        raise SystemExit(f"--steps {steps} is more than the packed run's {cfg.steps}")
-    return train(cfg)
+    if steps is not None and steps != cfg.steps:
+        if steps > cfg.steps:
+            raise SystemExit(f"--steps {steps} is more than the packed run's {cfg.steps}")
+        if not cfg.optim.length_independent:
+            raise SystemExit(
+                f"--steps: {run}'s lr schedule depends on its length (warmup_steps="
+                f"{cfg.optim.warmup_steps}, min_lr_ratio={cfg.optim.min_lr_ratio}): fewer steps "
+                "would be another run; rerun it whole"
+            )
+        cfg.steps = steps
+    Trainer(cfg, callbacks=[check]).train()
+    return cfg.steps
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -83,17 +119,26 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("run", help="a run in it (trafl-b4-s0)")
     p.add_argument("--out", type=Path, help="the new run's folder (default runs/rerun/RUN)")
     p.add_argument("--steps", type=int, help="stop after this many steps (default: all)")
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="where the packed run was trained (this repository's packs: the CPU); on another "
+        "device the run is another run, not the same bit for bit",
+    )
     args = p.parse_args(argv)
     packed = by_step(read_member(args.pack, f"{args.run}/metrics.jsonl"))
     out = args.out or Path("runs/rerun") / args.run
-    rerun(args.pack, args.run, out, args.steps)
+    trained = rerun(
+        args.pack, args.run, out, args.steps, args.device, LiveCheck(out / "metrics.jsonl", packed)
+    )
     new = by_step((out / "metrics.jsonl").read_text(encoding="utf-8"))
-    shared = len(set(packed) & set(new))
-    if shared == 0:
-        raise SystemExit(f"{out}'s log and the pack's share no step: nothing to compare")
+    missing = sorted(s for s in packed if s <= trained and s not in new)
+    if missing:
+        raise SystemExit(f"{out}'s log has no row for step {missing[0]} ({len(missing)} missing)")
     difference = first_difference(packed, new)
     if difference is not None:
         raise SystemExit(f"{out} is not the packed run: first difference at {difference}")
+    shared = len(set(packed) & set(new))
     print(f"{out}: the same run, bit for bit, at all {shared} steps the two logs share")
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from trafl.commands import demo
 from trafl.commands.compare import CompareConfig, compare
-from trafl.commands.demo import DemoConfig, evaluated_checkpoints, run_demo
+from trafl.commands.demo import DemoConfig, run_demo
 from trafl.evaluation.plots import frontier_point, plot_frontier
 from trafl.evaluation.report import below_base, markdown_table, verdicts
 
@@ -109,18 +109,50 @@ def resumes_from_its_pack(cfg: DemoConfig, out: Path, elsewhere: Path, monkeypat
 
 
 @pytest.mark.parametrize(
-    "method, steps, expected",
-    [("trafl", 300, [100, 200, 300]), ("diffu_grpo", 100, [33, 66, 99, 100])],
+    "method, expected",
+    [("trafl", [100, 200, 300]), ("diffu_grpo", [33, 66, 99, 100])],
 )
-def test_the_demo_evaluates_its_schedule_not_where_a_run_resumed(tmp_path, method, steps, expected):
+def test_the_demo_evaluates_its_schedule_not_where_a_run_resumed(
+    tmp_path, monkeypatch, method, expected
+):
     """A demo run stopped by a signal at step 42 kept checkpoint-42 to resume from; only the
-    ``points`` scheduled checkpoints (and the last step) are evaluated, in order of step."""
+    ``points`` scheduled checkpoints are evaluated, in order of step, and the final model as
+    the last point (100 steps checkpointed every 33: no checkpoint-100, the model is step 100)."""
     cfg = DemoConfig(points=3, steps=300, reuse_steps=100)  # d1 reuses batches: reuse_steps
-    for step in (42, *expected):
-        (tmp_path / f"checkpoint-{step}" / "model").mkdir(parents=True)
-    got = evaluated_checkpoints(cfg, method, tmp_path)
-    assert [step for step, _ in got] == expected
-    assert [c.name for _, c in got] == [f"checkpoint-{s}" for s in expected]
+    run_dir = tmp_path / method
+    for step in (42, *expected[:-1]):
+        (run_dir / f"checkpoint-{step}" / "model").mkdir(parents=True)
+    (run_dir / "model").mkdir()
+    (run_dir / "model" / "config.json").write_text("{}")  # finished: no training
+    seen = []
+
+    def recorded(cfg, model, out, demo=None):
+        seen.append((out.name, Path(model.path)))
+        return out / "eval.json"
+
+    monkeypatch.setattr(demo, "stage_eval", recorded)
+    demo.method_series(cfg, method, tmp_path)
+    folders = [f"eval-{s}" for s in expected[:-1]] + ["eval"]
+    models = [run_dir / f"checkpoint-{s}" / "model" for s in expected[:-1]] + [run_dir / "model"]
+    assert seen == list(zip(folders, models, strict=True))
+
+
+def test_a_run_folder_with_other_settings_is_refused_not_mixed_in(tmp_path):
+    """A demo continued with another budget (steps 60 -> 90) would reuse or resume a run of
+    the old one: refused with the settings that differ; out_dir and device may differ."""
+    import yaml
+
+    from trafl.core.config import to_dict
+    from trafl.core.errors import UserError
+
+    cfg = DemoConfig(points=3)
+    (tmp_path / "trafl").mkdir()
+    old = demo.train_config(replace(cfg, steps=60), "trafl", tmp_path / "elsewhere")
+    (tmp_path / "trafl" / "config.yaml").write_text(yaml.safe_dump(to_dict(old)))
+    with pytest.raises(
+        UserError, match=r"other settings \(ckpt_every: 20 -> 30, steps: 60 -> 90\)"
+    ):
+        demo.method_series(cfg, "trafl", tmp_path)
 
 
 def test_a_consistent_drop_is_reported_as_significant():

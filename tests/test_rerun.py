@@ -16,33 +16,69 @@ import packs  # noqa: E402
 import rerun  # noqa: E402
 
 
-def test_a_packed_run_trained_again_is_the_same_run(tmp_path, capsys):
-    """A tiny 3-step run, packed (no weights), trained again from the pack: all 3 steps' logs
-    equal to the bit, and the weights are back; ``--steps 2`` stops early and compares 2."""
+@pytest.fixture(scope="module")
+def packed_run(tmp_path_factory) -> Path:
+    """A tiny 3-step run at a constant lr (checkpoints at 2 and 3), packed: no weights."""
     from tests.conftest import make_tiny
     from trafl.commands.train import train
     from trafl.commands.train_config import TrainConfig
     from trafl.core.config_files import load_config
 
-    make_tiny(seed=3).save_pretrained(tmp_path / "model")
-    overrides = [f"model={tmp_path / 'model'}", f"out_dir={tmp_path / 'study' / 'run'}",
+    root = tmp_path_factory.mktemp("packed")
+    make_tiny(seed=3).save_pretrained(root / "model")
+    overrides = [f"model={root / 'model'}", f"out_dir={root / 'study' / 'run'}",
                  "rollout.prompts_per_step=2", "rollout.group_size=4", "device=cpu",
                  "rollout.sampler.gen_length=8", "rollout.sampler.steps=4", "steps=3",
-                 "save_completions_every=0", "ckpt_every=2"]  # fmt: skip
+                 "save_completions_every=0", "ckpt_every=2", "optim.warmup_steps=0",
+                 "optim.min_lr_ratio=1"]  # fmt: skip
     train(load_config(TrainConfig, None, overrides))
-    packs.pack(tmp_path / "study", tmp_path / "study.tgz")
-    rerun.main([str(tmp_path / "study.tgz"), "run", "--out", str(tmp_path / "again")])
+    packs.pack(root / "study", root / "study.tgz")
+    return root / "study.tgz"
+
+
+def test_a_packed_run_trained_again_is_the_same_run(packed_run, tmp_path, capsys):
+    """Trained again from the pack: all 3 steps' logs equal to the bit, the weights back; a
+    rerun stopped early (``--steps 2``) continues to the end when started again."""
+    rerun.main([str(packed_run), "run", "--out", str(tmp_path / "again")])
     assert "the same run, bit for bit, at all 3 steps" in capsys.readouterr().out
     assert (tmp_path / "again" / "model" / "model.safetensors").is_file()
-    rerun.main(
-        [str(tmp_path / "study.tgz"), "run", "--out", str(tmp_path / "short"), "--steps", "2"]
-    )
+    rerun.main([str(packed_run), "run", "--out", str(tmp_path / "short"), "--steps", "2"])
     assert "at all 2 steps" in capsys.readouterr().out
+    rerun.main([str(packed_run), "run", "--out", str(tmp_path / "short")])  # resumes at 2
+    assert "at all 3 steps" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="has no other/metrics.jsonl; its runs: run"):
-        rerun.main([str(tmp_path / "study.tgz"), "other"])
-    packs.unpack(tmp_path / "study.tgz", tmp_path / "unpacked")  # logs, no checkpoint
+        rerun.main([str(packed_run), "other"])
+    packs.unpack(packed_run, tmp_path / "unpacked")  # logs, no checkpoint
     with pytest.raises(SystemExit, match="holds a log but no checkpoint to resume from"):
-        rerun.main([str(tmp_path / "study.tgz"), "run", "--out", str(tmp_path / "unpacked/run")])
+        rerun.main([str(packed_run), "run", "--out", str(tmp_path / "unpacked/run")])
+
+
+def test_a_rerun_that_differs_stops_at_the_first_difference(packed_run, tmp_path):
+    """The pack's loss at step 2 off by one ulp: the rerun stops when step 2's row is written
+    (checked after each step), naming it, and trains no step 3."""
+    packs.unpack(packed_run, tmp_path / "study")
+    log = tmp_path / "study" / "run" / "metrics.jsonl"
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    rows[1]["loss"] = math.nextafter(rows[1]["loss"], math.inf)
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    packs.pack(tmp_path / "study", tmp_path / "tampered.tgz")
+    with pytest.raises(SystemExit, match=r"first difference at step 2, loss: packed"):
+        rerun.main([str(tmp_path / "tampered.tgz"), "run", "--out", str(tmp_path / "again")])
+    again = (tmp_path / "again" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(r)["step"] for r in again] == [1, 2]
+
+
+def test_fewer_steps_of_a_run_whose_schedule_depends_on_its_length_is_refused(packed_run, tmp_path):
+    """With warm-up, the lr at step 2 of a 2-step run is not the 3-step run's: refused."""
+    packs.unpack(packed_run, tmp_path / "study")
+    config = tmp_path / "study" / "run" / "config.yaml"
+    config.write_text(config.read_text().replace("warmup_steps: 0", "warmup_steps: 10"))
+    packs.pack(tmp_path / "study", tmp_path / "warm.tgz")
+    with pytest.raises(SystemExit, match=r"depends on its length \(warmup_steps=10"):
+        rerun.main(
+            [str(tmp_path / "warm.tgz"), "run", "--out", str(tmp_path / "x"), "--steps", "2"]
+        )
+    assert not (tmp_path / "x").exists()
 
 
 def test_the_first_difference_is_named_and_wall_clock_time_is_not_one():

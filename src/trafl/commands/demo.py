@@ -25,13 +25,15 @@ from trafl.commands.eval import EvalConfig, evaluate, llada_sampler
 from trafl.commands.train import TrainConfig, train
 from trafl.core.config import check_at_least, from_dict, layer, parse_overrides, to_dict
 from trafl.core.config_files import load_config
-from trafl.core.layout import due_steps, scheduled_checkpoints
+from trafl.core.errors import UserError
+from trafl.core.layout import due_steps
 from trafl.evaluation.html import write_html
 from trafl.evaluation.plots import plot_frontier
 from trafl.evaluation.report import comparison_sections, target_verdicts
 from trafl.evaluation.target import TargetConfig
 from trafl.models import ModelConfig
 from trafl.objectives import OBJECTIVES
+from trafl.run.folder import changed_settings
 from trafl.run.runtime import console
 from trafl.tasks import TASKS
 
@@ -110,45 +112,49 @@ def run_demo(cfg: DemoConfig) -> Path:
 
 
 def method_series(cfg: DemoConfig, method: str, out: Path) -> list[Path]:
-    """The evaluations of ``method``'s scheduled checkpoints, oldest first (the last in
-    METHOD/eval, where scripts/reproduction_report.py looks): reused when all are there (also
-    from a result pack, which holds no weights), else trained (or resumed) and evaluated."""
+    """The evaluations of ``method``'s scheduled points, oldest first (the last, the final
+    model, in METHOD/eval, where scripts/reproduction_report.py looks): reused when all are
+    there (also from a result pack, which holds no weights), else trained (or resumed) and
+    evaluated. A run folder trained with other settings is refused, never mixed in."""
     run_dir = out / method
-    done = [run_dir / folder / "eval.json" for folder in eval_folders(cfg, method)]
+    training = train_config(cfg, method, run_dir)
+    where = ("out_dir", "device", "fsdp")  # where and how it ran, not what
+    changes = changed_settings(run_dir / "config.yaml", training, where)
+    if changes:
+        raise UserError(
+            f"{run_dir} holds a {method} run with other settings ({', '.join(changes.values())}"
+            "): run the demo with the settings it had, or fresh=true to redo it, or another "
+            "out_dir"
+        )
+    points = evaluation_points(cfg, method, run_dir)
+    done = [run_dir / folder / "eval.json" for folder, _ in points]
     if all(path.is_file() for path in done):
         console.print(f"reusing the evaluations of {run_dir}")
         return done
     if not (run_dir / "model" / "config.json").is_file():
         console.rule(f"post-training {method}")
-        train(train_config(cfg, method, run_dir))
-    found = evaluated_checkpoints(cfg, method, run_dir)
+        train(training)
     return [
-        stage_eval(cfg, replace(cfg.base, path=str(ckpt)), run_dir / folder, out)
-        for folder, ckpt in zip(
-            [f"eval-{step}" for step, _ in found[:-1]] + ["eval"],
-            [ckpt / "model" for _, ckpt in found],
-            strict=True,
-        )
+        stage_eval(cfg, replace(cfg.base, path=str(model)), run_dir / folder, out)
+        for folder, model in evaluation_points(cfg, method, run_dir)
+        if model.is_dir()  # a scheduled checkpoint that is missing is left out
     ]
 
 
-def eval_folders(cfg: DemoConfig, method: str) -> list[str]:
-    """Where the evaluation of each scheduled checkpoint goes: ``eval-STEP``, the last ``eval``."""
+def evaluation_points(cfg: DemoConfig, method: str, run_dir: Path) -> list[tuple[str, Path]]:
+    """(evaluation folder, model) of each point of the schedule, oldest first: ``eval-STEP``
+    for each scheduled checkpoint before the last step, then ``eval`` for the final model (a
+    run of 100 steps checkpointed every 33 has points 33, 66, 99 and 100)."""
     steps = steps_of(cfg, method)
     due = due_steps(ckpt_every(cfg, steps), steps)
-    return [f"eval-{step}" for step in due[:-1]] + ["eval"]
+    return [(f"eval-{s}", run_dir / f"checkpoint-{s}" / "model") for s in due[:-1]] + [
+        ("eval", run_dir / "model")
+    ]
 
 
 def steps_of(cfg: DemoConfig, method: str) -> int:
     """``steps`` for an objective that uses each batch once, ``reuse_steps`` otherwise."""
     return cfg.steps if OBJECTIVES.get(method).default_inner_updates == 1 else cfg.reuse_steps
-
-
-def evaluated_checkpoints(cfg: DemoConfig, method: str, run_dir: Path) -> list[tuple[int, Path]]:
-    """(step, checkpoint) of the ``points`` scheduled checkpoints of a finished run, oldest
-    first (not the one a stop signal wrote before the run resumed)."""
-    steps = steps_of(cfg, method)
-    return scheduled_checkpoints(run_dir, ckpt_every(cfg, steps), steps)
 
 
 def ckpt_every(cfg: DemoConfig, steps: int) -> int:

@@ -102,24 +102,29 @@ def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def changed_settings(saved_path: Path, cfg: Any, free: tuple[str, ...]) -> dict[str, str]:
+    """Each key whose value differs from the saved config (``key: saved -> now``), except the
+    keys (or whole sections) in ``free``. No saved config: nothing to compare."""
+    if not saved_path.is_file():
+        return {}
+    saved = flatten(yaml.safe_load(saved_path.read_text(encoding="utf-8")) or {})
+    current = flatten(to_dict(cfg))
+    return {
+        key: f"{key}: {saved.get(key)!r} -> {current.get(key)!r}"
+        for key in sorted(set(saved) | set(current))
+        if saved.get(key) != current.get(key)
+        and not any(key == f or key.startswith(f"{f}.") for f in free)
+    }
+
+
 def check_resume_config(
     saved_path: Path, cfg: Any, always: tuple[str, ...], allowed: list[str]
 ) -> None:
     """Raise naming every key whose value differs from the saved config, except the keys (or
     whole sections) in ``always`` and ``allowed``. No saved config: nothing to compare."""
-    if not saved_path.is_file():
-        return
-    saved = flatten(yaml.safe_load(saved_path.read_text(encoding="utf-8")) or {})
-    current = flatten(to_dict(cfg))
-    free = (*always, *allowed)
-    changed = [
-        key
-        for key in sorted(set(saved) | set(current))
-        if saved.get(key) != current.get(key)
-        and not any(key == f or key.startswith(f"{f}.") for f in free)
-    ]
-    if changed:
-        details = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in changed)
+    changes = changed_settings(saved_path, cfg, (*always, *allowed))
+    if changes:
+        changed, details = list(changes), ", ".join(changes.values())
         raise UserError(
             f"resume: settings differ from the run's {saved_path} ({details}); resume with the "
             f"same settings, or allow these with allow_changes=[{','.join(changed)}]"
