@@ -496,6 +496,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--smoke", action="store_true", help="tiny sizes: checks the pipeline")
     args = p.parse_args(argv)
     check_variants(args.variant)
+    for flag, steps in (
+        ("--trafl-steps", args.trafl_steps),
+        ("--baseline-steps", args.baseline_steps),
+    ):
+        if steps % args.points:  # else the last step has no checkpoint to evaluate
+            p.error(f"--points {args.points} must divide {flag} {steps}")
     if args.smoke:
         args.pool, args.samples, args.prompts, args.seeds = 4, 8, 2, 1
         args.trafl_steps = args.baseline_steps = 4

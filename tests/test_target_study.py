@@ -153,6 +153,14 @@ def test_only_the_scheduled_checkpoints_are_evaluated(tmp_path):
     assert got == [200, 400, 600, 800, 1000]
 
 
+def test_points_that_do_not_divide_the_steps_are_refused(capsys):
+    """100 steps at 3 points would checkpoint 33, 66, 99: step 100, the run's end, unevaluated."""
+    with pytest.raises(SystemExit):
+        target_study.parse(["--points", "3"])
+    assert "--points 3 must divide --baseline-steps 100" in capsys.readouterr().err
+    assert target_study.parse(["--points", "4"]).points == 4  # 300 and 100 steps: both divide
+
+
 def test_a_run_whose_length_is_not_a_multiple_keeps_its_last_checkpoint(tmp_path):
     job = target_study.Job("d1-s0", "configs/train_diffu_grpo.yaml", [], 100, 30, None, 0)
     for step in (30, 60, 90, 100):
