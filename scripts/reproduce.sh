@@ -9,8 +9,11 @@
 #   PARALLEL=1 STEPS=300 REUSE_STEPS=100 OUT=runs/repro300 bash scripts/reproduce.sh
 #                                             # docs/TARGET.md's budget, seeds at once (a GPU)
 #   PACK=results/reproduction/repro300.tgz ... # also pack the results (scripts/packs.py)
+#   FROM=results/reproduction/repro300.tgz ... # first add a pack's files that OUT lacks:
+#                                             # continue on another machine (no weights needed)
 #
-# Each seed is one `trafl demo` run (runs/repro/seedS/report.md); interrupted runs resume.
+# Each seed is one `trafl demo` run (runs/repro/seedS/report.md); interrupted runs resume, and
+# a method whose evaluations are there (from FROM's pack too) is not trained again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TRAFL=${TRAFL:-.venv/bin/trafl}
@@ -23,6 +26,7 @@ OUT=${OUT:-runs/repro}
 STEPS=${STEPS:-30}  # RL steps of a method using each batch once (TraFL)
 REUSE_STEPS=${REUSE_STEPS:-30}  # ... and of one reusing it (d1, wd1: mu = 12; SPG, ESPO)
 
+if [ -n "${FROM:-}" ]; then "$PYTHON" scripts/packs.py --unpack --missing "$FROM" "$OUT"; fi
 one_seed() {
   # the setting of docs/REPRODUCTION.md (the demo's defaults before the fixed pool)
   "$TRAFL" demo "methods=$METHODS" "seed=$1" "eval_problems=$PROBLEMS" \
