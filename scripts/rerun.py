@@ -61,6 +61,13 @@ def first_difference(packed: dict[int, dict], new: dict[int, dict]) -> str | Non
     return None
 
 
+def refuse_difference(out: Path, packed: dict[int, dict], new: dict[int, dict]) -> None:
+    """Stop, naming the first difference, unless ``new`` matches ``packed`` where both log."""
+    difference = first_difference(packed, new)
+    if difference is not None:
+        raise SystemExit(f"{out} is not the packed run: first difference at {difference}")
+
+
 class LiveCheck:
     """Called after every step of the rerun: the rows metrics.jsonl gained since the last call,
     against the pack's, so that a run that is not the packed one stops at its first
@@ -77,11 +84,7 @@ class LiveCheck:
             text = f.read().decode("utf-8")
         complete = text[: text.rfind("\n") + 1]
         self.offset += len(complete.encode("utf-8"))
-        difference = first_difference(self.packed, by_step(complete))
-        if difference is not None:
-            raise SystemExit(
-                f"{self.path.parent} is not the packed run: first difference at {difference}"
-            )
+        refuse_difference(self.path.parent, self.packed, by_step(complete))
 
 
 def rerun(pack: Path, run: str, out: Path, steps: int | None, device: str, check: LiveCheck) -> int:
@@ -135,9 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     missing = sorted(s for s in packed if s <= trained and s not in new)
     if missing:
         raise SystemExit(f"{out}'s log has no row for step {missing[0]} ({len(missing)} missing)")
-    difference = first_difference(packed, new)
-    if difference is not None:
-        raise SystemExit(f"{out} is not the packed run: first difference at {difference}")
+    refuse_difference(out, packed, new)
     shared = len(set(packed) & set(new))
     print(f"{out}: the same run, bit for bit, at all {shared} steps the two logs share")
 

@@ -136,7 +136,7 @@ def method_series(cfg: DemoConfig, method: str, out: Path) -> list[Path]:
         train(training)
     return [
         stage_eval(cfg, replace(cfg.base, path=str(model)), run_dir / folder, out)
-        for folder, model in evaluation_points(cfg, method, run_dir)
+        for folder, model in points
         if model.is_dir()  # a scheduled checkpoint that is missing is left out
     ]
 
