@@ -340,6 +340,24 @@ def test_default_test_split_size(task: Countdown) -> None:
     )
 
 
+def test_the_shipped_split_is_what_drawing_gives(monkeypatch) -> None:
+    """The default config's split is read from the shipped file, without drawing, and the file
+    holds exactly the draw (rerun scripts/countdown_split.py after changing the generator)."""
+    drawn, ids = Countdown()._draw_test_split()
+    monkeypatch.setattr(cd, "_SPLITS", {})
+
+    def no_draw(self):
+        raise AssertionError("drew the default split instead of reading the shipped file")
+
+    monkeypatch.setattr(Countdown, "_draw_test_split", no_draw)
+    for pools in ({}, {"pool": 8}, {"train_pool": 3}):  # the pools do not change the split
+        read = Countdown(CountdownConfig(**pools))
+        assert read.problems("test") == drawn and read._test_ids == ids
+    other = Countdown(CountdownConfig(num_test=499))  # any other config is drawn
+    with pytest.raises(AssertionError, match="drew the default split"):
+        other.problems("test")
+
+
 def test_sample_train_never_returns_test_problems() -> None:
     # A small problem space, so that raw draws hit the test split often.
     config = CountdownConfig(max_number=4, max_target=10, num_test=40)
