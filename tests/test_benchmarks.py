@@ -27,6 +27,14 @@ def load_script(name: str):
     return module
 
 
+def run_script(name: str, args: list[str], monkeypatch) -> None:
+    """Run a benchmark's command line in this process (as ``python benchmarks/NAME.py ARGS``
+    from the repository root, without a new interpreter's imports)."""
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setattr(sys, "argv", [f"benchmarks/{name}.py", *args])
+    load_script(name).main()
+
+
 @pytest.mark.parametrize("objective", ["trafl", "diffu_grpo"])
 def test_step_time_measures_a_step(objective):
     result = load_script("step_time").measure(objective, 1, "cpu", TOY)
@@ -80,7 +88,7 @@ def test_llada_cache_counts_forwards_and_flops(tmp_path, monkeypatch):
     assert result["profile"]["dual_window"]["top_ops"]
 
 
-def test_sampler_modes_exact_modes_replay_exactly(tmp_path):
+def test_sampler_modes_exact_modes_replay_exactly(tmp_path, monkeypatch):
     out = tmp_path / "modes.json"
     args = [
         "--problems",
@@ -96,12 +104,7 @@ def test_sampler_modes_exact_modes_replay_exactly(tmp_path):
         "--out",
         str(out),
     ]
-    subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "sampler_modes.py"), *args],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-    )
+    run_script("sampler_modes", args, monkeypatch)
     modes = json.loads(out.read_text())["modes"]
     assert set(modes) == set(load_script("sampler_modes").MODES)
     for name in ("plain", "parallel_0.9", "parallel_0.7"):  # recorded log-probs are exact
@@ -112,7 +115,7 @@ def test_sampler_modes_exact_modes_replay_exactly(tmp_path):
     assert modes["parallel_0.7"]["denoiser_calls_per_batch"] <= 8
 
 
-def test_mixed_lengths_rows_equal_one_batch_per_length(tmp_path):
+def test_mixed_lengths_rows_equal_one_batch_per_length(tmp_path, monkeypatch):
     out = tmp_path / "mixed.json"
     args = [
         "--problems",
@@ -129,12 +132,7 @@ def test_mixed_lengths_rows_equal_one_batch_per_length(tmp_path):
         "--out",
         str(out),
     ]
-    subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "mixed_lengths.py"), *args],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-    )
+    run_script("mixed_lengths", args, monkeypatch)
     result = json.loads(out.read_text())["result"]
     assert result["rows_identical"] == 1.0  # same per-row noise: the same completions
     # 6 rows per length in micro-batches of 4: lengths 8 and 12 at steps L/2 -> 4 + 6 calls
