@@ -82,6 +82,7 @@ def report(root: Path, name: Path, out: Path) -> None:
     first = next(iter(data["base"].values()))
     lengths = list(first["lengths"])
     png = out.with_name("reproduction_pass_at_k.png")
+    out.parent.mkdir(parents=True, exist_ok=True)
     plot_seed_differences(data, lengths, LABELS, png)
     lines = [
         "# Reproduction: does TraFL stay above the base at every k and length? (Countdown)",
