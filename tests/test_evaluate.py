@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from trafl.commands.eval import EvalConfig, evaluate, llada_sampler, resolve_model_path
+from trafl.commands.eval import (
+    EvalConfig,
+    default_out_dir,
+    evaluate,
+    llada_sampler,
+    model_name,
+    resolve_model_path,
+)
 from trafl.core.config import ConfigError
 from trafl.core.config_files import load_config
 
@@ -57,6 +64,27 @@ def test_model_path_resolution(tmp_path):
     assert resolve_model_path(str(BASE)) == BASE
     with pytest.raises(ValueError, match="neither a model folder nor a run folder"):
         resolve_model_path(str(tmp_path))
+
+
+def test_a_runs_model_and_checkpoints_are_evaluated_into_the_run_folder(tmp_path):
+    """RUN/model -> RUN/eval, RUN/checkpoint-N/model -> RUN/eval-N (what an interrupted run
+    folder resolves to), anything else -> runs/eval/NAME; the results name them the same way."""
+    run = tmp_path / "trafl-b4"
+    for folder in ("model", "checkpoint-300/model", "elsewhere/checkpoint-7/model"):
+        (run / folder).mkdir(parents=True)
+    (run / "config.yaml").write_text("steps: 300\n")
+    cfg = EvalConfig()
+    cases = {
+        run / "model": (run / "eval", "trafl-b4"),
+        run / "checkpoint-300" / "model": (run / "eval-300", "trafl-b4/checkpoint-300"),
+        run / "elsewhere" / "checkpoint-7" / "model": (Path("runs/eval/model"), "checkpoint-7"),
+        Path("models/countdown-base"): (Path("runs/eval/countdown-base"), "countdown-base"),
+    }
+    for path, (out, name) in cases.items():
+        assert (default_out_dir(cfg, path), model_name(path)) == (out, name), path
+    (run / "model").rename(run / "unfinished")  # an interrupted run: its latest checkpoint
+    assert default_out_dir(cfg, resolve_model_path(run)) == run / "eval-300"
+    assert default_out_dir(replace(cfg, out_dir="x"), run / "model") == Path("x")
 
 
 def test_correctness_is_the_correct_component_when_a_task_reports_one():

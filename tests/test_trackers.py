@@ -129,7 +129,10 @@ def test_a_missing_tracker_stops_the_command_before_a_model_loads(tmp_path, monk
     cfg = load_config(TrainConfig, None, [f"model={missing}", "log.to=[test_fake,wandb]"])
     with pytest.raises(UserError) as err:
         Trainer(cfg)
-    assert str(err.value) == "log.to=wandb needs wandb: pip install 'trafl[wandb]'"
+    assert str(err.value) == (
+        "log.to=wandb needs wandb: pip install 'trafl[wandb]' (from a checkout: "
+        "pip install -e '.[wandb]')"
+    )
     cfg = load_config(PretrainConfig, None, [f"init_from={missing}", "log.to=test_not_installed"])
     with pytest.raises(UserError, match=r"needs trafl_test_no_such_package: pip install 'trafl\["):
         Pretrainer(cfg)

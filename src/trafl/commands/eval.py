@@ -32,6 +32,7 @@ from trafl.core.config import (
     to_dict,
 )
 from trafl.core.config_files import save_config
+from trafl.core.layout import run_of
 from trafl.evaluation import (
     bootstrap_ci,
     coverage_at_k,
@@ -130,11 +131,25 @@ class EvalConfig:
 
 
 def default_out_dir(cfg: EvalConfig, model_path: Path) -> Path:
+    """``out_dir``; else RUN/eval for a run's final model and RUN/eval-N for its checkpoint N
+    (the demo's names); else runs/eval/NAME."""
     if cfg.out_dir:
         return Path(cfg.out_dir)
-    if model_path.name == "model" and (model_path.parent / "config.yaml").is_file():
-        return model_path.parent / "eval"
+    run = run_of(model_path)
+    if run is not None:
+        folder, step = run
+        return folder / ("eval" if step is None else f"eval-{step}")
     return Path("runs") / "eval" / model_path.name
+
+
+def model_name(model_path: Path) -> str:
+    """What results and plots call the model: the run's name for its final model, RUN/checkpoint-N
+    for a checkpoint, else the folder's (or hub id's) name."""
+    run = run_of(model_path)
+    if run is None:
+        return model_path.parent.name if model_path.name == "model" else model_path.name
+    folder, step = run
+    return folder.name if step is None else f"{folder.name}/checkpoint-{step}"
 
 
 def evaluate(cfg: EvalConfig) -> dict[str, Any]:
@@ -146,7 +161,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     problems = subset(task.problems(cfg.split), cfg.num_problems)
     result: dict[str, Any] = {
         "model": str(model_path),
-        "model_name": model_path.parent.name if model_path.name == "model" else model_path.name,
+        "model_name": model_name(model_path),
         "task": cfg.task.name,
         "split": cfg.split,
         "num_problems": len(problems),

@@ -8,6 +8,11 @@ module may raise these.
 from __future__ import annotations
 
 
+def install_hint(extra: str) -> str:
+    """How to install an optional extra, from PyPI and from a checkout of the repository."""
+    return f"pip install 'trafl[{extra}]' (from a checkout: pip install -e '.[{extra}]')"
+
+
 class TraflError(Exception):
     """A failure whose message says everything a user needs: printed alone, exit code 1."""
 

@@ -52,3 +52,19 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
         return run_dir / name
     found = checkpoints(run_dir)
     return found[-1] if found else None
+
+
+def run_of(model_path: str | Path) -> tuple[Path, int | None] | None:
+    """The run folder a model folder belongs to and the step it was saved at: ``RUN/model`` is
+    (RUN, None), ``RUN/checkpoint-N/model`` is (RUN, N); None for any other folder. A run
+    folder is one holding the run's ``config.yaml``."""
+    model_path = Path(model_path)
+    if model_path.name != "model":
+        return None
+    if (model_path.parent / "config.yaml").is_file():
+        return model_path.parent, None
+    found = CHECKPOINT_NAME.fullmatch(model_path.parent.name)
+    run = model_path.parent.parent
+    if found and (run / "config.yaml").is_file():
+        return run, int(found.group(1))
+    return None

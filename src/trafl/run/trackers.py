@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from trafl.core.errors import UserError
+from trafl.core.errors import UserError, install_hint
 from trafl.core.files import write_text_atomic
 from trafl.core.registry import Registry
 
@@ -92,7 +92,7 @@ class LogConfig:
             package = missing_package(name)
             if package is not None:
                 extra = getattr(TRACKERS.get(name), "extra", None)
-                how = f"pip install 'trafl[{extra}]'" if extra else f"pip install {package}"
+                how = install_hint(extra) if extra else f"pip install {package}"
                 raise UserError(f"log.to={name} needs {package}: {how}")
 
 

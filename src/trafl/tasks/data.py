@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from trafl.core.errors import UserError
+from trafl.core.errors import UserError, install_hint
 
 Record = dict[str, Any]
 
@@ -128,7 +128,7 @@ def _read_parquet(file: Path) -> list[Record]:
         import pyarrow.parquet as pq
     except ImportError as err:
         raise DataError(
-            f"reading {file} needs pyarrow: pip install 'trafl[data]' (or use JSONL)"
+            f"reading {file} needs pyarrow: {install_hint('data')} (or use JSONL)"
         ) from err
     try:
         return pq.read_table(file).to_pylist()
@@ -163,7 +163,7 @@ def read_hub(dataset: str, split: str, subset: str | None, task: str) -> list[Re
     try:
         import datasets
     except ImportError as err:
-        raise DataError(f"{hint}. Loading hub datasets needs: pip install 'trafl[data]'") from err
+        raise DataError(f"{hint}. Loading hub datasets needs: {install_hint('data')}") from err
     try:
         rows = datasets.load_dataset(dataset, subset, split=split)
     except Exception as err:  # noqa: BLE001 - offline errors come in many types

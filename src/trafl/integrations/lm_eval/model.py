@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from trafl.core.config import ConfigError
+from trafl.core.errors import install_hint
 from trafl.integrations.lm_eval.scoring import (
     continuation_elbos,
     cut_at_stops,
@@ -35,9 +36,7 @@ try:
     from lm_eval.api.model import LM
     from lm_eval.api.registry import register_model
 except ImportError as err:  # the optional extra
-    raise ImportError(
-        "the lm-eval integration needs lm-eval: pip install 'trafl[lm-eval]'"
-    ) from err
+    raise ImportError(f"the lm-eval integration needs lm-eval: {install_hint('lm-eval')}") from err
 
 log = logging.getLogger(__name__)
 HONOURED_GEN_KWARGS = {"until"}  # the sampler's settings come from model_args
