@@ -66,9 +66,10 @@ def test_model_path_resolution(tmp_path):
         resolve_model_path(str(tmp_path))
 
 
-def test_a_runs_model_and_checkpoints_are_evaluated_into_the_run_folder(tmp_path):
-    """RUN/model -> RUN/eval, RUN/checkpoint-N/model -> RUN/eval-N (what an interrupted run
-    folder resolves to), anything else -> runs/eval/NAME; the results name them the same way."""
+def test_a_runs_model_and_checkpoints_are_evaluated_into_the_run_folder(tmp_path, monkeypatch):
+    """RUN/model -> RUN/eval, RUN/checkpoint-N/model -> RUN/eval-checkpoint-N (what an
+    interrupted run folder resolves to; RUN/eval-N is the demo's), anything else ->
+    runs/eval/NAME; the results name them the same way."""
     run = tmp_path / "trafl-b4"
     for folder in ("model", "checkpoint-300/model", "elsewhere/checkpoint-7/model"):
         (run / folder).mkdir(parents=True)
@@ -76,14 +77,16 @@ def test_a_runs_model_and_checkpoints_are_evaluated_into_the_run_folder(tmp_path
     cfg = EvalConfig()
     cases = {
         run / "model": (run / "eval", "trafl-b4"),
-        run / "checkpoint-300" / "model": (run / "eval-300", "trafl-b4/checkpoint-300"),
+        run / "checkpoint-300" / "model": (run / "eval-checkpoint-300", "trafl-b4/checkpoint-300"),
         run / "elsewhere" / "checkpoint-7" / "model": (Path("runs/eval/model"), "checkpoint-7"),
         Path("models/countdown-base"): (Path("runs/eval/countdown-base"), "countdown-base"),
     }
     for path, (out, name) in cases.items():
         assert (default_out_dir(cfg, path), model_name(path)) == (out, name), path
     (run / "model").rename(run / "unfinished")  # an interrupted run: its latest checkpoint
-    assert default_out_dir(cfg, resolve_model_path(run)) == run / "eval-300"
+    assert default_out_dir(cfg, resolve_model_path(run)) == run / "eval-checkpoint-300"
+    monkeypatch.chdir(run)  # `model=.` inside the run folder names the run, not ""
+    assert model_name(resolve_model_path(".")) == "trafl-b4/checkpoint-300"
     assert default_out_dir(replace(cfg, out_dir="x"), run / "model") == Path("x")
 
 

@@ -131,20 +131,23 @@ class EvalConfig:
 
 
 def default_out_dir(cfg: EvalConfig, model_path: Path) -> Path:
-    """``out_dir``; else RUN/eval for a run's final model and RUN/eval-N for its checkpoint N
-    (the demo's names); else runs/eval/NAME."""
+    """``out_dir``; else RUN/eval for a run's final model and RUN/eval-checkpoint-N for its
+    checkpoint N (not RUN/eval-N, where the demo and scripts/target_study.py keep their own
+    evaluations and reuse what they find); else runs/eval/NAME."""
     if cfg.out_dir:
         return Path(cfg.out_dir)
     run = run_of(model_path)
     if run is not None:
         folder, step = run
-        return folder / ("eval" if step is None else f"eval-{step}")
+        return folder / ("eval" if step is None else f"eval-checkpoint-{step}")
     return Path("runs") / "eval" / model_path.name
 
 
 def model_name(model_path: Path) -> str:
     """What results and plots call the model: the run's name for its final model, RUN/checkpoint-N
     for a checkpoint, else the folder's (or hub id's) name."""
+    if model_path.exists():
+        model_path = model_path.resolve()  # `model=.` inside a run folder: the folder's name
     run = run_of(model_path)
     if run is None:
         return model_path.parent.name if model_path.name == "model" else model_path.name
