@@ -10,7 +10,9 @@ every step both have, equal bit for bit (wall-clock times aside). It exits 1 at 
 difference, naming the step and the number (checked as the run goes: it stops there).
 ``--steps`` stops early (a quick check; only for a run whose lr schedule does not depend on its
 length); an interrupted rerun resumes from its last checkpoint when started again with the same
-``--out``. Bit for bit needs the device the pack was trained on (``--device``, default cpu).
+``--out``. Bit for bit needs the device the pack was trained on (``--device``, default cpu),
+down to the CPU's vector instructions: on an AVX2-only CPU the 2000-step runs' first step
+already differs in its last bits from the committed logs, which another machine reproduced.
 To continue a study from the runs made again, add the pack's evaluations beside them
 afterwards: ``python scripts/packs.py --unpack --missing PACK FOLDER``.
 """
@@ -65,7 +67,10 @@ def refuse_difference(out: Path, packed: dict[int, dict], new: dict[int, dict]) 
     """Stop, naming the first difference, unless ``new`` matches ``packed`` where both log."""
     difference = first_difference(packed, new)
     if difference is not None:
-        raise SystemExit(f"{out} is not the packed run: first difference at {difference}")
+        raise SystemExit(
+            f"{out} is not the packed run: first difference at {difference} (trained on another "
+            "device or CPU than the packed run?)"
+        )
 
 
 class LiveCheck:
