@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml $(LOCK)
 install: $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests --durations=20  # the slowest tests, in CI's log too
 
 demo: $(STAMP)
 	$(BIN)/trafl demo
