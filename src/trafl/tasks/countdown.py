@@ -112,20 +112,20 @@ _SPLITS: dict[tuple, tuple[list[Problem], frozenset[tuple[tuple[int, ...], int]]
 SHIPPED_SPLIT = Path(__file__).with_name("countdown_test_split.json")
 
 
+def _key(pairs) -> tuple:
+    """(name, value) pairs as a hashable key: lists become tuples."""
+    return tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in pairs)
+
+
 def split_key(config: CountdownConfig) -> tuple:
     """The fields that decide the test split (not ``name`` nor the pool settings)."""
     ignored = {f.name for f in fields(TaskConfig)} | {"name"}
-    return tuple(
-        (f.name, tuple(v) if isinstance(v := getattr(config, f.name), list) else v)
-        for f in fields(config)
-        if f.name not in ignored
-    )
+    return _key((f.name, getattr(config, f.name)) for f in fields(config) if f.name not in ignored)
 
 
 def _shipped_split(key: tuple) -> list[Problem] | None:
     data = json.loads(SHIPPED_SPLIT.read_text())
-    shipped = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in data["config"])
-    return data["problems"] if shipped == key else None
+    return data["problems"] if _key(data["config"]) == key else None
 
 
 def _draw_test_split(
