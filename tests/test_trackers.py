@@ -21,7 +21,7 @@ from trafl.commands.train import TrainConfig, Trainer
 from trafl.core.config_files import format_config, load_config
 from trafl.core.errors import UserError
 from trafl.run import trackers
-from trafl.run.folder import RunFolder, check_resume_config
+from trafl.run.folder import RunFolder, changed_settings, check_resume_config
 from trafl.run.runtime import MetricsLog
 from trafl.run.trackers import TRACKERS, LogConfig, TrackerIds, scalars
 
@@ -165,6 +165,24 @@ def test_log_may_change_on_resume_in_train_and_pretrain(tmp_path):
     assert "log" in PRETRAIN_RESUME_FREE
     with pytest.raises(UserError, match="steps"):  # the check still sees the rest
         check_resume_config(saved, load_config(TrainConfig, None, ["steps=7"]), ("log",), [])
+
+
+def test_a_setting_added_since_a_run_was_saved_reads_as_its_default(tmp_path):
+    """A run (or an evaluation in a result pack) saved before a setting existed behaved as its
+    default does: not a change. The same setting saved with another value is one."""
+    saved = tmp_path / "config.yaml"
+    data = yaml.safe_load(format_config(load_config(TrainConfig, None, [])))
+    del data["task"]["train_pool"]  # added after the study's first packs were written
+    saved.write_text(yaml.safe_dump(data))
+    assert changed_settings(saved, load_config(TrainConfig, None, []), ()) == {}
+    changed = load_config(TrainConfig, None, ["task.train_pool=5"])
+    assert changed_settings(saved, changed, ()) == {"task.train_pool": "task.train_pool: 0 -> 5"}
+    data["task"]["gone"] = 1  # a setting since removed: compared as written
+    saved.write_text(yaml.safe_dump(data))
+    assert changed_settings(saved, load_config(TrainConfig, None, []), ()) == {
+        "task.gone": "task.gone: 1 -> None",
+        "task.train_pool": "task.train_pool: None -> 0",
+    }
 
 
 def test_overwrite_deletes_the_tracker_ids(tmp_path):

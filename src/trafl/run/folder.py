@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from trafl.core.config import to_dict
+from trafl.core.config_files import load_config
 from trafl.core.errors import UserError
 
 LOCK_FILE = ".lock"
@@ -107,7 +108,7 @@ def changed_settings(saved_path: Path, cfg: Any, free: tuple[str, ...]) -> dict[
     keys (or whole sections) in ``free``. No saved config: nothing to compare."""
     if not saved_path.is_file():
         return {}
-    saved = flatten(yaml.safe_load(saved_path.read_text(encoding="utf-8")) or {})
+    saved = flatten(saved_as_now(type(cfg), saved_path))
     current = flatten(to_dict(cfg))
     return {
         key: f"{key}: {saved.get(key)!r} -> {current.get(key)!r}"
@@ -115,6 +116,17 @@ def changed_settings(saved_path: Path, cfg: Any, free: tuple[str, ...]) -> dict[
         if saved.get(key) != current.get(key)
         and not any(key == f or key.startswith(f"{f}.") for f in free)
     }
+
+
+def saved_as_now(cls: type, saved_path: Path) -> dict[str, Any]:
+    """A saved config as this version reads it: a setting added since the file was written
+    takes its default, which is the behaviour from before it existed (so a run or an
+    evaluation from an older version is not refused for that alone). A file this version
+    cannot read (a setting since removed) is compared as written."""
+    try:
+        return to_dict(load_config(cls, saved_path))
+    except UserError:
+        return yaml.safe_load(saved_path.read_text(encoding="utf-8")) or {}
 
 
 def check_resume_config(
