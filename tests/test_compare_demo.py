@@ -155,6 +155,39 @@ def test_a_run_folder_with_other_settings_is_refused_not_mixed_in(tmp_path):
         demo.method_series(cfg, "trafl", tmp_path)
 
 
+def test_an_evaluation_with_other_settings_is_refused_not_reused(tmp_path):
+    """A demo found eval.json and reused it whatever it had been run with: a point evaluated
+    with 32 samples would have entered a report of 64. Now the saved eval_config.yaml must
+    match what the demo would run, except where it ran (a pack moved to another folder: the
+    out_dir, the target's base folder and a point's model path differ)."""
+    from trafl.core.config_files import save_config
+    from trafl.core.errors import UserError
+    from trafl.models import ModelConfig
+
+    cfg = DemoConfig(eval_samples=32)
+
+    def saved(folder: Path, model: str, demo_dir: Path | None) -> Path:
+        out = folder / "eval"
+        settings = demo.eval_config(cfg, ModelConfig(path=model), out, demo_dir)
+        save_config(settings, out / "eval_config.yaml")
+        (out / "eval.json").write_text("{}")
+        return out
+
+    packed = saved(tmp_path / "then" / "trafl", "then/trafl/model", tmp_path / "then")
+    here = tmp_path / "now" / "trafl" / "eval"
+    here.parent.parent.mkdir()
+    packed.parent.rename(here.parent)  # unpacked elsewhere: every path differs
+    point = ModelConfig(path=str(here.parent / "model"))
+    assert demo.stage_eval(cfg, point, here, tmp_path / "now") == here / "eval.json"
+    with pytest.raises(UserError, match=r"other settings \(num_samples: 32 -> 64\)"):
+        demo.stage_eval(replace(cfg, eval_samples=64), point, here, tmp_path / "now")
+
+    base = saved(tmp_path / "b", "models/countdown-base", None)  # the base's path is its identity
+    assert demo.stage_eval(cfg, cfg.base, base) == base / "eval.json"
+    with pytest.raises(UserError, match=r"model.path: 'models/countdown-base' -> 'other'"):
+        demo.stage_eval(cfg, ModelConfig(path="other"), base)
+
+
 def test_a_consistent_drop_is_reported_as_significant():
     base = fake_eval("base", {"1": 0.5, "2": 0.6, "4": 0.7})
     worse = fake_eval("worse", {"1": 0.4, "2": 0.5, "4": 0.6})

@@ -191,34 +191,48 @@ def train_config(
 
 
 def stage_eval(cfg: DemoConfig, model: ModelConfig, out: Path, demo: Path | None = None) -> Path:
-    """Evaluate unless ``out/eval.json`` exists already (a second demo run reuses it); with
-    ``demo`` (the demo's folder), with the target instrument against its base evaluation."""
+    """Evaluate unless ``out/eval.json`` exists already (a second demo run, or one continued
+    from a result pack, reuses it; one made with other settings is refused, never mixed in);
+    with ``demo`` (the demo's folder), with the target instrument against its base evaluation."""
+    settings = eval_config(cfg, model, out, demo)
     if (out / "eval.json").is_file():
+        # where it ran is free; a method's point is named by its folder, not its model's path
+        free = ("out_dir", "device", "target.base", *(("model.path",) if demo else ()))
+        changes = changed_settings(out / "eval_config.yaml", settings, free)
+        if changes:
+            raise UserError(
+                f"{out} holds an evaluation with other settings ({', '.join(changes.values())}"
+                "): run the demo with the settings it had, or fresh=true to redo it, or "
+                "another out_dir"
+            )
         console.print(f"reusing {out / 'eval.json'}")
         return out / "eval.json"
     console.rule(f"evaluating {model.path}")
+    evaluate(settings)
+    return out / "eval.json"
+
+
+def eval_config(cfg: DemoConfig, model: ModelConfig, out: Path, demo: Path | None) -> EvalConfig:
+    """The demo's evaluation of ``model`` into ``out``."""
     target = TargetConfig()
     if demo is not None:
         target = TargetConfig(
             base=str(demo / "base"), reference=cfg.base.path, balance_masks=cfg.balance_masks
         )
-    evaluate(
-        EvalConfig(
-            model=model,
-            task=from_dict(TASKS.get("countdown").Config, {"pool": cfg.pool}),
-            num_problems=cfg.pool or cfg.eval_problems,
-            num_samples=cfg.eval_samples,
-            gen_lengths=list(cfg.gen_lengths),
-            sampler=llada_sampler(max(cfg.gen_lengths)),  # one block, steps = L/2 at every L
-            heatmap_problems=2,
-            seed=cfg.seed,
-            out_dir=str(out),
-            device=cfg.device,
-            bootstrap=500,
-            target=target,
-        )
+    return EvalConfig(
+        model=model,
+        task=from_dict(TASKS.get("countdown").Config, {"pool": cfg.pool}),
+        num_problems=cfg.pool or cfg.eval_problems,
+        num_samples=cfg.eval_samples,
+        gen_lengths=list(cfg.gen_lengths),
+        sampler=llada_sampler(max(cfg.gen_lengths)),  # one block, steps = L/2 at every L
+        heatmap_problems=2,
+        seed=cfg.seed,
+        out_dir=str(out),
+        device=cfg.device,
+        bootstrap=500,
+        target=target,
     )
-    return out / "eval.json"
 
 
 def write_report(cfg: DemoConfig, out: Path, results: dict, verdicts: dict[str, str]) -> None:
