@@ -78,34 +78,50 @@ def weights(run: Path) -> dict[str, torch.Tensor]:
 REPLAY = {"rollout.replay_share": 0.5, "rollout.replay_min_reward": 0.0, "task.pool": 2}
 
 
+# objective, fsdp, extra overrides of each case
+CASES = {
+    "trafl": ("trafl", False, {}),
+    "diffu_grpo": ("diffu_grpo", False, {}),
+    "trafl-fsdp": ("trafl", True, {}),
+    "trafl-replay": ("trafl", False, REPLAY),
+}
+MODEL = Path("models/countdown-base")  # the shipped base earns rewards: gradients are real
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory) -> Path:
+    """Every case's two-rank run (2 steps with a checkpoint, then resumed to 3; constant lr:
+    the same schedule), all in one start of two ranks: each start costs both ranks their
+    imports, seconds of the suite per case."""
+    root = tmp_path_factory.mktemp("ranks")
+    phases = []
+    for name, (objective, fsdp, extra) in CASES.items():
+        double, sharding = root / name, {"fsdp": "true"} if fsdp else {}
+        phases += [
+            overrides(MODEL, double, objective, 2, ckpt_every=2, **sharding, **extra),
+            overrides(MODEL, double, objective, 3, resume="true", **sharding, **extra),
+        ]
+    mp.spawn(_rank, args=(2, f"file://{root / 'rendezvous'}", phases), nprocs=2)
+    return root
+
+
+def one_process(root: Path, case: str) -> Path:
+    """The case's run in this process (fsdp changes nothing in one process: trafl's run)."""
+    objective, _, extra = CASES[case]
+    single = root / "single" / ("trafl" if case == "trafl-fsdp" else case)
+    if not (single / "model").is_dir():
+        train(load_config(TrainConfig, None, overrides(MODEL, single, objective, 3, **extra)))
+    return single
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    ("objective", "fsdp", "extra"),
-    [
-        ("trafl", False, {}),
-        ("diffu_grpo", False, {}),
-        ("trafl", True, {}),
-        ("trafl", False, REPLAY),
-    ],
-    ids=["trafl", "diffu_grpo", "trafl-fsdp", "trafl-replay"],
-)
-def test_two_ranks_equal_one_process_and_resume(tmp_path, objective, fsdp, extra):
+@pytest.mark.parametrize("case", list(CASES))
+def test_two_ranks_equal_one_process_and_resume(two_ranks, case):
     """Plain data parallelism, and with fsdp=true the weights, gradients and Adam moments
     sharded over the two ranks (trafl keeps a sharded frozen reference and an unsharded log Z
     head beside the sharded policy); with replay, every rank holds the one-process buffer."""
-    model = Path("models/countdown-base")  # the shipped base earns rewards: gradients are real
-    single = tmp_path / "single"
-    train(load_config(TrainConfig, None, overrides(model, single, objective, 3, **extra)))
-
-    # two ranks: 2 steps with a checkpoint, then resume to 3 (constant lr: the same schedule)
-    double = tmp_path / "double"
-    sharding = {"fsdp": "true"} if fsdp else {}
-    phases = [
-        overrides(model, double, objective, 2, ckpt_every=2, **sharding, **extra),
-        overrides(model, double, objective, 3, resume="true", **sharding, **extra),
-    ]
-    mp.spawn(_rank, args=(2, f"file://{tmp_path / 'rendezvous'}", phases), nprocs=2)
-
+    _, fsdp, extra = CASES[case]
+    single, double, model = one_process(two_ranks, case), two_ranks / case, MODEL
     a, b = weights(single), weights(double)
     base = load_file(str(model / "model.safetensors"))
     moved = max(float((a[k] - base[k]).abs().max()) for k in a)
