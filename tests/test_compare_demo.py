@@ -157,9 +157,10 @@ def test_a_run_folder_with_other_settings_is_refused_not_mixed_in(tmp_path):
 
 def test_an_evaluation_with_other_settings_is_refused_not_reused(tmp_path):
     """A demo found eval.json and reused it whatever it had been run with: a point evaluated
-    with 32 samples would have entered a report of 64. Now the saved eval_config.yaml must
+    with 32 samples would have entered a report of 64. Now the settings in eval.json must
     match what the demo would run, except where it ran (a pack moved to another folder: the
     out_dir, the target's base folder and a point's model path differ)."""
+    from trafl.core.config import to_dict
     from trafl.core.config_files import save_config
     from trafl.core.errors import UserError
     from trafl.models import ModelConfig
@@ -170,7 +171,7 @@ def test_an_evaluation_with_other_settings_is_refused_not_reused(tmp_path):
         out = folder / "eval"
         settings = demo.eval_config(cfg, ModelConfig(path=model), out, demo_dir)
         save_config(settings, out / "eval_config.yaml")
-        (out / "eval.json").write_text("{}")
+        (out / "eval.json").write_text(json.dumps({"config": to_dict(settings)}))
         return out
 
     packed = saved(tmp_path / "then" / "trafl", "then/trafl/model", tmp_path / "then")
@@ -181,11 +182,40 @@ def test_an_evaluation_with_other_settings_is_refused_not_reused(tmp_path):
     assert demo.stage_eval(cfg, point, here, tmp_path / "now") == here / "eval.json"
     with pytest.raises(UserError, match=r"other settings \(num_samples: 32 -> 64\)"):
         demo.stage_eval(replace(cfg, eval_samples=64), point, here, tmp_path / "now")
+    # what eval.json was made with decides, not a yaml a later, unfinished `trafl eval` wrote
+    save_config(
+        demo.eval_config(replace(cfg, eval_samples=64), point, here, None),
+        here / "eval_config.yaml",
+    )
+    assert demo.stage_eval(cfg, point, here, tmp_path / "now") == here / "eval.json"
+    (here / "eval.json").write_text("{}")  # an eval.json without its config: the yaml's
+    with pytest.raises(UserError, match="num_samples: 64 -> 32"):
+        demo.stage_eval(cfg, point, here, tmp_path / "now")
 
     base = saved(tmp_path / "b", "models/countdown-base", None)  # the base's path is its identity
     assert demo.stage_eval(cfg, cfg.base, base) == base / "eval.json"
     with pytest.raises(UserError, match=r"model.path: 'models/countdown-base' -> 'other'"):
         demo.stage_eval(cfg, ModelConfig(path="other"), base)
+
+
+def test_a_finished_methods_evaluations_are_checked_too(tmp_path, monkeypatch):
+    """A method whose every point is evaluated is not evaluated again, but its points are
+    still compared: the target's K mask draws (balance_masks) are not in the base's settings,
+    so only this check sees a demo continued with another K."""
+    from trafl.core.config import to_dict
+    from trafl.core.errors import UserError
+
+    cfg = DemoConfig(points=2, steps=4)
+    for folder, model in demo.evaluation_points(cfg, "trafl", tmp_path / "trafl"):
+        settings = demo.eval_config(
+            cfg, replace(cfg.base, path=str(model)), tmp_path / "trafl" / folder, tmp_path
+        )
+        Path(settings.out_dir).mkdir(parents=True)
+        (Path(settings.out_dir) / "eval.json").write_text(json.dumps({"config": to_dict(settings)}))
+    monkeypatch.setattr(demo, "train", lambda *a: pytest.fail("trained a finished method"))
+    assert len(demo.method_series(cfg, "trafl", tmp_path)) == 2
+    with pytest.raises(UserError, match=r"eval-2 holds .*balance_masks: 2 -> 4"):
+        demo.method_series(replace(cfg, balance_masks=4), "trafl", tmp_path)
 
 
 def test_a_consistent_drop_is_reported_as_significant():

@@ -129,6 +129,10 @@ def method_series(cfg: DemoConfig, method: str, out: Path) -> list[Path]:
     points = evaluation_points(cfg, method, run_dir)
     done = [run_dir / folder / "eval.json" for folder, _ in points]
     if all(path.is_file() for path in done):
+        for folder, model in points:
+            check_reusable(
+                eval_config(cfg, replace(cfg.base, path=str(model)), run_dir / folder, out)
+            )
         console.print(f"reusing the evaluations of {run_dir}")
         return done
     if not (run_dir / "model" / "config.json").is_file():
@@ -196,20 +200,29 @@ def stage_eval(cfg: DemoConfig, model: ModelConfig, out: Path, demo: Path | None
     with ``demo`` (the demo's folder), with the target instrument against its base evaluation."""
     settings = eval_config(cfg, model, out, demo)
     if (out / "eval.json").is_file():
-        # where it ran is free; a method's point is named by its folder, not its model's path
-        free = ("out_dir", "device", "target.base", *(("model.path",) if demo else ()))
-        changes = changed_settings(out / "eval_config.yaml", settings, free)
-        if changes:
-            raise UserError(
-                f"{out} holds an evaluation with other settings ({', '.join(changes.values())}"
-                "): run the demo with the settings it had, or fresh=true to redo it, or "
-                "another out_dir"
-            )
+        check_reusable(settings)
         console.print(f"reusing {out / 'eval.json'}")
         return out / "eval.json"
     console.rule(f"evaluating {model.path}")
     evaluate(settings)
     return out / "eval.json"
+
+
+def check_reusable(settings: EvalConfig) -> None:
+    """Refuse the eval.json in ``settings.out_dir`` if it was made with other settings (its
+    own ``config``; the eval_config.yaml beside it for one without). Where it ran may differ (a
+    pack moved to another folder), and a method's point is named by its folder, not by its
+    model's path; the base's path is what it evaluated."""
+    out = Path(settings.out_dir)
+    made = load_eval(str(out / "eval.json")).get("config") or out / "eval_config.yaml"
+    point = settings.target.base is not None
+    free = ("out_dir", "device", "target.base", *(("model.path",) if point else ()))
+    changes = changed_settings(made, settings, free)
+    if changes:
+        raise UserError(
+            f"{out} holds an evaluation with other settings ({', '.join(changes.values())}"
+            f"): run the demo with the settings it had, or delete {out} to evaluate it again"
+        )
 
 
 def eval_config(cfg: DemoConfig, model: ModelConfig, out: Path, demo: Path | None) -> EvalConfig:

@@ -103,30 +103,42 @@ def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def changed_settings(saved_path: Path, cfg: Any, free: tuple[str, ...]) -> dict[str, str]:
-    """Each key whose value differs from the saved config (``key: saved -> now``), except the
-    keys (or whole sections) in ``free``. No saved config: nothing to compare."""
-    if not saved_path.is_file():
-        return {}
-    saved = flatten(saved_as_now(type(cfg), saved_path))
+def changed_settings(saved: Path | dict, cfg: Any, free: tuple[str, ...]) -> dict[str, str]:
+    """Each key whose value differs from the saved config (a file, or one already read:
+    ``key: saved -> now``), except the keys (or whole sections) in ``free``. No saved config:
+    nothing to compare."""
+    if isinstance(saved, Path):
+        if not saved.is_file():
+            return {}
+        saved = read_saved(saved)
+    then = flatten(saved_as_now(type(cfg), saved))
     current = flatten(to_dict(cfg))
     return {
-        key: f"{key}: {saved.get(key)!r} -> {current.get(key)!r}"
-        for key in sorted(set(saved) | set(current))
-        if saved.get(key) != current.get(key)
+        key: f"{key}: {then.get(key)!r} -> {current.get(key)!r}"
+        for key in sorted(set(then) | set(current))
+        if then.get(key) != current.get(key)
         and not any(key == f or key.startswith(f"{f}.") for f in free)
     }
 
 
-def saved_as_now(cls: type, saved_path: Path) -> dict[str, Any]:
-    """A saved config as this version reads it: a setting added since the file was written
-    takes its default, which is the behaviour from before it existed (so a run or an
-    evaluation from an older version is not refused for that alone). A file this version
-    cannot read (a setting since removed) is compared as written."""
+def read_saved(path: Path) -> dict[str, Any]:
     try:
-        return to_dict(load_config(cls, saved_path))
-    except UserError:
-        return yaml.safe_load(saved_path.read_text(encoding="utf-8")) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise UserError(f"cannot read the saved config {path}: {err}") from None
+    return data if isinstance(data, dict) else {}
+
+
+def saved_as_now(cls: type, saved: dict[str, Any]) -> dict[str, Any]:
+    """A saved config as this version reads it: a setting added since it was written takes
+    its default, which by the rule of docs/ARCHITECTURE.md is the behaviour from before it
+    existed (so a run or an evaluation from an older version is not refused for that alone).
+    One this version cannot read (a setting since removed, a value of another type) is
+    compared as written, so every setting then differs that it lacks."""
+    try:
+        return to_dict(load_config(cls, None, saved))
+    except (UserError, TypeError, AttributeError):
+        return saved
 
 
 def check_resume_config(
