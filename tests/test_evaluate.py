@@ -60,6 +60,22 @@ def test_eval_writes_a_valid_eval_json_and_plots(tmp_path):
         assert (tmp_path / name).stat().st_size > 1000
 
 
+def test_an_evaluation_killed_while_writing_its_eval_json_leaves_none(tmp_path, monkeypatch):
+    """An eval.json found is taken as done (the demo reuses it): a kill while it is written
+    must not leave half of one. Here the kill lands on the fsync before the rename."""
+    import trafl.core.files
+
+    def killed(fd: int) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trafl.core.files.os, "fsync", killed)
+    args = [f"model={BASE}", "num_problems=2", "num_samples=2", "gen_lengths=[16]"]
+    cfg = load_config(EvalConfig, None, [*args, f"out_dir={tmp_path}", "device=cpu"])
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(cfg)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["eval_config.yaml"]
+
+
 def test_model_path_resolution(tmp_path):
     assert resolve_model_path(str(BASE)) == BASE
     with pytest.raises(ValueError, match="neither a model folder nor a run folder"):

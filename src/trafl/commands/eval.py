@@ -32,6 +32,7 @@ from trafl.core.config import (
     to_dict,
 )
 from trafl.core.config_files import save_config
+from trafl.core.files import write_text_atomic
 from trafl.core.layout import run_of
 from trafl.evaluation import (
     bootstrap_ci,
@@ -190,7 +191,8 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
             )
             result["lengths"][str(length)] = res
     result["seconds"] = round(time.time() - start, 1)
-    (out / "eval.json").write_text(json.dumps(result, indent=1))
+    # whole or not there: a demo, a study or `trafl compare` takes an eval.json found as done
+    write_text_atomic(out / "eval.json", json.dumps(result, indent=1))
     plot_pass_at_k(result, out / "pass_at_k.png")
     plot_coverage(result, out / "coverage.png")
     for length, (steps_list, rewards_list) in heat.items():
