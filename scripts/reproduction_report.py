@@ -34,8 +34,9 @@ def load(root: Path) -> Seeds:
     """{method: {seed: eval.json}} for every finished evaluation under ``root``, the base first
     and the methods in the order of METHODS."""
     out: dict[str, dict[int, dict[str, Any]]] = {}
-    for seed_dir in sorted(root.glob("seed*")):
-        seed = int(seed_dir.name.removeprefix("seed"))
+    seeds = [p for p in root.glob("seed*") if p.is_dir() and p.name[4:].isdigit()]  # no logs
+    for seed_dir in sorted(seeds, key=lambda p: int(p.name[4:])):
+        seed = int(seed_dir.name[4:])
         for method in ["base", *METHODS]:
             f = seed_dir / method / ("eval.json" if method == "base" else "eval/eval.json")
             if f.is_file():

@@ -3,6 +3,7 @@ runs' budget."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -34,3 +35,13 @@ def write_configs(root: Path, steps: dict[str, int]) -> None:
 def test_command_names_the_budget_the_configs_record(tmp_path, steps, line):
     write_configs(tmp_path, steps)
     assert reproduction_report.command(tmp_path) == line
+
+
+def test_seeds_are_the_seed_folders_in_numeric_order(tmp_path):
+    """A parallel reproduction writes its logs beside the folders (seed0.log): the report read
+    one as a seed and crashed. Folders only, and seed 10 after seed 2."""
+    for seed in (10, 2, 0):
+        (tmp_path / f"seed{seed}" / "base").mkdir(parents=True)
+        (tmp_path / f"seed{seed}" / "base" / "eval.json").write_text(json.dumps({"seed": seed}))
+        (tmp_path / f"seed{seed}.log").write_text("training ...\n")
+    assert list(reproduction_report.load(tmp_path)["base"]) == [0, 2, 10]
