@@ -198,6 +198,17 @@ def test_an_evaluation_with_other_settings_is_refused_not_reused(tmp_path):
         demo.stage_eval(cfg, ModelConfig(path="other"), base)
 
 
+def test_a_cut_short_eval_json_is_an_error_naming_it(tmp_path):
+    """eval.json is written whole or not at all now; one cut short by an older version (or a
+    full disk) is named, with what to do, where it was a JSONDecodeError traceback."""
+    from trafl.commands.compare import load_eval
+    from trafl.core.errors import UserError
+
+    (tmp_path / "eval.json").write_text('{"lengths": {"16": {"pass_at')
+    with pytest.raises(UserError, match=r"eval.json is not a whole eval.json .*delete it"):
+        load_eval(str(tmp_path))
+
+
 def test_a_finished_methods_evaluations_are_checked_too(tmp_path, monkeypatch):
     """A method whose every point is evaluated is not evaluated again, but its points are
     still compared: the target's K mask draws (balance_masks) are not in the base's settings,

@@ -45,7 +45,12 @@ def load_eval(path: str) -> dict[str, Any]:
     p = Path(path)
     for candidate in (p, p / "eval.json", p / "eval" / "eval.json"):
         if candidate.is_file():
-            return json.loads(candidate.read_text())
+            try:
+                return json.loads(candidate.read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError) as err:  # cut short: an older version, a full disk
+                raise UserError(
+                    f"{candidate} is not a whole eval.json ({err}): delete it and evaluate again"
+                ) from None
     raise UserError(f"no eval.json at {path!r} (give an eval.json, its folder, or a run folder)")
 
 
