@@ -11,7 +11,13 @@ import torch
 from trafl.models import CharTokenizer, TinyConfig, TinyDiffusionLM, load_model
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# one CPU thread, here and in every process a test starts (CLI runs, ranks, benchmarks), unless
+# OMP_NUM_THREADS says otherwise: on an idle machine two threads gain nothing on these tiny
+# models, and beside one other busy process they made a test many times slower
+# (benchmarks/RESULTS.md, "Threads for the test suite")
+if not os.environ.get("OMP_NUM_THREADS", "").isdigit():  # unset (or empty)
+    os.environ["OMP_NUM_THREADS"] = "1"
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 def make_tiny(

@@ -217,3 +217,14 @@ def test_prompt_hidden_encodes_each_prompt_once_loss_unchanged(tmp_path, monkeyp
     assert rows_all == [4, 4] and rows_once == [1, 1]  # two micro-batches of one group of 4
     assert once["loss"] == every["loss"]
     assert all(torch.equal(a, b) for a, b in zip(params_once, params_all, strict=True))
+
+
+def test_suite_threads_times_a_test_at_each_setting(tmp_path, monkeypatch):
+    out = tmp_path / "threads.json"
+    test = "tests/test_eval_metrics.py::test_power_of_two_ks"
+    args = ["--test", test, "--threads", "1", "--hogs", "0", "1", "--out", str(out)]
+    run_script("suite_threads", args, monkeypatch)
+    result = json.loads(out.read_text())
+    assert result["test"] == test
+    assert [(r["hogs"], r["threads"]) for r in result["rows"]] == [(0, 1), (1, 1)]
+    assert all(r["seconds"] > 0 for r in result["rows"])
