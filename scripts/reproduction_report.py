@@ -34,8 +34,7 @@ def load(root: Path) -> Seeds:
     """{method: {seed: eval.json}} for every finished evaluation under ``root``, the base first
     and the methods in the order of METHODS."""
     out: dict[str, dict[int, dict[str, Any]]] = {}
-    seeds = [p for p in root.glob("seed*") if p.is_dir() and p.name[4:].isdigit()]  # no logs
-    for seed_dir in sorted(seeds, key=lambda p: int(p.name[4:])):
+    for seed_dir in seed_dirs(root):
         seed = int(seed_dir.name[4:])
         for method in ["base", *METHODS]:
             f = seed_dir / method / ("eval.json" if method == "base" else "eval/eval.json")
@@ -44,12 +43,20 @@ def load(root: Path) -> Seeds:
     return {m: out[m] for m in ["base", *METHODS] if m in out}
 
 
+def seed_dirs(root: Path) -> list[Path]:
+    """The ``seedN`` folders under ``root`` in numeric order (not a parallel run's seedN.log)."""
+    seeds = [p for p in root.glob("seed*") if p.is_dir() and p.name[4:].isdigit()]
+    return sorted(seeds, key=lambda p: int(p.name[4:]))
+
+
 def budget(root: Path) -> str:
     """Each method's RL steps (and reuses per batch) as its runs' config.yaml record them."""
     parts = []
     for method in METHODS:
         seen = set()
-        for cfg in sorted(root.glob(f"seed*/{method}/config.yaml")):
+        for cfg in [d / method / "config.yaml" for d in seed_dirs(root)]:
+            if not cfg.is_file():
+                continue
             text = yaml.safe_load(cfg.read_text())
             mu = (
                 text.get("inner_updates")
@@ -67,9 +74,8 @@ def command(root: Path) -> str:
     are not the defaults), read from TraFL's and d1's config.yaml."""
     env = []
     for method, name in (("trafl", "STEPS"), ("diffu_grpo", "REUSE_STEPS")):
-        steps = {
-            yaml.safe_load(c.read_text())["steps"] for c in root.glob(f"seed*/{method}/config.yaml")
-        }
+        configs = [d / method / "config.yaml" for d in seed_dirs(root)]
+        steps = {yaml.safe_load(c.read_text())["steps"] for c in configs if c.is_file()}
         if steps and steps != {30}:
             env.append(f"{name}={'/'.join(map(str, sorted(steps)))}")
     return " ".join([*env, "bash scripts/reproduce.sh"])
