@@ -15,8 +15,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # OMP_NUM_THREADS says otherwise: on an idle machine two threads gain nothing on these tiny
 # models, and beside one other busy process they made a test many times slower
 # (benchmarks/RESULTS.md, "Threads for the test suite")
-if not os.environ.get("OMP_NUM_THREADS", "").isdigit():  # unset (or empty)
-    os.environ["OMP_NUM_THREADS"] = "1"
+if not os.environ.get("OMP_NUM_THREADS", "").isdigit() or int(os.environ["OMP_NUM_THREADS"]) < 1:
+    os.environ["OMP_NUM_THREADS"] = "1"  # unset, or not a count torch takes
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 

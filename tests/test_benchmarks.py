@@ -219,12 +219,34 @@ def test_prompt_hidden_encodes_each_prompt_once_loss_unchanged(tmp_path, monkeyp
     assert all(torch.equal(a, b) for a, b in zip(params_once, params_all, strict=True))
 
 
+@pytest.mark.slow
 def test_suite_threads_times_a_test_at_each_setting(tmp_path, monkeypatch):
-    out = tmp_path / "threads.json"
-    test = "tests/test_eval_metrics.py::test_power_of_two_ks"
-    args = ["--test", test, "--threads", "1", "--hogs", "0", "1", "--out", str(out)]
-    run_script("suite_threads", args, monkeypatch)
-    result = json.loads(out.read_text())
-    assert result["test"] == test
-    assert [(r["hogs"], r["threads"]) for r in result["rows"]] == [(0, 1), (1, 1)]
-    assert all(r["seconds"] > 0 for r in result["rows"])
+    """Two nested pytest runs (a test of a few milliseconds): each setting is timed, the thread
+    count reaches the run, and no busy loop outlives its run."""
+    bench = load_script("suite_threads")
+    started, envs = [], []
+    popen, run = subprocess.Popen, subprocess.run
+
+    def keep(cmd, *args, **kwargs):  # the module's own: other callers pass through
+        proc = popen(cmd, *args, **kwargs)
+        if cmd[-1:] == [bench.LOOP]:
+            started.append(proc)
+        return proc
+
+    def seen(cmd, *args, **kwargs):
+        if "pytest" in cmd:
+            envs.append(kwargs["env"]["OMP_NUM_THREADS"])
+        return run(cmd, *args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "Popen", keep)
+    monkeypatch.setattr(subprocess, "run", seen)
+    monkeypatch.setattr(sys, "argv", ["suite_threads.py", "--test",
+                                      "tests/test_eval_metrics.py::test_power_of_two_ks",
+                                      "--threads", "1", "2", "--hogs", "1",
+                                      "--out", str(tmp_path / "t.json")])  # fmt: skip
+    bench.main()
+    result = json.loads((tmp_path / "t.json").read_text())
+    assert [(r["hogs"], r["threads"]) for r in result["rows"]] == [(1, 1), (1, 2)]
+    assert all(0 < r["tests_s"]["median"] <= r["process_s"]["median"] for r in result["rows"])
+    assert envs == ["1", "2"]
+    assert len(started) == 2 and all(loop.poll() is not None for loop in started)
