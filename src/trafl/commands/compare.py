@@ -47,10 +47,8 @@ def load_eval(path: str) -> dict[str, Any]:
         if candidate.is_file():
             try:
                 return json.loads(candidate.read_text(encoding="utf-8"))
-            except (
-                json.JSONDecodeError,
-                UnicodeDecodeError,
-            ) as err:  # cut short: an older version, a full disk
+            # cut short: written by an older version, or on a full disk
+            except (json.JSONDecodeError, UnicodeDecodeError) as err:
                 raise UserError(
                     f"{candidate} is not a whole eval.json ({err}): delete it and evaluate again"
                 ) from None
