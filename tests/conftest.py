@@ -13,8 +13,8 @@ from trafl.models import CharTokenizer, TinyConfig, TinyDiffusionLM, load_model
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # one CPU thread, here and in every process a test starts (CLI runs, ranks, benchmarks), unless
 # OMP_NUM_THREADS says otherwise: on an idle machine two threads gain little on these tiny
-# models (the whole suite took the same time), and beside busy processes they made a test 2
-# to 15 times slower (benchmarks/RESULTS.md, "Threads for the test suite")
+# models (the whole suite took the same time), and beside busy processes they made a test
+# 2.2 times slower (benchmarks/RESULTS.md, "Threads for the test suite")
 if not os.environ.get("OMP_NUM_THREADS", "").isdigit() or int(os.environ["OMP_NUM_THREADS"]) < 1:
     os.environ["OMP_NUM_THREADS"] = "1"  # unset, or not a count torch takes
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))

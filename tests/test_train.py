@@ -100,7 +100,7 @@ def test_gradient_does_not_depend_on_micro_batch_size(
     # = 8 rows x 16 tokens and a tensor's largest entry for the terms' scale (observed: 7 u of
     # it at most, trafl_path's gradients reaching 65; a per-element rtol failed on one entry
     # near 0 with OMP_NUM_THREADS=1). A micro-batch weighted wrongly is off by O(1) of it.
-    terms = rows * 16
+    terms = rows * cfg.rollout.sampler.gen_length
     for a, b in zip(whole, single, strict=True):
         scale = float(a.abs().max())
         tol = terms * torch.finfo(a.dtype).eps / 2 * scale
