@@ -15,6 +15,11 @@ down to the CPU's vector instructions: on an AVX2-only CPU the 2000-step runs' f
 already differs in its last bits from the committed logs, which another machine reproduced.
 To continue a study from the runs made again, add the pack's evaluations beside them
 afterwards: ``python scripts/packs.py --unpack --missing PACK FOLDER``.
+
+``--anew`` trains the run from its config without checking it against the pack (on a CPU or
+device where it cannot be the same run bit for bit): a new run with the packed run's settings,
+whose first difference from the pack is printed at the end. The pack's evaluations are then
+not this run's: evaluate it again rather than unpacking them beside it.
 """
 
 from __future__ import annotations
@@ -92,10 +97,13 @@ class LiveCheck:
         refuse_difference(self.path.parent, self.packed, by_step(complete))
 
 
-def rerun(pack: Path, run: str, out: Path, steps: int | None, device: str, check: LiveCheck) -> int:
+def rerun(
+    pack: Path, run: str, out: Path, steps: int | None, device: str, check: LiveCheck | None
+) -> int:
     """Train ``run`` of ``pack`` again into ``out``: its config with out_dir, resume=true,
     ``device`` and, when given, fewer ``steps`` (only for a schedule that does not depend on
-    the run's length). Returns the number of steps trained."""
+    the run's length), checked after every step by ``check`` unless it is None (``--anew``).
+    Returns the number of steps trained."""
     if (out / "metrics.jsonl").is_file() and latest_checkpoint(out) is None:
         raise SystemExit(
             f"{out} holds a log but no checkpoint to resume from (a pack unpacked there?): "
@@ -117,7 +125,7 @@ def rerun(pack: Path, run: str, out: Path, steps: int | None, device: str, check
                 "would be another run; rerun it whole"
             )
         cfg.steps = steps
-    Trainer(cfg, callbacks=[check]).train()
+    Trainer(cfg, callbacks=[check] if check else []).train()
     return cfg.steps
 
 
@@ -128,6 +136,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, help="the new run's folder (default runs/rerun/RUN)")
     p.add_argument("--steps", type=int, help="stop after this many steps (default: all)")
     p.add_argument(
+        "--anew",
+        action="store_true",
+        help="train without stopping at the first difference from the pack (another kind of "
+        "CPU): a new run with its settings, not the packed run",
+    )
+    p.add_argument(
         "--device",
         default="cpu",
         help="where the packed run was trained (this repository's packs: the CPU); on another "
@@ -136,10 +150,15 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     packed = by_step(read_member(args.pack, f"{args.run}/metrics.jsonl"))
     out = args.out or Path("runs/rerun") / args.run
-    trained = rerun(
-        args.pack, args.run, out, args.steps, args.device, LiveCheck(out / "metrics.jsonl", packed)
-    )
+    check = LiveCheck(out / "metrics.jsonl", packed)
+    trained = rerun(args.pack, args.run, out, args.steps, args.device, None if args.anew else check)
     new = by_step((out / "metrics.jsonl").read_text(encoding="utf-8"))
+    if args.anew:
+        difference = first_difference(packed, new) or "none"
+        print(
+            f"{out}: trained anew ({trained} steps); first difference from the pack: {difference}"
+        )
+        return
     missing = sorted(s for s in packed if s <= trained and s not in new)
     if missing:
         raise SystemExit(f"{out}'s log has no row for step {missing[0]} ({len(missing)} missing)")

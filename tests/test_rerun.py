@@ -68,6 +68,24 @@ def test_a_rerun_that_differs_stops_at_the_first_difference(packed_run, tmp_path
     assert [json.loads(r)["step"] for r in again] == [1, 2]
 
 
+def test_anew_trains_through_a_difference_and_names_it(packed_run, tmp_path, capsys):
+    """``--anew`` (another kind of CPU): the same tampered pack trains all 3 steps and ends by
+    naming the first difference instead of stopping at it."""
+    packs.unpack(packed_run, tmp_path / "study")
+    log = tmp_path / "study" / "run" / "metrics.jsonl"
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    rows[1]["loss"] = math.nextafter(rows[1]["loss"], math.inf)
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    packs.pack(tmp_path / "study", tmp_path / "tampered.tgz")
+    out = tmp_path / "anew"
+    rerun.main([str(tmp_path / "tampered.tgz"), "run", "--out", str(out), "--anew"])
+    steps = [json.loads(r)["step"] for r in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3]
+    assert "trained anew (3 steps); first difference from the pack: step 2, loss" in (
+        capsys.readouterr().out
+    )
+
+
 def test_fewer_steps_of_a_run_whose_schedule_depends_on_its_length_is_refused(packed_run, tmp_path):
     """With warm-up, the lr at step 2 of a 2-step run is not the 3-step run's: refused."""
     packs.unpack(packed_run, tmp_path / "study")
