@@ -19,6 +19,8 @@ from trafl.evaluation.plots import (
 )
 from trafl.evaluation.report import (
     comparison_sections,
+    differences,
+    head_to_head_table,
     markdown_table,
     seed_diversity_table,
     seed_passk_table,
@@ -182,6 +184,24 @@ def test_the_seed_tables_and_verdicts_are_exact():
     sections = seed_sections(data, ["16"], labels, "fig.png")
     assert "![pass@k and difference to the base](fig.png)" in sections
     assert sections.count("## L = 16") == 1
+
+
+def test_head_to_head_is_the_paired_difference_of_the_two_methods():
+    """``up`` against ``down`` on the data above: per problem pass@1 is 1 vs 0 and 0.5 vs 0,
+    so +0.75 with every resample above 0 (▲); pass@2 1 vs 0 on both: +1 ▲. Swapping the two
+    negates every difference and its interval exactly (the same resampled rows)."""
+    data = seeds_of({"base": [[1, 0], [1, 0]], "up": [[2, 1], [2, 1]], "down": [[0, 0], [0, 0]]})
+    assert head_to_head_table(data, [("up", "down"), ("up", "missing")], ["16"], {"up": "Up"}) == [
+        "| method | against | L=16 pass@1 | L=16 pass@2 |",
+        "|---|---|---|---|",
+        "| Up | down | +0.750 ▲ | +1.000 ▲ |",
+    ]
+    for a, b in zip(
+        differences(data, "up", "16", against="down"),
+        differences(data, "down", "16", against="up"),
+        strict=True,
+    ):
+        assert (a.diff, a.lo, a.hi) == (-b.diff, -b.hi, -b.lo)
 
 
 def test_one_seed_of_the_reproduction_agrees_with_the_comparison():

@@ -281,14 +281,37 @@ def seed_mean(
     return float(np.mean(values)) if values else None
 
 
-def differences(data: Seeds, method: str, length: str) -> list[PooledDifference]:
-    """pass@k(method) - pass@k(base) per k, paired per seed and problem, pooled over seeds."""
-    seeds = sorted(set(data[method]) & set(data[BASE]))
+def differences(
+    data: Seeds, method: str, length: str, against: str = BASE
+) -> list[PooledDifference]:
+    """pass@k(method) - pass@k(against) per k (by default against the base), paired per seed
+    and problem, pooled over seeds."""
+    seeds = sorted(set(data[method]) & set(data[against]))
     m = [data[method][s]["lengths"][length]["correct_counts"] for s in seeds]
-    b = [data[BASE][s]["lengths"][length]["correct_counts"] for s in seeds]
-    n_m, n_b = data[method][seeds[0]]["num_samples"], data[BASE][seeds[0]]["num_samples"]
-    ks = [int(k) for k in data[BASE][seeds[0]]["lengths"][length]["pass_at_k"]]
+    b = [data[against][s]["lengths"][length]["correct_counts"] for s in seeds]
+    n_m, n_b = data[method][seeds[0]]["num_samples"], data[against][seeds[0]]["num_samples"]
+    ks = [int(k) for k in data[against][seeds[0]]["lengths"][length]["pass_at_k"]]
     return pooled_difference(m, b, n_m, n_b, ks)
+
+
+def head_to_head_table(
+    data: Seeds, pairs: list[tuple[str, str]], lengths: list[str], labels: dict[str, str]
+) -> list[str]:
+    """One row per (method, other): pass@1 and pass@k_max of method - other at each length,
+    paired per seed and problem like the differences to the base (▼ / ▲ as there)."""
+    k_max = max(int(k) for k in next(iter(data[BASE].values()))["lengths"][lengths[0]]["pass_at_k"])
+    cols = [f"L={n} pass@{k}" for n in lengths for k in (1, k_max)]
+    lines = ["| method | against | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
+    for method, other in pairs:
+        if method not in data or other not in data:
+            continue
+        cells = []
+        for length in lengths:
+            by_k = {d.k: d for d in differences(data, method, length, against=other)}
+            cells += [difference_text(by_k[1]), difference_text(by_k[k_max])]
+        names = f"{labels.get(method, method)} | {labels.get(other, other)}"
+        lines.append(f"| {names} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def difference_text(d: PooledDifference) -> str:
