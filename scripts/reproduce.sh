@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
-# Regenerates every number in docs/REPRODUCTION.md (issue 6): for each seed, post-train TraFL,
-# TraFL with exact paths and the four reward-maximising baselines from the shipped Countdown
-# base with the demo's rollout budget, evaluate them and the base at L = 16, 24, 32 with
-# 64 samples per problem, then aggregate the seeds into the report.
+# Regenerates every number in docs/REPRODUCTION.md (issues 6 and 12): for each seed, post-train
+# TraFL, TraFL with exact paths and the four reward-maximising baselines from the shipped
+# Countdown base (TraFL 300 steps of one update, the others 100 steps reusing each batch),
+# evaluate them and the base at L = 16, 24, 32 with 64 samples per problem, then aggregate the
+# seeds into the report.
 #
-#   bash scripts/reproduce.sh                 # ~45 min per seed on 2 CPU cores
+#   bash scripts/reproduce.sh                 # 2.8-4.4 h per seed on one CPU core
 #   SEEDS="0 1" bash scripts/reproduce.sh     # a subset; finished stages are reused
-#   PARALLEL=1 STEPS=300 REUSE_STEPS=100 OUT=runs/repro300 bash scripts/reproduce.sh
-#                                             # docs/TARGET.md's budget, seeds at once (a GPU)
+#   PARALLEL=1 bash scripts/reproduce.sh      # seeds at once (2 cores: two; a GPU: all)
 #   PACK=results/reproduction/repro300.tgz ... # also pack the results (scripts/packs.py)
 #   FROM=results/reproduction/repro300.tgz ... # first add a pack's files that OUT lacks:
-#                                             # continue on another machine (no weights needed)
+#                                             # continue on another machine, or rewrite the
+#                                             # report from the committed pack (no training)
+#   SEEDS=0 STEPS=30 REUSE_STEPS=30 OUT=runs/repro REPORT=runs/repro/REPRODUCTION.md \
+#     bash scripts/reproduce.sh               # the first, 30-step reproduction
+#                                             # (docs/reproduction30/, scripts/ablation.py)
 #
-# Each seed is one `trafl demo` run (runs/repro/seedS/report.md); interrupted runs resume, and
+# Each seed is one `trafl demo` run (OUT/seedS/report.md); interrupted runs resume, and
 # a method whose evaluations are there (from FROM's pack too) is not trained again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,13 +26,13 @@ SEEDS=${SEEDS:-0 1 2}
 METHODS=${METHODS:-[trafl,trafl_path,diffu_grpo,wd1,spg,espo]}
 PROBLEMS=${PROBLEMS:-64}
 SAMPLES=${SAMPLES:-64}
-OUT=${OUT:-runs/repro}
-STEPS=${STEPS:-30}  # RL steps of a method using each batch once (TraFL)
-REUSE_STEPS=${REUSE_STEPS:-30}  # ... and of one reusing it (d1, wd1: mu = 12; SPG, ESPO)
+OUT=${OUT:-runs/repro300}
+STEPS=${STEPS:-300}  # RL steps of a method using each batch once (TraFL)
+REUSE_STEPS=${REUSE_STEPS:-100}  # ... and of one reusing it (d1, wd1: mu = 12; SPG, ESPO)
 
 if [ -n "${FROM:-}" ]; then "$PYTHON" scripts/packs.py --unpack --missing "$FROM" "$OUT"; fi
 one_seed() {
-  # the setting of docs/REPRODUCTION.md (the demo's defaults before the fixed pool)
+  # the setting of docs/REPRODUCTION.md (held-out problems: no fixed pool)
   "$TRAFL" demo "methods=$METHODS" "seed=$1" "eval_problems=$PROBLEMS" \
     "eval_samples=$SAMPLES" "out_dir=$OUT/seed$1" pool=0 "steps=$STEPS" \
     "reuse_steps=$REUSE_STEPS" points=1 \

@@ -24,12 +24,12 @@ def write_configs(root: Path, steps: dict[str, int]) -> None:
 @pytest.mark.parametrize(
     "steps, line",
     [
-        ({"trafl": 30, "diffu_grpo": 30, "spg": 30}, "bash scripts/reproduce.sh"),
+        ({"trafl": 300, "diffu_grpo": 100, "spg": 100}, "bash scripts/reproduce.sh"),
         (
-            {"trafl": 300, "diffu_grpo": 100, "spg": 100},
-            "STEPS=300 REUSE_STEPS=100 bash scripts/reproduce.sh",
+            {"trafl": 30, "diffu_grpo": 30, "spg": 30},
+            "STEPS=30 REUSE_STEPS=30 bash scripts/reproduce.sh",
         ),
-        ({"trafl": 30, "diffu_grpo": 100}, "REUSE_STEPS=100 bash scripts/reproduce.sh"),
+        ({"trafl": 300, "diffu_grpo": 30}, "REUSE_STEPS=30 bash scripts/reproduce.sh"),
     ],
 )
 def test_command_names_the_budget_the_configs_record(tmp_path, steps, line):
@@ -45,3 +45,31 @@ def test_seeds_are_the_seed_folders_in_numeric_order(tmp_path):
         (tmp_path / f"seed{seed}" / "base" / "eval.json").write_text(json.dumps({"seed": seed}))
         (tmp_path / f"seed{seed}.log").write_text("training ...\n")
     assert list(reproduction_report.load(tmp_path)["base"]) == [0, 2, 10]
+
+
+def test_default_steps_are_the_scripts():
+    """The command line the report quotes leaves out what reproduce.sh would set by itself."""
+    script = (ROOT / "scripts" / "reproduce.sh").read_text()
+    for name, steps in reproduction_report.DEFAULT_STEPS.items():
+        assert f"\n{name}=${{{name}:-{steps}}}" in script
+
+
+def test_the_committed_report_is_what_the_committed_pack_makes(tmp_path, monkeypatch):
+    """docs/REPRODUCTION.md, byte for byte, is the report of results/reproduction/repro300.tgz:
+    no number in it was edited by hand or left from other runs. The report names its input
+    and output, so it is made from the same relative paths, in a copy of the layout."""
+    from packs import unpacked
+
+    pack = Path("results/reproduction/repro300.tgz")
+    monkeypatch.chdir(tmp_path)
+    with unpacked(ROOT / pack) as root:
+        reproduction_report.report(root, pack, Path("docs/REPRODUCTION.md"))
+    committed = ROOT / "docs" / "REPRODUCTION.md"
+    assert (tmp_path / "docs/REPRODUCTION.md").read_text() == committed.read_text()
+    made = (tmp_path / "docs/reproduction_pass_at_k.png").read_bytes()
+    shipped = (ROOT / "docs" / "reproduction_pass_at_k.png").read_bytes()
+    # matplotlib's bytes may change with its version; the figure's size in pixels (the PNG
+    # header's width and height) is set by its layout: one panel per length and a row of
+    # differences, at the plot module's dpi
+    assert made[:8] == shipped[:8] == b"\x89PNG\r\n\x1a\n"
+    assert made[16:24] == shipped[16:24]
