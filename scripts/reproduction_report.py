@@ -12,13 +12,14 @@ figure by ``trafl.evaluation.plots``; this script knows the folder layout and wr
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
 import yaml
 from packs import unpacked
 
+from trafl.commands.compare import load_eval
+from trafl.core.errors import UserError
 from trafl.evaluation.plots import plot_seed_differences
 from trafl.evaluation.report import Seeds, head_to_head_table, seed_sections
 from trafl.evaluation.report import differences as differences  # for scripts/ablation.py
@@ -40,7 +41,7 @@ def load(root: Path) -> Seeds:
         for method in ["base", *METHODS]:
             f = seed_dir / method / ("eval.json" if method == "base" else "eval/eval.json")
             if f.is_file():
-                out.setdefault(method, {})[seed] = json.loads(f.read_text())
+                out.setdefault(method, {})[seed] = load_eval(str(f))
     return {m: out[m] for m in ["base", *METHODS] if m in out}
 
 
@@ -144,4 +145,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except UserError as err:  # a cut-short eval.json: one line, not a traceback
+        raise SystemExit(f"error: {err}") from None

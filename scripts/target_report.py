@@ -33,12 +33,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from packs import unpacked  # noqa: E402
 
+from trafl.commands.compare import load_eval  # noqa: E402
+from trafl.core.errors import UserError  # noqa: E402
 from trafl.evaluation.seeds import pooled_difference  # noqa: E402
 
 
 def load(root: Path) -> tuple[dict[str, Any], dict[str, dict[int, dict[int, dict[str, Any]]]]]:
     """(base eval, {method: {seed: {step: eval}}})."""
-    base = json.loads((root / "base" / "eval.json").read_text())
+    base = load_eval(str(root / "base" / "eval.json"))
     runs: dict[str, dict[int, dict[int, dict[str, Any]]]] = defaultdict(dict)
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and p.name != "base"):
         match = re.fullmatch(r"(.+)-s(\d+)", folder.name)
@@ -46,7 +48,7 @@ def load(root: Path) -> tuple[dict[str, Any], dict[str, dict[int, dict[int, dict
             continue
         evals = {}
         for path in folder.glob("eval-*/eval.json"):
-            evals[int(path.parent.name[5:])] = json.loads(path.read_text())
+            evals[int(path.parent.name[5:])] = load_eval(str(path))
         if evals:
             runs[match.group(1)][int(match.group(2))] = evals
     return base, dict(runs)
@@ -591,7 +593,7 @@ def beside_section(
 
 
 def heldout_section(root: Path, heldout: dict[str, Any]) -> list[str]:
-    held_base = json.loads((root / "base-heldout" / "eval.json").read_text())
+    held_base = load_eval(str(root / "base-heldout" / "eval.json"))
     return [
         "## Held out: trained on the generator (`-tpN`: on N fixed training problems, "
         f"`task.train_pool`), evaluated on {held_base['num_problems']} test problems x "
@@ -622,4 +624,7 @@ TARGET_LEGEND = (
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except UserError as err:  # a cut-short eval.json: one line, not a traceback
+        raise SystemExit(f"error: {err}") from None

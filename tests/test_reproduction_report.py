@@ -73,3 +73,14 @@ def test_the_committed_report_is_what_the_committed_pack_makes(tmp_path, monkeyp
     # differences, at the plot module's dpi
     assert made[:8] == shipped[:8] == b"\x89PNG\r\n\x1a\n"
     assert made[16:24] == shipped[16:24]
+
+
+def test_a_cut_short_evaluation_is_named_in_one_line(tmp_path):
+    """An eval.json cut short (a kill mid-write by an older version, a full disk) is named with
+    what to do, not a JSONDecodeError traceback."""
+    from trafl.core.errors import UserError
+
+    (tmp_path / "seed0" / "base").mkdir(parents=True)
+    (tmp_path / "seed0" / "base" / "eval.json").write_text('{"lengths": {"16": ')
+    with pytest.raises(UserError, match=r"seed0/base/eval.json is not a whole eval.json"):
+        reproduction_report.load(tmp_path)
