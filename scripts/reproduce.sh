@@ -6,6 +6,7 @@
 # seeds into the report.
 #
 #   bash scripts/reproduce.sh                 # 2.8-4.4 h per seed on one CPU core
+#                                             # (training and evaluation)
 #   SEEDS="0 1" bash scripts/reproduce.sh     # a subset; finished stages are reused
 #   PARALLEL=1 bash scripts/reproduce.sh      # seeds at once (2 cores: two; a GPU: all)
 #   PACK=results/reproduction/repro300.tgz ... # also pack the results (scripts/packs.py)
@@ -13,7 +14,7 @@
 #                                             # continue on another machine, or rewrite the
 #                                             # report from the committed pack (no training)
 #   SEEDS=0 STEPS=30 REUSE_STEPS=30 OUT=runs/repro REPORT=runs/repro/REPRODUCTION.md \
-#     bash scripts/reproduce.sh               # the first, 30-step reproduction
+#     bash scripts/reproduce.sh               # seed 0 of the first, 30-step reproduction
 #                                             # (docs/reproduction30/, scripts/ablation.py)
 #
 # Each seed is one `trafl demo` run (OUT/seedS/report.md); interrupted runs resume, and
