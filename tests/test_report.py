@@ -26,6 +26,7 @@ from trafl.evaluation.report import (
     seed_passk_table,
     seed_sections,
     seed_spread_table,
+    seed_target_table,
     seed_verdict,
     significant_drops,
     verdicts,
@@ -202,6 +203,39 @@ def test_head_to_head_is_the_paired_difference_of_the_two_methods():
         strict=True,
     ):
         assert (a.diff, a.lo, a.hi) == (-b.diff, -b.hi, -b.lo)
+
+
+def a_target(b, b_hat, spread, sig, fell, predicted, found, gap):
+    """A ``target`` entry of eval.json with the fields the seed table reads (docs/EVAL.md)."""
+    return {
+        "b": b,
+        "num_problems": 2,
+        "fit": {"b_hat": b_hat},
+        "shifts": {"std": spread, "noise_floor_std": 0.5},
+        "violations": {"num_significant": sig, "num_fell": fell},
+        "predicted": {"b_hat": {"distinct": {"2": predicted}}},
+        "achieved": {"distinct": {"1": 0.5, "2": found}},
+        "balance": None if gap is None else {"gap": gap},
+    }
+
+
+def test_the_seed_target_table_is_exact():
+    """Two seeds of a TraFL run: b̂ 1 and 2 (mean 1.5, sd 0.71), spreads 1 and 2 against a floor
+    of 0.5 (2x and 4x: 3.0 ± 1.4x), fell summed (1 + 0 of 2 + 2 problems), distinct@2 at the
+    largest k averaged, a gap in one seed only (said so). A method without targets: no row."""
+    data = seeds_of({"base": [[1, 0], [1, 0]], "up": [[2, 1], [2, 1]], "down": [[0, 0], [0, 0]]})
+    targets = [
+        a_target(28.0, 1.0, 1.0, 1, 2, 1.2, 1.0, 0.9),
+        a_target(28.0, 2.0, 2.0, 0, 1, 1.4, 0.5, None),
+    ]
+    for seed, target in enumerate(targets):
+        data["up"][seed]["lengths"]["16"]["target"] = target
+    assert seed_target_table(data, "16", {"up": "Up"}) == [
+        "| method | seeds | b | b̂ | shift sd / floor | fell: sig. / all | distinct@k: b̂ / run | gap |",
+        "|---|---|---|---|---|---|---|---|",
+        "| Up | 2 | 28.00 | 1.50 ± 0.71 | 3.0 ± 1.4x | 1 / 3 of 4 | k=2: 1.30 / 0.75 | 0.90 (1 of 2 "
+        "seeds) |",
+    ]
 
 
 def test_one_seed_of_the_reproduction_agrees_with_the_comparison():

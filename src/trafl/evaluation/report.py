@@ -365,6 +365,71 @@ def seed_diversity_table(data: Seeds, length: str, labels: dict[str, str]) -> li
     return lines
 
 
+def mean_sd(values: list[float], of: int, digits: int = 2, unit: str = "") -> str:
+    """``1.23 ± 0.04`` (mean ± sd over seeds; the sd of one value is left out) and ``unit``,
+    ``-`` if none, with how many seeds had a value when fewer than ``of`` did."""
+    if not values:
+        return "-"
+    text = f"{np.mean(values):.{digits}f}"
+    text += ("" if len(values) == 1 else f" ± {np.std(values, ddof=1):.{digits}f}") + unit
+    return text + ("" if len(values) == of else f" ({len(values)} of {of} seeds)")
+
+
+SEED_TARGET_LEGEND = (
+    "b: the sequence tilt trained towards (- for a reward maximiser); b̂: the single shift of "
+    "every problem's log-odds of success that best explains the run's given the base's (mean ± "
+    "sd over seeds); shift sd / floor: how far per-problem shifts scatter beyond sampling noise "
+    "(1x: the shape of a tilt); fell: problems whose success fell significantly (one-sided "
+    "Fisher at 0.05) / at all, summed over seeds (a tilt never lowers one); distinct@k: distinct "
+    "correct solutions per problem predicted by the tilt at b̂ and the run's; gap: the balance "
+    "gap, equal to b at the target."
+)
+SEED_TARGET_HEADER = ["method", "seeds", "b", "b̂", "shift sd / floor", "fell: sig. / all",
+                      "distinct@k: b̂ / run", "gap"]  # fmt: skip
+
+
+def seed_target_table(data: Seeds, length: str, labels: dict[str, str]) -> list[str]:
+    """The target instrument over seeds: per method with a ``target`` entry at ``length``, the
+    tilt trained for, b̂ and the ratio of the shift spread to its noise floor and the balance gap
+    (mean ± sd over seeds), the problems that fell (summed over seeds), and distinct@k at the
+    largest k as the tilt at b̂ predicts it and as the run found it (means)."""
+    lines = ["| " + " | ".join(SEED_TARGET_HEADER) + " |", "|---" * len(SEED_TARGET_HEADER) + "|"]
+    for method in methods_of(data):
+        targets = [
+            e["lengths"][length]["target"]
+            for e in data[method].values()
+            if (e["lengths"].get(length) or {}).get("target")
+        ]
+        if not targets:
+            continue
+        k = max(targets[0]["achieved"]["distinct"], key=int)
+        fits = [t["fit"]["b_hat"] for t in targets if t["fit"]["b_hat"] is not None]
+        spreads = [t["shifts"]["std"] / t["shifts"]["noise_floor_std"] for t in targets
+                   if t["shifts"].get("noise_floor_std")]  # fmt: skip
+        gaps = [t["balance"]["gap"] for t in targets
+                if t.get("balance") and t["balance"]["gap"] is not None]  # fmt: skip
+        predicted = [t["predicted"]["b_hat"]["distinct"][k] for t in targets
+                     if "b_hat" in t["predicted"] and t["predicted"]["b_hat"]["distinct"]]  # fmt: skip
+        found = [t["achieved"]["distinct"][k] for t in targets]
+        sig = sum(t["violations"]["num_significant"] for t in targets)
+        fell = sum(t["violations"]["num_fell"] for t in targets)
+        problems = sum(t["num_problems"] for t in targets)
+        b = {t["b"] for t in targets}
+        cells = [
+            labels.get(method, method),
+            str(len(targets)),
+            "-" if b == {None} else "/".join(fmt(x, 2) for x in sorted(b, key=str)),
+            mean_sd(fits, len(targets)),
+            mean_sd(spreads, len(targets), 1, "x"),
+            f"{sig} / {fell} of {problems}",
+            f"k={k}: {fmt(float(np.mean(predicted)), 2) if predicted else '-'} / "
+            f"{np.mean(found):.2f}",
+            mean_sd(gaps, len(targets)),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def seed_spread_table(data: Seeds, lengths: list[str], labels: dict[str, str]) -> list[str]:
     """Per method and length: the smallest and largest per-seed mean difference to the base,
     at k = 1 and at the largest k."""
@@ -428,4 +493,9 @@ def seed_sections(
         lines += seed_passk_table(data, length, labels)
         lines += ["", "Coverage and reveal-order locking (means over seeds):", ""]
         lines += seed_diversity_table(data, length, labels) + [""]
+        target = seed_target_table(data, length, labels)
+        if len(target) > 2:
+            lines += ["How far each method is from a tilt of the base (the target instrument, "
+                      "each seed against its own base evaluation; docs/EVAL.md):", ""]  # fmt: skip
+            lines += target + ["", SEED_TARGET_LEGEND, ""]
     return lines
