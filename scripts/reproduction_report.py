@@ -21,9 +21,10 @@ from packs import unpacked
 from trafl.commands.compare import load_eval
 from trafl.core.errors import UserError
 from trafl.evaluation.plots import plot_seed_differences
-from trafl.evaluation.report import Seeds, head_to_head_table, seed_sections
-from trafl.evaluation.report import differences as differences  # for scripts/ablation.py
+from trafl.evaluation.report import Seeds
 from trafl.evaluation.report import fmt as fmt  # for scripts/ablation.py
+from trafl.evaluation.seed_report import differences as differences  # for scripts/ablation.py
+from trafl.evaluation.seed_report import head_to_head_table, seed_sections
 from trafl.objectives import OBJECTIVES
 
 DEFAULT_STEPS = {"STEPS": 300, "REUSE_STEPS": 100}  # scripts/reproduce.sh's defaults

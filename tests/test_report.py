@@ -1,5 +1,6 @@
-"""The Markdown of ``trafl.evaluation.report`` against hand-made eval.json dicts (exact rows, the
-below-the-base marks at a known significance), and every figure of ``trafl.evaluation.plots``."""
+"""The Markdown of ``trafl.evaluation.report`` and ``seed_report`` against hand-made eval.json
+dicts (exact rows, the below-the-base marks at a known significance), and every figure of
+``trafl.evaluation.plots``."""
 
 from __future__ import annotations
 
@@ -19,17 +20,19 @@ from trafl.evaluation.plots import (
 )
 from trafl.evaluation.report import (
     comparison_sections,
+    markdown_table,
+    significant_drops,
+    verdicts,
+)
+from trafl.evaluation.seed_report import (
     differences,
     head_to_head_table,
-    markdown_table,
     seed_diversity_table,
     seed_passk_table,
     seed_sections,
     seed_spread_table,
     seed_target_table,
     seed_verdict,
-    significant_drops,
-    verdicts,
 )
 
 

@@ -2,9 +2,10 @@
 locking of denoising paths. Pure functions over plain Python / numpy / torch inputs: no models,
 no sampling.
 
-Three modules are imported by their own path: ``trafl.evaluation.plots`` (every PNG figure,
-matplotlib, so that ``import trafl.evaluation`` stays light), ``trafl.evaluation.report`` (every
-``eval.json`` -> Markdown rendering, returned as strings) and ``trafl.evaluation.target`` (the
+Four modules are imported by their own path: ``trafl.evaluation.plots`` (every PNG figure,
+matplotlib, so that ``import trafl.evaluation`` stays light), ``trafl.evaluation.report`` and
+``trafl.evaluation.seed_report`` (every ``eval.json`` -> Markdown rendering, returned as strings;
+the second for several seeds per method) and ``trafl.evaluation.target`` (the
 target instrument: a run against the reward tilt of its base, with its config section)."""
 
 from trafl.evaluation.coverage import (

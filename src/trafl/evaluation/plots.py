@@ -14,7 +14,8 @@ matplotlib.use("Agg")  # files only; never a window
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from trafl.evaluation.report import BASE, Results, Seeds, differences, seed_mean  # noqa: E402
+from trafl.evaluation.report import BASE, Results, Seeds  # noqa: E402
+from trafl.evaluation.seed_report import differences, seed_mean  # noqa: E402
 
 
 def plot_pass_at_k(result: dict[str, Any], path: Path) -> None:
