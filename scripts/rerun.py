@@ -74,7 +74,7 @@ def refuse_difference(out: Path, packed: dict[int, dict], new: dict[int, dict]) 
     if difference is not None:
         raise SystemExit(
             f"{out} is not the packed run: first difference at {difference} (trained on another "
-            "device or CPU than the packed run?)"
+            "device or CPU than the packed run? --anew trains it anyway, as a new run)"
         )
 
 
@@ -105,10 +105,18 @@ def rerun(
     the run's length), checked after every step by ``check`` unless it is None (``--anew``).
     Returns the number of steps trained."""
     if (out / "metrics.jsonl").is_file() and latest_checkpoint(out) is None:
+        after = (
+            ""
+            if check is None
+            # --anew: the pack's evaluations are not this run's
+            else (
+                "; add the pack's evaluations beside the new run afterwards with "
+                "scripts/packs.py --unpack --missing"
+            )
+        )
         raise SystemExit(
-            f"{out} holds a log but no checkpoint to resume from (a pack unpacked there?): "
-            "train into a new folder, then add the pack's evaluations beside it with "
-            "scripts/packs.py --unpack --missing"
+            f"{out} holds a log but no checkpoint to resume from (a run stopped before its first "
+            f"checkpoint, or a pack unpacked there): delete it or train into another --out{after}"
         )
     overrides = [f"out_dir={out}", "resume=true", f"device={device}"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -150,13 +158,13 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     packed = by_step(read_member(args.pack, f"{args.run}/metrics.jsonl"))
     out = args.out or Path("runs/rerun") / args.run
-    check = LiveCheck(out / "metrics.jsonl", packed)
-    trained = rerun(args.pack, args.run, out, args.steps, args.device, None if args.anew else check)
+    check = None if args.anew else LiveCheck(out / "metrics.jsonl", packed)
+    trained = rerun(args.pack, args.run, out, args.steps, args.device, check)
     new = by_step((out / "metrics.jsonl").read_text(encoding="utf-8"))
     if args.anew:
         difference = first_difference(packed, new) or "none"
         print(
-            f"{out}: trained anew ({trained} steps); first difference from the pack: {difference}"
+            f"{out}: trained anew to step {trained}; first difference from the pack: {difference}"
         )
         return
     missing = sorted(s for s in packed if s <= trained and s not in new)

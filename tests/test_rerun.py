@@ -53,35 +53,44 @@ def test_a_packed_run_trained_again_is_the_same_run(packed_run, tmp_path, capsys
         rerun.main([str(packed_run), "run", "--out", str(tmp_path / "unpacked/run")])
 
 
-def test_a_rerun_that_differs_stops_at_the_first_difference(packed_run, tmp_path):
-    """The pack's loss at step 2 off by one ulp: the rerun stops when step 2's row is written
-    (checked after each step), naming it, and trains no step 3."""
+@pytest.fixture
+def tampered(packed_run, tmp_path) -> Path:
+    """The pack with its loss at step 2 off by one ulp: a run that is not the packed one."""
     packs.unpack(packed_run, tmp_path / "study")
     log = tmp_path / "study" / "run" / "metrics.jsonl"
     rows = [json.loads(line) for line in log.read_text().splitlines()]
     rows[1]["loss"] = math.nextafter(rows[1]["loss"], math.inf)
     log.write_text("".join(json.dumps(r) + "\n" for r in rows))
     packs.pack(tmp_path / "study", tmp_path / "tampered.tgz")
-    with pytest.raises(SystemExit, match=r"first difference at step 2, loss: packed"):
-        rerun.main([str(tmp_path / "tampered.tgz"), "run", "--out", str(tmp_path / "again")])
-    again = (tmp_path / "again" / "metrics.jsonl").read_text().splitlines()
-    assert [json.loads(r)["step"] for r in again] == [1, 2]
+    return tmp_path / "tampered.tgz"
 
 
-def test_anew_trains_through_a_difference_and_names_it(packed_run, tmp_path, capsys):
-    """``--anew`` (another kind of CPU): the same tampered pack trains all 3 steps and ends by
-    naming the first difference instead of stopping at it."""
-    packs.unpack(packed_run, tmp_path / "study")
-    log = tmp_path / "study" / "run" / "metrics.jsonl"
-    rows = [json.loads(line) for line in log.read_text().splitlines()]
-    rows[1]["loss"] = math.nextafter(rows[1]["loss"], math.inf)
-    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    packs.pack(tmp_path / "study", tmp_path / "tampered.tgz")
-    out = tmp_path / "anew"
-    rerun.main([str(tmp_path / "tampered.tgz"), "run", "--out", str(out), "--anew"])
-    steps = [json.loads(r)["step"] for r in (out / "metrics.jsonl").read_text().splitlines()]
-    assert steps == [1, 2, 3]
-    assert "trained anew (3 steps); first difference from the pack: step 2, loss" in (
+def logged_steps(run: Path) -> list[int]:
+    return [json.loads(r)["step"] for r in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_a_rerun_that_differs_stops_at_the_first_difference(tampered, tmp_path):
+    """The rerun stops once step 2's row is logged (checked after each step), naming it: it
+    trains no step 3 and saves no checkpoint of the differing step."""
+    with pytest.raises(SystemExit, match=r"first difference at step 2, loss: .*--anew trains it"):
+        rerun.main([str(tampered), "run", "--out", str(tmp_path / "again")])
+    assert logged_steps(tmp_path / "again") == [1, 2]
+    assert not list((tmp_path / "again").glob("checkpoint-*"))
+
+
+def test_anew_trains_through_a_difference_and_names_it(tampered, tmp_path, capsys):
+    """``--anew`` (another kind of CPU): the same pack trains all 3 steps and ends by naming the
+    first difference. Into the folder the stopped rerun left (a log, no checkpoint) it is
+    refused in one line that says what to do, not with the pack's evaluations' advice."""
+    with pytest.raises(SystemExit):
+        rerun.main([str(tampered), "run", "--out", str(tmp_path / "stopped")])
+    with pytest.raises(
+        SystemExit, match=r"no checkpoint to resume from .*: delete it or train into another --out$"
+    ):
+        rerun.main([str(tampered), "run", "--out", str(tmp_path / "stopped"), "--anew"])
+    rerun.main([str(tampered), "run", "--out", str(tmp_path / "anew"), "--anew"])
+    assert logged_steps(tmp_path / "anew") == [1, 2, 3]
+    assert "trained anew to step 3; first difference from the pack: step 2, loss" in (
         capsys.readouterr().out
     )
 

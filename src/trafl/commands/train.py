@@ -76,7 +76,8 @@ class Trainer(RolloutSteps, CheckpointSteps):
         """``policy`` / ``task``: ready-made objects instead of the ones ``cfg.model`` and
         ``cfg.task`` describe (the Python API, :mod:`trafl.commands.api`); ``cfg.model`` still
         names where the policy came from (a LoRA checkpoint records it as its base).
-        ``callbacks`` are called with (step, metrics) after every step, on rank 0."""
+        ``callbacks`` are called with (step, metrics) after every step, on rank 0, once the step
+        is in metrics.jsonl (when it is a step to log) and before its checkpoint."""
         cfg.log.check_installed()  # a tracker asked for but missing: before any model loads
         self.cfg = cfg
         self.callbacks = list(callbacks)
@@ -186,12 +187,12 @@ class Trainer(RolloutSteps, CheckpointSteps):
                 metrics = self.train_step()
                 if main:
                     self.history.append({"step": self.step, **metrics})
-                    for callback in self.callbacks:
-                        callback(self.step, metrics)
                 if main and (self.step % cfg.log_every == 0 or self.step == cfg.steps):
                     self.metrics_log.log(self.step, metrics)
                     keys = ["reward", "loss", "grad_norm", *self.objective_keys(metrics)]
                     progress.update(bar, info=format_metrics(metrics, keys))
+                for callback in self.callbacks if main else ():  # after the step's row is logged
+                    callback(self.step, metrics)
                 saved = cfg.ckpt_every > 0 and self.step % cfg.ckpt_every == 0
                 if saved:
                     self.save_checkpoint()
