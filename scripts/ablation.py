@@ -21,14 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reproduction_report import differences, fmt  # noqa: E402
-
-from trafl.commands.demo import DemoConfig, train_config  # noqa: E402
-from trafl.commands.eval import EvalConfig, evaluate  # noqa: E402
-from trafl.commands.train import train  # noqa: E402
-from trafl.models import ModelConfig  # noqa: E402
-from trafl.run.runtime import console  # noqa: E402
+from trafl.commands.demo import DemoConfig, train_config
+from trafl.commands.eval import EvalConfig, evaluate
+from trafl.commands.train import train
+from trafl.evaluation.report import fmt
+from trafl.evaluation.seed_report import differences
+from trafl.models import ModelConfig
+from trafl.run.runtime import console
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,9 @@
 #                                                        # 2 cores), evaluate later
 #
 # About 2.1 h of training per seed on one core of an Intel Xeon (AVX-512), then 10 evaluations
-# of 48 problems x 128 samples (about 4 min each). Interrupted runs resume where they stopped.
+# per seed of 48 problems x 128 samples (about 4 min each: 2 h for all 30). A run stopped by a
+# signal resumes where it stopped; one killed before its first checkpoint (step 200) is refused:
+# delete its folder. The evaluations wait for all three runs (none is trained by the study).
 # On the kind of CPU the pack was trained on, `scripts/rerun.py` without --anew would check
 # every logged number bit for bit; elsewhere (as here: --anew) the runs are new runs with the
 # same settings, so their own evaluations are made (section 7's curve, replicated) instead of
@@ -28,10 +30,15 @@ for seed in $SEEDS; do
   [ -d "$run/model" ] || "$PYTHON" scripts/rerun.py "$PACK" "trafl-b4-s$seed" --anew --out "$run"
 done
 if [ "$EVALUATE" = 1 ]; then
+  for seed in 0 1 2; do
+    [ -d "$OUT/trafl-b4-s$seed/model" ] || {
+      echo "$OUT/trafl-b4-s$seed is not made yet: the evaluations wait for all three runs"
+      exit 0
+    }
+  done
   [ -d "$OUT/base" ] || tar -xzf "$PACK" -C "$OUT" base
   # the study's own evaluations of every scheduled checkpoint of the three runs: the flags
-  # that made long2000, less --extend and the held-out runs (a finished run is not trained
-  # again; a seed not made yet above would be trained here, by the study, with the same settings)
+  # that made long2000, less --extend and the held-out runs (finished runs are not trained)
   "$PYTHON" scripts/target_study.py --out "$OUT" --workers 1 --seeds 3 --betas 4 --baselines \
     --mu-betas --path-betas --lr-betas --explore-betas --heldout --trafl-steps 2000 --points 10
 fi

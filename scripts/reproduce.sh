@@ -8,7 +8,8 @@
 #   bash scripts/reproduce.sh                 # 2.8-4.4 h per seed on one CPU core
 #                                             # (training and evaluation)
 #   SEEDS="0 1" bash scripts/reproduce.sh     # a subset; finished stages are reused
-#   PARALLEL=1 bash scripts/reproduce.sh      # seeds at once (2 cores: two; a GPU: all)
+#   PARALLEL=1 bash scripts/reproduce.sh      # every seed at once (a GPU; on 2 cores,
+#                                             # SEEDS="0 1" then SEEDS=2)
 #   PACK=results/reproduction/repro300.tgz ... # also pack the results (scripts/packs.py)
 #   FROM=results/reproduction/repro300.tgz ... # first add a pack's files that OUT lacks:
 #                                             # continue on another machine, or rewrite the

@@ -22,8 +22,6 @@ from trafl.commands.compare import load_eval
 from trafl.core.errors import UserError
 from trafl.evaluation.plots import plot_seed_differences
 from trafl.evaluation.report import Seeds
-from trafl.evaluation.report import fmt as fmt  # for scripts/ablation.py
-from trafl.evaluation.seed_report import differences as differences  # for scripts/ablation.py
 from trafl.evaluation.seed_report import head_to_head_table, seed_sections
 from trafl.objectives import OBJECTIVES
 
@@ -87,15 +85,16 @@ def command(root: Path) -> str:
 def head_to_head(data: Seeds, lengths: list[str]) -> list[str]:
     """The paper's comparison: each TraFL form against each baseline, paired directly."""
     pairs = [(t, b) for t in METHODS[:2] for b in METHODS[2:]]
+    table = head_to_head_table(data, pairs, lengths, LABELS)
     return [
         "## TraFL against the baselines",
         "",
         "Each TraFL form minus each baseline, paired per seed and problem (the same bootstrap as "
         "the differences to the base; ▲ / **▼**: the 95 % interval entirely above / below 0). "
-        f"{len(pairs)} pairs x {2 * len(lengths)} cells, each at 95 %: expect a few marks by "
+        f"{len(table) - 2} pairs x {2 * len(lengths)} cells, each at 95 %: expect a few marks by "
         "chance among the cells that are close.",
         "",
-        *head_to_head_table(data, pairs, lengths, LABELS),
+        *table,
         "",
     ]
 
@@ -132,7 +131,7 @@ def report(root: Path, name: Path, out: Path) -> None:
         *seed_sections(data, lengths, LABELS, png.name),
         *head_to_head(data, lengths),
     ]
-    out.write_text("\n".join(lines) + "\n")
+    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(f"wrote {out} and {png}")
 
 

@@ -193,12 +193,19 @@ def test_the_seed_tables_and_verdicts_are_exact():
 def test_head_to_head_is_the_paired_difference_of_the_two_methods():
     """``up`` against ``down`` on the data above: per problem pass@1 is 1 vs 0 and 0.5 vs 0,
     so +0.75 with every resample above 0 (▲); pass@2 1 vs 0 on both: +1 ▲. Swapping the two
-    negates every difference and its interval exactly (the same resampled rows)."""
+    negates every difference and its interval exactly (the same resampled rows). ``few``, with
+    4 samples per problem and only seed 1, is paired on that seed alone, at its own n (pass@1
+    of 2/4 and 0/4 against up's 2/2 and 1/2: -0.5 on both; pass@2 5/6 and 0 against 1 and 1:
+    -7/12), and a method with no seed in common gets no row."""
     data = seeds_of({"base": [[1, 0], [1, 0]], "up": [[2, 1], [2, 1]], "down": [[0, 0], [0, 0]]})
-    assert head_to_head_table(data, [("up", "down"), ("up", "missing")], ["16"], {"up": "Up"}) == [
-        "| method | against | L=16 pass@1 | L=16 pass@2 |",
-        "|---|---|---|---|",
-        "| Up | down | +0.750 ▲ | +1.000 ▲ |",
+    data["few"] = {1: seeds_of({"few": [[2, 0]]}, n=4)["few"][0]}
+    data["none"] = {7: data["down"][0]}
+    pairs = [("up", "down"), ("few", "up"), ("up", "none"), ("up", "missing")]
+    assert head_to_head_table(data, pairs, ["16"], {"up": "Up"}) == [
+        "| method | against | seeds | L=16 pass@1 | L=16 pass@2 |",
+        "|---|---|---|---|---|",
+        "| Up | down | 2 | +0.750 ▲ | +1.000 ▲ |",
+        "| few | Up | 1 | -0.500 **▼** | -0.583 **▼** |",
     ]
     for a, b in zip(
         differences(data, "up", "16", against="down"),
@@ -208,36 +215,41 @@ def test_head_to_head_is_the_paired_difference_of_the_two_methods():
         assert (a.diff, a.lo, a.hi) == (-b.diff, -b.hi, -b.lo)
 
 
-def a_target(b, b_hat, spread, sig, fell, predicted, found, gap):
-    """A ``target`` entry of eval.json with the fields the seed table reads (docs/EVAL.md)."""
+def a_target(b, b_hat, spread, sig, fell, predicted, found, gap, at_bound=False):
+    """A ``target`` entry of eval.json with the fields the seed table reads (docs/EVAL.md); the
+    budgets 8 and 64, so that the largest k is found as a number, not as a string."""
     return {
         "b": b,
         "num_problems": 2,
-        "fit": {"b_hat": b_hat},
+        "fit": {"b_hat": b_hat, "at_bound": at_bound},
         "shifts": {"std": spread, "noise_floor_std": 0.5},
         "violations": {"num_significant": sig, "num_fell": fell},
-        "predicted": {"b_hat": {"distinct": {"2": predicted}}},
-        "achieved": {"distinct": {"1": 0.5, "2": found}},
+        "predicted": {} if predicted is None else {"b_hat": {"distinct": {"64": predicted}}},
+        "achieved": {"distinct": {"8": 0.5, "64": found}},
         "balance": None if gap is None else {"gap": gap},
     }
 
 
 def test_the_seed_target_table_is_exact():
-    """Two seeds of a TraFL run: b̂ 1 and 2 (mean 1.5, sd 0.71), spreads 1 and 2 against a floor
-    of 0.5 (2x and 4x: 3.0 ± 1.4x), fell summed (1 + 0 of 2 + 2 problems), distinct@2 at the
-    largest k averaged, a gap in one seed only (said so). A method without targets: no row."""
-    data = seeds_of({"base": [[1, 0], [1, 0]], "up": [[2, 1], [2, 1]], "down": [[0, 0], [0, 0]]})
+    """Four seeds of one run. b̂ 1 and 2 fitted (mean 1.5, sd 0.71), one at the search bound
+    (left out, counted) and one without a fit (no prediction either); the spreads of the two
+    fitted seeds, 1 and 2 over a floor of 0.5 (2x and 4x: 3.0 ± 1.4x); fell summed over seeds
+    (1 + 0 + 2 + 0 of 4 x 2 problems); distinct@64 over the three seeds with a prediction, the
+    run's over the same three (1.0, 0.5, 0.0: 0.5), not all four; a gap in one seed only."""
+    data = seeds_of({"base": [[1, 0]] * 4, "up": [[2, 1]] * 4, "down": [[0, 0]] * 4})
     targets = [
         a_target(28.0, 1.0, 1.0, 1, 2, 1.2, 1.0, 0.9),
         a_target(28.0, 2.0, 2.0, 0, 1, 1.4, 0.5, None),
+        a_target(28.0, -50.0, 0.1, 2, 2, 0.1, 0.0, None, at_bound=True),
+        a_target(28.0, None, 0.0, 0, 0, None, 1.5, None),
     ]
     for seed, target in enumerate(targets):
         data["up"][seed]["lengths"]["16"]["target"] = target
     assert seed_target_table(data, "16", {"up": "Up"}) == [
         "| method | seeds | b | b̂ | shift sd / floor | fell: sig. / all | distinct@k: b̂ / run | gap |",
         "|---|---|---|---|---|---|---|---|",
-        "| Up | 2 | 28.00 | 1.50 ± 0.71 | 3.0 ± 1.4x | 1 / 3 of 4 | k=2: 1.30 / 0.75 | 0.90 (1 of 2 "
-        "seeds) |",
+        "| Up | 4 | 28.00 | 1.50 ± 0.71 (2 of 3 seeds) (and 1 at the bound -50) | 3.0 ± 1.4x | "
+        "3 / 5 of 8 | k=64: 0.90 / 0.50 (3 of 4 seeds) | 0.90 (1 of 4 seeds) |",
     ]
 
 

@@ -65,7 +65,8 @@ def test_the_committed_report_is_what_the_committed_pack_makes(tmp_path, monkeyp
     with unpacked(ROOT / pack) as root:
         reproduction_report.report(root, pack, Path("docs/REPRODUCTION.md"))
     committed = ROOT / "docs" / "REPRODUCTION.md"
-    assert (tmp_path / "docs/REPRODUCTION.md").read_text() == committed.read_text()
+    made = (tmp_path / "docs/REPRODUCTION.md").read_text(encoding="utf-8")
+    assert made == committed.read_text(encoding="utf-8")
     made = (tmp_path / "docs/reproduction_pass_at_k.png").read_bytes()
     shipped = (ROOT / "docs" / "reproduction_pass_at_k.png").read_bytes()
     # matplotlib's bytes may change with its version; the figure's size in pixels (the PNG

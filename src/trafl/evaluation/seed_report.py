@@ -27,12 +27,22 @@ def seed_mean(
     return float(np.mean(values)) if values else None
 
 
+def shared_seeds(data: Seeds, method: str, other: str = BASE) -> list[int]:
+    """The seeds both methods were evaluated under (the pairs of a paired difference)."""
+    return sorted(set(data.get(method, {})) & set(data.get(other, {})))
+
+
+def largest_k(data: Seeds, length: str) -> int:
+    """The largest budget k of the base's pass@k at ``length``."""
+    return max(int(k) for k in next(iter(data[BASE].values()))["lengths"][length]["pass_at_k"])
+
+
 def differences(
     data: Seeds, method: str, length: str, against: str = BASE
 ) -> list[PooledDifference]:
     """pass@k(method) - pass@k(against) per k (by default against the base), paired per seed
-    and problem, pooled over seeds."""
-    seeds = sorted(set(data[method]) & set(data[against]))
+    and problem, pooled over seeds (at least one shared seed)."""
+    seeds = shared_seeds(data, method, against)
     m = [data[method][s]["lengths"][length]["correct_counts"] for s in seeds]
     b = [data[against][s]["lengths"][length]["correct_counts"] for s in seeds]
     n_m, n_b = data[method][seeds[0]]["num_samples"], data[against][seeds[0]]["num_samples"]
@@ -43,19 +53,22 @@ def differences(
 def head_to_head_table(
     data: Seeds, pairs: list[tuple[str, str]], lengths: list[str], labels: dict[str, str]
 ) -> list[str]:
-    """One row per (method, other): pass@1 and pass@k_max of method - other at each length,
-    paired per seed and problem like the differences to the base (▼ / ▲ as there)."""
-    k_max = max(int(k) for k in next(iter(data[BASE].values()))["lengths"][lengths[0]]["pass_at_k"])
+    """One row per (method, other) evaluated under a seed in common: pass@1 and pass@k_max of
+    method - other at each length, paired per seed and problem like the differences to the base
+    (▼ / ▲ as there), with the number of seeds paired."""
+    k_max = largest_k(data, lengths[0])
     cols = [f"L={n} pass@{k}" for n in lengths for k in (1, k_max)]
-    lines = ["| method | against | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
+    head = "| method | against | seeds | " + " | ".join(cols) + " |"
+    lines = [head, "|---|---|---|" + "---|" * len(cols)]
     for method, other in pairs:
-        if method not in data or other not in data:
+        seeds = shared_seeds(data, method, other)
+        if not seeds:
             continue
         cells = []
         for length in lengths:
             by_k = {d.k: d for d in differences(data, method, length, against=other)}
             cells += [difference_text(by_k[1]), difference_text(by_k[k_max])]
-        names = f"{labels.get(method, method)} | {labels.get(other, other)}"
+        names = f"{labels.get(method, method)} | {labels.get(other, other)} | {len(seeds)}"
         lines.append(f"| {names} | " + " | ".join(cells) + " |")
     return lines
 
@@ -124,21 +137,21 @@ def mean_sd(values: list[float], of: int, digits: int = 2, unit: str = "") -> st
 SEED_TARGET_LEGEND = (
     "b: the sequence tilt trained towards (- for a reward maximiser); b̂: the single shift of "
     "every problem's log-odds of success that best explains the run's given the base's (mean ± "
-    "sd over seeds); shift sd / floor: how far per-problem shifts scatter beyond sampling noise "
-    "(1x: the shape of a tilt); fell: problems whose success fell significantly (one-sided "
-    "Fisher at 0.05) / at all, summed over seeds (a tilt never lowers one); distinct@k: distinct "
-    "correct solutions per problem predicted by the tilt at b̂ and the run's; gap: the balance "
-    "gap, equal to b at the target."
+    "sd over seeds; a fit at the search bound, where no finite shift fits, is left out and "
+    "counted); shift sd / floor: how far per-problem shifts scatter beyond sampling noise (1x: "
+    "the shape of a tilt), over the same seeds; fell: problems whose success fell significantly "
+    "(one-sided Fisher at 0.05) / at all, summed over seeds, of problems x seeds (a tilt never "
+    "lowers one); distinct@k: distinct correct solutions per problem predicted by the tilt at b̂ "
+    "and the run's, over the seeds with a prediction; gap: the balance gap, equal to b at the "
+    "target."
 )
 SEED_TARGET_HEADER = ["method", "seeds", "b", "b̂", "shift sd / floor", "fell: sig. / all",
                       "distinct@k: b̂ / run", "gap"]  # fmt: skip
 
 
 def seed_target_table(data: Seeds, length: str, labels: dict[str, str]) -> list[str]:
-    """The target instrument over seeds: per method with a ``target`` entry at ``length``, the
-    tilt trained for, b̂ and the ratio of the shift spread to its noise floor and the balance gap
-    (mean ± sd over seeds), the problems that fell (summed over seeds), and distinct@k at the
-    largest k as the tilt at b̂ predicts it and as the run found it (means)."""
+    """The target instrument over seeds, one row per method with a ``target`` entry at
+    ``length`` (:func:`seed_target_cells`)."""
     lines = ["| " + " | ".join(SEED_TARGET_HEADER) + " |", "|---" * len(SEED_TARGET_HEADER) + "|"]
     for method in methods_of(data):
         targets = [
@@ -146,40 +159,60 @@ def seed_target_table(data: Seeds, length: str, labels: dict[str, str]) -> list[
             for e in data[method].values()
             if (e["lengths"].get(length) or {}).get("target")
         ]
-        if not targets:
-            continue
-        k = max(targets[0]["achieved"]["distinct"], key=int)
-        fits = [t["fit"]["b_hat"] for t in targets if t["fit"]["b_hat"] is not None]
-        spreads = [t["shifts"]["std"] / t["shifts"]["noise_floor_std"] for t in targets
-                   if t["shifts"].get("noise_floor_std")]  # fmt: skip
-        gaps = [t["balance"]["gap"] for t in targets
-                if t.get("balance") and t["balance"]["gap"] is not None]  # fmt: skip
-        predicted = [t["predicted"]["b_hat"]["distinct"][k] for t in targets
-                     if "b_hat" in t["predicted"] and t["predicted"]["b_hat"]["distinct"]]  # fmt: skip
-        found = [t["achieved"]["distinct"][k] for t in targets]
-        sig = sum(t["violations"]["num_significant"] for t in targets)
-        fell = sum(t["violations"]["num_fell"] for t in targets)
-        problems = sum(t["num_problems"] for t in targets)
-        b = {t["b"] for t in targets}
-        cells = [
-            labels.get(method, method),
-            str(len(targets)),
-            "-" if b == {None} else "/".join(fmt(x, 2) for x in sorted(b, key=str)),
-            mean_sd(fits, len(targets)),
-            mean_sd(spreads, len(targets), 1, "x"),
-            f"{sig} / {fell} of {problems}",
-            f"k={k}: {fmt(float(np.mean(predicted)), 2) if predicted else '-'} / "
-            f"{np.mean(found):.2f}",
-            mean_sd(gaps, len(targets)),
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
+        if targets:
+            cells = [labels.get(method, method), *seed_target_cells(targets)]
+            lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def seed_target_cells(targets: list[dict[str, Any]]) -> list[str]:
+    """The tilt trained for; b̂, the shift spread's ratio to its noise floor and the balance gap
+    (mean ± sd over the seeds where each is defined; b̂ and the spread only where the fit is
+    inside the search bound); the problems that fell (summed); distinct@k at the largest k as
+    the tilt at b̂ predicts it and as the run found it (means over the same seeds)."""
+    n = len(targets)
+    fitted = [t for t in targets if t["fit"]["b_hat"] is not None and not t["fit"].get("at_bound")]
+    at_bound = sum(1 for t in targets if t["fit"].get("at_bound"))
+    b_hat = mean_sd([t["fit"]["b_hat"] for t in fitted], n - at_bound)
+    if at_bound:
+        bounds = sorted({f"{t['fit']['b_hat']:+.0f}" for t in targets if t["fit"].get("at_bound")})
+        b_hat += f" (and {at_bound} at the bound {'/'.join(bounds)})"
+    spreads = [t["shifts"]["std"] / t["shifts"]["noise_floor_std"] for t in fitted
+               if t["shifts"].get("noise_floor_std")]  # fmt: skip
+    gaps = [t["balance"]["gap"] for t in targets
+            if t.get("balance") and t["balance"].get("gap") is not None]  # fmt: skip
+    k = str(max(int(k) for k in targets[0]["achieved"]["distinct"]))
+    pairs = [pair for t in targets if (pair := distinct_pair(t, k)) is not None]
+    distinct = "-"
+    if pairs:
+        predicted, found = np.mean(pairs, axis=0)
+        distinct = f"{predicted:.2f} / {found:.2f}"
+        distinct += "" if len(pairs) == n else f" ({len(pairs)} of {n} seeds)"
+    b = sorted({t["b"] for t in targets if t["b"] is not None})
+    return [
+        str(n),
+        "/".join(fmt(x, 2) for x in b) or "-",
+        b_hat,
+        mean_sd(spreads, len(fitted), 1, "x"),
+        f"{sum(t['violations']['num_significant'] for t in targets)} / "
+        f"{sum(t['violations']['num_fell'] for t in targets)} of "
+        f"{sum(t['num_problems'] for t in targets)}",
+        f"k={k}: {distinct}",
+        mean_sd(gaps, n),
+    ]
+
+
+def distinct_pair(target: dict[str, Any], k: str) -> tuple[float, float] | None:
+    """(distinct@k the tilt at b̂ predicts, distinct@k the run found), or None without both."""
+    predicted = ((target["predicted"].get("b_hat") or {}).get("distinct") or {}).get(k)
+    found = target["achieved"]["distinct"].get(k)
+    return None if predicted is None or found is None else (predicted, found)
 
 
 def seed_spread_table(data: Seeds, lengths: list[str], labels: dict[str, str]) -> list[str]:
     """Per method and length: the smallest and largest per-seed mean difference to the base,
     at k = 1 and at the largest k."""
-    k_max = max(int(k) for k in next(iter(data[BASE].values()))["lengths"][lengths[0]]["pass_at_k"])
+    k_max = largest_k(data, lengths[0])
     cols = [f"L={n} pass@{k}" for n in lengths for k in (1, k_max)]
     lines = ["| method | seeds | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
     for method in methods_of(data):
@@ -188,7 +221,7 @@ def seed_spread_table(data: Seeds, lengths: list[str], labels: dict[str, str]) -
             by_k = {d.k: d for d in differences(data, method, length)}
             for k in (1, max(by_k)):
                 cells.append(f"{by_k[k].seed_min:+.3f} .. {by_k[k].seed_max:+.3f}")
-        seeds = len(set(data[method]) & set(data[BASE]))
+        seeds = len(shared_seeds(data, method))
         lines.append(f"| {labels.get(method, method)} | {seeds} | " + " | ".join(cells) + " |")
     return lines
 
@@ -204,7 +237,7 @@ def seed_verdict(data: Seeds, method: str, lengths: list[str], labels: dict[str,
                 below.append(f"L={length} k={d.k}")
             if d.hi < 0:
                 significant.append(f"L={length} k={d.k}")
-    seeds = len(set(data[method]) & set(data[BASE]))
+    seeds = len(shared_seeds(data, method))
     head = f"**{labels.get(method, method)}** ({seeds} seed{'s' if seeds != 1 else ''}): "
     if not below:
         return head + f"at or above the base in all {cells} (length, k) cells."
