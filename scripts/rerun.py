@@ -2,6 +2,7 @@
 
     python scripts/rerun.py results/target/long2000.tgz trafl-b4-s0 --steps 6
     python scripts/rerun.py results/target/long2000.tgz trafl-b4-s0 --out runs/long2000/trafl-b4-s0
+    python scripts/rerun.py results/target/long2000.tgz trafl-b4-s0 --out DIR --compare  # means
 
 A result pack (scripts/packs.py) holds each run's config.yaml and metrics.jsonl but no weights.
 This makes the weights again (e.g. the checkpoints a continuation starts from: the studies'
@@ -19,13 +20,17 @@ afterwards: ``python scripts/packs.py --unpack --missing PACK FOLDER``.
 ``--anew`` trains the run from its config without checking it against the pack (on a CPU or
 device where it cannot be the same run bit for bit): a new run with the packed run's settings,
 whose first difference from the pack is printed at the end. The pack's evaluations are then
-not this run's: evaluate it again rather than unpacking them beside it.
+not this run's: evaluate it again rather than unpacking them beside it. It ends with the mean
+reward, loss and log-ratios per window of steps beside the pack's (``--compare`` prints them
+for a folder as it is, without training): a new run differs step by step, and should agree on
+these within the runs' own noise.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import tarfile
 import tempfile
 from pathlib import Path
@@ -66,6 +71,41 @@ def first_difference(packed: dict[int, dict], new: dict[int, dict]) -> str | Non
             if key not in was or key not in now or repr(was[key]) != repr(now[key]):
                 return f"step {step}, {key}: packed {was.get(key)!r}, now {now.get(key)!r}"
     return None
+
+
+WINDOW_KEYS = ("reward", "loss", "log_ratio_success", "log_ratio_failure")
+
+
+def window_means(rows: dict[int, dict], key: str, every: int) -> dict[int, float]:
+    """The mean of ``key`` over each whole window of steps (end - every, end], by its end step;
+    a window with a step missing is left out, a nan (a step without successes) is skipped."""
+    out = {}
+    for end in range(every, max(rows, default=0) + 1, every):
+        steps = range(end - every + 1, end + 1)
+        if all(s in rows for s in steps):
+            values = [rows[s].get(key) for s in steps]
+            values = [v for v in values if v is not None and not math.isnan(v)]
+            if values:
+                out[end] = sum(values) / len(values)
+    return out
+
+
+def window_table(packed: dict[int, dict], new: dict[int, dict], every: int) -> list[str]:
+    """Markdown: per window both logs' means of :data:`WINDOW_KEYS` (packed / new), over the
+    windows the new log has whole: is a run made anew statistically the packed one?"""
+    means = {k: (window_means(packed, k, every), window_means(new, k, every)) for k in WINDOW_KEYS}
+    ends = sorted(set(means["reward"][1]))
+    lines = [
+        f"| steps | {' | '.join(f'{k} (packed / new)' for k in WINDOW_KEYS)} |",
+        "|---|" + "---|" * len(WINDOW_KEYS),
+    ]
+    for end in ends:
+        cells = [
+            f"{was.get(end, math.nan):.4g} / {now.get(end, math.nan):.4g}"
+            for was, now in means.values()
+        ]
+        lines.append(f"| {end - every + 1}-{end} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def refuse_difference(out: Path, packed: dict[int, dict], new: dict[int, dict]) -> None:
@@ -150,6 +190,12 @@ def main(argv: list[str] | None = None) -> None:
         "CPU): a new run with its settings, not the packed run",
     )
     p.add_argument(
+        "--compare",
+        action="store_true",
+        help="train nothing: print the windowed means of OUT's log beside the pack's",
+    )
+    p.add_argument("--window", type=int, default=200, help="steps per window of the comparison")
+    p.add_argument(
         "--device",
         default="cpu",
         help="where the packed run was trained (this repository's packs: the CPU); on another "
@@ -158,6 +204,10 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     packed = by_step(read_member(args.pack, f"{args.run}/metrics.jsonl"))
     out = args.out or Path("runs/rerun") / args.run
+    if args.compare:
+        new = by_step((out / "metrics.jsonl").read_text(encoding="utf-8"))
+        print("\n".join(window_table(packed, new, args.window)))
+        return
     check = None if args.anew else LiveCheck(out / "metrics.jsonl", packed)
     trained = rerun(args.pack, args.run, out, args.steps, args.device, check)
     new = by_step((out / "metrics.jsonl").read_text(encoding="utf-8"))
@@ -166,6 +216,7 @@ def main(argv: list[str] | None = None) -> None:
         print(
             f"{out}: trained anew to step {trained}; first difference from the pack: {difference}"
         )
+        print("\n".join(window_table(packed, new, args.window)))
         return
     missing = sorted(s for s in packed if s <= trained and s not in new)
     if missing:

@@ -134,3 +134,22 @@ def test_a_resumed_log_counts_each_step_once_the_last_time_it_was_logged():
         for r in ({"step": 1, "loss": 1.0}, {"step": 2, "loss": 2.0}, {"step": 2, "loss": 2.5})
     )
     assert rerun.by_step(text) == {1: {"step": 1, "loss": 1.0}, 2: {"step": 2, "loss": 2.5}}
+
+
+def test_windowed_means_of_two_logs_side_by_side():
+    """Windows of 2 steps: (1, 2) and (3, 4); a nan is skipped, a window with a step missing is
+    left out (step 6 without step 5), and only the new log's whole windows are rows."""
+    nan = math.nan
+    rewards = (0, 1, 1, 1, 0, 0)
+    packed = {s: {"reward": r, "loss": 1.0} for s, r in enumerate(rewards, start=1)}
+    new = {1: {"reward": 0.5}, 2: {"reward": nan}, 3: {"reward": 0.25}, 4: {"reward": 0.75}}
+    new[6] = {"reward": 1.0}
+    assert rerun.window_means(new, "reward", 2) == {2: 0.5, 4: 0.5}
+    assert rerun.window_means(packed, "reward", 2) == {2: 0.5, 4: 1.0, 6: 0.0}
+    assert rerun.window_table(packed, new, 2) == [
+        "| steps | reward (packed / new) | loss (packed / new) | log_ratio_success (packed / new) "
+        "| log_ratio_failure (packed / new) |",
+        "|---|---|---|---|---|",
+        "| 1-2 | 0.5 / 0.5 | 1 / nan | nan / nan | nan / nan |",
+        "| 3-4 | 1 / 0.5 | 1 / nan | nan / nan | nan / nan |",
+    ]
