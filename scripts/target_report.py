@@ -415,6 +415,49 @@ def differences(base: dict[str, Any], runs: dict[str, Any]) -> list[str]:
     return lines
 
 
+def paired_rule(diffs: list[float]) -> str:
+    """The rule the third diagnosis wrote down before its runs (docs/TARGET.md, end): with the
+    arm's b_hat minus the control's per seed, "supported" if every difference is positive and
+    their mean exceeds twice their sd, "refuted" if the mean is negative or below one sd,
+    otherwise "not settled". The sd is the sample sd (n - 1), as in the tables' mean ± sd."""
+    if len(diffs) < 2:
+        return "one seed: no rule"
+    mean, sd = statistics.mean(diffs), statistics.stdev(diffs)
+    if mean < 0 or mean < sd:
+        return "refuted"
+    if all(d > 0 for d in diffs) and mean > 2 * sd:
+        return "supported"
+    return "not settled"
+
+
+def variant_seeds(runs: dict[str, Any], rule: bool) -> list[str]:
+    """Each knob or variant against the run without it (``plain_run``), seed by seed at their
+    common last step: b_hat of each, their difference, and the balance gap beside; with
+    ``rule``, the outcome of ``paired_rule`` on the differences."""
+    lines = ["| arm - control | step | seed | b_hat arm | b_hat control | difference | gap arm "
+             "| gap control |", "|" + " --- |" * 8]  # fmt: skip
+    verdicts = []
+    for method in sorted(runs):
+        if not (plain := plain_run(method, runs)):
+            continue
+        step, done = finished(runs[method])
+        seeds = [s for s in done if s in finished(runs[plain])[1]]
+        diffs = []
+        for s in seeds:
+            arm, ctl = (summary(runs[m][s][step]) for m in (method, plain))
+            a_hat, a_gap, c_hat, c_gap = (
+                x.get(k, math.nan) for x in (arm, ctl) for k in ("b_hat", "gap")
+            )
+            diffs.append(a_hat - c_hat)
+            lines.append(f"| {method} - {plain} | {step} | {s} | {a_hat:.3f} | {c_hat:.3f} | "
+                         f"{diffs[-1]:+.3f} | {a_gap:.3f} | {c_gap:.3f} |")  # fmt: skip
+        clean = [d for d in diffs if not math.isnan(d)]
+        verdict = f"; rule: **{paired_rule(clean)}**" if rule else ""
+        verdicts.append(f"- {method} - {plain}: b_hat difference {mean_sd(clean)} over "
+                        f"{len(clean)} seed{'s' * (len(clean) != 1)}{verdict}")  # fmt: skip
+    return lines + [""] + verdicts if verdicts else []
+
+
 def target_figure(runs: dict[str, Any], out: Path) -> None:
     """Achieved against predicted success per problem, seed 0's last checkpoint per method
     (at b for TraFL, at the fitted b_hat for the reward maximisers)."""
@@ -455,6 +498,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=Path("docs/target"))
     p.add_argument("--beside", metavar="LABEL=RUNS", action="append", default=[],
                    help="another study's folder or pack, its shared methods set beside these")  # fmt: skip
+    p.add_argument("--rule", action="store_true",
+                   help="apply the third diagnosis's rule to each variant's b_hat per seed")  # fmt: skip
     args = p.parse_args(argv)
     beside = []
     for item in args.beside:
@@ -466,7 +511,7 @@ def main(argv: list[str] | None = None) -> None:
     with ExitStack() as stack:  # folders, or --pack archives of target_study.py
         root = stack.enter_context(unpacked(args.root))
         others = [(label, path, stack.enter_context(unpacked(path))) for label, path in beside]
-        write_report(root, args.root, args.out, others)
+        write_report(root, args.root, args.out, others, args.rule)
 
 
 def decoding(base: dict[str, Any]) -> str:
@@ -479,9 +524,14 @@ def decoding(base: dict[str, Any]) -> str:
 
 
 def write_report(
-    root: Path, name: Path, out: Path, beside: list[tuple[str, Path, Path]] = ()
+    root: Path,
+    name: Path,
+    out: Path,
+    beside: list[tuple[str, Path, Path]] = (),
+    rule: bool = False,
 ) -> None:
-    """``beside``: (label, as given, folder) of other studies set beside this one."""
+    """``beside``: (label, as given, folder) of other studies set beside this one; ``rule``:
+    judge each variant by ``paired_rule``."""
     base, runs = load(root)
     pool = {m: s for m, s in runs.items() if not m.startswith("heldout-")}
     heldout = {m: s for m, s in runs.items() if m.startswith("heldout-")}
@@ -493,7 +543,8 @@ def write_report(
     target_figure(pool, out)
     progress(shown, out)
     monitor(root, out)
-    command = " ".join([str(name), *(f"--beside {label}={path}" for label, path, _ in beside)])
+    flags = [*(f"--beside {label}={path}" for label, path, _ in beside), *["--rule"] * rule]
+    command = " ".join([str(name), *flags])
     text = [
         "# Target study: the numbers",
         "",
@@ -521,6 +572,7 @@ def write_report(
         "",
         *differences(base, pool),
         "",
+        *variant_section(pool, rule),
         "## Every checkpoint (seed means): the frontier's points",
         "",
         "b_hat se: the fit's standard error given the base's rates (the run's evaluation "
@@ -540,6 +592,20 @@ def write_report(
         text += heldout_section(root, heldout)
     (out / "results.md").write_text("\n".join(text))
     print(f"wrote {out}/results.md, frontier.png, target.png, progress.png, monitor.png")
+
+
+def variant_section(runs: dict[str, Any], rule: bool) -> list[str]:
+    lines = variant_seeds(runs, rule)
+    if not lines:
+        return []
+    return [
+        "## Each knob or variant against the run without it, seed by seed",
+        "",
+        "b_hat at their common last checkpoint, paired by seed; the balance gap beside it.",
+        "",
+        *lines,
+        "",
+    ]
 
 
 def monitor_section(root: Path, runs: dict[str, Any]) -> list[str]:

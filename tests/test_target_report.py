@@ -199,3 +199,49 @@ def test_beside_sets_each_study_at_its_own_last_checkpoint_in_units_of_b():
 def test_beside_must_name_its_label():
     with pytest.raises(SystemExit):
         target_report.main(["results/target/long.tgz", "--beside", "results/target/usq.tgz"])
+
+
+@pytest.mark.parametrize(
+    "diffs, verdict",
+    [
+        # mean 0.3, sd 0.1: every seed above and the mean beyond 2 sd
+        ([0.2, 0.3, 0.4], "supported"),
+        # mean 0.3, sd 0.2: beyond 1 sd, within 2 sd
+        ([0.1, 0.3, 0.5], "not settled"),
+        # mean 0.4, sd 0.1 * sqrt(13) = 0.36: beyond 1 sd, but a seed below the control
+        ([-0.01, 0.61, 0.6], "not settled"),
+        # mean 0.3, sd 0.4: within 1 sd of 0
+        ([-0.1, 0.3, 0.7], "refuted"),
+        # mean below 0 with a tiny sd
+        ([-0.11, -0.1, -0.09], "refuted"),
+        ([0.5], "one seed: no rule"),
+    ],
+)
+def test_the_paired_rule_is_the_one_written_before_the_runs(diffs, verdict):
+    """docs/TARGET.md's third diagnosis: supported if every seed's difference is positive and
+    the mean exceeds twice the sample sd, refuted if the mean is negative or below one sd."""
+    assert target_report.paired_rule(diffs) == verdict
+
+
+def test_variants_are_paired_by_seed_at_the_common_last_step():
+    """Seed 2 of the arm has no control at step 2400, so it is left out; b_hat differences by
+    hand: 2.5 - 2.0 and 2.9 - 2.2 (mean 0.6, sd 0.1 * sqrt(2) = 0.141)."""
+    runs = {
+        "trafl-b4": {0: {2400: fake_eval(4, 2.0, 1.0)}, 1: {2400: fake_eval(4, 2.2, 0.9)}},
+        "trafl-cool-b4": {
+            0: {2400: fake_eval(4, 2.5, 1.2)},
+            1: {2400: fake_eval(4, 2.9, 1.1)},
+            2: {2400: fake_eval(4, 9.0, 9.0)},
+        },
+    }
+    lines = target_report.variant_seeds(runs, rule=True)
+    rows = [line for line in lines if line.startswith("| trafl")]
+    assert rows == [
+        "| trafl-cool-b4 - trafl-b4 | 2400 | 0 | 2.500 | 2.000 | +0.500 | 1.200 | 1.000 |",
+        "| trafl-cool-b4 - trafl-b4 | 2400 | 1 | 2.900 | 2.200 | +0.700 | 1.100 | 0.900 |",
+    ]
+    assert lines[-1] == (
+        "- trafl-cool-b4 - trafl-b4: b_hat difference 0.600 ± 0.141 over 2 seeds; "
+        "rule: **supported**"
+    )
+    assert not target_report.variant_seeds({"trafl-b4": runs["trafl-b4"]}, rule=True)
