@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Make the 2000-step b = 4 runs of docs/TARGET.md section 7 again, on this machine, and evaluate
 # their checkpoints as the study did: the starting points of the third diagnosis's arms
-# (`scripts/target_study.py --extend runs/long2000`, the end of docs/TARGET.md). Their weights
+# (`scripts/target_study.py --extend runs/long2000`, docs/TARGET.md section 11). Their weights
 # are not in the repository; results/target/long2000.tgz holds their configs and logs.
 #
 #   bash scripts/remake_long2000.sh                      # train seeds 0 1 2, then evaluate
