@@ -257,3 +257,16 @@ def test_an_extended_variant_continues_the_plain_run_under_its_change(tmp_path):
     )
     config = yaml.safe_load((copied / "config.yaml").read_text())
     assert config["optim"]["lr"] == 2.5e-5 and (copied / "model").is_dir()
+
+
+def test_points_are_checked_only_against_the_steps_of_runs_the_study_schedules():
+    """The third diagnosis's command (docs/TARGET.md section 11) names no baseline run, so its
+    12 points need not divide the unused --baseline-steps 100; with d1 scheduled they must."""
+    arms = ["--seeds", "3", "--betas", "4", "--baselines", "--mu-betas", "--path-betas",
+            "--lr-betas", "--explore-betas", "--heldout", "--trafl-steps", "2400", "--points",
+            "12", "--variant", "masks16", "estimator.num_masks=16", "--variant", "cool",
+            "optim.lr=2.5e-5", "--variant-betas", "4"]  # fmt: skip
+    args = target_study.parse(arms)
+    assert {job.steps for job in target_study.jobs(args)} == {2400}
+    with pytest.raises(SystemExit):
+        target_study.parse([*arms, "--baselines", "diffu_grpo"])
