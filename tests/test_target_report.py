@@ -139,6 +139,11 @@ def test_finished_seeds_are_those_at_the_last_checkpoint():
         ("results/target/long2000.tgz", "docs/target/long2000", []),
         ("results/target/usq.tgz", "docs/target/usq", []),
         (
+            "results/target/long2000-remade.tgz",
+            "docs/target/long2000-remade",
+            ["--beside", "committed=results/target/long2000.tgz"],
+        ),
+        (
             "results/target/random.tgz",
             "docs/target/random",
             ["--beside", "low-confidence=results/target/long.tgz"],
