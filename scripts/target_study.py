@@ -391,16 +391,24 @@ def extend(src: Path, dest: Path) -> bool:
     return True
 
 
-def continue_runs(src: Path, out: Path, todo: list[Job]) -> None:
+def continue_runs(src: Path, out: Path, todo: list[Job]) -> list[Job]:
     """``--extend src``: its base evaluations (the copied evaluations' targets were fitted to
-    them) and each of its finished runs that is among the jobs, copied into ``out``."""
+    them) and each of its finished runs that is among the jobs, copied into ``out``. Returns
+    the jobs that continue a run; one whose source is not finished yet waits (it is not trained
+    from scratch under the continuation's name), e.g. while the source is still being made."""
     for name in ("base", "base-heldout"):
         if (src / name).is_dir() and not (out / name).exists():
             shutil.copytree(src / name, out / name)
+    ready = []
     for job in todo:
         source = src / plain_name(job)
         if extend(source, out / job.name):
             print(f"{job.name}: continued from {source}", flush=True)
+        if (out / job.name).is_dir():
+            ready.append(job)
+        else:
+            print(f"{job.name}: waits for {source}, which is not finished", flush=True)
+    return ready
 
 
 def plain_name(job: Job) -> str:
@@ -519,7 +527,7 @@ def main(argv: list[str] | None = None) -> None:
         unpack(args.start_from, args.out)
     todo = jobs(args)
     if args.extend:
-        continue_runs(args.extend, args.out, todo)
+        todo = continue_runs(args.extend, args.out, todo)
     check_folder(args)
     deadline = time.time() + args.deadline if args.deadline else None
     args.stop_at = time.time() + args.stop if args.stop else None

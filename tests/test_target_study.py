@@ -218,6 +218,27 @@ def test_extend_copies_nothing_from_an_unfinished_run(tmp_path):
     assert not (tmp_path / "long").exists()
 
 
+def test_a_continuation_whose_source_is_unfinished_waits(tmp_path, capsys):
+    """``--extend`` while a source run is still being made (stopped at a checkpoint, no final
+    model) or absent: its continuations are not among the jobs to run, so none is trained from
+    step 0 under a continuation's name; the finished source's continuations are."""
+    argv = ["--extend", str(tmp_path / "src"), "--out", str(tmp_path / "out"), "--seeds", "3"]
+    args = target_study.parse([*argv, "--variant", "cool", "optim.lr=2.5e-5"])
+    todo = [j for j in target_study.jobs(args) if "b4-" in j.name]
+    (tmp_path / "src" / "trafl-b4-s0" / "model").mkdir(parents=True)  # finished
+    (tmp_path / "src" / "trafl-b4-s0" / "config.yaml").write_text(
+        "optim: {warmup_steps: 0, min_lr_ratio: 1.0}\n"
+    )
+    (tmp_path / "src" / "trafl-b4-s1" / "checkpoint-2" / "model").mkdir(parents=True)  # stopped
+    ready = target_study.continue_runs(tmp_path / "src", tmp_path / "out", todo)
+    assert sorted(j.name for j in ready) == ["trafl-b4-s0", "trafl-cool-b4-s0"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "trafl-b4-s0",
+        "trafl-cool-b4-s0",
+    ]
+    assert "trafl-cool-b4-s1: waits for" in capsys.readouterr().out
+
+
 def test_extended_runs_may_change_their_length_only():
     args = target_study.parse(["--extend", "somewhere", "--trafl-steps", "2000"])
     job = next(j for j in target_study.jobs(args) if j.name == "trafl-b4-s0")
