@@ -50,7 +50,7 @@ import yaml
 from packs import pack, unpack
 
 from trafl.commands.eval_target import decoding_differences
-from trafl.core.layout import scheduled_checkpoints
+from trafl.core.layout import latest_checkpoint, scheduled_checkpoints
 from trafl.run.optim import OptimConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -404,11 +404,25 @@ def continue_runs(src: Path, out: Path, todo: list[Job]) -> list[Job]:
         source = src / plain_name(job)
         if extend(source, out / job.name):
             print(f"{job.name}: continued from {source}", flush=True)
-        if (out / job.name).is_dir():
-            ready.append(job)
-        else:
+        folder = out / job.name
+        if not folder.is_dir():
             print(f"{job.name}: waits for {source}, which is not finished", flush=True)
+        elif continuable(folder, job):
+            ready.append(job)
+        else:  # a resume would start it from step 0 under the continuation's name
+            print(
+                f"{job.name}: {folder} has no checkpoint to continue from (a pack's files "
+                f"without weights?); delete it to continue {source} again",
+                flush=True,
+            )
     return ready
+
+
+def continuable(folder: Path, job: Job) -> bool:
+    """A continuation's folder can be resumed or is finished: a checkpoint, the final model, or
+    the evaluation at its last step (finished on another machine and unpacked: skipped)."""
+    finished = (folder / f"eval-{job.steps}" / "eval.json").is_file()
+    return finished or (folder / "model").is_dir() or latest_checkpoint(folder) is not None
 
 
 def plain_name(job: Job) -> str:

@@ -226,6 +226,7 @@ def test_a_continuation_whose_source_is_unfinished_waits(tmp_path, capsys):
     args = target_study.parse([*argv, "--variant", "cool", "optim.lr=2.5e-5"])
     todo = [j for j in target_study.jobs(args) if "b4-" in j.name]
     (tmp_path / "src" / "trafl-b4-s0" / "model").mkdir(parents=True)  # finished
+    (tmp_path / "src" / "trafl-b4-s0" / "checkpoint-2" / "model").mkdir(parents=True)
     (tmp_path / "src" / "trafl-b4-s0" / "config.yaml").write_text(
         "optim: {warmup_steps: 0, min_lr_ratio: 1.0}\n"
     )
@@ -237,6 +238,28 @@ def test_a_continuation_whose_source_is_unfinished_waits(tmp_path, capsys):
         "trafl-cool-b4-s0",
     ]
     assert "trafl-cool-b4-s1: waits for" in capsys.readouterr().out
+
+
+def test_a_continuation_holding_no_checkpoint_is_not_started_from_scratch(tmp_path, capsys):
+    """A continuation's folder with a pack's files but no weights (a machine replaced: the
+    committed pack unpacked on a new one) would resume from step 0 under its name: it is held
+    back, while one finished on the other machine (its last evaluation there) is kept, to be
+    skipped as done."""
+    argv = ["--extend", str(tmp_path / "src"), "--out", str(tmp_path / "out")]
+    args = target_study.parse([*argv, "--seeds", "2", "--trafl-steps", "4", "--points", "2"])
+    todo = [j for j in target_study.jobs(args) if j.name in ("trafl-b4-s0", "trafl-b4-s1")]
+    for seed in (0, 1):  # both sources finished
+        (tmp_path / "src" / f"trafl-b4-s{seed}" / "model").mkdir(parents=True)
+        (tmp_path / "out" / f"trafl-b4-s{seed}").mkdir(parents=True)  # unpacked files only
+        (tmp_path / "out" / f"trafl-b4-s{seed}" / "metrics.jsonl").write_text("")
+    (tmp_path / "out" / "trafl-b4-s1" / "eval-4").mkdir()
+    (tmp_path / "out" / "trafl-b4-s1" / "eval-4" / "eval.json").write_text("{}")
+    ready = target_study.continue_runs(tmp_path / "src", tmp_path / "out", todo)
+    assert [j.name for j in ready] == ["trafl-b4-s1"]
+    assert "trafl-b4-s0: " in capsys.readouterr().out
+    (tmp_path / "out" / "trafl-b4-s0" / "checkpoint-2" / "model").mkdir(parents=True)
+    ready = target_study.continue_runs(tmp_path / "src", tmp_path / "out", todo)
+    assert [j.name for j in ready] == ["trafl-b4-s0", "trafl-b4-s1"]
 
 
 def test_extended_runs_may_change_their_length_only():
