@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import tarfile
 import tempfile
 from pathlib import Path
@@ -38,6 +39,7 @@ from pathlib import Path
 from trafl.commands.train import Trainer
 from trafl.commands.train_config import TrainConfig
 from trafl.core.config_files import load_config
+from trafl.core.errors import RunStopped
 from trafl.core.layout import latest_checkpoint
 
 IGNORED = ("time",)  # wall-clock seconds differ from machine to machine
@@ -209,7 +211,11 @@ def main(argv: list[str] | None = None) -> None:
         print("\n".join(window_table(packed, new, args.window)))
         return
     check = None if args.anew else LiveCheck(out / "metrics.jsonl", packed)
-    trained = rerun(args.pack, args.run, out, args.steps, args.device, check)
+    try:
+        trained = rerun(args.pack, args.run, out, args.steps, args.device, check)
+    except RunStopped as err:  # a signal: checkpointed; the same command resumes and checks on
+        print(f"{err} (here: the same command resumes it, checking on)", file=sys.stderr)
+        raise SystemExit(err.exit_code) from None
     new = by_step((out / "metrics.jsonl").read_text(encoding="utf-8"))
     if args.anew:
         difference = first_difference(packed, new) or "none"

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from trafl.core.errors import RunStopped
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 import packs  # noqa: E402
@@ -76,6 +78,21 @@ def test_a_rerun_that_differs_stops_at_the_first_difference(tampered, tmp_path):
         rerun.main([str(tampered), "run", "--out", str(tmp_path / "again")])
     assert logged_steps(tmp_path / "again") == [1, 2]
     assert not list((tmp_path / "again").glob("checkpoint-*"))
+
+
+def test_a_stop_signal_is_one_line_and_its_exit_code(packed_run, tmp_path, monkeypatch, capsys):
+    """A run stopped by a signal (checkpointed by the trainer) ends the rerun with the stop's one
+    line and exit code, no traceback: the same command resumes it."""
+
+    def stopped(*_args, **_kwargs):
+        raise RunStopped("stopped by SIGTERM after step 3; saved X/checkpoint-3", exit_code=143)
+
+    monkeypatch.setattr(rerun, "rerun", stopped)
+    with pytest.raises(SystemExit) as exit_:
+        rerun.main([str(packed_run), "run", "--out", str(tmp_path / "again")])
+    assert exit_.value.code == 143
+    err = capsys.readouterr().err
+    assert err.startswith("stopped by SIGTERM after step 3") and err.count("\n") == 1
 
 
 def test_anew_trains_through_a_difference_and_names_it(tampered, tmp_path, capsys):
