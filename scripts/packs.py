@@ -11,6 +11,15 @@ so only unfinished work is done again. It refuses to write over a file that is a
 files that are not there (e.g. a pack's evaluations beside runs trained again from it:
 scripts/rerun.py).
 
+    python scripts/packs.py --finished --steps 2400 runs/quiet results/target/quiet-partial.tgz
+
+packs a study that is still running: its folders that are not runs (the base's evaluation) and
+its finished runs only, those whose evaluation at their last step (``eval-<steps>``, ``steps``
+from the run's config.yaml, or ``--steps``) is there, so that a replaced machine loses only
+unfinished work and no half-evaluated run is ever taken for a finished one. ``--steps`` is for
+studies whose runs continue finished runs copied under their own names (``target_study.py
+--extend``): until it trains, such a copy is the finished run it continues, config and all.
+
 ``pack`` writes beside the destination and renames, so a kill or a full disk leaves the last
 complete pack in place, never half of one.
 """
@@ -21,25 +30,39 @@ import argparse
 import os
 import tarfile
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import yaml
 
 NAMES = ("eval.json", "metrics.jsonl", "config.yaml", "log.txt", "eval_config.yaml")
 
 
-def pack(root: Path, dest: Path) -> None:
-    """Every file under ``root`` named in NAMES into the tar.gz ``dest``, paths relative to root."""
+def pack(root: Path, dest: Path, keep: Callable[[Path], bool] = lambda folder: True) -> None:
+    """Every file under ``root`` named in NAMES into the tar.gz ``dest``, paths relative to root;
+    of ``root``'s folders only those that ``keep`` holds (:func:`finished`: no unfinished run)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial = dest.with_name(dest.name + ".partial")
     try:
         with tarfile.open(partial, "w:gz") as tar:
             for path in sorted(root.rglob("*")):
-                if path.is_file() and path.name in NAMES:
+                top = root / path.relative_to(root).parts[0]
+                if path.is_file() and path.name in NAMES and (top == path or keep(top)):
                     tar.add(path, arcname=str(path.relative_to(root)))
         os.replace(partial, dest)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def finished(folder: Path, steps: int | None = None) -> bool:
+    """Not a run (no config.yaml with ``steps``: e.g. the base's evaluation), or a run whose
+    evaluation at its last step (its config's ``steps``, or ``steps`` where given) is there."""
+    config = folder / "config.yaml"
+    if not config.is_file() or "steps" not in (yaml.safe_load(config.read_text()) or {}):
+        return True
+    last = steps or yaml.safe_load(config.read_text())["steps"]
+    return (folder / f"eval-{last}" / "eval.json").is_file()
 
 
 def unpack(archive: Path, dest: Path, existing: str = "overwrite") -> None:
@@ -80,7 +103,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--missing", action="store_true", help="with --unpack: only the files DEST does not hold"
     )
+    p.add_argument(
+        "--finished", action="store_true", help="pack the finished runs only (and the rest)"
+    )
+    p.add_argument("--steps", type=int, help="with --finished: a run is finished at this step")
     args = p.parse_args(argv)
+    if args.unpack and args.finished:
+        raise SystemExit("--finished packs a study folder; it does not go with --unpack")
+    if args.steps is not None and not args.finished:
+        raise SystemExit("--steps says when a run is finished; it goes with --finished")
     if args.unpack:
         if not args.root.is_file():
             raise SystemExit(f"{args.root} is not a file: give the pack to unpack")
@@ -92,8 +123,13 @@ def main(argv: list[str] | None = None) -> None:
         return
     if not args.root.is_dir():
         raise SystemExit(f"{args.root} is not a folder: give the results folder to pack")
-    pack(args.root, args.dest)
-    print(f"packed {args.root} into {args.dest}")
+    keep = (lambda f: finished(f, args.steps)) if args.finished else (lambda f: True)
+    pack(args.root, args.dest, keep)
+    left = sorted(f.name for f in args.root.iterdir() if f.is_dir() and not keep(f))
+    print(
+        f"packed {args.root} into {args.dest}"
+        + (f"; left out, unfinished: {', '.join(left)}" if left else "")
+    )
 
 
 if __name__ == "__main__":

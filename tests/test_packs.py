@@ -88,3 +88,51 @@ def test_a_failed_pack_leaves_the_last_one_whole(tmp_path, monkeypatch):
 def test_pack_refuses_a_missing_folder_in_one_line(tmp_path):
     with pytest.raises(SystemExit, match="is not a folder"):
         packs.main([str(tmp_path / "nowhere"), str(tmp_path / "x.tgz")])
+
+
+def test_finished_packs_the_finished_runs_and_leaves_the_others_out(tmp_path, capsys):
+    """A study still running, packed at a session's end: the base and the run evaluated at its
+    last step go in; a run evaluated part of the way (eval-2 of steps: 3) stays out whole, so
+    that, unpacked elsewhere, it is never taken for a finished run."""
+    root = tmp_path / "runs"
+    small = results_folder(root)  # trafl-b4-s0: steps 3, evaluated at step 2 only
+    done = {
+        "trafl-b4-s1/config.yaml": "steps: 3\n",
+        "trafl-b4-s1/metrics.jsonl": '{"step": 3}\n',
+        "trafl-b4-s1/eval-3/eval.json": '{"pass": 3}',
+        "trafl-b4-s1/eval-3/log.txt": "evaluated\n",
+    }
+    for name, text in done.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    (root / "eval_config.yaml").write_text("sampler: {}\n")  # a file of the root's own
+    archive = tmp_path / "partial.tgz"
+    packs.main(["--finished", str(root), str(archive)])
+    assert "left out, unfinished: trafl-b4-s0" in capsys.readouterr().out
+    with tarfile.open(archive) as tar:
+        assert sorted(tar.getnames()) == sorted(["base/eval.json", "eval_config.yaml", *done])
+    packs.main([str(root), str(tmp_path / "all.tgz")])  # without --finished: everything
+    with tarfile.open(tmp_path / "all.tgz") as tar:
+        assert sorted(tar.getnames()) == sorted([*small, *done, "eval_config.yaml"])
+    with pytest.raises(SystemExit, match="does not go with --unpack"):
+        packs.main(["--finished", "--unpack", str(archive), str(tmp_path / "x")])
+
+
+def test_finished_at_a_given_step_leaves_out_copies_not_yet_continued(tmp_path, capsys):
+    """``--extend`` copies a finished run under its continuation's name (config ``steps: 2``,
+    evaluated at 2) before training it on to step 3: with ``--steps 3`` the copy is unfinished
+    and stays out, the continued run goes in; ``--steps`` alone is refused."""
+    root = tmp_path / "runs"
+    for run, last in (("copied", 2), ("continued", 3)):
+        (root / run / f"eval-{last}").mkdir(parents=True)
+        (root / run / "config.yaml").write_text(f"steps: {last}\n")
+        (root / run / f"eval-{last}" / "eval.json").write_text("{}")
+    packs.main(["--finished", str(root), str(tmp_path / "a.tgz")])  # by their configs: both
+    with tarfile.open(tmp_path / "a.tgz") as tar:
+        assert {n.split("/")[0] for n in tar.getnames()} == {"copied", "continued"}
+    packs.main(["--finished", "--steps", "3", str(root), str(tmp_path / "b.tgz")])
+    assert "left out, unfinished: copied" in capsys.readouterr().out
+    with tarfile.open(tmp_path / "b.tgz") as tar:
+        assert {n.split("/")[0] for n in tar.getnames()} == {"continued"}
+    with pytest.raises(SystemExit, match="goes with --finished"):
+        packs.main(["--steps", "3", str(root), str(tmp_path / "c.tgz")])
