@@ -5,6 +5,12 @@ valid solutions, so the base model spreads its mass over many of them), fills th
 with EOS up to a generation length drawn from ``completion_lengths`` (EOS filling is trained,
 as in LLaDA, so the model learns to stop at any length) and minimises the length-normalised
 negative ELBO of :func:`trafl.likelihood.diffusion.sft_loss`.
+
+With ``data=FILE`` the completions come from a file of scored completions instead (``trafl
+sample output=FILE``), each step's rows drawn under ``data_tilt``
+(:class:`trafl.tasks.scored_samples.ScoredSamples`): plain SFT on the file at 0; on samples of
+the base model at ``data_tilt = b``, the direct fit of the target TraFL trains towards
+(docs/TARGET.md section 12). ``init_from`` names the model to continue.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ from trafl.run.state import RunState
 from trafl.run.trackers import LogConfig
 from trafl.sampling import SamplerConfig, left_pad
 from trafl.tasks import TASKS, Task, TaskConfig, build_task
+from trafl.tasks.scored_samples import ScoredSamples
 
 # settings a resume may change freely: how long to run and how often to log, check and save
 RESUME_FREE = ("resume", "overwrite", "allow_changes", "out_dir", "steps", "device", "log_every",
@@ -72,6 +79,10 @@ class PretrainConfig:
     batch_size: int = 128
     completion_lengths: list[int] = field(default_factory=lambda: [16, 24, 32])
     mask_eps: float = 1e-3  # t ~ U(mask_eps, 1)
+    # a file of scored completions (trafl sample output=FILE) to train on instead of the task's
+    # demonstrations: a prompt uniformly, then a completion with probability ~ exp(data_tilt * r)
+    data: str | None = None
+    data_tilt: float = 0.0
     seed: int = 0
     out_dir: str = "runs/pretrain"
     log_every: int = 50
@@ -128,6 +139,23 @@ def supervised_batch(
     return prompts, torch.tensor(completions, dtype=torch.long)
 
 
+def file_batch(
+    data: ScoredSamples, tokenizer: Any, batch_size: int, length: int, rng: random.Random
+) -> tuple[list[list[int]], torch.Tensor]:
+    """As :func:`supervised_batch`, the rows drawn from a file of scored completions."""
+    prompts, completions = [], []
+    for prompt, text in data.draw(batch_size, rng):
+        completion = tokenizer.encode(text)
+        if len(completion) > length:
+            raise ValueError(
+                f"a completion of {len(completion)} tokens in data does not fit completion "
+                f"length {length}; raise completion_lengths"
+            )
+        prompts.append(tokenizer.encode_prompt(prompt))
+        completions.append(completion + [tokenizer.eos_token_id] * (length - len(completion)))
+    return prompts, torch.tensor(completions, dtype=torch.long)
+
+
 def new_model(arch: TinyArch) -> TinyDiffusionLM:
     tokenizer = CharTokenizer()
     return TinyDiffusionLM(TinyConfig(vocab_size=tokenizer.vocab_size, **asdict(arch)), tokenizer)
@@ -144,6 +172,7 @@ class Pretrainer:
         self.out = Path(cfg.out_dir)
         seed_everything(cfg.seed)
         self.task = build_task(cfg.task)
+        self.data = ScoredSamples.load(cfg.data, cfg.data_tilt) if cfg.data else None
         self.model_cfg = cfg.init_from or ModelConfig()  # how checkpoints of the model are saved
         self.model: Any = (
             load_trainable(cfg.init_from, self.device)
@@ -220,8 +249,9 @@ class Pretrainer:
         """One SFT update; the metrics to log at this step (none between ``log_every``)."""
         cfg, model = self.cfg, self.model
         length = self.data_rng.choice(cfg.completion_lengths)
-        prompts, completions = supervised_batch(
-            self.task, model.tokenizer, cfg.batch_size, length, self.data_rng
+        batch = file_batch if self.data is not None else supervised_batch
+        prompts, completions = batch(
+            self.data or self.task, model.tokenizer, cfg.batch_size, length, self.data_rng
         )
         prompt_ids, prompt_mask = left_pad(prompts, model.pad_token_id, self.device)
         loss = sft_loss(
