@@ -1,0 +1,183 @@
+"""The direct fit (docs/TARGET.md section 12): can this model be at the target TraFL trains for,
+pi_ref(y|x) exp(b r) / Z(x), at all, when it is trained there the way the base was trained?
+
+    python scripts/direct_fit.py --out runs/direct --base results/target/long2000-remade.tgz \
+        --seeds 3 --beta 4 --draws 1024 --steps 2000 --points 5 --workers 2
+
+For each seed S, in ``--out``:
+
+1. ``draws-sS.jsonl``: ``--draws`` completions of the base model per pool problem (``trafl
+   sample``, the study's sampler: pi_ref as the study's runs and evaluations decode it; seed
+   1000 + S, so that they are not the base evaluation's samples);
+2. ``direct-bB-sS``: the base continued on them with LLaDA's SFT loss (``trafl pretrain
+   init_from=BASE data=... data_tilt=B``), each row a pool prompt drawn uniformly, then one of
+   its completions with probability ~ exp(B r): the file's estimate of the target; TraFL's
+   optimiser settings (configs/train_trafl.yaml) and rows per step (16 x 8), ``--steps``;
+3. ``trafl eval`` of ``--points`` checkpoints with the study's instrument against
+   ``base/`` (the study's evaluation of the base: ``--base``'s, that of the runs the fit is
+   held against, or made here as target_study.py makes it), so that ``python
+   scripts/target_report.py runs/direct`` reads them as a study's runs.
+
+Every stage is skipped when done and resumed when stopped (the same command continues);
+``--deadline SECONDS`` stops training with SIGTERM (it checkpoints) and starts nothing after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, fields
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import target_study as study  # noqa: E402
+from packs import unpacked  # noqa: E402
+
+from trafl.commands.train_config import TrainConfig  # noqa: E402
+from trafl.core.config_files import load_config  # noqa: E402
+from trafl.core.layout import scheduled_checkpoints  # noqa: E402
+from trafl.run.optim import OptimConfig  # noqa: E402
+
+ROOT = study.ROOT
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", type=Path, default=Path("runs/direct"))
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--beta", type=float, default=4.0, help="the sequence tilt b of the target")
+    p.add_argument("--draws", type=int, default=1024, help="base completions per pool problem")
+    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--points", type=int, default=5, help="evaluated checkpoints per run")
+    p.add_argument("--deadline", type=float, default=None, help="seconds from now")
+    p.add_argument("--workers", type=int, default=1, help="seeds at a time")
+    p.add_argument(
+        "--base",
+        type=Path,
+        default=None,
+        help="a study folder or pack whose base evaluation to use (the runs held against the "
+        "fit were measured from it); default: evaluate the base here",
+    )
+    p.add_argument("--device", default="auto")
+    p.add_argument("--smoke", action="store_true", help="tiny sizes: checks the pipeline")
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.seeds, args.draws, args.steps, args.points = 1, 8, 4, 2
+    if args.steps % args.points:
+        p.error(f"--points {args.points} must divide --steps {args.steps}")
+    smoke = ["--smoke"] if args.smoke else []
+    args.study = study.parse(["--out", str(args.out), "--device", args.device, *smoke])
+    args.study.stop_at = time.time() + args.deadline if args.deadline else None
+    return args
+
+
+def draw(args: argparse.Namespace, seed: int) -> Path:
+    """The base's completions on the pool, written beside and renamed when complete."""
+    path = args.out / f"draws-s{seed}.jsonl"
+    if path.is_file():
+        return path
+    partial = path.with_name(path.name + ".partial")
+    cmd = [
+        "sample",
+        f"model={study.BASE}",
+        f"task.pool={args.study.pool}",
+        "split=test",
+        f"num_problems={args.study.pool}",
+        f"num_samples={args.draws}",
+        *study.sampler(args.study),
+        f"seed={1000 + seed}",
+        "show=0",
+        f"output={partial}",
+        f"device={args.device}",
+    ]
+    if study.run(cmd, args.out / f"draws-s{seed}.log", args.study.stop_at) != 0:
+        raise SystemExit(f"drawing seed {seed} stopped or failed; see {args.out}/draws-s{seed}.log")
+    os.replace(partial, path)
+    return path
+
+
+def trafl_recipe() -> TrainConfig:
+    """The TraFL runs' settings as they resolve them (configs/train_trafl.yaml over trafl
+    train's defaults, which are not trafl pretrain's: there, no warm-up and a constant lr)."""
+    return load_config(TrainConfig, ROOT / "configs" / "train_trafl.yaml", [])
+
+
+def optimiser(recipe: TrainConfig) -> list[str]:
+    """Their optimiser, as overrides of trafl pretrain's (all that pretrain has)."""
+    keep = {f.name for f in fields(OptimConfig)} - {"clip_objective_separately"}  # log Z's
+    return [f"optim.{k}={json.dumps(v)}" for k, v in asdict(recipe.optim).items() if k in keep]
+
+
+def fit_command(args: argparse.Namespace, seed: int, data: Path, resume: bool) -> list[str]:
+    recipe = trafl_recipe()
+    rows = args.study.prompts * recipe.rollout.group_size  # the study's TraFL rows per step
+    return [
+        "pretrain",
+        f"init_from={study.BASE}",
+        f"data={data}",
+        f"data_tilt={args.beta}",
+        f"task.pool={args.study.pool}",
+        f"completion_lengths=[{args.study.length}]",
+        *optimiser(recipe),
+        f"steps={args.steps}",
+        f"batch_size={rows}",
+        f"seed={seed}",
+        f"ckpt_every={args.steps // args.points}",
+        "keep_checkpoints=0",
+        "eval_every=0",
+        "log_every=10",
+        f"out_dir={args.out / run_name(args, seed)}",
+        f"device={args.device}",
+        f"resume={str(resume).lower()}",
+    ]
+
+
+def run_name(args: argparse.Namespace, seed: int) -> str:
+    return f"direct-b{args.beta:g}-s{seed}"
+
+
+def points(folder: Path, every: int, steps: int) -> list[tuple[int, Path]]:
+    """(step, model) at the schedule: the checkpoints, then the final model (pretrain writes
+    the last step as ``model``, not as a checkpoint)."""
+    found = [(s, c / "model") for s, c in scheduled_checkpoints(folder, every, steps) if s < steps]
+    return found + ([(steps, folder / "model")] if (folder / "model").is_dir() else [])
+
+
+def one_seed(args: argparse.Namespace, seed: int) -> str:
+    start, folder = time.time(), args.out / run_name(args, seed)
+    data = draw(args, seed)
+    if not (folder / "model").is_dir():
+        resume = (folder / "metrics.jsonl").is_file()
+        code = study.run(
+            fit_command(args, seed, data, resume), folder / "log.txt", args.study.stop_at
+        )
+        if not (folder / "model").is_dir():
+            return f"{folder.name}: stopped (exit {code}); the same command continues it"
+    done = [
+        study.evaluate(str(model), folder / f"eval-{step}", args.study, args.beta)
+        for step, model in points(folder, args.steps // args.points, args.steps)
+    ]
+    return f"{folder.name}: {sum(done)}/{len(done)} evaluations, {time.time() - start:.0f} s"
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.base and not (args.out / "base").exists():
+        with unpacked(args.base) as folder:
+            shutil.copytree(folder / "base", args.out / "base")
+    study.check_folder(args.study)
+    if not study.evaluate(study.BASE, args.out / "base", args.study, None):
+        sys.exit(f"the base evaluation failed; see {args.out / 'base' / 'log.txt'}")
+    with ThreadPoolExecutor(args.workers) as pool:
+        for line in pool.map(lambda seed: one_seed(args, seed), range(args.seeds)):
+            print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()

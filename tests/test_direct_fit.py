@@ -1,0 +1,109 @@
+"""The direct fit (scripts/direct_fit.py, docs/TARGET.md section 12) is trained as the TraFL runs
+it is held against are: their optimiser as trafl train resolves it (trafl pretrain's own
+defaults warm up and decay), their rows per step, the tilt they were trained for; its stages
+are skipped when done and never leave a half-written file that looks done."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+import yaml
+
+from trafl.commands.pretrain import PretrainConfig
+from trafl.commands.train_config import TrainConfig
+from trafl.core.config_files import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+import direct_fit  # noqa: E402
+import packs  # noqa: E402
+
+
+def test_the_fit_is_trained_with_trafls_optimiser_rows_and_tilt(tmp_path):
+    args = direct_fit.parse(["--out", str(tmp_path), "--beta", "4", "--steps", "2000"])
+    cmd = direct_fit.fit_command(args, 2, tmp_path / "draws-s2.jsonl", resume=False)
+    assert cmd[0] == "pretrain"
+    fit = load_config(PretrainConfig, None, cmd[1:])
+    trafl = load_config(TrainConfig, ROOT / "configs" / "train_trafl.yaml", [])
+    want = {k: v for k, v in asdict(trafl.optim).items() if k != "clip_objective_separately"}
+    got = {k: v for k, v in asdict(fit.optim).items() if k != "clip_objective_separately"}
+    assert got == want and (got["warmup_steps"], got["min_lr_ratio"]) == (0, 1.0)
+    assert fit.batch_size == trafl.rollout.prompts_per_step * trafl.rollout.group_size == 128
+    assert (fit.data, fit.data_tilt, fit.seed) == (str(tmp_path / "draws-s2.jsonl"), 4.0, 2)
+    assert fit.init_from.path == "models/countdown-base" and fit.task.pool == 48
+    assert (fit.steps, fit.ckpt_every, fit.keep_checkpoints) == (2000, 400, 0)
+    assert fit.completion_lengths == [16] and fit.out_dir == str(tmp_path / "direct-b4-s2")
+
+
+def test_the_points_are_the_scheduled_checkpoints_then_the_final_model(tmp_path):
+    """Pretrain writes its last step as ``model``; a checkpoint a stop signal wrote (step 3) is
+    a resume point, not a point of the schedule."""
+    for step in (2, 3, 4, 6):
+        (tmp_path / f"checkpoint-{step}" / "model").mkdir(parents=True)
+    assert direct_fit.points(tmp_path, 2, 8) == [
+        (2, tmp_path / "checkpoint-2" / "model"),
+        (4, tmp_path / "checkpoint-4" / "model"),
+        (6, tmp_path / "checkpoint-6" / "model"),
+    ]
+    (tmp_path / "model").mkdir()
+    assert direct_fit.points(tmp_path, 2, 8)[-1] == (8, tmp_path / "model")
+
+
+def test_stopped_stages_leave_nothing_that_looks_done(tmp_path, monkeypatch):
+    """A draw that stops leaves no draws file (only the partial one); a fit that stops is
+    reported and not evaluated; once its model is there the fit is not run again."""
+    args = direct_fit.parse(["--out", str(tmp_path), "--smoke"])
+    calls = []
+
+    def stopped(cmd, log, deadline=None):
+        calls.append(cmd[0])
+        out = next(a.split("=", 1)[1] for a in cmd if a.startswith(("output=", "out_dir=")))
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text("half\n") if cmd[0] == "sample" else Path(out).mkdir(exist_ok=True)
+        return 143  # SIGTERM
+
+    monkeypatch.setattr(direct_fit.study, "run", stopped)
+    monkeypatch.setattr(direct_fit.study, "evaluate", lambda *a, **k: calls.append("eval") or True)
+    with pytest.raises(SystemExit, match="drawing seed 0 stopped or failed"):
+        direct_fit.one_seed(args, 0)
+    assert not (tmp_path / "draws-s0.jsonl").exists()
+    (tmp_path / "draws-s0.jsonl").write_text("{}\n")  # the draws, finished
+    assert "stopped (exit 143)" in direct_fit.one_seed(args, 0)
+    assert calls == ["sample", "pretrain"]  # nothing evaluated
+    (tmp_path / "direct-b4-s0" / "model").mkdir()
+    direct_fit.one_seed(args, 0)
+    assert calls == ["sample", "pretrain", "eval"]  # the fit not again; its final model
+
+
+def test_points_that_do_not_divide_the_steps_are_refused(capsys):
+    with pytest.raises(SystemExit):
+        direct_fit.parse(["--steps", "1000", "--points", "3"])
+    assert "--points 3 must divide --steps 1000" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("samples, refused", [(128, False), (64, True)])
+def test_the_base_comes_from_the_pack_of_the_runs_it_is_held_against(tmp_path, samples, refused):
+    """``--base PACK`` copies the pack's base evaluation (the fit's b_hat is then measured from
+    the same base counts as the TraFL runs'); one made with other settings is refused in one
+    line before anything runs."""
+    study_folder = tmp_path / "study"
+    (study_folder / "base").mkdir(parents=True)
+    with packs.unpacked(ROOT / "results" / "target" / "long2000-remade.tgz") as remade:
+        config = yaml.safe_load((remade / "base" / "eval_config.yaml").read_text())
+    config["num_samples"] = samples
+    (study_folder / "base" / "eval_config.yaml").write_text(yaml.safe_dump(config))
+    (study_folder / "base" / "eval.json").write_text("{}")
+    packs.pack(study_folder, tmp_path / "study.tgz")
+    out = tmp_path / "direct"
+    argv = ["--out", str(out), "--base", str(tmp_path / "study.tgz"), "--seeds", "0"]
+    if refused:
+        with pytest.raises(SystemExit, match="num_samples=64 \\(here 128\\)"):
+            direct_fit.main(argv)
+    else:
+        direct_fit.main(argv)
+    assert (out / "base" / "eval_config.yaml").read_text() == (
+        study_folder / "base" / "eval_config.yaml"
+    ).read_text()
