@@ -2,16 +2,19 @@
 pi_ref(y|x) exp(b r) / Z(x), at all, when it is trained there the way the base was trained?
 
     python scripts/direct_fit.py --out runs/direct --base results/target/long2000-remade.tgz \
-        --seeds 3 --beta 4 --draws 1024 --steps 2000 --points 5 --workers 2
+        --seeds 3 --betas 4 0 --draws 1024 --steps 2000 --points 5 --workers 2
 
 For each seed S, in ``--out``:
 
 1. ``draws-sS.jsonl``: ``--draws`` completions of the base model per pool problem (``trafl
    sample``, the study's sampler: pi_ref as the study's runs and evaluations decode it; seed
-   1000 + S, so that they are not the base evaluation's samples);
-2. ``direct-bB-sS``: the base continued on them with LLaDA's SFT loss (``trafl pretrain
+   1000 + S, so that they are not the base evaluation's samples), and
+   ``draws-sS.ceiling.json``, the b_hat of the file's own tilted success shares against the
+   base's counts at each tilt (what a perfect fit of the file would score);
+2. ``direct-bB-sS`` for each of ``--betas``: the base continued on them with LLaDA's SFT loss (``trafl pretrain
    init_from=BASE data=... data_tilt=B``), each row a pool prompt drawn uniformly, then one of
-   its completions with probability ~ exp(B r): the file's estimate of the target; TraFL's
+   its completions with probability ~ exp(B r): the file's estimate of the target (at B = 0,
+   of pi_ref itself: the drift of fitting the model's own decoded samples); TraFL's
    optimiser settings (configs/train_trafl.yaml) and rows per step (16 x 8), ``--steps``;
 3. ``trafl eval`` of ``--points`` checkpoints with the study's instrument against
    ``base/`` (the study's evaluation of the base: ``--base``'s, that of the runs the fit is
@@ -33,6 +36,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, fields
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import target_study as study  # noqa: E402
@@ -40,8 +46,11 @@ from packs import unpacked  # noqa: E402
 
 from trafl.commands.train_config import TrainConfig  # noqa: E402
 from trafl.core.config_files import load_config  # noqa: E402
+from trafl.core.files import write_text_atomic  # noqa: E402
 from trafl.core.layout import scheduled_checkpoints  # noqa: E402
+from trafl.evaluation.target import fit_shift  # noqa: E402
 from trafl.run.optim import OptimConfig  # noqa: E402
+from trafl.tasks.scored_samples import tilted_probabilities  # noqa: E402
 
 ROOT = study.ROOT
 
@@ -50,7 +59,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=Path("runs/direct"))
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--beta", type=float, default=4.0, help="the sequence tilt b of the target")
+    p.add_argument(
+        "--betas",
+        type=float,
+        nargs="+",
+        default=[4.0, 0.0],
+        help="the sequence tilts b fitted, each on the same draws (0: the fit's own drift)",
+    )
     p.add_argument("--draws", type=int, default=1024, help="base completions per pool problem")
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--points", type=int, default=5, help="evaluated checkpoints per run")
@@ -76,8 +91,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def draw(args: argparse.Namespace, seed: int) -> Path:
-    """The base's completions on the pool, written beside and renamed when complete."""
+def draw(args: argparse.Namespace, seed: int) -> Path | None:
+    """The base's completions on the pool, written beside and renamed when complete (None:
+    stopped or failed, nothing that looks done left)."""
     path = args.out / f"draws-s{seed}.jsonl"
     if path.is_file():
         return path
@@ -96,7 +112,7 @@ def draw(args: argparse.Namespace, seed: int) -> Path:
         f"device={args.device}",
     ]
     if study.run(cmd, args.out / f"draws-s{seed}.log", args.study.stop_at) != 0:
-        raise SystemExit(f"drawing seed {seed} stopped or failed; see {args.out}/draws-s{seed}.log")
+        return None
     os.replace(partial, path)
     return path
 
@@ -113,14 +129,16 @@ def optimiser(recipe: TrainConfig) -> list[str]:
     return [f"optim.{k}={json.dumps(v)}" for k, v in asdict(recipe.optim).items() if k in keep]
 
 
-def fit_command(args: argparse.Namespace, seed: int, data: Path, resume: bool) -> list[str]:
+def fit_command(
+    args: argparse.Namespace, beta: float, seed: int, data: Path, resume: bool
+) -> list[str]:
     recipe = trafl_recipe()
     rows = args.study.prompts * recipe.rollout.group_size  # the study's TraFL rows per step
     return [
         "pretrain",
         f"init_from={study.BASE}",
         f"data={data}",
-        f"data_tilt={args.beta}",
+        f"data_tilt={beta}",
         f"task.pool={args.study.pool}",
         f"completion_lengths=[{args.study.length}]",
         *optimiser(recipe),
@@ -131,14 +149,14 @@ def fit_command(args: argparse.Namespace, seed: int, data: Path, resume: bool) -
         "keep_checkpoints=0",
         "eval_every=0",
         "log_every=10",
-        f"out_dir={args.out / run_name(args, seed)}",
+        f"out_dir={args.out / run_name(beta, seed)}",
         f"device={args.device}",
         f"resume={str(resume).lower()}",
     ]
 
 
-def run_name(args: argparse.Namespace, seed: int) -> str:
-    return f"direct-b{args.beta:g}-s{seed}"
+def run_name(beta: float, seed: int) -> str:
+    return f"direct-b{beta:g}-s{seed}"
 
 
 def points(folder: Path, every: int, steps: int) -> list[tuple[int, Path]]:
@@ -149,20 +167,57 @@ def points(folder: Path, every: int, steps: int) -> list[tuple[int, Path]]:
 
 
 def one_seed(args: argparse.Namespace, seed: int) -> str:
-    start, folder = time.time(), args.out / run_name(args, seed)
+    """The seed's draws, then each tilt's fit and evaluations, in order."""
     data = draw(args, seed)
+    if data is None:
+        return f"draws-s{seed}: stopped or failed; see {args.out / f'draws-s{seed}.log'}"
+    ceilings = ceiling(data, args.out / "base" / "eval.json", args.betas)
+    write_text_atomic(args.out / f"draws-s{seed}.ceiling.json", json.dumps(ceilings, indent=1))
+    lines = []
+    for beta in args.betas:
+        line, done = one_fit(args, beta, seed, data)
+        lines.append(line)
+        if not done:  # stopped: the next tilt waits for the next call
+            break
+    return "; ".join(lines)
+
+
+def one_fit(args: argparse.Namespace, beta: float, seed: int, data: Path) -> tuple[str, bool]:
+    """One tilt's fit and its evaluations; (its line, whether its fit is finished)."""
+    start, folder = time.time(), args.out / run_name(beta, seed)
     if not (folder / "model").is_dir():
+        if args.study.stop_at is not None and time.time() > args.study.stop_at:
+            return f"{folder.name}: not started (deadline)", False
         resume = (folder / "metrics.jsonl").is_file()
-        code = study.run(
-            fit_command(args, seed, data, resume), folder / "log.txt", args.study.stop_at
-        )
+        cmd = fit_command(args, beta, seed, data, resume)
+        code = study.run(cmd, folder / "log.txt", args.study.stop_at)
         if not (folder / "model").is_dir():
-            return f"{folder.name}: stopped (exit {code}); the same command continues it"
+            return f"{folder.name}: stopped (exit {code}); the same command continues it", False
     done = [
-        study.evaluate(str(model), folder / f"eval-{step}", args.study, args.beta)
+        study.evaluate(str(model), folder / f"eval-{step}", args.study, beta)
         for step, model in points(folder, args.steps // args.points, args.steps)
     ]
-    return f"{folder.name}: {sum(done)}/{len(done)} evaluations, {time.time() - start:.0f} s"
+    return f"{folder.name}: {sum(done)}/{len(done)} evaluations, {time.time() - start:.0f} s", True
+
+
+def ceiling(data: Path, base_eval: Path, betas: list[float]) -> dict[str, Any]:
+    """What a perfect fit of the file would score: per tilt, the b_hat of the file's own tilted
+    success shares (n_s e^b / (n_s e^b + n_f) per problem) against the base evaluation's
+    counts, as the instrument fits a run's (the file's estimate of the target, not the target)."""
+    wins: dict[str, list[float]] = {}
+    for row in map(json.loads, data.read_text().splitlines()):
+        wins.setdefault(row["prompt"], []).append(float(row["reward"]))
+    (length,) = json.loads(base_eval.read_text())["lengths"].values()
+    c_base = np.array(length["correct_counts"], dtype=float)
+    if len(c_base) != len(wins):
+        raise SystemExit(f"{data} has {len(wins)} problems, the base evaluation {len(c_base)}")
+    n = json.loads(base_eval.read_text())["num_samples"]
+    out: dict[str, Any] = {"draws_per_problem": sorted({len(w) for w in wins.values()})}
+    for beta in betas:
+        shares = np.array([sum(tilted_probabilities(w, beta)[i] for i, r in enumerate(w) if r >= 1)
+                           for w in wins.values()])  # fmt: skip
+        out[f"b{beta:g}"] = fit_shift(c_base / n, n * shares, n)
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -5,6 +5,7 @@ are skipped when done and never leave a half-written file that looks done."""
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -14,7 +15,7 @@ import yaml
 
 from trafl.commands.pretrain import PretrainConfig
 from trafl.commands.train_config import TrainConfig
-from trafl.core.config_files import load_config
+from trafl.core.config_files import load_config, load_saved_config
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -23,11 +24,12 @@ import packs  # noqa: E402
 
 
 def test_the_fit_is_trained_with_trafls_optimiser_rows_and_tilt(tmp_path):
-    args = direct_fit.parse(["--out", str(tmp_path), "--beta", "4", "--steps", "2000"])
-    cmd = direct_fit.fit_command(args, 2, tmp_path / "draws-s2.jsonl", resume=False)
+    args = direct_fit.parse(["--out", str(tmp_path), "--steps", "2000"])
+    cmd = direct_fit.fit_command(args, 4.0, 2, tmp_path / "draws-s2.jsonl", resume=False)
     assert cmd[0] == "pretrain"
     fit = load_config(PretrainConfig, None, cmd[1:])
-    trafl = load_config(TrainConfig, ROOT / "configs" / "train_trafl.yaml", [])
+    with packs.unpacked(ROOT / "results" / "target" / "long2000-remade.tgz") as remade:
+        trafl = load_saved_config(TrainConfig, remade / "trafl-b4-s0" / "config.yaml")
     want = {k: v for k, v in asdict(trafl.optim).items() if k != "clip_objective_separately"}
     got = {k: v for k, v in asdict(fit.optim).items() if k != "clip_objective_separately"}
     assert got == want and (got["warmup_steps"], got["min_lr_ratio"]) == (0, 1.0)
@@ -52,10 +54,34 @@ def test_the_points_are_the_scheduled_checkpoints_then_the_final_model(tmp_path)
     assert direct_fit.points(tmp_path, 2, 8)[-1] == (8, tmp_path / "model")
 
 
+def smoke_folder(tmp_path: Path) -> None:
+    """A base evaluation of 3 problems x 8 samples (2, 4, 6 correct) and seed 0's draws, 4 per
+    problem in the same proportions (1, 2, 3 correct)."""
+    length = {"correct_counts": [2, 4, 6]}
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "eval.json").write_text(
+        json.dumps({"num_samples": 8, "lengths": {"16": length}})
+    )
+    rows = [{"prompt": f"p{g}", "completion": str(i), "reward": float(i < g + 1)}
+            for g in range(3) for i in range(4)]  # fmt: skip
+    (tmp_path / "draws-s0.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_the_ceiling_is_the_tilt_when_the_file_has_the_bases_rates(tmp_path):
+    """Drawn in the base's proportions, the file's tilted shares are p* (p, b) exactly, so a
+    perfect fit of the file scores b_hat = b (bisection to 1e-9) at each tilt."""
+    smoke_folder(tmp_path)
+    got = direct_fit.ceiling(tmp_path / "draws-s0.jsonl", tmp_path / "base" / "eval.json", [4, 0])
+    assert got["draws_per_problem"] == [4] and got["b4"]["num_problems"] == 3
+    assert got["b4"]["b_hat"] == pytest.approx(4, abs=1e-6)
+    assert got["b0"]["b_hat"] == pytest.approx(0, abs=1e-6)
+
+
 def test_stopped_stages_leave_nothing_that_looks_done(tmp_path, monkeypatch):
-    """A draw that stops leaves no draws file (only the partial one); a fit that stops is
-    reported and not evaluated; once its model is there the fit is not run again."""
-    args = direct_fit.parse(["--out", str(tmp_path), "--smoke"])
+    """A draw that stops leaves no draws file (only the partial one) and says so; a fit that
+    stops is reported, not evaluated, and the next tilt is not started; once a fit's model is
+    there it is not run again; past the deadline no fit starts."""
+    args = direct_fit.parse(["--out", str(tmp_path), "--smoke"])  # tilts 4 then 0
     calls = []
 
     def stopped(cmd, log, deadline=None):
@@ -67,15 +93,18 @@ def test_stopped_stages_leave_nothing_that_looks_done(tmp_path, monkeypatch):
 
     monkeypatch.setattr(direct_fit.study, "run", stopped)
     monkeypatch.setattr(direct_fit.study, "evaluate", lambda *a, **k: calls.append("eval") or True)
-    with pytest.raises(SystemExit, match="drawing seed 0 stopped or failed"):
-        direct_fit.one_seed(args, 0)
+    assert "draws-s0: stopped or failed" in direct_fit.one_seed(args, 0)
     assert not (tmp_path / "draws-s0.jsonl").exists()
-    (tmp_path / "draws-s0.jsonl").write_text("{}\n")  # the draws, finished
-    assert "stopped (exit 143)" in direct_fit.one_seed(args, 0)
-    assert calls == ["sample", "pretrain"]  # nothing evaluated
+    smoke_folder(tmp_path)  # the draws, finished, and the base evaluation
+    assert "direct-b4-s0: stopped (exit 143)" in direct_fit.one_seed(args, 0)
+    assert calls == ["sample", "pretrain"]  # nothing evaluated, the tilt 0 fit not started
     (tmp_path / "direct-b4-s0" / "model").mkdir()
-    direct_fit.one_seed(args, 0)
-    assert calls == ["sample", "pretrain", "eval"]  # the fit not again; its final model
+    line = direct_fit.one_seed(args, 0)
+    assert calls == ["sample", "pretrain", "eval", "pretrain"]  # b4 evaluated, then b0 starts
+    assert "direct-b4-s0: 1/1 evaluations" in line and "direct-b0-s0: stopped" in line
+    args.study.stop_at = 0.0  # the deadline has passed
+    assert "direct-b0-s0: not started (deadline)" in direct_fit.one_seed(args, 0)
+    assert json.loads((tmp_path / "draws-s0.ceiling.json").read_text())["b4"]["num_problems"] == 3
 
 
 def test_points_that_do_not_divide_the_steps_are_refused(capsys):

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from tests.conftest import make_tiny
+from trafl.commands import pretrain as pretrain_module
 from trafl.commands.cli import main
 from trafl.commands.pretrain import PretrainConfig, file_batch, pretrain
 from trafl.core.config_files import load_config
@@ -57,7 +58,8 @@ def test_draws_follow_the_tilt_prompt_uniformly_then_completion(tmp_path):
 @pytest.mark.parametrize(
     "record, message",
     [
-        ({"prompt": "A", "reward": 1.0}, "record 2 needs string fields 'prompt' and 'completion'"),
+        ({"prompt": "A", "reward": 1.0}, "record 2 needs a string 'completion'"),
+        ({"completion": "x", "reward": 1.0}, "record 2 needs a string 'prompt'"),
         ({"prompt": "A", "completion": "x", "reward": "1"}, "record 2 needs a numeric 'reward'"),
         ({"prompt": "A", "completion": "x", "reward": True}, "record 2 needs a numeric 'reward'"),
         ({"prompt": "A", "completion": "x", "reward": float("nan")}, "must be finite"),
@@ -79,28 +81,61 @@ def test_an_empty_file_or_an_infinite_tilt_is_refused(tmp_path):
 
 
 def test_the_rows_are_the_files_completions_eos_filled(tmp_path):
-    """One prompt, one completion: every row is its prompt's tokens and its completion's tokens,
-    EOS-filled to the length; one longer than the length is refused in one line."""
+    """Two prompts, one completion each: every row pairs its prompt's tokens with that prompt's
+    completion, EOS-filled to the length; one of exactly the length (sampled without an EOS)
+    fits, one longer is refused in one line."""
     tokenizer = make_tiny().tokenizer
-    data = ScoredSamples.load(write(tmp_path / "s.jsonl", [{"prompt": "p:", "completion": "3+4",
-                                                             "reward": 1}]))  # fmt: skip
-    prompts, completions = file_batch(data, tokenizer, 3, 6, random.Random(0))
-    assert prompts == [tokenizer.encode_prompt("p:")] * 3
-    want = tokenizer.encode("3+4") + [tokenizer.eos_token_id] * (6 - len(tokenizer.encode("3+4")))
-    assert completions.tolist() == [want] * 3
-    with pytest.raises(ValueError, match="does not fit completion length 2"):
-        file_batch(data, tokenizer, 1, 2, random.Random(0))
+    records = [{"prompt": "p:", "completion": "3+4", "reward": 1},
+               {"prompt": "q:", "completion": "9*9-1", "reward": 0}]  # fmt: skip
+    data = ScoredSamples.load(write(tmp_path / "s.jsonl", records))
+    prompts, completions = file_batch(data, tokenizer, 40, 6, random.Random(0))
+    eos = tokenizer.eos_token_id
+    want = {"p:": tokenizer.encode("3+4") + [eos] * 3, "q:": tokenizer.encode("9*9-1") + [eos]}
+    rows = {tuple(p): c for p, c in zip(prompts, completions.tolist(), strict=True)}
+    assert rows == {tuple(tokenizer.encode_prompt(k)): v for k, v in want.items()}
+    _, exact = file_batch(data, tokenizer, 20, 5, random.Random(0))  # "9*9-1" is 5 tokens
+    assert tokenizer.encode("9*9-1") in exact.tolist()
+    with pytest.raises(ValueError, match="does not fit completion length 4"):
+        file_batch(data, tokenizer, 20, 4, random.Random(0))
 
 
-def test_pretrain_on_sampled_completions_continues_the_model(tmp_path):
+def test_token_ids_in_the_file_are_trained_as_they_are(tmp_path):
+    """Where every record holds ``completion_ids`` (as trafl sample writes them), the rows are
+    those ids up to the first EOS, whatever the text says (a sampled pad, which the text lost,
+    stays), EOS-filled from there (what was revealed after it is dropped); ids that are not
+    token ids are refused."""
+    tokenizer = make_tiny().tokenizer
+    eos = tokenizer.eos_token_id
+    kept = tokenizer.encode("12") + [tokenizer.pad_token_id] + tokenizer.encode("3")
+    ids = kept + [eos] + tokenizer.encode("77")  # junk revealed after the first EOS
+    record = {"prompt": "p:", "completion": "123", "completion_ids": ids, "reward": 1}
+    data = ScoredSamples.load(write(tmp_path / "s.jsonl", [record]))
+    _, completions = file_batch(data, tokenizer, 2, 8, random.Random(0))
+    assert completions.tolist() == [kept + [eos] * 4] * 2
+    bad = write(tmp_path / "b.jsonl", [record, {**record, "completion_ids": [1, -2]}])
+    with pytest.raises(DataError, match="record 2's completion_ids must be a list of token ids"):
+        ScoredSamples.load(bad)
+
+
+def test_pretrain_on_sampled_completions_continues_the_model(tmp_path, monkeypatch):
     """The direct fit's path end to end: ``trafl sample`` writes a model's completions, ``trafl
     pretrain init_from=... data=... data_tilt=4`` continues that model on them; the saved
     model is the initial one moved (not a new tiny model) and its config names the file."""
-    make_tiny().save_pretrained(tmp_path / "m")
+    model = make_tiny()
+    model.save_pretrained(tmp_path / "m")
     samples = tmp_path / "s.jsonl"
     main(["sample", f"model={tmp_path / 'm'}", "num_problems=3", "num_samples=4",
           "sampler.temperature=1.0", "sampler.gen_length=16", f"output={samples}",
           "device=cpu"])  # fmt: skip
+    for row in map(json.loads, samples.read_text().splitlines()):  # the ids are the text's
+        ids, eos = row["completion_ids"], model.tokenizer.eos_token_id
+        cut = ids.index(eos) if eos in ids else len(ids)
+        assert len(ids) == 16 and model.tokenizer.decode(ids[:cut]) == row["completion"]
+
+    def no_demonstrations(*args, **kwargs):
+        raise AssertionError("data=FILE must replace the task's demonstrations")
+
+    monkeypatch.setattr(pretrain_module, "supervised_batch", no_demonstrations)
     cfg = load_config(PretrainConfig, None, [
         f"init_from={tmp_path / 'm'}", f"data={samples}", "data_tilt=4", "steps=2",
         "batch_size=4", "completion_lengths=[16]", "eval_every=0", "log_every=1",

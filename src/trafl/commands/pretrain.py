@@ -142,17 +142,21 @@ def supervised_batch(
 def file_batch(
     data: ScoredSamples, tokenizer: Any, batch_size: int, length: int, rng: random.Random
 ) -> tuple[list[list[int]], torch.Tensor]:
-    """As :func:`supervised_batch`, the rows drawn from a file of scored completions."""
+    """As :func:`supervised_batch`, the rows drawn from a file of scored completions: each cut at
+    its first EOS and EOS-filled from there (what a sampler revealed after its first EOS is not
+    part of the completion; the base was trained on EOS-filled rows)."""
     prompts, completions = [], []
-    for prompt, text in data.draw(batch_size, rng):
-        completion = tokenizer.encode(text)
+    eos = tokenizer.eos_token_id
+    for prompt, drawn in data.draw(batch_size, rng):
+        completion = tokenizer.encode(drawn) if isinstance(drawn, str) else drawn
+        completion = completion[: completion.index(eos)] if eos in completion else completion
         if len(completion) > length:
             raise ValueError(
                 f"a completion of {len(completion)} tokens in data does not fit completion "
                 f"length {length}; raise completion_lengths"
             )
         prompts.append(tokenizer.encode_prompt(prompt))
-        completions.append(completion + [tokenizer.eos_token_id] * (length - len(completion)))
+        completions.append(completion + [eos] * (length - len(completion)))
     return prompts, torch.tensor(completions, dtype=torch.long)
 
 

@@ -97,6 +97,7 @@ def write_jsonl(scored: Rollout, task: Any, path: Path) -> None:
                 "problem": problem,
                 "prompt": task.prompt(problem),
                 "completion": text,
+                "completion_ids": scored.completion_ids[i].tolist(),  # as sampled
                 "reward": float(scored.rewards[i]),
                 "reveal_step": traj.reveal_step[i].tolist(),
                 "token_logp": [round(x, 5) for x in traj.token_logp[i].tolist()],

@@ -2,7 +2,9 @@
 
 The file is what ``trafl sample output=FILE`` writes (JSONL, or any file
 :func:`trafl.tasks.data.read_local` reads): one record per completion with ``prompt``,
-``completion`` and ``reward``. A draw picks a prompt uniformly, then one of its completions
+``completion`` and ``reward``. Where every record also holds ``completion_ids`` (``trafl
+sample`` writes the token ids as sampled), those are what is trained on, up to the first EOS;
+else the text, encoded again (a special token the decoder drops would then be lost). A draw picks a prompt uniformly, then one of its completions
 with probability proportional to ``exp(tilt * reward)``:
 
 - ``tilt = 0``: plain SFT on the file's completions;
@@ -34,12 +36,28 @@ def tilted_probabilities(rewards: Sequence[float], tilt: float) -> list[float]:
     return [w / total for w in weights]
 
 
+SHAPE = "(a record of trafl sample output=FILE: prompt, completion, reward)"
+
+
+def check_completion(path: str | Path, i: int, record: dict, with_ids: bool) -> str | list[int]:
+    """Record ``i``'s completion: its token ids (``with_ids``) or its text."""
+    if not with_ids:
+        text = record.get("completion")
+        if not isinstance(text, str):
+            raise DataError(f"{path}: record {i} needs a string 'completion' {SHAPE}")
+        return text
+    ids = record["completion_ids"]
+    if not isinstance(ids, list) or not all(type(t) is int and t >= 0 for t in ids):
+        raise DataError(f"{path}: record {i}'s completion_ids must be a list of token ids")
+    return ids
+
+
 @dataclass
 class ScoredSamples:
     """A file's completions grouped by prompt, in the file's order of first appearance."""
 
     prompts: list[str]
-    completions: list[list[str]]  # per prompt
+    completions: list[list[str | list[int]]]  # per prompt: token ids where the file has them
     probabilities: list[list[float]]  # per prompt, :func:`tilted_probabilities` of its rewards
 
     @classmethod
@@ -48,20 +66,20 @@ class ScoredSamples:
         ``reward`` is one line naming the file and the record."""
         if not math.isfinite(tilt):
             raise DataError(f"data_tilt must be finite, got {tilt}")
-        groups: dict[str, tuple[list[str], list[float]]] = {}
-        for i, record in enumerate(read_local(path), start=1):
-            prompt, completion, reward = (record.get(k) for k in ("prompt", "completion", "reward"))
-            if not isinstance(prompt, str) or not isinstance(completion, str):
-                raise DataError(
-                    f"{path}: record {i} needs string fields 'prompt' and 'completion' "
-                    "(the JSONL of trafl sample output=FILE)"
-                )
+        groups: dict[str, tuple[list[str | list[int]], list[float]]] = {}
+        records = read_local(path)
+        with_ids = bool(records) and all("completion_ids" in r for r in records)
+        for i, record in enumerate(records, start=1):
+            prompt, reward = record.get("prompt"), record.get("reward")
+            completion = check_completion(path, i, record, with_ids)
+            if not isinstance(prompt, str):
+                raise DataError(f"{path}: record {i} needs a string 'prompt' {SHAPE}")
             if isinstance(reward, bool) or not isinstance(reward, int | float):
                 raise DataError(f"{path}: record {i} needs a numeric 'reward', got {reward!r}")
             if not math.isfinite(reward):
                 raise DataError(f"{path}: record {i} has a reward of {reward}; it must be finite")
-            texts, rewards = groups.setdefault(prompt, ([], []))
-            texts.append(completion)
+            completions, rewards = groups.setdefault(prompt, ([], []))
+            completions.append(completion)
             rewards.append(float(reward))
         if not groups:
             raise DataError(f"{path}: no records; it needs one per completion")
@@ -71,7 +89,7 @@ class ScoredSamples:
             [tilted_probabilities(rewards, tilt) for _, rewards in groups.values()],
         )
 
-    def draw(self, n: int, rng: random.Random) -> list[tuple[str, str]]:
+    def draw(self, n: int, rng: random.Random) -> list[tuple[str, str | list[int]]]:
         """``n`` (prompt, completion) pairs, each a prompt drawn uniformly, then a completion
         of it by its probability."""
         out = []
