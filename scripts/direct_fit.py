@@ -8,9 +8,9 @@ For each seed S, in ``--out``:
 
 1. ``draws-sS.jsonl``: ``--draws`` completions of the base model per pool problem (``trafl
    sample``, the study's sampler: pi_ref as the study's runs and evaluations decode it; seed
-   1000 + S, so that they are not the base evaluation's samples), and
-   ``draws-sS.ceiling.json``, the b_hat of the file's own tilted success shares against the
-   base's counts at each tilt (what a perfect fit of the file would score);
+   1000 + S, so that they are not the base evaluation's samples), and in each fit's folder
+   ``ceiling.json``: the b_hat of the file's own tilted success shares against the base's
+   counts at its tilt (what a perfect fit of the file would score);
 2. ``direct-bB-sS`` for each of ``--betas``: the base continued on them with LLaDA's SFT loss (``trafl pretrain
    init_from=BASE data=... data_tilt=B``), each row a pool prompt drawn uniformly, then one of
    its completions with probability ~ exp(B r): the file's estimate of the target (at B = 0,
@@ -172,7 +172,10 @@ def one_seed(args: argparse.Namespace, seed: int) -> str:
     if data is None:
         return f"draws-s{seed}: stopped or failed; see {args.out / f'draws-s{seed}.log'}"
     ceilings = ceiling(data, args.out / "base" / "eval.json", args.betas)
-    write_text_atomic(args.out / f"draws-s{seed}.ceiling.json", json.dumps(ceilings, indent=1))
+    for beta in args.betas:  # beside each fit's evaluations (packs.py keeps it)
+        folder = args.out / run_name(beta, seed)
+        folder.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(folder / "ceiling.json", json.dumps(ceilings[f"b{beta:g}"], indent=1))
     lines = []
     for beta in args.betas:
         line, done = one_fit(args, beta, seed, data)

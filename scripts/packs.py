@@ -36,7 +36,7 @@ from pathlib import Path
 
 import yaml
 
-NAMES = ("eval.json", "metrics.jsonl", "config.yaml", "log.txt", "eval_config.yaml")
+NAMES = ("eval.json", "metrics.jsonl", "config.yaml", "log.txt", "eval_config.yaml", "ceiling.json")
 
 
 def pack(root: Path, dest: Path, keep: Callable[[Path], bool] = lambda folder: True) -> None:

@@ -104,7 +104,7 @@ def test_stopped_stages_leave_nothing_that_looks_done(tmp_path, monkeypatch):
     assert "direct-b4-s0: 1/1 evaluations" in line and "direct-b0-s0: stopped" in line
     args.study.stop_at = 0.0  # the deadline has passed
     assert "direct-b0-s0: not started (deadline)" in direct_fit.one_seed(args, 0)
-    assert json.loads((tmp_path / "draws-s0.ceiling.json").read_text())["b4"]["num_problems"] == 3
+    assert json.loads((tmp_path / "direct-b4-s0" / "ceiling.json").read_text())["num_problems"] == 3
 
 
 def test_points_that_do_not_divide_the_steps_are_refused(capsys):
