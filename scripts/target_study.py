@@ -28,7 +28,8 @@ another study folder to more steps (e.g. 1000-step runs to 2000, their evaluatio
 sampling (one token per call at a random position) instead of LLaDA's low-confidence
 remasking; a folder is refused if its base was evaluated with another decoding.
 ``--pack FILE`` writes every eval.json, metrics.jsonl and
-config.yaml (no weights) into one tar.gz.
+config.yaml (no weights) into one tar.gz. ``--only PATTERN ...`` runs the jobs whose names match
+one of the shell patterns (e.g. ``'trafl-cool-*'``), to choose what a session's cores do first.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from fnmatch import fnmatch
 from pathlib import Path
 
 import yaml
@@ -514,6 +516,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--deadline", type=float, default=None, help="seconds from now")
     p.add_argument("--stop", type=float, default=None, help="seconds from now: no evaluation after")
     p.add_argument("--pack", type=Path, default=None)
+    p.add_argument("--only", nargs="+", default=None, help="run names (shell patterns) to run")
     p.add_argument("--no-target", action="store_true")
     p.add_argument("--smoke", action="store_true", help="tiny sizes: checks the pipeline")
     args = p.parse_args(argv)
@@ -524,6 +527,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         args.points, args.betas, args.baselines, args.mu_betas = 2, [4], ["diffu_grpo"], []
         args.path_betas, args.explore_betas, args.lr_betas = [], [4], []
         args.heldout, args.heldout_problems, args.heldout_samples = [("trafl", "4")], 6, 4
+    names = [job.name for job in jobs(args)]
+    for pattern in args.only or []:
+        if not any(fnmatch(name, pattern) for name in names):
+            p.error(f"--only {pattern} matches no run of this study (its runs: {names[0]}, ...)")
     scheduled_steps = {job.steps for job in jobs(args)}  # a flag no run uses is not checked
     for flag, steps in (
         ("--trafl-steps", args.trafl_steps),
@@ -534,12 +541,17 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def chosen(args: argparse.Namespace) -> list[Job]:
+    """The study's jobs, in order; with ``--only`` those whose names match one of its patterns."""
+    return [j for j in jobs(args) if not args.only or any(fnmatch(j.name, o) for o in args.only)]
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.start_from:  # finished runs' evaluations: their jobs are skipped
         unpack(args.start_from, args.out)
-    todo = jobs(args)
+    todo = chosen(args)
     if args.extend:
         todo = continue_runs(args.extend, args.out, todo)
     check_folder(args)

@@ -314,3 +314,17 @@ def test_points_are_checked_only_against_the_steps_of_runs_the_study_schedules()
     assert {job.steps for job in target_study.jobs(args)} == {2400}
     with pytest.raises(SystemExit):
         target_study.parse([*arms, "--baselines", "diffu_grpo"])
+
+
+def test_only_runs_the_jobs_it_names(capsys):
+    """``--only`` picks jobs by shell pattern, in the study's order; a pattern that matches no
+    run (a typo) is refused in one line."""
+    argv = ["--betas", "4", "--baselines", "--mu-betas", "--path-betas", "--lr-betas",
+            "--explore-betas", "--heldout", "--variant", "cool", "optim.lr=2.5e-5"]  # fmt: skip
+    args = target_study.parse([*argv, "--only", "trafl-cool-*", "trafl-b4-s2"])
+    chosen = [j.name for j in target_study.chosen(args)]
+    assert len(target_study.jobs(args)) == 6  # without --only: the controls too
+    assert chosen == ["trafl-b4-s2", "trafl-cool-b4-s0", "trafl-cool-b4-s1", "trafl-cool-b4-s2"]
+    with pytest.raises(SystemExit):
+        target_study.parse([*argv, "--only", "trafl-col-*"])
+    assert "--only trafl-col-* matches no run of this study" in capsys.readouterr().err
