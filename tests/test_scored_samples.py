@@ -150,3 +150,8 @@ def test_pretrain_on_sampled_completions_continues_the_model(tmp_path, monkeypat
     assert any(moved)
     saved = (tmp_path / "fit" / "config.yaml").read_text()
     assert f"data: {samples}" in saved and "data_tilt: 4.0" in saved
+
+
+def test_a_tilt_without_a_file_is_refused_in_one_line():
+    with pytest.raises(ValueError, match="data_tilt=4 weights a file's completions; set data=FILE"):
+        load_config(PretrainConfig, None, ["data_tilt=4"])

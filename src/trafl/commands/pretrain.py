@@ -119,6 +119,10 @@ class PretrainConfig:
         check_lengths("completion_lengths", self.completion_lengths)
         if not 0.0 < self.mask_eps < 1.0:
             raise ValueError(f"mask_eps must be in (0, 1), got {self.mask_eps}")
+        if self.data_tilt and not self.data:
+            raise ValueError(
+                f"data_tilt={self.data_tilt:g} weights a file's completions; set data=FILE"
+            )
 
 
 def supervised_batch(
