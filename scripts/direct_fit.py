@@ -28,6 +28,7 @@ Every stage is skipped when done and resumed when stopped (the same command cont
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -172,17 +173,32 @@ def one_seed(args: argparse.Namespace, seed: int) -> str:
     if data is None:
         return f"draws-s{seed}: stopped or failed; see {args.out / f'draws-s{seed}.log'}"
     ceilings = ceiling(data, args.out / "base" / "eval.json", args.betas)
-    for beta in args.betas:  # beside each fit's evaluations (packs.py keeps it)
-        folder = args.out / run_name(beta, seed)
-        folder.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(folder / "ceiling.json", json.dumps(ceilings[f"b{beta:g}"], indent=1))
     lines = []
     for beta in args.betas:
+        folder = args.out / run_name(beta, seed)
+        if not same_draws(folder, ceilings["draws_sha1"]):
+            lines.append(
+                f"{folder.name}: fitted on other draws than {data.name} (drawn again on another "
+                "machine?); delete the folder to fit it on these"
+            )
+            continue
+        folder.mkdir(parents=True, exist_ok=True)  # beside its evaluations (packs.py keeps it)
+        mine = {**ceilings[f"b{beta:g}"], "draws_sha1": ceilings["draws_sha1"]}
+        write_text_atomic(folder / "ceiling.json", json.dumps(mine, indent=1))
         line, done = one_fit(args, beta, seed, data)
         lines.append(line)
         if not done:  # stopped: the next tilt waits for the next call
             break
     return "; ".join(lines)
+
+
+def same_draws(folder: Path, sha1: str) -> bool:
+    """A fit continues only on the draws it started on (``ceiling.json`` names them); one that
+    names none predates the check and was fitted on the draws beside it."""
+    saved = folder / "ceiling.json"
+    if not saved.is_file():
+        return True
+    return json.loads(saved.read_text()).get("draws_sha1", sha1) == sha1
 
 
 def one_fit(args: argparse.Namespace, beta: float, seed: int, data: Path) -> tuple[str, bool]:
@@ -216,6 +232,7 @@ def ceiling(data: Path, base_eval: Path, betas: list[float]) -> dict[str, Any]:
         raise SystemExit(f"{data} has {len(wins)} problems, the base evaluation {len(c_base)}")
     n = json.loads(base_eval.read_text())["num_samples"]
     out: dict[str, Any] = {"draws_per_problem": sorted({len(w) for w in wins.values()})}
+    out["draws_sha1"] = hashlib.sha1(data.read_bytes()).hexdigest()
     for beta in betas:
         shares = np.array([sum(tilted_probabilities(w, beta)[i] for i, r in enumerate(w) if r >= 1)
                            for w in wins.values()])  # fmt: skip
