@@ -98,6 +98,8 @@ def draw(args: argparse.Namespace, seed: int) -> Path | None:
     path = args.out / f"draws-s{seed}.jsonl"
     if path.is_file():
         return path
+    if args.study.stop_at is not None and time.time() > args.study.stop_at:
+        return None  # past the deadline: not started
     partial = path.with_name(path.name + ".partial")
     cmd = [
         "sample",

@@ -104,6 +104,8 @@ def test_stopped_stages_leave_nothing_that_looks_done(tmp_path, monkeypatch):
     assert "direct-b4-s0: 1/1 evaluations" in line and "direct-b0-s0: stopped" in line
     args.study.stop_at = 0.0  # the deadline has passed
     assert "direct-b0-s0: not started (deadline)" in direct_fit.one_seed(args, 0)
+    assert "draws-s1: stopped or failed" in direct_fit.one_seed(args, 1)
+    assert calls[-1] == "eval" and calls.count("sample") == 1  # no draw started after it
     assert json.loads((tmp_path / "direct-b4-s0" / "ceiling.json").read_text())["num_problems"] == 3
 
 
