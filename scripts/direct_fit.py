@@ -175,15 +175,14 @@ def one_seed(args: argparse.Namespace, seed: int) -> str:
     if data is None:
         return f"draws-s{seed}: stopped or failed; see {args.out / f'draws-s{seed}.log'}"
     ceilings = ceiling(data, args.out / "base" / "eval.json", args.betas)
+    folders = [args.out / run_name(beta, seed) for beta in args.betas]
+    if drawn_on(folders) - {ceilings["draws_sha1"]}:  # every fit of a seed on the same draws
+        return (
+            f"draws-s{seed}: not the draws its fits started on (drawn again on another kind of "
+            f"machine?); delete {data} and draw again where they were, or delete its fits"
+        )
     lines = []
-    for beta in args.betas:
-        folder = args.out / run_name(beta, seed)
-        if not same_draws(folder, ceilings["draws_sha1"]):
-            lines.append(
-                f"{folder.name}: fitted on other draws than {data.name} (drawn again on another "
-                "machine?); delete the folder to fit it on these"
-            )
-            continue
+    for beta, folder in zip(args.betas, folders, strict=True):
         folder.mkdir(parents=True, exist_ok=True)  # beside its evaluations (packs.py keeps it)
         mine = {**ceilings[f"b{beta:g}"], "draws_sha1": ceilings["draws_sha1"]}
         write_text_atomic(folder / "ceiling.json", json.dumps(mine, indent=1))
@@ -194,18 +193,18 @@ def one_seed(args: argparse.Namespace, seed: int) -> str:
     return "; ".join(lines)
 
 
-def same_draws(folder: Path, sha1: str) -> bool:
-    """A fit continues only on the draws it started on (``ceiling.json`` names them); one that
-    names none predates the check and was fitted on the draws beside it."""
-    saved = folder / "ceiling.json"
-    if not saved.is_file():
-        return True
-    return json.loads(saved.read_text()).get("draws_sha1", sha1) == sha1
+def drawn_on(folders: list[Path]) -> set[str]:
+    """The draws (sha1) the seed's fits started on, as their ``ceiling.json`` names them."""
+    saved = [json.loads((f / "ceiling.json").read_text()) for f in folders
+             if (f / "ceiling.json").is_file()]  # fmt: skip
+    return {c["draws_sha1"] for c in saved if "draws_sha1" in c}
 
 
 def one_fit(args: argparse.Namespace, beta: float, seed: int, data: Path) -> tuple[str, bool]:
     """One tilt's fit and its evaluations; (its line, whether its fit is finished)."""
     start, folder = time.time(), args.out / run_name(beta, seed)
+    if (folder / f"eval-{args.steps}" / "eval.json").is_file():
+        return f"{folder.name}: done before", True  # e.g. unpacked from a pack, no weights
     if not (folder / "model").is_dir():
         if args.study.stop_at is not None and time.time() > args.study.stop_at:
             return f"{folder.name}: not started (deadline)", False

@@ -141,8 +141,8 @@ def test_the_base_comes_from_the_pack_of_the_runs_it_is_held_against(tmp_path, s
 
 
 def test_a_fit_continues_only_on_the_draws_it_started_on(tmp_path, monkeypatch):
-    """Draws made again (e.g. on a replaced machine of another kind) differ from those a fit
-    started on: that fit is held back in one line, not continued on a mix of two files."""
+    """Draws made again (e.g. on a replaced machine of another kind) differ from those the
+    seed's fits started on: the seed is held back in one line, not fitted on two files."""
     args = direct_fit.parse(["--out", str(tmp_path), "--smoke"])
     smoke_folder(tmp_path)
     monkeypatch.setattr(direct_fit, "one_fit", lambda a, beta, s, d: (f"fit b{beta:g}", True))
@@ -155,5 +155,4 @@ def test_a_fit_continues_only_on_the_draws_it_started_on(tmp_path, monkeypatch):
     with (tmp_path / "draws-s0.jsonl").open("a") as f:  # other draws under the same name
         f.write(json.dumps({"prompt": "p0", "completion": "x", "reward": 1.0}) + "\n")
     line = direct_fit.one_seed(args, 0)
-    assert line.startswith("direct-b4-s0: fitted on other draws than draws-s0.jsonl")
-    assert "direct-b0-s0: fitted on other draws" in line
+    assert line.startswith("draws-s0: not the draws its fits started on")
