@@ -32,7 +32,7 @@ class Rollout:
 
     prompt_ids: torch.Tensor  # (N, P) left-padded with pad ids
     prompt_mask: torch.Tensor  # (N, P) bool, False on padding
-    completion_ids: torch.Tensor  # (N, L), EOS-filled to L
+    completion_ids: torch.Tensor  # (N, L) as sampled, EOS past a row's own length
     trajectory: Trajectory
     num_steps: int = 0  # denoising steps of the row that took most (reveal_step < num_steps)
     lengths: torch.Tensor | None = None  # (N,) per-row completion lengths; None: all L
