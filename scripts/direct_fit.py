@@ -227,16 +227,17 @@ def ceiling(data: Path, base_eval: Path, betas: list[float]) -> dict[str, Any]:
     wins: dict[str, list[float]] = {}
     for row in map(json.loads, data.read_text().splitlines()):
         wins.setdefault(row["prompt"], []).append(float(row["reward"]))
-    (length,) = json.loads(base_eval.read_text())["lengths"].values()
+    base = json.loads(base_eval.read_text())
+    (length,) = base["lengths"].values()
     c_base = np.array(length["correct_counts"], dtype=float)
     if len(c_base) != len(wins):
         raise SystemExit(f"{data} has {len(wins)} problems, the base evaluation {len(c_base)}")
-    n = json.loads(base_eval.read_text())["num_samples"]
+    n = base["num_samples"]
     out: dict[str, Any] = {"draws_per_problem": sorted({len(w) for w in wins.values()})}
     out["draws_sha1"] = hashlib.sha1(data.read_bytes()).hexdigest()
     for beta in betas:
-        shares = np.array([sum(tilted_probabilities(w, beta)[i] for i, r in enumerate(w) if r >= 1)
-                           for w in wins.values()])  # fmt: skip
+        shares = np.array([sum(q for q, r in zip(tilted_probabilities(w, beta), w, strict=True)
+                               if r >= 1) for w in wins.values()])  # fmt: skip
         out[f"b{beta:g}"] = fit_shift(c_base / n, n * shares, n)
     return out
 

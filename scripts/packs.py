@@ -59,9 +59,10 @@ def finished(folder: Path, steps: int | None = None) -> bool:
     """Not a run (no config.yaml with ``steps``: e.g. the base's evaluation), or a run whose
     evaluation at its last step (its config's ``steps``, or ``steps`` where given) is there."""
     config = folder / "config.yaml"
-    if not config.is_file() or "steps" not in (yaml.safe_load(config.read_text()) or {}):
+    saved = (yaml.safe_load(config.read_text()) or {}) if config.is_file() else {}
+    if "steps" not in saved:
         return True
-    last = steps or yaml.safe_load(config.read_text())["steps"]
+    last = steps or saved["steps"]
     return (folder / f"eval-{last}" / "eval.json").is_file()
 
 
