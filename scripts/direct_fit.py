@@ -71,7 +71,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--points", type=int, default=5, help="evaluated checkpoints per run")
     p.add_argument("--deadline", type=float, default=None, help="seconds from now")
-    p.add_argument("--workers", type=int, default=1, help="seeds at a time")
+    p.add_argument("--workers", type=int, default=1, help="draws or fits at a time")
     p.add_argument(
         "--base",
         type=Path,
@@ -169,28 +169,51 @@ def points(folder: Path, every: int, steps: int) -> list[tuple[int, Path]]:
     return found + ([(steps, folder / "model")] if (folder / "model").is_dir() else [])
 
 
-def one_seed(args: argparse.Namespace, seed: int) -> str:
-    """The seed's draws, then each tilt's fit and evaluations, in order."""
+def evaluated(args: argparse.Namespace, beta: float, seed: int) -> bool:
+    """Whether the fit's last point is evaluated (e.g. unpacked from a pack, no weights)."""
+    return (args.out / run_name(beta, seed) / f"eval-{args.steps}" / "eval.json").is_file()
+
+
+def prepare(args: argparse.Namespace, seed: int) -> tuple[Path | None, str]:
+    """The seed's draws and each fit's ``ceiling.json``: (the draws, or None with the line
+    that says why the seed's fits cannot run now)."""
     data = draw(args, seed)
     if data is None:
-        return f"draws-s{seed}: stopped or failed; see {args.out / f'draws-s{seed}.log'}"
+        return None, f"draws-s{seed}: stopped or failed; see {args.out / f'draws-s{seed}.log'}"
     ceilings = ceiling(data, args.out / "base" / "eval.json", args.betas)
     folders = [args.out / run_name(beta, seed) for beta in args.betas]
     if drawn_on(folders) - {ceilings["draws_sha1"]}:  # every fit of a seed on the same draws
-        return (
+        return None, (
             f"draws-s{seed}: not the draws its fits started on (drawn again on another kind of "
             f"machine?); delete {data} and draw again where they were, or delete its fits"
         )
-    lines = []
     for beta, folder in zip(args.betas, folders, strict=True):
         folder.mkdir(parents=True, exist_ok=True)  # beside its evaluations (packs.py keeps it)
         mine = {**ceilings[f"b{beta:g}"], "draws_sha1": ceilings["draws_sha1"]}
         write_text_atomic(folder / "ceiling.json", json.dumps(mine, indent=1))
-        line, done = one_fit(args, beta, seed, data)
-        lines.append(line)
-        if not done:  # stopped: the next tilt waits for the next call
-            break
-    return "; ".join(lines)
+    return data, f"draws-s{seed}: ready"
+
+
+def schedule(args: argparse.Namespace) -> list[str]:
+    """The draws of every seed with a fit still to do, ``--workers`` at a time, then the fits
+    seed by seed, each seed's tilts side by side (with two workers a seed's fits finish
+    together, so a session that ends leaves whole seeds). A seed whose fits are all evaluated
+    needs no draws: on a replaced machine it is not drawn again."""
+    lines, seeds = [], []
+    for seed in range(args.seeds):
+        done = all(evaluated(args, beta, seed) for beta in args.betas)
+        if done:
+            lines.append(f"seed {seed}: every fit evaluated before")
+        else:
+            seeds.append(seed)
+    with ThreadPoolExecutor(args.workers) as pool:
+        fits = []
+        ready = pool.map(lambda s: prepare(args, s), seeds)
+        for seed, (data, line) in zip(seeds, ready, strict=True):
+            lines.append(line)
+            fits += [(beta, seed, data) for beta in args.betas] if data else []
+        lines += [line for line, _ in pool.map(lambda fit: one_fit(args, *fit), fits)]
+    return lines
 
 
 def drawn_on(folders: list[Path]) -> set[str]:
@@ -203,8 +226,8 @@ def drawn_on(folders: list[Path]) -> set[str]:
 def one_fit(args: argparse.Namespace, beta: float, seed: int, data: Path) -> tuple[str, bool]:
     """One tilt's fit and its evaluations; (its line, whether its fit is finished)."""
     start, folder = time.time(), args.out / run_name(beta, seed)
-    if (folder / f"eval-{args.steps}" / "eval.json").is_file():
-        return f"{folder.name}: done before", True  # e.g. unpacked from a pack, no weights
+    if evaluated(args, beta, seed):
+        return f"{folder.name}: done before", True
     if not (folder / "model").is_dir():
         if args.study.stop_at is not None and time.time() > args.study.stop_at:
             return f"{folder.name}: not started (deadline)", False
@@ -251,9 +274,8 @@ def main(argv: list[str] | None = None) -> None:
     study.check_folder(args.study)
     if not study.evaluate(study.BASE, args.out / "base", args.study, None):
         sys.exit(f"the base evaluation failed; see {args.out / 'base' / 'log.txt'}")
-    with ThreadPoolExecutor(args.workers) as pool:
-        for line in pool.map(lambda seed: one_seed(args, seed), range(args.seeds)):
-            print(line, flush=True)
+    for line in schedule(args):
+        print(line, flush=True)
 
 
 if __name__ == "__main__":

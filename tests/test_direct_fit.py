@@ -79,8 +79,8 @@ def test_the_ceiling_is_the_tilt_when_the_file_has_the_bases_rates(tmp_path):
 
 def test_stopped_stages_leave_nothing_that_looks_done(tmp_path, monkeypatch):
     """A draw that stops leaves no draws file (only the partial one) and says so; a fit that
-    stops is reported, not evaluated, and the next tilt is not started; once a fit's model is
-    there it is not run again; past the deadline no fit starts."""
+    stops is reported and not evaluated; once a fit's model is there it is not run again; past
+    the deadline neither a fit nor a draw starts."""
     args = direct_fit.parse(["--out", str(tmp_path), "--smoke"])  # tilts 4 then 0
     calls = []
 
@@ -93,20 +93,40 @@ def test_stopped_stages_leave_nothing_that_looks_done(tmp_path, monkeypatch):
 
     monkeypatch.setattr(direct_fit.study, "run", stopped)
     monkeypatch.setattr(direct_fit.study, "evaluate", lambda *a, **k: calls.append("eval") or True)
-    assert "draws-s0: stopped or failed" in direct_fit.one_seed(args, 0)
-    assert not (tmp_path / "draws-s0.jsonl").exists()
+    assert direct_fit.schedule(args)[0].startswith("draws-s0: stopped or failed")
+    assert not (tmp_path / "draws-s0.jsonl").exists() and calls == ["sample"]  # no fit started
     smoke_folder(tmp_path)  # the draws, finished, and the base evaluation
-    assert "direct-b4-s0: stopped (exit 143)" in direct_fit.one_seed(args, 0)
-    assert calls == ["sample", "pretrain"]  # nothing evaluated, the tilt 0 fit not started
+    lines = direct_fit.schedule(args)
+    assert lines[1:] == [
+        "direct-b4-s0: stopped (exit 143); the same command continues it",
+        "direct-b0-s0: stopped (exit 143); the same command continues it",
+    ]
+    assert calls == ["sample", "pretrain", "pretrain"]  # nothing evaluated
     (tmp_path / "direct-b4-s0" / "model").mkdir()
-    line = direct_fit.one_seed(args, 0)
-    assert calls == ["sample", "pretrain", "eval", "pretrain"]  # b4 evaluated, then b0 starts
-    assert "direct-b4-s0: 1/1 evaluations" in line and "direct-b0-s0: stopped" in line
+    lines = direct_fit.schedule(args)
+    assert calls[3:] == ["eval", "pretrain"]  # b4 evaluated, not trained again; b0 resumed
+    assert "direct-b4-s0: 1/1 evaluations" in lines[1] and "direct-b0-s0: stopped" in lines[2]
     args.study.stop_at = 0.0  # the deadline has passed
-    assert "direct-b0-s0: not started (deadline)" in direct_fit.one_seed(args, 0)
-    assert "draws-s1: stopped or failed" in direct_fit.one_seed(args, 1)
-    assert calls[-1] == "eval" and calls.count("sample") == 1  # no draw started after it
+    assert "direct-b0-s0: not started (deadline)" in direct_fit.schedule(args)[2]
+    assert direct_fit.prepare(args, 1)[1].startswith("draws-s1: stopped or failed")
+    assert calls.count("sample") == 1 and calls.count("pretrain") == 3  # nothing started after
     assert json.loads((tmp_path / "direct-b4-s0" / "ceiling.json").read_text())["num_problems"] == 3
+
+
+def test_a_seed_whose_fits_are_all_evaluated_is_not_drawn_again(tmp_path, monkeypatch):
+    """On a replaced machine a finished seed's draws are gone: its fits, evaluated at their
+    last step (unpacked from a pack), need none, so nothing is drawn or run for it."""
+    args = direct_fit.parse(["--out", str(tmp_path), "--smoke"])
+    smoke_folder(tmp_path)
+    (tmp_path / "draws-s0.jsonl").unlink()
+    monkeypatch.setattr(direct_fit.study, "run", lambda *a, **k: pytest.fail(f"ran {a[0][0]}"))
+    for beta in (4, 0):
+        (tmp_path / f"direct-b{beta}-s0" / f"eval-{args.steps}").mkdir(parents=True)
+        (tmp_path / f"direct-b{beta}-s0" / f"eval-{args.steps}" / "eval.json").write_text("{}")
+    assert direct_fit.schedule(args) == ["seed 0: every fit evaluated before"]
+    (tmp_path / "direct-b0-s0" / f"eval-{args.steps}" / "eval.json").unlink()  # one still to do
+    with pytest.raises(pytest.fail.Exception, match="ran sample"):
+        direct_fit.schedule(args)
 
 
 def test_points_that_do_not_divide_the_steps_are_refused(capsys):
@@ -146,7 +166,7 @@ def test_a_fit_continues_only_on_the_draws_it_started_on(tmp_path, monkeypatch):
     args = direct_fit.parse(["--out", str(tmp_path), "--smoke"])
     smoke_folder(tmp_path)
     monkeypatch.setattr(direct_fit, "one_fit", lambda a, beta, s, d: (f"fit b{beta:g}", True))
-    assert direct_fit.one_seed(args, 0) == "fit b4; fit b0"
+    assert direct_fit.schedule(args) == ["draws-s0: ready", "fit b4", "fit b0"]
     saved = json.loads((tmp_path / "direct-b4-s0" / "ceiling.json").read_text())
     assert (
         saved["draws_sha1"]
@@ -154,5 +174,5 @@ def test_a_fit_continues_only_on_the_draws_it_started_on(tmp_path, monkeypatch):
     )
     with (tmp_path / "draws-s0.jsonl").open("a") as f:  # other draws under the same name
         f.write(json.dumps({"prompt": "p0", "completion": "x", "reward": 1.0}) + "\n")
-    line = direct_fit.one_seed(args, 0)
+    (line,) = direct_fit.schedule(args)  # no fit runs
     assert line.startswith("draws-s0: not the draws its fits started on")
