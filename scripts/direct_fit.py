@@ -212,7 +212,7 @@ def schedule(args: argparse.Namespace) -> list[str]:
         for seed, (data, line) in zip(seeds, ready, strict=True):
             lines.append(line)
             fits += [(beta, seed, data) for beta in args.betas] if data else []
-        lines += [line for line, _ in pool.map(lambda fit: one_fit(args, *fit), fits)]
+        lines += pool.map(lambda fit: one_fit(args, *fit), fits)
     return lines
 
 
@@ -223,24 +223,24 @@ def drawn_on(folders: list[Path]) -> set[str]:
     return {c["draws_sha1"] for c in saved if "draws_sha1" in c}
 
 
-def one_fit(args: argparse.Namespace, beta: float, seed: int, data: Path) -> tuple[str, bool]:
-    """One tilt's fit and its evaluations; (its line, whether its fit is finished)."""
+def one_fit(args: argparse.Namespace, beta: float, seed: int, data: Path) -> str:
+    """One tilt's fit and its evaluations; the line that says how far it got."""
     start, folder = time.time(), args.out / run_name(beta, seed)
     if evaluated(args, beta, seed):
-        return f"{folder.name}: done before", True
+        return f"{folder.name}: done before"
     if not (folder / "model").is_dir():
         if args.study.stop_at is not None and time.time() > args.study.stop_at:
-            return f"{folder.name}: not started (deadline)", False
+            return f"{folder.name}: not started (deadline)"
         resume = (folder / "metrics.jsonl").is_file()
         cmd = fit_command(args, beta, seed, data, resume)
         code = study.run(cmd, folder / "log.txt", args.study.stop_at)
         if not (folder / "model").is_dir():
-            return f"{folder.name}: stopped (exit {code}); the same command continues it", False
+            return f"{folder.name}: stopped (exit {code}); the same command continues it"
     done = [
         study.evaluate(str(model), folder / f"eval-{step}", args.study, beta)
         for step, model in points(folder, args.steps // args.points, args.steps)
     ]
-    return f"{folder.name}: {sum(done)}/{len(done)} evaluations, {time.time() - start:.0f} s", True
+    return f"{folder.name}: {sum(done)}/{len(done)} evaluations, {time.time() - start:.0f} s"
 
 
 def ceiling(data: Path, base_eval: Path, betas: list[float]) -> dict[str, Any]:

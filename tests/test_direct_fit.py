@@ -165,7 +165,7 @@ def test_a_fit_continues_only_on_the_draws_it_started_on(tmp_path, monkeypatch):
     seed's fits started on: the seed is held back in one line, not fitted on two files."""
     args = direct_fit.parse(["--out", str(tmp_path), "--smoke"])
     smoke_folder(tmp_path)
-    monkeypatch.setattr(direct_fit, "one_fit", lambda a, beta, s, d: (f"fit b{beta:g}", True))
+    monkeypatch.setattr(direct_fit, "one_fit", lambda a, beta, s, d: f"fit b{beta:g}")
     assert direct_fit.schedule(args) == ["draws-s0: ready", "fit b4", "fit b0"]
     saved = json.loads((tmp_path / "direct-b4-s0" / "ceiling.json").read_text())
     assert (
