@@ -21,7 +21,8 @@ For each seed S, in ``--out``:
    held against, or made here as target_study.py makes it), so that ``python
    scripts/target_report.py runs/direct`` reads them as a study's runs.
 
-Every stage is skipped when done and resumed when stopped (the same command continues);
+Every stage is skipped when done and resumed when stopped (the same command continues; a
+point left unevaluated whose weights are still here is evaluated by it, nothing retrained);
 ``--deadline SECONDS`` stops training with SIGTERM (it checkpoints) and starts nothing after.
 """
 
@@ -170,8 +171,18 @@ def points(folder: Path, every: int, steps: int) -> list[tuple[int, Path]]:
 
 
 def evaluated(args: argparse.Namespace, beta: float, seed: int) -> bool:
-    """Whether the fit's last point is evaluated (e.g. unpacked from a pack, no weights)."""
-    return (args.out / run_name(beta, seed) / f"eval-{args.steps}" / "eval.json").is_file()
+    """Whether every point of the fit that can be evaluated is: its last one, and each whose
+    weights are here (a fit unpacked from a pack has none; one evaluated only at some points,
+    its checkpoints kept, still has the others to do)."""
+    return not to_evaluate(args, args.out / run_name(beta, seed))
+
+
+def to_evaluate(args: argparse.Namespace, folder: Path) -> list[tuple[int, Path | None]]:
+    """(step, weights) of the fit's points not evaluated yet; weights None: the last point's,
+    not trained yet."""
+    found = points(folder, args.steps // args.points, args.steps)
+    found += [] if found and found[-1][0] == args.steps else [(args.steps, None)]
+    return [(s, m) for s, m in found if not (folder / f"eval-{s}" / "eval.json").is_file()]
 
 
 def prepare(args: argparse.Namespace, seed: int) -> tuple[Path | None, str]:
@@ -226,9 +237,10 @@ def drawn_on(folders: list[Path]) -> set[str]:
 def one_fit(args: argparse.Namespace, beta: float, seed: int, data: Path) -> str:
     """One tilt's fit and its evaluations; the line that says how far it got."""
     start, folder = time.time(), args.out / run_name(beta, seed)
-    if evaluated(args, beta, seed):
+    todo = to_evaluate(args, folder)
+    if not todo:
         return f"{folder.name}: done before"
-    if not (folder / "model").is_dir():
+    if todo[-1][1] is None:  # its last point not trained
         if args.study.stop_at is not None and time.time() > args.study.stop_at:
             return f"{folder.name}: not started (deadline)"
         resume = (folder / "metrics.jsonl").is_file()
@@ -236,10 +248,9 @@ def one_fit(args: argparse.Namespace, beta: float, seed: int, data: Path) -> str
         code = study.run(cmd, folder / "log.txt", args.study.stop_at)
         if not (folder / "model").is_dir():
             return f"{folder.name}: stopped (exit {code}); the same command continues it"
-    done = [
-        study.evaluate(str(model), folder / f"eval-{step}", args.study, beta)
-        for step, model in points(folder, args.steps // args.points, args.steps)
-    ]
+        todo = to_evaluate(args, folder)
+    done = [study.evaluate(str(model), folder / f"eval-{step}", args.study, beta)
+            for step, model in todo]  # fmt: skip
     return f"{folder.name}: {sum(done)}/{len(done)} evaluations, {time.time() - start:.0f} s"
 
 

@@ -6,6 +6,7 @@ are skipped when done and never leave a half-written file that looks done."""
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -127,6 +128,41 @@ def test_a_seed_whose_fits_are_all_evaluated_is_not_drawn_again(tmp_path, monkey
     (tmp_path / "direct-b0-s0" / f"eval-{args.steps}" / "eval.json").unlink()  # one still to do
     with pytest.raises(pytest.fail.Exception, match="ran sample"):
         direct_fit.schedule(args)
+
+
+def test_points_left_unevaluated_with_their_weights_kept_are_evaluated_not_trained(
+    tmp_path, monkeypatch
+):
+    """A fit evaluated only at some points (its last among them) whose checkpoints are still
+    here has the others evaluated by the same command: its seed is not skipped, nothing is
+    trained, and only the missing points are run; with no weights (unpacked) it is done."""
+    args = direct_fit.parse(
+        ["--out", str(tmp_path), "--seeds", "1", "--steps", "6", "--points", "3"]
+    )
+    smoke_folder(tmp_path)
+    runs = []
+    monkeypatch.setattr(direct_fit.study, "run", lambda *a, **k: pytest.fail(f"ran {a[0][0]}"))
+    monkeypatch.setattr(
+        direct_fit.study, "evaluate", lambda model, out, *a: runs.append(out.name) or True
+    )
+    for beta in (4, 0):
+        fit = tmp_path / f"direct-b{beta}-s0"
+        for step in (2, 4):
+            (fit / f"checkpoint-{step}" / "model").mkdir(parents=True)
+        (fit / "model").mkdir()
+        for step in (2, 6) if beta == 4 else (6,):
+            (fit / f"eval-{step}").mkdir()
+            (fit / f"eval-{step}" / "eval.json").write_text("{}")
+    assert not direct_fit.evaluated(args, 4, 0) and not direct_fit.evaluated(args, 0, 0)
+    lines = direct_fit.schedule(args)
+    assert lines[0] == "draws-s0: ready" and runs == ["eval-4", "eval-2", "eval-4"]
+    assert lines[1].startswith("direct-b4-s0: 1/1 evaluations")
+    assert lines[2].startswith("direct-b0-s0: 2/2 evaluations")
+    for beta in (4, 0):  # as unpacked from a pack: evaluations, no weights
+        fit = tmp_path / f"direct-b{beta}-s0"
+        for gone in ("checkpoint-2", "checkpoint-4", "model"):
+            shutil.rmtree(fit / gone)
+    assert direct_fit.schedule(args) == ["seed 0: every fit evaluated before"]
 
 
 def test_points_that_do_not_divide_the_steps_are_refused(capsys):
