@@ -153,8 +153,10 @@ def frontier(base: dict[str, Any], runs: dict[str, Any], out: Path) -> None:
 def progress(runs: dict[str, Any], out: Path) -> None:
     """b_hat / b against step for every run trained for a tilt b (seed mean): how far towards
     its target each checkpoint got, and whether it is still moving (dashed: a knob, a variant
-    or a study set beside this one)."""
-    tilted = {m: r for m, r in runs.items() if not math.isnan(by_step(r, "b")[1][0])}
+    or a study set beside this one). A run trained at b = 0 (the direct fit's drift) has no
+    such ratio: its b_hat is in the tables."""
+    trained_for = {m: by_step(r, "b")[1][0] for m, r in runs.items()}
+    tilted = {m: r for m, r in runs.items() if not math.isnan(trained_for[m]) and trained_for[m]}
     if not tilted:
         return
     fig, ax = plt.subplots(figsize=(6.5, 4.2))

@@ -251,3 +251,17 @@ def test_variants_are_paired_by_seed_at_the_common_last_step():
         "rule: **supported**"
     )
     assert not target_report.variant_seeds({"trafl-b4": runs["trafl-b4"]}, rule=True)
+
+
+def test_progress_leaves_out_runs_with_no_tilt_to_divide_by(tmp_path):
+    """b_hat / b has no meaning for a run trained at b = 0 (the direct fit's drift) nor for one
+    trained for no tilt (d1): with only those there is no figure; with a tilted run there is."""
+    runs = {
+        "direct-b0": {0: {2000: fake_eval(0.0, -0.1, 0.0)}},
+        "d1": {0: {300: fake_eval(math.nan, 1.0, 0.5)}},
+    }
+    target_report.progress(runs, tmp_path)
+    assert not (tmp_path / "progress.png").exists()
+    runs["direct-b4"] = {0: {2000: fake_eval(4.0, 2.6, 1.0)}}
+    target_report.progress(runs, tmp_path)
+    assert (tmp_path / "progress.png").is_file()
