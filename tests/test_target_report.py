@@ -149,6 +149,7 @@ def test_finished_seeds_are_those_at_the_last_checkpoint():
             ["--beside", "low-confidence=results/target/long.tgz"],
         ),
         ("results/target/quiet.tgz", "docs/target/quiet", ["--rule"]),
+        ("results/target/direct.tgz", "docs/target/direct/instrument", []),
     ],
 )
 def test_committed_report_is_what_the_committed_runs_give(runs, docs, extra, tmp_path, monkeypatch):
