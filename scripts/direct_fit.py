@@ -21,6 +21,10 @@ For each seed S, in ``--out``:
    held against, or made here as target_study.py makes it), so that ``python
    scripts/target_report.py runs/direct`` reads them as a study's runs.
 
+``--remasking random --denoising-steps 16`` draws and evaluates by any-order sampling, as
+target_study.py's section 9 runs do (``--base`` then a pack evaluated that way, e.g.
+results/target/random.tgz; a base evaluated with another decoding is refused in one line).
+
 Every stage is skipped when done and resumed when stopped (the same command continues; a
 point left unevaluated whose weights are still here is evaluated by it, nothing retrained);
 ``--deadline SECONDS`` stops training with SIGTERM (it checkpoints) and starts nothing after.
@@ -80,6 +84,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         help="a study folder or pack whose base evaluation to use (the runs held against the "
         "fit were measured from it); default: evaluate the base here",
     )
+    p.add_argument(
+        "--remasking",
+        choices=("low_confidence", "random"),
+        default="low_confidence",
+        help="the decoding of the draws and evaluations, as target_study.py's (random: any-order)",
+    )
+    p.add_argument("--denoising-steps", type=int, default=0, help="denoiser calls; 0: length / 2")
     p.add_argument("--device", default="auto")
     p.add_argument("--smoke", action="store_true", help="tiny sizes: checks the pipeline")
     args = p.parse_args(argv)
@@ -88,7 +99,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     if args.steps % args.points:
         p.error(f"--points {args.points} must divide --steps {args.steps}")
     smoke = ["--smoke"] if args.smoke else []
-    args.study = study.parse(["--out", str(args.out), "--device", args.device, *smoke])
+    decoding = ["--remasking", args.remasking, "--denoising-steps", str(args.denoising_steps)]
+    args.study = study.parse(["--out", str(args.out), "--device", args.device, *decoding, *smoke])
     args.study.stop_at = time.time() + args.deadline if args.deadline else None
     return args
 

@@ -212,3 +212,23 @@ def test_a_fit_continues_only_on_the_draws_it_started_on(tmp_path, monkeypatch):
         f.write(json.dumps({"prompt": "p0", "completion": "x", "reward": 1.0}) + "\n")
     (line,) = direct_fit.schedule(args)  # no fit runs
     assert line.startswith("draws-s0: not the draws its fits started on")
+
+
+def test_the_decoding_reaches_the_draws_and_the_base_check(tmp_path, monkeypatch):
+    """--remasking random --denoising-steps 16 draws any-order (the study's sampler), and a
+    folder whose base was evaluated low-confidence is refused before anything runs."""
+    args = direct_fit.parse(
+        ["--out", str(tmp_path), "--remasking", "random", "--denoising-steps", "16"]
+    )
+    cmds = []
+    monkeypatch.setattr(direct_fit.study, "run", lambda cmd, *a, **k: cmds.append(cmd) or 1)
+    direct_fit.draw(args, 0)
+    assert "sampler.remasking=random" in cmds[0] and "sampler.steps=16" in cmds[0]
+    (tmp_path / "base").mkdir()
+    saved = {"sampler": {"gen_length": 16, "steps": 8, "temperature": 1.0,
+                         "remasking": "low_confidence"}, "num_samples": 128, "num_problems": 48}  # fmt: skip
+    (tmp_path / "base" / "eval_config.yaml").write_text(yaml.safe_dump(saved))
+    with pytest.raises(SystemExit, match="remasking"):
+        direct_fit.study.check_folder(args.study)
+    default = direct_fit.parse(["--out", str(tmp_path)])
+    direct_fit.study.check_folder(default.study)  # the low-confidence default matches it
