@@ -84,13 +84,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         help="a study folder or pack whose base evaluation to use (the runs held against the "
         "fit were measured from it); default: evaluate the base here",
     )
-    p.add_argument(
-        "--remasking",
-        choices=("low_confidence", "random"),
-        default="low_confidence",
-        help="the decoding of the draws and evaluations, as target_study.py's (random: any-order)",
-    )
-    p.add_argument("--denoising-steps", type=int, default=0, help="denoiser calls; 0: length / 2")
+    study.decoding_arguments(p)  # of the draws and evaluations, as the study's runs
     p.add_argument("--device", default="auto")
     p.add_argument("--smoke", action="store_true", help="tiny sizes: checks the pipeline")
     args = p.parse_args(argv)

@@ -455,6 +455,12 @@ def one_job(job: Job, args: argparse.Namespace, deadline: float | None) -> str:
     return f"{job.name}: {sum(done)}/{len(done)} evaluations, {time.time() - start:.0f} s"
 
 
+def decoding_arguments(p: argparse.ArgumentParser) -> None:
+    """The decoding options (:func:`sampler`), for this study and the scripts built on it."""
+    p.add_argument("--remasking", choices=("low_confidence", "random"), default="low_confidence")
+    p.add_argument("--denoising-steps", type=int, default=0, help="denoiser calls; 0: length / 2")
+
+
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=Path("runs/target"))
@@ -464,8 +470,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--samples", type=int, default=128)
     p.add_argument("--length", type=int, default=16)
     p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--remasking", choices=("low_confidence", "random"), default="low_confidence")
-    p.add_argument("--denoising-steps", type=int, default=0, help="denoiser calls; 0: length / 2")
+    decoding_arguments(p)
     p.add_argument("--prompts", type=int, default=16)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--betas", type=float, nargs="+", default=[1, 2, 4, 8, 32])
