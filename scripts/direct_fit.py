@@ -23,7 +23,12 @@ For each seed S, in ``--out``:
 
 ``--remasking random --denoising-steps 16`` draws and evaluates by any-order sampling, as
 target_study.py's section 9 runs do (``--base`` then a pack evaluated that way, e.g.
-results/target/random.tgz; a base evaluated with another decoding is refused in one line).
+results/target/random.tgz; a base evaluated with another decoding is refused in one line):
+section 13's fit,
+
+    python scripts/direct_fit.py --out runs/direct-random --base results/target/random.tgz \
+        --remasking random --denoising-steps 16 --seeds 3 --betas 4 0 --draws 1024 \
+        --steps 1000 --points 2 --workers 2
 
 Every stage is skipped when done and resumed when stopped (the same command continues; a
 point left unevaluated whose weights are still here is evaluated by it, nothing retrained);

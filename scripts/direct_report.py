@@ -1,8 +1,11 @@
-"""The direct fit's verdict (docs/TARGET.md section 12) by the criteria written down before its
-runs: per seed, the tilt the b = 4 fit adds over the b = 0 fit of the same draws, the shape of
-the b = 4 fit and whether it still rises, against the remade 2000-step TraFL runs.
+"""The direct fit's verdict (docs/TARGET.md sections 12 and 13) by the criteria written down
+before its runs: per seed, the tilt the b = 4 fit adds over the b = 0 fit of the same draws,
+the shape of the b = 4 fit and whether it still rises, against TraFL runs decoded the same way
+(section 12, low-confidence: the remade 2000-step runs; section 13, any-order: section 9's
+runs at step 1000, and the b = 0 fit must stay in place).
 
     python scripts/direct_report.py runs/direct --out docs/target/direct
+    python scripts/direct_report.py runs/direct-random --out docs/target/direct-random
 
 reads a folder (or a pack of it) that ``scripts/direct_fit.py`` filled, and writes
 ``results.md`` (or prints it without ``--out``).
@@ -14,17 +17,47 @@ import argparse
 import json
 import math
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from packs import unpacked  # noqa: E402
 from target_report import load, target_numbers  # noqa: E402
 
-# the remade 2000-step b = 4 TraFL runs, three seeds (docs/target/long2000-remade/results.md)
-TRAFL_B_HAT, TRAFL_SD, TRAFL_SHIFT_SD = 2.06, 0.15, 1.66
-REACH = 3.0  # halfway from TraFL's plateau to b = 4
-PLATEAU = round(TRAFL_B_HAT + 2 * TRAFL_SD, 2)  # 2.36
+
+@dataclass(frozen=True)
+class Criteria:
+    """One diagnosis's criteria, written down before its runs (docs/TARGET.md), against the
+    TraFL runs at b = 4 it is held against (three seeds, the same decoding)."""
+
+    section: int
+    steps: int  # the step read, for both fits
+    before: int  # the earlier b = 4 point the flatness test reads
+    trafl: str  # TraFL's b_hat (mean +- sd over seeds) and shift sd at ``steps``, as quoted
+    reach: float  # t at or above it in every seed: halfway from TraFL's b_hat to b = 4
+    plateau: float  # t at or below it in every seed: TraFL's mean + 2 sd
+    shift_sd: float | None  # b = 4's shift sd at most this (None: see shape_ratio)
+    shape_ratio: float | None  # b = 4's shift sd at most this x its noise floor
+    drift: bool  # the b = 0 fit must stay in place for either definite verdict
+
+
+# by the base's decoding (``sampler.remasking`` of its evaluation)
+CRITERIA = {
+    # section 12: the remade 2000-step TraFL runs (docs/target/long2000-remade)
+    "low_confidence": Criteria(
+        12, 2000, 1600, "2.06 +- 0.15 (shift sd 1.66)", 3.0, 2.36, 1.66, None, False
+    ),
+    # section 13: section 9's any-order TraFL runs at step 1000 (docs/target/random)
+    "random": Criteria(
+        13, 1000, 500, "0.866 +- 0.033 (shift sd 0.742)", 2.43, 0.93, None, 1.5, True
+    ),
+}
+# section 13: the b = 0 fit stays in place if |b_hat| <= 0.25, its shifts spread at most 1.5
+# times their noise floor and at most 2 problems' success fell significantly
+DRIFT_B_HAT, DRIFT_RATIO, DRIFT_FELL = 0.25, 1.5, 2
 
 
 def numbers(ev: dict[str, Any]) -> dict[str, float]:
@@ -41,6 +74,7 @@ def seed_row(runs: dict[str, Any], seed: int, last: int, before: int) -> dict[st
         return None
     end, prior, drift = numbers(b4[last]), numbers(b4[before]), numbers(b0[last])
     return {
+        "seed": seed,
         "b_hat_b4": end["b_hat"],
         "b_hat_b0": drift["b_hat"],
         "t": end["b_hat"] - drift["b_hat"],
@@ -50,31 +84,54 @@ def seed_row(runs: dict[str, Any], seed: int, last: int, before: int) -> dict[st
         "mae": end["mae"],
         "rise": end["b_hat"] - prior["b_hat"],
         "rise_se": math.hypot(end["b_hat_se"], prior["b_hat_se"]),
+        "b0_shift_sd": drift["shift_sd"],
+        "b0_noise_sd": drift["noise_sd"],
+        "b0_fell_sig": drift["fell_sig"],
     }
 
 
-def direct_rule(rows: list[dict[str, float]]) -> str:
-    """Section 12's criteria over the seeds' rows (three, written before the runs)."""
-    reach = all(r["t"] >= REACH for r in rows)
-    shaped = all(r["shift_sd"] <= TRAFL_SHIFT_SD and r["fell_sig"] == 0 for r in rows)
-    if reach and shaped:
-        return "within reach: TraFL's stop at half is TraFL's"
+def in_place(r: dict[str, float]) -> bool:
+    """Section 13: the b = 0 fit did not drift from the base."""
+    return (
+        abs(r["b_hat_b0"]) <= DRIFT_B_HAT
+        and r["b0_shift_sd"] <= DRIFT_RATIO * r["b0_noise_sd"]
+        and r["b0_fell_sig"] <= DRIFT_FELL
+    )
+
+
+def shaped(c: Criteria, r: dict[str, float]) -> bool:
+    """The b = 4 fit has the target's shape: no success fell significantly and the shifts
+    spread no wider than the criteria allow."""
+    limit = c.shift_sd if c.shape_ratio is None else c.shape_ratio * r["noise_sd"]
+    return r["shift_sd"] <= limit and r["fell_sig"] == 0
+
+
+def direct_rule(rows: list[dict[str, float]], c: Criteria = CRITERIA["low_confidence"]) -> str:
+    """A diagnosis's criteria over the seeds' rows (three, written before the runs)."""
+    if c.drift and not all(in_place(r) for r in rows):
+        return "not settled: the b = 0 fit drifts"
+    if all(r["t"] >= c.reach and shaped(c, r) for r in rows):
+        return "within reach: TraFL's stop is TraFL's"
     flat = all(abs(r["rise"]) <= 2 * r["rise_se"] for r in rows)
-    if all(r["t"] <= PLATEAU for r in rows) and flat:
+    if all(r["t"] <= c.plateau for r in rows) and flat:
         return "SFT from the base gets no further than TraFL either"
     return "not settled"
 
 
-def report(root: Path, label: Path, last: int, before: int) -> str:
+def report(root: Path, label: Path, c: Criteria) -> str:
     _, runs = load(root)
+    last, before = c.steps, c.before
     seeds = sorted(set(runs.get("direct-b4", {})) | set(runs.get("direct-b0", {})))
+    shape = (f"shift sd <= {c.shift_sd}" if c.shape_ratio is None
+             else f"shift sd <= {c.shape_ratio} x noise")  # fmt: skip
     lines = [
-        "# The direct fit (docs/TARGET.md section 12)",
+        f"# The direct fit (docs/TARGET.md section {c.section})",
         "",
         f"Generated by `python scripts/direct_report.py {label}`. t = b_hat(direct-b4) - "
         f"b_hat(direct-b0) at step {last}; rise: b_hat(direct-b4) from step {before} to {last}, "
         f"with the se of that difference; ceiling: the b_hat of the draws' own tilted shares. "
-        f"Held against TraFL's plateau {TRAFL_B_HAT} +- {TRAFL_SD} (shift sd {TRAFL_SHIFT_SD}).",
+        f"Held against TraFL at step {last}: {c.trafl}; reach: t >= {c.reach} with {shape} and "
+        f"no significant fall; no further: t <= {c.plateau} and flat.",
         "",
         "| seed | b_hat b4 | b_hat b0 | t | ceiling b4 | ceiling b0 | shift sd (noise) | fell sig "
         "| mae | rise (se) |",
@@ -94,8 +151,27 @@ def report(root: Path, label: Path, last: int, before: int) -> str:
             f"{row['shift_sd']:.3f} ({row['noise_sd']:.3f}) | {row['fell_sig']:.0f} | "
             f"{row['mae']:.3f} | {row['rise']:+.3f} ({row['rise_se']:.3f}) |"
         )
-    verdict = direct_rule(rows) if len(rows) == 3 else f"not judged: {len(rows)} of 3 seeds"
+    if c.drift:
+        lines += ["", *drift_table(rows)]
+    verdict = direct_rule(rows, c) if len(rows) == 3 else f"not judged: {len(rows)} of 3 seeds"
     return "\n".join([*lines, "", f"Verdict by the written criteria: **{verdict}**.", ""])
+
+
+def drift_table(rows: list[dict[str, float]]) -> list[str]:
+    """The b = 0 fit against the base, by the seeds judged (section 13's first condition)."""
+    lines = [
+        f"The b = 0 fit stays in place if |b_hat| <= {DRIFT_B_HAT}, shift sd <= {DRIFT_RATIO} x "
+        f"noise and fell sig <= {DRIFT_FELL}:",
+        "",
+        "| seed | b_hat b0 | shift sd b0 (noise) | fell sig b0 | in place |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['seed']:.0f} | {r['b_hat_b0']:.3f} | {r['b0_shift_sd']:.3f} ({r['b0_noise_sd']:.3f}) | "
+            f"{r['b0_fell_sig']:.0f} | {'yes' if in_place(r) else 'no'} |"
+        )
+    return lines
 
 
 def ceilings(root: Path, seed: int) -> dict[str, float]:
@@ -108,15 +184,22 @@ def ceilings(root: Path, seed: int) -> dict[str, float]:
     return out
 
 
+def criteria(root: Path) -> Criteria:
+    """The criteria of the diagnosis the folder's base decoding belongs to."""
+    saved = yaml.safe_load((root / "base" / "eval_config.yaml").read_text())
+    remasking = saved["sampler"]["remasking"]
+    if remasking not in CRITERIA:
+        sys.exit(f"no criteria written for remasking={remasking}; written: {', '.join(CRITERIA)}")
+    return CRITERIA[remasking]
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("root", type=Path, help="runs/direct, or a pack of it")
     p.add_argument("--out", type=Path, default=None)
-    p.add_argument("--steps", type=int, default=2000)
-    p.add_argument("--before", type=int, default=1600)
     args = p.parse_args(argv)
     with unpacked(args.root) as root:
-        text = report(root, args.root, args.steps, args.before)
+        text = report(root, args.root, criteria(root))
     if args.out is None:
         print(text)
         return

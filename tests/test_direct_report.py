@@ -1,5 +1,5 @@
-"""scripts/direct_report.py applies section 12's criteria as written before the runs: each
-outcome is reachable from hand-made seeds, and the numbers come from the right evaluations."""
+"""scripts/direct_report.py applies sections 12's and 13's criteria as written before the runs:
+each outcome is reachable from hand-made seeds, and the numbers come from the right evaluations."""
 
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import direct_report  # noqa: E402
 
 
-def row(t, shift_sd=1.0, fell_sig=0, rise=0.0, rise_se=0.05):
-    return {"t": t, "shift_sd": shift_sd, "fell_sig": fell_sig, "rise": rise, "rise_se": rise_se}
+def row(t, shift_sd=1.0, fell_sig=0, rise=0.0, rise_se=0.05, noise_sd=0.5, **b0):
+    drift = {"b_hat_b0": 0.0, "b0_shift_sd": 0.5, "b0_noise_sd": 0.5, "b0_fell_sig": 0, **b0}
+    return {"t": t, "shift_sd": shift_sd, "fell_sig": fell_sig, "rise": rise, "rise_se": rise_se,
+            "noise_sd": noise_sd, **drift}  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -33,6 +35,37 @@ def row(t, shift_sd=1.0, fell_sig=0, rise=0.0, rise_se=0.05):
 )
 def test_the_criteria_as_written(rows, verdict):
     assert verdict in direct_report.direct_rule(rows)
+
+
+ANY_ORDER = direct_report.CRITERIA["random"]
+
+
+@pytest.mark.parametrize(
+    "rows, verdict",
+    [
+        ([row(2.5, 0.75), row(2.43, 0.75), row(3.0, 0.7)], "within reach"),  # 1.5 x 0.5
+        ([row(2.5, 0.75), row(2.42, 0.75), row(3.0, 0.7)], "not settled"),  # short of 2.43
+        ([row(2.5, 0.75), row(2.5, 0.76), row(3.0, 0.7)], "not settled"),  # wider than 1.5 x
+        ([row(2.5, 0.75), row(2.5, 0.75, fell_sig=1), row(3.0, 0.7)], "not settled"),
+        ([row(0.9), row(0.93), row(0.5)], "gets no further than TraFL"),
+        ([row(0.9), row(0.94), row(0.5)], "not settled"),  # above TraFL's 0.866 + 2 x 0.033
+        ([row(0.9), row(0.93, rise=0.2), row(0.5)], "not settled"),  # still rising
+        # the b = 0 fit must stay in place, for either verdict
+        ([row(2.5, 0.7), row(2.5, 0.7, b_hat_b0=0.25), row(3.0, 0.7)], "within reach"),
+        ([row(2.5, 0.7), row(2.5, 0.7, b_hat_b0=-0.26), row(3.0, 0.7)], "drifts"),
+        ([row(0.9), row(0.9, b0_shift_sd=0.76), row(0.5)], "drifts"),  # > 1.5 x its 0.5
+        ([row(0.9), row(0.9, b0_fell_sig=2), row(0.5)], "gets no further"),
+        ([row(0.9), row(0.9, b0_fell_sig=3), row(0.5)], "drifts"),
+    ],
+)
+def test_the_any_order_criteria_as_written(rows, verdict):
+    assert verdict in direct_report.direct_rule(rows, ANY_ORDER)
+
+
+def test_section_12_is_judged_without_the_drift_condition():
+    """Its criteria were written without one (the b = 0 fit there drifted, as reported)."""
+    rows = [row(3.5, 1.0, b_hat_b0=-0.5, b0_fell_sig=6), row(3.0), row(4.2)]
+    assert "within reach" in direct_report.direct_rule(rows)
 
 
 def write_eval(path: Path, b_hat: float, se: float, shift_sd: float, fell_sig: int) -> None:
@@ -53,6 +86,7 @@ def test_the_report_reads_each_seed_from_its_fits(tmp_path, capsys):
     0.1 with se hypot(0.04, 0.03) = 0.05; the ceiling from the fit's folder."""
     (tmp_path / "base").mkdir()
     (tmp_path / "base" / "eval.json").write_text(json.dumps({"lengths": {"16": {}}}))
+    (tmp_path / "base" / "eval_config.yaml").write_text("sampler:\n  remasking: low_confidence\n")
     for s in range(3):
         write_eval(tmp_path / f"direct-b4-s{s}" / "eval-2000", 3.5 + s, 0.04, 1.0, 0)
         write_eval(tmp_path / f"direct-b4-s{s}" / "eval-1600", 3.4 + s, 0.03, 1.0, 0)
@@ -69,6 +103,26 @@ def test_the_report_reads_each_seed_from_its_fits(tmp_path, capsys):
     direct_report.main([str(tmp_path)])
     out = capsys.readouterr().out
     assert "| 2 | not evaluated" in out and "not judged: 2 of 3 seeds" in out
+
+
+def test_the_base_decoding_chooses_the_criteria(tmp_path, capsys):
+    """An any-order base: section 13's steps (b = 4 at 500 and 1000) and its drift table; a
+    decoding with no criteria written is refused in one line."""
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "eval.json").write_text(json.dumps({"lengths": {"16": {}}}))
+    (tmp_path / "base" / "eval_config.yaml").write_text("sampler:\n  remasking: random\n")
+    for s in range(3):
+        write_eval(tmp_path / f"direct-b4-s{s}" / "eval-1000", 2.6, 0.04, 0.7, 0)
+        write_eval(tmp_path / f"direct-b4-s{s}" / "eval-500", 2.5, 0.03, 0.7, 0)
+        write_eval(tmp_path / f"direct-b0-s{s}" / "eval-1000", 0.1 * s, 0.04, 0.9, s)
+    direct_report.main([str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "section 13" in out and "| 0 | 2.600 | 0.000 | 2.600 |" in out
+    assert "| 2 | 0.200 | 0.900 (0.500) | 2 | no |" in out  # 0.9 > 1.5 x 0.5
+    assert "**not settled: the b = 0 fit drifts**" in out
+    (tmp_path / "base" / "eval_config.yaml").write_text("sampler:\n  remasking: top_k\n")
+    with pytest.raises(SystemExit, match="no criteria written for remasking=top_k"):
+        direct_report.main([str(tmp_path)])
 
 
 def test_committed_report_is_what_the_committed_fits_give(tmp_path, monkeypatch):
