@@ -266,3 +266,10 @@ def test_progress_leaves_out_runs_with_no_tilt_to_divide_by(tmp_path):
     runs["direct-b4"] = {0: {2000: fake_eval(4.0, 2.6, 1.0)}}
     target_report.progress(runs, tmp_path)
     assert (tmp_path / "progress.png").is_file()
+
+
+def test_the_header_names_the_script_whose_runs_these_are():
+    """The direct fit's runs (all ``direct-*``) are not target_study.py's."""
+    assert target_report.made_by({"direct-b4": {}, "direct-b0": {}}) == "scripts/direct_fit.py"
+    assert target_report.made_by({"direct-b4": {}, "trafl-b4": {}}) == "scripts/target_study.py"
+    assert target_report.made_by({}) == "scripts/target_study.py"
