@@ -15,7 +15,8 @@ import direct_report  # noqa: E402
 
 
 def row(t, shift_sd=1.0, fell_sig=0, rise=0.0, rise_se=0.05, noise_sd=0.5, **b0):
-    drift = {"b_hat_b0": 0.0, "b0_shift_sd": 0.5, "b0_noise_sd": 0.5, "b0_fell_sig": 0, **b0}
+    drift = {"b_hat_b0": 0.0, "b0_shift_sd": 0.5, "b0_noise_sd": 0.5, "b0_fell_sig": 0,
+             "b0_distinct": 2.0, "b0_distinct_base": 2.0, **b0}  # fmt: skip
     return {"t": t, "shift_sd": shift_sd, "fell_sig": fell_sig, "rise": rise, "rise_se": rise_se,
             "noise_sd": noise_sd, **drift}  # fmt: skip
 
@@ -47,15 +48,19 @@ ANY_ORDER = direct_report.CRITERIA["random"]
         ([row(2.5, 0.75), row(2.42, 0.75), row(3.0, 0.7)], "not settled"),  # short of 2.43
         ([row(2.5, 0.75), row(2.5, 0.76), row(3.0, 0.7)], "not settled"),  # wider than 1.5 x
         ([row(2.5, 0.75), row(2.5, 0.75, fell_sig=1), row(3.0, 0.7)], "not settled"),
-        ([row(0.9), row(0.93), row(0.5)], "gets no further than TraFL"),
-        ([row(0.9), row(0.94), row(0.5)], "not settled"),  # above TraFL's 0.866 + 2 x 0.033
-        ([row(0.9), row(0.93, rise=0.2), row(0.5)], "not settled"),  # still rising
+        ([row(0.9), row(0.98), row(0.5)], "gets no further than TraFL"),
+        ([row(0.9), row(0.99), row(0.5)], "not settled"),  # above TraFL's 0.866 + 2 se of t
+        ([row(0.9), row(0.98, rise=0.2), row(0.5)], "not settled"),  # still rising
+        ([row(0.9), row(0.98, rise=-0.1, rise_se=0.05), row(0.5)], "gets no further"),  # 2 se
         # the b = 0 fit must stay in place, for either verdict
         ([row(2.5, 0.7), row(2.5, 0.7, b_hat_b0=0.25), row(3.0, 0.7)], "within reach"),
         ([row(2.5, 0.7), row(2.5, 0.7, b_hat_b0=-0.26), row(3.0, 0.7)], "drifts"),
-        ([row(0.9), row(0.9, b0_shift_sd=0.76), row(0.5)], "drifts"),  # > 1.5 x its 0.5
-        ([row(0.9), row(0.9, b0_fell_sig=2), row(0.5)], "gets no further"),
-        ([row(0.9), row(0.9, b0_fell_sig=3), row(0.5)], "drifts"),
+        ([row(0.9), row(0.9, b0_shift_sd=0.75), row(0.5)], "gets no further"),  # 1.5 x 0.5
+        ([row(0.9), row(0.9, b0_shift_sd=0.76), row(0.5)], "drifts"),
+        ([row(0.9), row(0.9, b0_fell_sig=3), row(0.5)], "gets no further"),
+        ([row(0.9), row(0.9, b0_fell_sig=4), row(0.5)], "drifts"),
+        ([row(0.9), row(0.9, b0_distinct=1.7), row(0.5)], "gets no further"),  # 0.85 x 2.0
+        ([row(0.9), row(0.9, b0_distinct=1.69), row(0.5)], "drifts"),
     ],
 )
 def test_the_any_order_criteria_as_written(rows, verdict):
@@ -114,11 +119,11 @@ def test_the_base_decoding_chooses_the_criteria(tmp_path, capsys):
     for s in range(3):
         write_eval(tmp_path / f"direct-b4-s{s}" / "eval-1000", 2.6, 0.04, 0.7, 0)
         write_eval(tmp_path / f"direct-b4-s{s}" / "eval-500", 2.5, 0.03, 0.7, 0)
-        write_eval(tmp_path / f"direct-b0-s{s}" / "eval-1000", 0.1 * s, 0.04, 0.9, s)
+        write_eval(tmp_path / f"direct-b0-s{s}" / "eval-1000", 0.1 * s, 0.04, 0.9, s + 1)
     direct_report.main([str(tmp_path)])
     out = capsys.readouterr().out
     assert "section 13" in out and "| 0 | 2.600 | 0.000 | 2.600 |" in out
-    assert "| 2 | 0.200 | 0.900 (0.500) | 2 | no |" in out  # 0.9 > 1.5 x 0.5
+    assert "| 2 | 0.200 | 0.900 (0.500) | 3 | 1.600 (1.600) | no |" in out  # 0.9 > 1.5 x 0.5
     assert "**not settled: the b = 0 fit drifts**" in out
     (tmp_path / "base" / "eval_config.yaml").write_text("sampler:\n  remasking: top_k\n")
     with pytest.raises(SystemExit, match="no criteria written for remasking=top_k"):
