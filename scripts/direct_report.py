@@ -67,9 +67,20 @@ def numbers(ev: dict[str, Any]) -> dict[str, float]:
     return target_numbers(length.get("target"))
 
 
-def seed_row(runs: dict[str, Any], seed: int, last: int, before: int) -> dict[str, float] | None:
+def base_distinct(base: dict[str, Any]) -> float:
+    """The base evaluation's own distinct correct solutions at its largest n, as measured (the
+    b = 0 fit's measured count is held against it, like for like; the tilt's prediction at
+    b = 0 is a plug-in estimate from the same counts and lower)."""
+    (length,) = base["lengths"].values()
+    distinct = (length.get("coverage_at_k") or {}).get("distinct") or {}
+    return distinct[max(distinct, key=int)] if distinct else math.nan
+
+
+def seed_row(
+    runs: dict[str, Any], seed: int, last: int, before: int, distinct_base: float = math.nan
+) -> dict[str, float] | None:
     """One seed's numbers, None until both fits are evaluated at ``last`` and b = 4 at
-    ``before``."""
+    ``before``; ``distinct_base``: the base's measured distinct correct solutions."""
     b4, b0 = runs.get("direct-b4", {}).get(seed, {}), runs.get("direct-b0", {}).get(seed, {})
     if last not in b4 or before not in b4 or last not in b0:
         return None
@@ -89,7 +100,7 @@ def seed_row(runs: dict[str, Any], seed: int, last: int, before: int) -> dict[st
         "b0_noise_sd": drift["noise_sd"],
         "b0_fell_sig": drift["fell_sig"],
         "b0_distinct": drift["distinct_run"],
-        "b0_distinct_base": drift["distinct_pred_b"],  # the tilt at b = 0: the base's own
+        "b0_distinct_base": distinct_base,
     }
 
 
@@ -123,7 +134,7 @@ def direct_rule(rows: list[dict[str, float]], c: Criteria = CRITERIA["low_confid
 
 
 def report(root: Path, label: Path, c: Criteria) -> str:
-    _, runs = load(root)
+    base, runs = load(root)
     last, before = c.steps, c.before
     seeds = sorted(set(runs.get("direct-b4", {})) | set(runs.get("direct-b0", {})))
     shape = (f"shift sd <= {c.shift_sd}" if c.shape_ratio is None
@@ -143,7 +154,7 @@ def report(root: Path, label: Path, c: Criteria) -> str:
     ]
     rows = []
     for seed in seeds:
-        row = seed_row(runs, seed, last, before)
+        row = seed_row(runs, seed, last, before, base_distinct(base))
         if row is None:
             lines.append(f"| {seed} | not evaluated at steps {before} and {last} yet |")
             continue

@@ -177,11 +177,12 @@ def progress(runs: dict[str, Any], out: Path) -> None:
     plt.close(fig)
 
 
-def monitor(root: Path, out: Path) -> None:
-    """Per TraFL run (seed 0): loss / loss_at_ref and the balance gap D(success) - D(failure)."""
+def monitor(root: Path, out: Path) -> bool:
+    """Per TraFL run (seed 0): loss / loss_at_ref and the balance gap D(success) - D(failure);
+    False (no figure) where there are no TraFL runs."""
     folders = sorted(root.glob("trafl-b*-s0"), key=lambda p: float(p.name.split("-b")[1][:-3]))
     if not folders:
-        return
+        return False
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for folder in folders:
         rows = metrics(folder)
@@ -203,6 +204,7 @@ def monitor(root: Path, out: Path) -> None:
     fig.tight_layout()
     fig.savefig(out / "monitor.png", dpi=120)
     plt.close(fig)
+    return True
 
 
 def metrics(folder: Path) -> list[dict[str, Any]]:
@@ -544,7 +546,7 @@ def write_report(
     frontier(base, pool, out)
     target_figure(pool, out)
     progress(shown, out)
-    monitor(root, out)
+    figures = ["frontier.png", "target.png", "progress.png", *["monitor.png"] * monitor(root, out)]
     flags = [*(f"--beside {label}={path}" for label, path, _ in beside), *["--rule"] * rule]
     command = " ".join([str(name), *flags])
     text = [
@@ -593,7 +595,7 @@ def write_report(
     if heldout:
         text += heldout_section(root, heldout)
     (out / "results.md").write_text("\n".join(text))
-    print(f"wrote {out}/results.md, frontier.png, target.png, progress.png, monitor.png")
+    print(f"wrote {out}/results.md, {', '.join(figures)}")
 
 
 def made_by(runs: dict[str, Any]) -> str:

@@ -114,7 +114,8 @@ def test_the_base_decoding_chooses_the_criteria(tmp_path, capsys):
     """An any-order base: section 13's steps (b = 4 at 500 and 1000) and its drift table; a
     decoding with no criteria written is refused in one line."""
     (tmp_path / "base").mkdir()
-    (tmp_path / "base" / "eval.json").write_text(json.dumps({"lengths": {"16": {}}}))
+    measured = {"coverage_at_k": {"distinct": {"8": 0.9, "128": 1.8}}}  # held at 0.85 x 1.8
+    (tmp_path / "base" / "eval.json").write_text(json.dumps({"lengths": {"16": measured}}))
     (tmp_path / "base" / "eval_config.yaml").write_text("sampler:\n  remasking: random\n")
     for s in range(3):
         write_eval(tmp_path / f"direct-b4-s{s}" / "eval-1000", 2.6, 0.04, 0.7, 0)
@@ -123,17 +124,36 @@ def test_the_base_decoding_chooses_the_criteria(tmp_path, capsys):
     direct_report.main([str(tmp_path)])
     out = capsys.readouterr().out
     assert "section 13" in out and "| 0 | 2.600 | 0.000 | 2.600 |" in out
-    assert "| 2 | 0.200 | 0.900 (0.500) | 3 | 1.600 (1.600) | no |" in out  # 0.9 > 1.5 x 0.5
+    assert "| 2 | 0.200 | 0.900 (0.500) | 3 | 1.600 (1.800) | no |" in out  # 0.9 > 1.5 x 0.5
+    assert "**not settled: the b = 0 fit drifts**" in out
+
+
+def test_the_b0_fit_keeps_the_base_distinct_solutions_as_measured(tmp_path, capsys):
+    """Section 13 holds the b = 0 fit's distinct correct solutions against the base's as
+    measured (2.0 here), not against the tilt's plug-in prediction at b = 0 (1.6 in every
+    fit's eval.json): 1.6 < 0.85 x 2.0 = 1.7 is a drift, every other condition in place."""
+    (tmp_path / "base").mkdir()
+    measured = {"coverage_at_k": {"distinct": {"128": 2.0}}}
+    (tmp_path / "base" / "eval.json").write_text(json.dumps({"lengths": {"16": measured}}))
+    (tmp_path / "base" / "eval_config.yaml").write_text("sampler:\n  remasking: random\n")
+    for s in range(3):
+        write_eval(tmp_path / f"direct-b4-s{s}" / "eval-1000", 0.9, 0.04, 0.7, 0)
+        write_eval(tmp_path / f"direct-b4-s{s}" / "eval-500", 0.9, 0.03, 0.7, 0)
+        write_eval(tmp_path / f"direct-b0-s{s}" / "eval-1000", 0.0, 0.04, 0.5, 0)
+    direct_report.main([str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "| 0 | 0.000 | 0.500 (0.500) | 0 | 1.600 (2.000) | no |" in out
     assert "**not settled: the b = 0 fit drifts**" in out
     (tmp_path / "base" / "eval_config.yaml").write_text("sampler:\n  remasking: top_k\n")
     with pytest.raises(SystemExit, match="no criteria written for remasking=top_k"):
         direct_report.main([str(tmp_path)])
 
 
-def test_committed_report_is_what_the_committed_fits_give(tmp_path, monkeypatch):
-    """docs/target/direct/results.md (the verdict TARGET.md section 12 quotes) is what the
-    report, as it is now, makes of the committed pack."""
+@pytest.mark.parametrize("name", ["direct", "direct-random"])
+def test_committed_report_is_what_the_committed_fits_give(name, tmp_path, monkeypatch):
+    """docs/target/direct*/results.md (the verdicts TARGET.md sections 12 and 13 quote) is what
+    the report, as it is now, makes of the committed pack."""
     monkeypatch.chdir(ROOT)  # the report names its input as given
-    direct_report.main(["results/target/direct.tgz", "--out", str(tmp_path)])
-    want = (ROOT / "docs" / "target" / "direct" / "results.md").read_text()
+    direct_report.main([f"results/target/{name}.tgz", "--out", str(tmp_path)])
+    want = (ROOT / "docs" / "target" / name / "results.md").read_text()
     assert (tmp_path / "results.md").read_text() == want

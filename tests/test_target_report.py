@@ -150,15 +150,23 @@ def test_finished_seeds_are_those_at_the_last_checkpoint():
         ),
         ("results/target/quiet.tgz", "docs/target/quiet", ["--rule"]),
         ("results/target/direct.tgz", "docs/target/direct/instrument", []),
+        ("results/target/direct-random.tgz", "docs/target/direct-random/instrument", []),
     ],
 )
-def test_committed_report_is_what_the_committed_runs_give(runs, docs, extra, tmp_path, monkeypatch):
+def test_committed_report_is_what_the_committed_runs_give(
+    runs, docs, extra, tmp_path, monkeypatch, capsys
+):
     """The committed results.md is what the report, as it is now, makes of the committed runs:
     a change to the report (or the instrument it reads) that would change a number the docs
-    quote fails here until the report is regenerated and the prose checked."""
+    quote fails here until the report is regenerated and the prose checked. The files it says
+    it wrote are the files it wrote (no monitor.png without TraFL runs)."""
     monkeypatch.chdir(ROOT)  # the report names its input as given: the docs' relative path
     target_report.main([runs, *extra, "--out", str(tmp_path)])
     assert (tmp_path / "results.md").read_text() == (ROOT / docs / "results.md").read_text()
+    said = capsys.readouterr().out.strip().split("\n")[-1].split(", ")
+    assert {tmp_path / said[0].removeprefix("wrote ")} | {tmp_path / n for n in said[1:]} == set(
+        tmp_path.iterdir()
+    )
 
 
 def fake_eval(b: float, b_hat: float, gap: float) -> dict:
