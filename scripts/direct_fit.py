@@ -30,6 +30,13 @@ section 13's fit,
         --remasking random --denoising-steps 16 --seeds 3 --betas 4 0 --draws 1024 \
         --steps 1000 --points 2 --workers 2
 
+section 14's, the same three times longer,
+
+    python scripts/direct_fit.py --out runs/direct-long --base results/target/random.tgz \
+        --remasking random --denoising-steps 16 --seeds 3 --betas 4 0 --draws 1024 \
+        --steps 3000 --points 3 --workers 2
+
+``--only 2`` runs seed 2 alone this time (say, on draws already here), leaving the others.
 Every stage is skipped when done and resumed when stopped (the same command continues; a
 point left unevaluated whose weights are still here is evaluated by it, nothing retrained);
 ``--deadline SECONDS`` stops training with SIGTERM (it checkpoints) and starts nothing after.
@@ -71,6 +78,14 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=Path("runs/direct"))
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument(
+        "--only",
+        type=int,
+        nargs="+",
+        default=None,
+        help="these of the --seeds seeds this time (e.g. the one whose draws are already here); "
+        "the others are left as they are",
+    )
+    p.add_argument(
         "--betas",
         type=float,
         nargs="+",
@@ -97,6 +112,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         args.seeds, args.draws, args.steps, args.points = 1, 8, 4, 2
     if args.steps % args.points:
         p.error(f"--points {args.points} must divide --steps {args.steps}")
+    if args.only is not None and not set(args.only) <= set(range(args.seeds)):
+        p.error(f"--only {args.only}: each must be one of the seeds 0 to {args.seeds - 1}")
     smoke = ["--smoke"] if args.smoke else []
     decoding = ["--remasking", args.remasking, "--denoising-steps", str(args.denoising_steps)]
     args.study = study.parse(["--out", str(args.out), "--device", args.device, *decoding, *smoke])
@@ -222,7 +239,7 @@ def schedule(args: argparse.Namespace) -> list[str]:
     together, so a session that ends leaves whole seeds). A seed whose fits are all evaluated
     needs no draws: on a replaced machine it is not drawn again."""
     lines, seeds = [], []
-    for seed in range(args.seeds):
+    for seed in range(args.seeds) if args.only is None else sorted(set(args.only)):
         done = all(evaluated(args, beta, seed) for beta in args.betas)
         if done:
             lines.append(f"seed {seed}: every fit evaluated before")

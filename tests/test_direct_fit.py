@@ -130,6 +130,18 @@ def test_a_seed_whose_fits_are_all_evaluated_is_not_drawn_again(tmp_path, monkey
         direct_fit.schedule(args)
 
 
+def test_only_runs_the_seeds_named(tmp_path, monkeypatch, capsys):
+    """``--only 1`` prepares and fits seed 1 alone (seed 0, not done, is neither drawn nor
+    fitted); a seed outside ``--seeds`` is refused in one line."""
+    args = direct_fit.parse(["--out", str(tmp_path), "--seeds", "2", "--only", "1"])
+    seen = []
+    monkeypatch.setattr(direct_fit, "prepare", lambda a, s: seen.append(s) or (None, f"s{s}"))
+    assert direct_fit.schedule(args) == ["s1"] and seen == [1]
+    with pytest.raises(SystemExit):
+        direct_fit.parse(["--out", str(tmp_path), "--seeds", "3", "--only", "3"])
+    assert "--only [3]: each must be one of the seeds 0 to 2" in capsys.readouterr().err
+
+
 def test_points_left_unevaluated_with_their_weights_kept_are_evaluated_not_trained(
     tmp_path, monkeypatch
 ):

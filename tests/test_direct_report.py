@@ -1,4 +1,4 @@
-"""scripts/direct_report.py applies sections 12's and 13's criteria as written before the runs:
+"""scripts/direct_report.py applies sections 12's, 13's and 14's criteria as written before the runs:
 each outcome is reachable from hand-made seeds, and the numbers come from the right evaluations."""
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import direct_report  # noqa: E402
 
 def row(t, shift_sd=1.0, fell_sig=0, rise=0.0, rise_se=0.05, noise_sd=0.5, **b0):
     drift = {"b_hat_b0": 0.0, "b0_shift_sd": 0.5, "b0_noise_sd": 0.5, "b0_fell_sig": 0,
-             "b0_distinct": 2.0, "b0_distinct_base": 2.0, **b0}  # fmt: skip
+             "b0_distinct": 2.0, "b0_distinct_base": 2.0, "b0_rise": 0.0, "b0_rise_se": 0.05,
+             **b0}  # fmt: skip
     return {"t": t, "shift_sd": shift_sd, "fell_sig": fell_sig, "rise": rise, "rise_se": rise_se,
             "noise_sd": noise_sd, **drift}  # fmt: skip
 
@@ -38,7 +39,8 @@ def test_the_criteria_as_written(rows, verdict):
     assert verdict in direct_report.direct_rule(rows)
 
 
-ANY_ORDER = direct_report.CRITERIA["random"]
+ANY_ORDER = direct_report.CRITERIA[("random", 1000)]
+LONGER = direct_report.CRITERIA[("random", 3000)]
 
 
 @pytest.mark.parametrize(
@@ -65,6 +67,36 @@ ANY_ORDER = direct_report.CRITERIA["random"]
 )
 def test_the_any_order_criteria_as_written(rows, verdict):
     assert verdict in direct_report.direct_rule(rows, ANY_ORDER)
+
+
+@pytest.mark.parametrize(
+    "rows, verdict",
+    [
+        ([row(2.5, 0.75), row(2.43, 0.75), row(3.0, 0.7)], "within reach"),  # as section 13
+        ([row(2.5, 0.75), row(2.5, 0.76), row(3.0, 0.7)], "not settled"),  # wider than 1.5 x
+        ([row(2.5, 0.75), row(2.5, 0.75, fell_sig=1), row(3.0, 0.7)], "not settled"),
+        ([row(2.4), row(2.42), row(1.9)], "stops short of halfway"),  # all below 2.43, flat
+        ([row(2.4), row(2.43), row(1.9)], "not settled"),  # one seed at 2.43, not its shape
+        ([row(2.4), row(2.42, rise=0.11, rise_se=0.05), row(1.9)], "not settled"),  # rising
+        ([row(2.4), row(2.42, rise=-0.1, rise_se=0.05), row(1.9)], "stops short"),  # 2 se
+        # the b = 0 fit may sit at an offset up to 0.5, if it has stopped moving
+        ([row(2.5, 0.7), row(2.5, 0.7, b_hat_b0=-0.5), row(3.0, 0.7)], "within reach"),
+        ([row(2.5, 0.7), row(2.5, 0.7, b_hat_b0=-0.51), row(3.0, 0.7)], "drifts"),
+        ([row(2.4), row(2.4, b0_rise=-0.1, b0_rise_se=0.05), row(1.9)], "stops short"),
+        ([row(2.4), row(2.4, b0_rise=-0.11, b0_rise_se=0.05), row(1.9)], "drifts"),
+        ([row(2.4), row(2.4, b0_shift_sd=0.76), row(1.9)], "drifts"),  # 1.5 x 0.5
+        ([row(2.4), row(2.4, b0_fell_sig=4), row(1.9)], "drifts"),
+        ([row(2.4), row(2.4, b0_distinct=1.69), row(1.9)], "drifts"),  # 0.85 x 2.0
+    ],
+)
+def test_the_longer_any_order_criteria_as_written(rows, verdict):
+    assert verdict in direct_report.direct_rule(rows, LONGER)
+
+
+def test_section_13_does_not_read_the_b0_move():
+    """Its criteria were written without the flatness of the b = 0 fit."""
+    rows = [row(2.5, 0.7), row(2.5, 0.7, b0_rise=-0.2, b0_rise_se=0.05), row(3.0, 0.7)]
+    assert "within reach" in direct_report.direct_rule(rows, ANY_ORDER)
 
 
 def test_section_12_is_judged_without_the_drift_condition():
@@ -126,6 +158,39 @@ def test_the_base_decoding_chooses_the_criteria(tmp_path, capsys):
     assert "section 13" in out and "| 0 | 2.600 | 0.000 | 2.600 |" in out
     assert "| 2 | 0.200 | 0.900 (0.500) | 3 | 1.600 (1.800) | no |" in out  # 0.9 > 1.5 x 0.5
     assert "**not settled: the b = 0 fit drifts**" in out
+
+
+def test_the_fits_steps_choose_section_14(tmp_path, capsys):
+    """Any-order fits saved with 3000 steps: section 14, read at 3000 against 2000, the b = 0
+    fit too (its move a column of the drift table: seed 2's -0.11 is past 2 x 0.05); a seed whose b = 0 fit lacks step 2000 is
+    not judged; steps with no criteria written are refused in one line."""
+    (tmp_path / "base").mkdir()
+    measured = {"coverage_at_k": {"distinct": {"128": 1.6}}}
+    (tmp_path / "base" / "eval.json").write_text(json.dumps({"lengths": {"16": measured}}))
+    (tmp_path / "base" / "eval_config.yaml").write_text("sampler:\n  remasking: random\n")
+    for s in range(3):
+        for tilt in ("b4", "b0"):
+            (tmp_path / f"direct-{tilt}-s{s}").mkdir()
+            (tmp_path / f"direct-{tilt}-s{s}" / "config.yaml").write_text("steps: 3000\n")
+        write_eval(tmp_path / f"direct-b4-s{s}" / "eval-3000", 2.2, 0.04, 0.7, 0)
+        write_eval(tmp_path / f"direct-b4-s{s}" / "eval-2000", 2.15, 0.03, 0.7, 0)
+        write_eval(tmp_path / f"direct-b0-s{s}" / "eval-3000", -0.4, 0.04, 0.5, 0)
+        write_eval(
+            tmp_path / f"direct-b0-s{s}" / "eval-2000", (-0.33, -0.32, -0.29)[s], 0.03, 0.5, 0
+        )
+    direct_report.main([str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "section 14" in out and "| 0 | 2.200 | -0.400 | 2.600 |" in out
+    assert "| 1 | -0.400 | 0.500 (0.500) | 0 | 1.600 (1.600) | -0.080 (0.050) | yes |" in out
+    assert "| 2 | -0.400 | 0.500 (0.500) | 0 | 1.600 (1.600) | -0.110 (0.050) | no |" in out
+    assert "**not settled: the b = 0 fit drifts**" in out  # seed 2 moved past 2 se
+    (tmp_path / "direct-b0-s1" / "eval-2000" / "eval.json").unlink()
+    direct_report.main([str(tmp_path)])
+    assert "| 1 | not evaluated at steps 2000 and 3000" in capsys.readouterr().out
+    for path in tmp_path.glob("direct-*/config.yaml"):
+        path.write_text("steps: 2500\n")
+    with pytest.raises(SystemExit, match="no criteria written for remasking=random with 2500"):
+        direct_report.main([str(tmp_path)])
 
 
 def test_the_b0_fit_keeps_the_base_distinct_solutions_as_measured(tmp_path, capsys):
