@@ -36,7 +36,8 @@ section 14's, the same three times longer,
         --remasking random --denoising-steps 16 --seeds 3 --betas 4 0 --draws 1024 \
         --steps 3000 --points 3 --workers 2
 
-``--only 2`` runs seed 2 alone this time (say, on draws already here), leaving the others.
+``--only 2`` runs seed 2 alone this time (say, on draws copied into ``--out`` from another
+folder), leaving the others.
 Every stage is skipped when done and resumed when stopped (the same command continues; a
 point left unevaluated whose weights are still here is evaluated by it, nothing retrained);
 ``--deadline SECONDS`` stops training with SIGTERM (it checkpoints) and starts nothing after.

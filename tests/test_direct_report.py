@@ -82,8 +82,10 @@ def test_the_any_order_criteria_as_written(rows, verdict):
         # the b = 0 fit may sit at an offset up to 0.5, if it has stopped moving
         ([row(2.5, 0.7), row(2.5, 0.7, b_hat_b0=-0.5), row(3.0, 0.7)], "within reach"),
         ([row(2.5, 0.7), row(2.5, 0.7, b_hat_b0=-0.51), row(3.0, 0.7)], "drifts"),
-        ([row(2.4), row(2.4, b0_rise=-0.1, b0_rise_se=0.05), row(1.9)], "stops short"),
-        ([row(2.4), row(2.4, b0_rise=-0.11, b0_rise_se=0.05), row(1.9)], "drifts"),
+        # stopped moving: the seeds' mean move within 2 x its se, sqrt(3 x 0.05^2) / 3 = 0.0289
+        ([row(2.4, b0_rise=-0.057), row(2.4, b0_rise=-0.057), row(1.9, b0_rise=-0.057)], "short"),
+        ([row(2.4, b0_rise=-0.058), row(2.4, b0_rise=-0.058), row(1.9, b0_rise=-0.058)], "drifts"),
+        ([row(2.4), row(2.4, b0_rise=-0.17), row(1.9)], "stops short"),  # one seed: mean -0.057
         ([row(2.4), row(2.4, b0_shift_sd=0.76), row(1.9)], "drifts"),  # 1.5 x 0.5
         ([row(2.4), row(2.4, b0_fell_sig=4), row(1.9)], "drifts"),
         ([row(2.4), row(2.4, b0_distinct=1.69), row(1.9)], "drifts"),  # 0.85 x 2.0
@@ -105,7 +107,9 @@ def test_section_12_is_judged_without_the_drift_condition():
     assert "within reach" in direct_report.direct_rule(rows)
 
 
-def write_eval(path: Path, b_hat: float, se: float, shift_sd: float, fell_sig: int) -> None:
+def write_eval(
+    path: Path, b_hat: float, se: float, shift_sd: float, fell_sig: int, fresh: bool = True
+) -> None:
     target = {
         "b": 4.0,
         "fit": {"b_hat": b_hat, "se": se},
@@ -114,7 +118,7 @@ def write_eval(path: Path, b_hat: float, se: float, shift_sd: float, fell_sig: i
         "predicted": {"b": {"mae": 0.1, "distinct": {"128": 1.6}}},
         "achieved": {"distinct": {"128": 1.6}},
     }
-    path.mkdir(parents=True)
+    path.mkdir(parents=True, exist_ok=not fresh)
     (path / "eval.json").write_text(json.dumps({"lengths": {"16": {"target": target}}}))
 
 
@@ -162,7 +166,8 @@ def test_the_base_decoding_chooses_the_criteria(tmp_path, capsys):
 
 def test_the_fits_steps_choose_section_14(tmp_path, capsys):
     """Any-order fits saved with 3000 steps: section 14, read at 3000 against 2000, the b = 0
-    fit too (its move a column of the drift table: seed 2's -0.11 is past 2 x 0.05); a seed whose b = 0 fit lacks step 2000 is
+    fit too (its move a column of the drift table, the seeds' mean move -0.087 past twice its se
+    0.029 = sqrt(3) x 0.05 / 3; at -0.04 settled, and t 2.6 >= 2.43 within reach); a seed whose b = 0 fit lacks step 2000 is
     not judged; steps with no criteria written are refused in one line."""
     (tmp_path / "base").mkdir()
     measured = {"coverage_at_k": {"distinct": {"128": 1.6}}}
@@ -182,8 +187,15 @@ def test_the_fits_steps_choose_section_14(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "section 14" in out and "| 0 | 2.200 | -0.400 | 2.600 |" in out
     assert "| 1 | -0.400 | 0.500 (0.500) | 0 | 1.600 (1.600) | -0.080 (0.050) | yes |" in out
-    assert "| 2 | -0.400 | 0.500 (0.500) | 0 | 1.600 (1.600) | -0.110 (0.050) | no |" in out
-    assert "**not settled: the b = 0 fit drifts**" in out  # seed 2 moved past 2 se
+    assert "| 2 | -0.400 | 0.500 (0.500) | 0 | 1.600 (1.600) | -0.110 (0.050) | yes |" in out
+    assert "seeds: -0.087 (0.029): still moving." in out  # the mean move past 2 x its se
+    assert "**not settled: the b = 0 fit drifts**" in out
+    for s in range(3):  # the b = 0 fit at -0.36 at step 2000 in every seed: mean move -0.04
+        write_eval(tmp_path / f"direct-b0-s{s}" / "eval-2000", -0.36, 0.03, 0.5, 0, fresh=False)
+    direct_report.main([str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "seeds: -0.040 (0.029): settled." in out
+    assert "**within reach: halfway in 3000 steps, in the target's shape**" in out
     (tmp_path / "direct-b0-s1" / "eval-2000" / "eval.json").unlink()
     direct_report.main([str(tmp_path)])
     assert "| 1 | not evaluated at steps 2000 and 3000" in capsys.readouterr().out
