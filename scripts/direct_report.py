@@ -149,7 +149,7 @@ def seed_row(
     }
 
 
-def in_place(r: dict[str, float], d: Drift = DRIFT_13) -> bool:
+def in_place(r: dict[str, float], d: Drift) -> bool:
     """Sections 13 and 14: the b = 0 fit did not drift from the base."""
     return (
         abs(r["b_hat_b0"]) <= d.b_hat
