@@ -226,9 +226,9 @@ def test_the_b0_fit_keeps_the_base_distinct_solutions_as_measured(tmp_path, caps
         direct_report.main([str(tmp_path)])
 
 
-@pytest.mark.parametrize("name", ["direct", "direct-random"])
+@pytest.mark.parametrize("name", ["direct", "direct-random", "direct-long"])
 def test_committed_report_is_what_the_committed_fits_give(name, tmp_path, monkeypatch):
-    """docs/target/direct*/results.md (the verdicts TARGET.md sections 12 and 13 quote) is what
+    """docs/target/direct*/results.md (the verdicts TARGET.md sections 12 to 14 quote) is what
     the report, as it is now, makes of the committed pack."""
     monkeypatch.chdir(ROOT)  # the report names its input as given
     direct_report.main([f"results/target/{name}.tgz", "--out", str(tmp_path)])
