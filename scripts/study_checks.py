@@ -1,0 +1,116 @@
+"""Checks docs/TARGET.md quotes beside its generated reports, from a study folder or pack.
+
+    python scripts/study_checks.py seeds results/target/direct-long.tgz direct-b4
+    python scripts/study_checks.py pair results/target/study.tgz trafl-temp1.3-b8 trafl-b8 --seeds 0 2
+    python scripts/study_checks.py same results/target/direct-random.tgz \
+        results/target/direct-long.tgz direct-b4-s0 1000
+
+``seeds``: one method's every seed at every evaluated step (pass@1, pass@max, distinct, b_hat,
+shift spread over its noise floor), which the reports give at the last step or as seed means.
+``pair``: the seed-pooled pass@k differences of ``target_report``'s "Differences" table, on a
+chosen subset of the seeds. ``same``: whether one run's evaluation at a step (and its direct
+fit's ceiling, if any) is the same in two packs in every count, whatever paths, times and
+floating-point noise differ.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from packs import unpacked
+from target_report import counts, load, summary
+
+from trafl.evaluation.seeds import pooled_difference
+
+COUNTS = ("correct_counts", "solution_counts")  # per problem: what a reproduction must repeat
+
+
+def seeds(root: Path, method: str) -> list[str]:
+    _, runs = load(root)
+    lines = ["seed step pass@1 pass@max distinct b_hat shift/noise"]
+    for seed, evals in sorted(runs[method].items()):
+        for step, ev in sorted(evals.items()):
+            s = summary(ev)
+            ratio = s.get("shift_sd", math.nan) / s.get("noise_sd", math.nan)
+            lines.append(
+                f"{seed} {step} {s['pass@1']:.3f} {s['pass@max']:.3f} {s['distinct@max']:.3f} "
+                f"{s.get('b_hat', math.nan):.3f} {ratio:.3f}"
+            )
+    return lines
+
+
+def pair(root: Path, a: str, b: str, chosen: list[int]) -> list[str]:
+    base, runs = load(root)
+    step = max(set(runs[a][chosen[0]]) & set(runs[b][chosen[0]]))
+    n = base["num_samples"]
+    ks = [1, 8, n]
+    first = [counts(runs[a][s][step]) for s in chosen]
+    second = [counts(runs[b][s][step]) for s in chosen]
+    diffs = pooled_difference(first, second, n, n, ks)
+    cells = [
+        f"pass@{k} {d.diff:+.3f} [{d.lo:+.3f}, {d.hi:+.3f}]" for k, d in zip(ks, diffs, strict=True)
+    ]
+    return [f"{a} - {b}, seeds {chosen}, step {step}: " + "; ".join(cells)]
+
+
+def length(ev: dict[str, Any]) -> dict[str, Any]:
+    (one,) = ev["lengths"].values()
+    return one
+
+
+def same(first: Path, second: Path, run: str, step: int) -> list[str]:
+    """Counts per problem and the fitted tilt must be equal; the rest may carry float noise."""
+    a, b = (
+        json.loads((r / run / f"eval-{step}" / "eval.json").read_text()) for r in (first, second)
+    )
+    la, lb = length(a), length(b)
+    out = [f"{key}: {'equal' if la.get(key) == lb.get(key) else 'DIFFER'}" for key in COUNTS]
+    fa, fb = la["target"]["fit"], lb["target"]["fit"]
+    out.append(f"b_hat: {fa['b_hat']!r} / {fb['b_hat']!r} ({'equal' if fa == fb else 'DIFFER'})")
+    ceilings = [r / run / "ceiling.json" for r in (first, second)]
+    if all(c.is_file() for c in ceilings):
+        ca, cb = (json.loads(c.read_text()) for c in ceilings)
+        same_fit = ca["b_hat"] == cb["b_hat"] and ca["se"] == cb["se"]
+        out.append(
+            f"ceiling b_hat: {ca['b_hat']!r} / {cb['b_hat']!r} ({'equal' if same_fit else 'DIFFER'})"
+        )
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="what", required=True)
+    s = sub.add_parser("seeds")
+    s.add_argument("root", type=Path)
+    s.add_argument("method")
+    q = sub.add_parser("pair")
+    q.add_argument("root", type=Path)
+    q.add_argument("a")
+    q.add_argument("b")
+    q.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    r = sub.add_parser("same")
+    r.add_argument("first", type=Path)
+    r.add_argument("second", type=Path)
+    r.add_argument("run")
+    r.add_argument("step", type=int)
+    args = p.parse_args(argv)
+    with ExitStack() as stack:
+        if args.what == "same":
+            first, second = (stack.enter_context(unpacked(x)) for x in (args.first, args.second))
+            lines = same(first, second, args.run, args.step)
+        else:
+            root = stack.enter_context(unpacked(args.root))
+            if args.what == "seeds":
+                lines = seeds(root, args.method)
+            else:
+                lines = pair(root, args.a, args.b, args.seeds)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
