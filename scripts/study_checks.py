@@ -4,13 +4,16 @@
     python scripts/study_checks.py pair results/target/study.tgz trafl-temp1.3-b8 trafl-b8 --seeds 0 2
     python scripts/study_checks.py same results/target/direct-random.tgz \
         results/target/direct-long.tgz direct-b4-s0 1000
+    python scripts/study_checks.py reach results/target/random-long.tgz trafl-b4 \
+        --step 3000 --before 2000 --bound 1.50
 
 ``seeds``: one method's every seed at every evaluated step (pass@1, pass@max, distinct, b_hat,
 shift spread over its noise floor), which the reports give at the last step or as seed means.
 ``pair``: the seed-pooled pass@k differences of ``target_report``'s "Differences" table, on a
 chosen subset of the seeds. ``same``: whether one run's evaluation at a step (and its direct
 fit's ceiling, if any) is the same in two packs in every count, whatever paths, times and
-floating-point noise differ.
+floating-point noise differ. ``reach``: section 15's rule (TARGET.md, written before its runs):
+does a method's fitted tilt get past a bound in every seed, or stop below it?
 """
 
 from __future__ import annotations
@@ -82,6 +85,39 @@ def same(first: Path, second: Path, run: str, step: int) -> list[str]:
     return out
 
 
+def reach(root: Path, method: str, step: int, before: int, bound: float) -> list[str]:
+    """Per seed: b_hat at ``step`` and its rise from ``before`` (se: the two evaluations' se
+    in quadrature); then the rule: "past the bound" if every seed's b_hat >= ``bound``, "stops
+    short" if every seed is below it and none rises by more than twice its se, else not
+    settled (a seed not evaluated at both steps leaves it not settled)."""
+    _, runs = load(root)
+    lines = ["seed b_hat se rise rise_se flat above"]
+    above, flat, complete = [], [], True
+    for seed, evals in sorted(runs.get(method, {}).items()):
+        if step not in evals or before not in evals:
+            lines.append(f"{seed} not evaluated at steps {before} and {step}")
+            complete = False
+            continue
+        end, prior = summary(evals[step]), summary(evals[before])
+        rise = end["b_hat"] - prior["b_hat"]
+        rise_se = math.hypot(end["b_hat_se"], prior["b_hat_se"])
+        above.append(end["b_hat"] >= bound)
+        flat.append(abs(rise) <= 2 * rise_se)
+        lines.append(
+            f"{seed} {end['b_hat']:.3f} {end['b_hat_se']:.3f} {rise:+.3f} {rise_se:.3f} "
+            f"{'yes' if flat[-1] else 'no'} {'yes' if above[-1] else 'no'}"
+        )
+    if not complete or not above:
+        verdict = "not settled (not every seed evaluated)"
+    elif all(above):
+        verdict = f"past the bound {bound:g} in every seed"
+    elif not any(above) and all(flat):
+        verdict = f"stops short: below {bound:g} and not rising in every seed"
+    else:
+        verdict = "not settled"
+    return [*lines, f"{method} at step {step}: {verdict}"]
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="what", required=True)
@@ -98,6 +134,12 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("second", type=Path)
     r.add_argument("run")
     r.add_argument("step", type=int)
+    t = sub.add_parser("reach")
+    t.add_argument("root", type=Path)
+    t.add_argument("method")
+    t.add_argument("--step", type=int, required=True)
+    t.add_argument("--before", type=int, required=True)
+    t.add_argument("--bound", type=float, required=True)
     args = p.parse_args(argv)
     with ExitStack() as stack:
         if args.what == "same":
@@ -107,6 +149,8 @@ def main(argv: list[str] | None = None) -> None:
             root = stack.enter_context(unpacked(args.root))
             if args.what == "seeds":
                 lines = seeds(root, args.method)
+            elif args.what == "reach":
+                lines = reach(root, args.method, args.step, args.before, args.bound)
             else:
                 lines = pair(root, args.a, args.b, args.seeds)
     print("\n".join(lines))

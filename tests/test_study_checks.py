@@ -50,3 +50,45 @@ def test_same_ignores_paths_and_times_and_sees_a_changed_count(tmp_path, capsys)
     path.write_text(json.dumps(ev))
     lines = study_checks.same(first, second, "direct-b4-s2", 1000)
     assert "correct_counts: DIFFER" in lines and "solution_counts: equal" in lines
+
+
+def fit(root: Path, run: str, step: int) -> dict:
+    ev = json.loads((root / run / f"eval-{step}" / "eval.json").read_text())
+    (length,) = ev["lengths"].values()
+    return length["target"]["fit"]
+
+
+def test_reach_rows_are_the_fits_and_the_rule_reads_them(tmp_path):
+    """Section 15's rule on section 9's any-order runs (steps 800 -> 1000): every row is the
+    evaluations' own b_hat and se, the rise's se their quadrature; one seed moved past the
+    bound leaves it not settled, and every seed past it reads "past the bound"."""
+    with unpacked(ROOT / "results/target/random.tgz") as root:
+        shutil.copytree(root, tmp_path / "r", ignore=shutil.ignore_patterns("base-heldout"))
+    root = tmp_path / "r"
+    lines = study_checks.reach(root, "trafl-b4", 1000, 800, 1.5)
+    assert lines[-1] == "trafl-b4 at step 1000: stops short: below 1.5 and not rising in every seed"
+    for seed, line in zip(range(3), lines[1:4], strict=True):
+        end, prior = fit(root, f"trafl-b4-s{seed}", 1000), fit(root, f"trafl-b4-s{seed}", 800)
+        cells = line.split()
+        assert float(cells[1]) == round(end["b_hat"], 3)
+        assert float(cells[3]) == round(end["b_hat"] - prior["b_hat"], 3)
+        assert float(cells[4]) == round((end["se"] ** 2 + prior["se"] ** 2) ** 0.5, 3)
+
+    def move(seed: int, b_hat: float) -> None:
+        path = root / f"trafl-b4-s{seed}" / "eval-1000" / "eval.json"
+        ev = json.loads(path.read_text())
+        (length,) = ev["lengths"].values()
+        length["target"]["fit"]["b_hat"] = b_hat
+        path.write_text(json.dumps(ev))
+
+    move(1, 1.6)
+    assert study_checks.reach(root, "trafl-b4", 1000, 800, 1.5)[-1].endswith(": not settled")
+    move(0, 1.5)
+    move(2, 1.7)
+    assert study_checks.reach(root, "trafl-b4", 1000, 800, 1.5)[-1].endswith(
+        "past the bound 1.5 in every seed"
+    )
+    assert study_checks.reach(root, "trafl-b4", 1000, 800, 1.8)[-1].endswith(": not settled")
+    shutil.rmtree(root / "trafl-b4-s2" / "eval-800")
+    lines = study_checks.reach(root, "trafl-b4", 1000, 800, 1.5)
+    assert lines[-1].endswith("not settled (not every seed evaluated)")
