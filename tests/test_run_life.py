@@ -142,6 +142,30 @@ def test_resume_from_the_fallback_equals_an_uninterrupted_run(
     assert_same_weights(out / "model", four_checkpoints / "full" / "model")
 
 
+def test_a_checkpoint_from_another_kind_of_device_resumes_in_law(
+    four_checkpoints, tiny_path, tmp_path, capsys
+):
+    """Started on a GPU, continued on the CPU (``device`` may change on resume): a CUDA mask
+    generator's state (16 bytes, Philox seed and offset) does not fit the CPU's generator. The
+    run resumes at its step with the generator seeded from that state and the step, says so,
+    and two resumes of the same checkpoint end with the same weights."""
+    finals = []
+    for name in ("a", "b"):
+        out = copy_run(four_checkpoints, tmp_path / name)
+        ckpt = out / "checkpoint-4"
+        state = torch.load(ckpt / "state.pt", weights_only=False)
+        assert state["mask_gen"].numel() != 16  # the CPU's layout, not a CUDA generator's
+        state["mask_gen"] = torch.arange(16, dtype=torch.uint8)
+        torch.save(state, ckpt / "state.pt")
+        (ckpt / MANIFEST).unlink()  # the edited file no longer matches its checksum
+        resume(out, tiny_path)
+        assert steps_logged(out) == [1, 2, 3, 4, 5, 6]
+        err = " ".join(capsys.readouterr().err.split())  # rich wraps long lines
+        assert "reseeded from it and step 4" in err  # checkpoint-4 loaded, not an earlier one
+        finals.append(out / "model")
+    assert_same_weights(*finals)
+
+
 def test_when_no_checkpoint_loads_resume_stops_and_names_them(
     four_checkpoints, tiny_path, tmp_path
 ):

@@ -3,7 +3,11 @@
 The optimizer, the learning-rate schedule, the data and mask generators, every global RNG
 (Python, NumPy, torch, CUDA), the step, the trainer's counters and the state of extra modules
 (TraFL's log Z head) are saved and restored together by :meth:`RunState.state_dict` /
-:meth:`RunState.load_state_dict`, so a resumed run continues bit for bit. ``trafl train`` and
+:meth:`RunState.load_state_dict`, so a resumed run continues bit for bit. A run resumed on
+another kind of device (``device`` may change on resume: started on a GPU, continued on the
+CPU) cannot take its mask generator's state (a CUDA generator's Philox seed and offset are
+not a CPU generator's Mersenne Twister state): the generator is then seeded from the saved
+state and the step, and the run continues in law, not bit for bit, with a warning. ``trafl train`` and
 ``trafl pretrain`` both use it; a sharded optimizer (FSDP) leaves ``optimizer`` out and saves
 its per-rank shards beside the state (trafl.commands.train).
 
@@ -13,6 +17,7 @@ so checkpoints written before this class existed still load.
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Iterable
 from typing import Any
@@ -20,6 +25,7 @@ from typing import Any
 import torch
 
 from trafl.run.checkpoint import rng_state, set_rng_state
+from trafl.run.runtime import console
 
 
 class RunState:
@@ -70,10 +76,26 @@ class RunState:
         self.scheduler.load_state_dict(state["scheduler"])
         self.keep_configured()
         self.data_rng.setstate(state["data_rng"])
-        self.mask_gen.set_state(state["mask_gen"])
-        set_rng_state(state["rng"])
         self.step = state["step"]
+        self.restore_mask_gen(state["mask_gen"])
+        set_rng_state(state["rng"])
         self.counters.update({name: state[name] for name in self.counters})  # in place: shared
+
+    def restore_mask_gen(self, saved: torch.Tensor) -> None:
+        """The mask generator's saved state; one of another device kind's layout (its size
+        differs) is replaced by a seed drawn from its bytes and the step, so that the same
+        checkpoint always continues the same way."""
+        if saved.numel() == self.mask_gen.get_state().numel():
+            self.mask_gen.set_state(saved)
+            return
+        digest = hashlib.sha256(saved.numpy().tobytes() + self.step.to_bytes(8, "little"))
+        self.mask_gen.manual_seed(int.from_bytes(digest.digest()[:8], "little"))
+        console.print(
+            f"the mask generator's state ({saved.numel()} bytes) was written on another kind "
+            f"of device than {self.mask_gen.device.type}; reseeded from it and step "
+            f"{self.step}: this run continues in law, not bit for bit",
+            style="yellow",
+        )
 
     def keep_configured(self) -> None:
         """Put the config's group settings back after a load (the optimizer's and the
