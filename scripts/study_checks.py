@@ -85,18 +85,20 @@ def same(first: Path, second: Path, run: str, step: int) -> list[str]:
     return out
 
 
-def reach(root: Path, method: str, step: int, before: int, bound: float) -> list[str]:
-    """Per seed: b_hat at ``step`` and its rise from ``before`` (se: the two evaluations' se
-    in quadrature); then the rule: "past the bound" if every seed's b_hat >= ``bound``, "stops
-    short" if every seed is below it and none rises by more than twice its se, else not
-    settled (a seed not evaluated at both steps leaves it not settled)."""
+def reach(
+    root: Path, method: str, step: int, before: int, bound: float, seeds: int = 3
+) -> list[str]:
+    """Per seed: b_hat at ``step`` and its move from ``before`` (se: the two evaluations' se
+    in quadrature, as if independent); then the rule: "past the bound" if every seed's b_hat
+    >= ``bound``, "stops short" if every seed is below it and every seed's |move| is within
+    twice its se, else not settled; not settled too while fewer than ``seeds`` seeds are
+    evaluated at both steps."""
     _, runs = load(root)
     lines = ["seed b_hat se rise rise_se flat above"]
-    above, flat, complete = [], [], True
+    above, flat = [], []
     for seed, evals in sorted(runs.get(method, {}).items()):
         if step not in evals or before not in evals:
             lines.append(f"{seed} not evaluated at steps {before} and {step}")
-            complete = False
             continue
         end, prior = summary(evals[step]), summary(evals[before])
         rise = end["b_hat"] - prior["b_hat"]
@@ -107,12 +109,12 @@ def reach(root: Path, method: str, step: int, before: int, bound: float) -> list
             f"{seed} {end['b_hat']:.3f} {end['b_hat_se']:.3f} {rise:+.3f} {rise_se:.3f} "
             f"{'yes' if flat[-1] else 'no'} {'yes' if above[-1] else 'no'}"
         )
-    if not complete or not above:
-        verdict = "not settled (not every seed evaluated)"
+    if len(above) < seeds:
+        verdict = f"not settled ({len(above)} of {seeds} seeds evaluated at both steps)"
     elif all(above):
         verdict = f"past the bound {bound:g} in every seed"
     elif not any(above) and all(flat):
-        verdict = f"stops short: below {bound:g} and not rising in every seed"
+        verdict = f"stops short: below {bound:g} and not moving in every seed"
     else:
         verdict = "not settled"
     return [*lines, f"{method} at step {step}: {verdict}"]
@@ -140,6 +142,7 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--step", type=int, required=True)
     t.add_argument("--before", type=int, required=True)
     t.add_argument("--bound", type=float, required=True)
+    t.add_argument("--seeds", type=int, default=3, help="seeds the rule needs")
     args = p.parse_args(argv)
     with ExitStack() as stack:
         if args.what == "same":
@@ -150,7 +153,7 @@ def main(argv: list[str] | None = None) -> None:
             if args.what == "seeds":
                 lines = seeds(root, args.method)
             elif args.what == "reach":
-                lines = reach(root, args.method, args.step, args.before, args.bound)
+                lines = reach(root, args.method, args.step, args.before, args.bound, args.seeds)
             else:
                 lines = pair(root, args.a, args.b, args.seeds)
     print("\n".join(lines))

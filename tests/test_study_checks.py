@@ -66,7 +66,7 @@ def test_reach_rows_are_the_fits_and_the_rule_reads_them(tmp_path):
         shutil.copytree(root, tmp_path / "r", ignore=shutil.ignore_patterns("base-heldout"))
     root = tmp_path / "r"
     lines = study_checks.reach(root, "trafl-b4", 1000, 800, 1.5)
-    assert lines[-1] == "trafl-b4 at step 1000: stops short: below 1.5 and not rising in every seed"
+    assert lines[-1] == "trafl-b4 at step 1000: stops short: below 1.5 and not moving in every seed"
     for seed, line in zip(range(3), lines[1:4], strict=True):
         end, prior = fit(root, f"trafl-b4-s{seed}", 1000), fit(root, f"trafl-b4-s{seed}", 800)
         cells = line.split()
@@ -81,6 +81,11 @@ def test_reach_rows_are_the_fits_and_the_rule_reads_them(tmp_path):
         length["target"]["fit"]["b_hat"] = b_hat
         path.write_text(json.dumps(ev))
 
+    prior = fit(root, "trafl-b4-s1", 800)
+    se = (fit(root, "trafl-b4-s1", 1000)["se"] ** 2 + prior["se"] ** 2) ** 0.5
+    for factor, verdict in ((1.99, "stops short"), (2.01, "not settled"), (-2.01, "not settled")):
+        move(1, prior["b_hat"] + factor * se)  # a move either way past twice its se
+        assert study_checks.reach(root, "trafl-b4", 1000, 800, 1.5)[-1].split(": ")[1] == verdict
     move(1, 1.6)
     assert study_checks.reach(root, "trafl-b4", 1000, 800, 1.5)[-1].endswith(": not settled")
     move(0, 1.5)
@@ -89,6 +94,9 @@ def test_reach_rows_are_the_fits_and_the_rule_reads_them(tmp_path):
         "past the bound 1.5 in every seed"
     )
     assert study_checks.reach(root, "trafl-b4", 1000, 800, 1.8)[-1].endswith(": not settled")
+    assert study_checks.reach(root, "trafl-b4", 1000, 800, 1.5, seeds=4)[-1].endswith(
+        "not settled (3 of 4 seeds evaluated at both steps)"
+    )
     shutil.rmtree(root / "trafl-b4-s2" / "eval-800")
     lines = study_checks.reach(root, "trafl-b4", 1000, 800, 1.5)
-    assert lines[-1].endswith("not settled (not every seed evaluated)")
+    assert lines[-1].endswith("not settled (2 of 3 seeds evaluated at both steps)")
