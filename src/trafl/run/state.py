@@ -7,8 +7,8 @@ The optimizer, the learning-rate schedule, the data and mask generators, every g
 another kind of device (``device`` may change on resume: started on a GPU, continued on the
 CPU) cannot take its mask generator's state (a CUDA generator's Philox seed and offset are
 not a CPU generator's Mersenne Twister state): the generator is then seeded from the saved
-state and the step, and the run continues in law, not bit for bit, with a warning. ``trafl train`` and
-``trafl pretrain`` both use it; a sharded optimizer (FSDP) leaves ``optimizer`` out and saves
+state and the step, and the run continues in law, not bit for bit, with a warning.
+``trafl train`` and ``trafl pretrain`` both use it; a sharded optimizer (FSDP) leaves ``optimizer`` out and saves
 its per-rank shards beside the state (trafl.commands.train).
 
 The state file's keys are flat (``step``, ``optimizer``, ``objective``, a counter's name, ...)
