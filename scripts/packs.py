@@ -20,6 +20,15 @@ unfinished work and no half-evaluated run is ever taken for a finished one. ``--
 studies whose runs continue finished runs copied under their own names (``target_study.py
 --extend``): until it trains, such a copy is the finished run it continues, config and all.
 
+    python scripts/packs.py --resumable runs/random-long /tmp/carry
+
+moves a study that is still running to another machine (a GPU's and back): ``study.tgz``, the
+pack of its finished part as ``--finished`` makes it, and for each unfinished run one
+``RUN.tgz`` with its result files, its ``latest`` pointer, its latest checkpoint and any
+scheduled checkpoint (a multiple of its ``ckpt_every``) not yet evaluated; older resume points
+and TensorBoard files stay behind. Unpack each with ``--unpack`` into the study folder there and
+run the same study command: the runs resume.
+
 ``pack`` writes beside the destination and renames, so a kill or a full disk leaves the last
 complete pack in place, never half of one.
 """
@@ -35,6 +44,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
+
+from trafl.core.layout import checkpoints, latest_checkpoint
 
 NAMES = ("eval.json", "metrics.jsonl", "config.yaml", "log.txt", "eval_config.yaml", "ceiling.json")
 
@@ -64,6 +75,45 @@ def finished(folder: Path, steps: int | None = None) -> bool:
         return True
     last = steps or saved["steps"]
     return (folder / f"eval-{last}" / "eval.json").is_file()
+
+
+def resume_points(run: Path) -> list[Path]:
+    """The checkpoints another machine needs to go on with ``run``: its latest, and each
+    scheduled one (``ckpt_every`` in its config.yaml) whose evaluation is not there yet."""
+    saved = yaml.safe_load((run / "config.yaml").read_text()) or {}
+    every = int(saved.get("ckpt_every") or 0)
+    latest = latest_checkpoint(run)
+    chosen = []
+    for ckpt in checkpoints(run):
+        step = int(ckpt.name.split("-")[1])
+        scheduled = every > 0 and step % every == 0
+        if ckpt == latest or (scheduled and not (run / f"eval-{step}" / "eval.json").is_file()):
+            chosen.append(ckpt)
+    return chosen
+
+
+def pack_resumable(root: Path, dest: Path) -> list[Path]:
+    """``--resumable``: ``dest/study.tgz`` (the finished part) and ``dest/RUN.tgz`` for each
+    unfinished run; returns the files written."""
+    dest.mkdir(parents=True, exist_ok=True)
+    pack(root, dest / "study.tgz", finished)
+    written = [dest / "study.tgz"]
+    for run in sorted(f for f in root.iterdir() if f.is_dir() and not finished(f)):
+        files = [f for f in sorted(run.rglob("*")) if f.is_file() and f.name in NAMES]
+        files += [run / "latest"] if (run / "latest").is_file() else []
+        for ckpt in resume_points(run):
+            files += [f for f in sorted(ckpt.rglob("*")) if f.is_file()]
+        out = dest / f"{run.name}.tgz"
+        partial = out.with_name(out.name + ".partial")
+        try:
+            with tarfile.open(partial, "w:gz") as tar:
+                for f in files:
+                    tar.add(f, arcname=str(f.relative_to(root)))
+            os.replace(partial, out)
+        finally:
+            partial.unlink(missing_ok=True)
+        written.append(out)
+    return written
 
 
 def unpack(archive: Path, dest: Path, existing: str = "overwrite") -> None:
@@ -108,7 +158,20 @@ def main(argv: list[str] | None = None) -> None:
         "--finished", action="store_true", help="pack the finished runs only (and the rest)"
     )
     p.add_argument("--steps", type=int, help="with --finished: a run is finished at this step")
+    p.add_argument(
+        "--resumable",
+        action="store_true",
+        help="DEST is a folder: the finished part, and each unfinished run with what resumes it",
+    )
     args = p.parse_args(argv)
+    if args.resumable:
+        if args.unpack or args.finished or args.steps is not None:
+            raise SystemExit("--resumable writes its own packs; it goes with no other option")
+        if not args.root.is_dir():
+            raise SystemExit(f"{args.root} is not a folder: give the study folder to pack")
+        for path in pack_resumable(args.root, args.dest):
+            print(f"{path} {path.stat().st_size / 2**20:.1f} MiB")
+        return
     if args.unpack and args.finished:
         raise SystemExit("--finished packs a study folder; it does not go with --unpack")
     if args.steps is not None and not args.finished:

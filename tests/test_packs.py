@@ -136,3 +136,58 @@ def test_finished_at_a_given_step_leaves_out_copies_not_yet_continued(tmp_path, 
         assert {n.split("/")[0] for n in tar.getnames()} == {"continued"}
     with pytest.raises(SystemExit, match="goes with --finished"):
         packs.main(["--steps", "3", str(root), str(tmp_path / "c.tgz")])
+
+
+def running_study(root: Path) -> None:
+    """A study folder mid-way: a finished run, and one stopped at step 2178 whose scheduled
+    checkpoint-2000 is not evaluated yet, beside an evaluated checkpoint-1000 and an older resume
+    point (checkpoint-1474, written by a stop signal)."""
+    files = {
+        "base/eval.json": "{}",
+        "done-s0/config.yaml": "steps: 2\nckpt_every: 1\n",
+        "done-s0/eval-2/eval.json": "{}",
+        "done-s0/checkpoint-2/state.pt": "w",
+        "run-s0/config.yaml": "steps: 3000\nckpt_every: 1000\n",
+        "run-s0/metrics.jsonl": '{"step": 1}\n',
+        "run-s0/log.txt": "log",
+        "run-s0/latest": "checkpoint-2178",
+        "run-s0/eval-1000/eval.json": "{}",
+        "run-s0/tb/events": "tb",
+    }
+    for step in (1000, 1474, 2000, 2178):
+        files[f"run-s0/checkpoint-{step}/state.pt"] = f"state {step}"
+        files[f"run-s0/checkpoint-{step}/model/model.safetensors"] = f"weights {step}"
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+
+
+def test_resumable_carries_what_resumes_each_unfinished_run_and_nothing_else(tmp_path):
+    from trafl.core.layout import latest_checkpoint
+
+    running_study(tmp_path / "runs")
+    packs.main(["--resumable", str(tmp_path / "runs"), str(tmp_path / "carry")])
+    assert sorted(p.name for p in (tmp_path / "carry").iterdir()) == ["run-s0.tgz", "study.tgz"]
+    with tarfile.open(tmp_path / "carry" / "study.tgz") as tar:
+        assert sorted(tar.getnames()) == ["base/eval.json", "done-s0/config.yaml",
+                                          "done-s0/eval-2/eval.json"]  # fmt: skip
+    with tarfile.open(tmp_path / "carry" / "run-s0.tgz") as tar:
+        names = sorted(tar.getnames())
+    expected = ["run-s0/config.yaml", "run-s0/eval-1000/eval.json", "run-s0/latest",
+                "run-s0/log.txt", "run-s0/metrics.jsonl"]  # fmt: skip
+    for step in (2000, 2178):  # the unevaluated scheduled one and the latest
+        expected += [f"run-s0/checkpoint-{step}/model/model.safetensors",
+                     f"run-s0/checkpoint-{step}/state.pt"]  # fmt: skip
+    assert names == sorted(expected)
+    there = tmp_path / "there"
+    for archive in ("study.tgz", "run-s0.tgz"):
+        packs.main(["--unpack", str(tmp_path / "carry" / archive), str(there)])
+    assert latest_checkpoint(there / "run-s0") == there / "run-s0" / "checkpoint-2178"
+    for name in expected:
+        assert (there / name).read_bytes() == (tmp_path / "runs" / name).read_bytes()
+
+
+def test_resumable_goes_with_no_other_option(tmp_path):
+    running_study(tmp_path / "runs")
+    with pytest.raises(SystemExit, match="goes with no other option"):
+        packs.main(["--resumable", "--finished", str(tmp_path / "runs"), str(tmp_path / "c")])
