@@ -22,12 +22,13 @@ studies whose runs continue finished runs copied under their own names (``target
 
     python scripts/packs.py --resumable runs/random-long /tmp/carry
 
-moves a study that is still running to another machine (a GPU's and back): ``study.tgz``, the
-pack of its finished part as ``--finished`` makes it, and for each unfinished run one
-``RUN.tgz`` with its result files, its ``latest`` pointer, its latest checkpoint and any
-scheduled checkpoint (a multiple of its ``ckpt_every``) not yet evaluated; older resume points
-and TensorBoard files stay behind. Unpack each with ``--unpack`` into the study folder there and
-run the same study command: the runs resume.
+moves a study that is still running to another machine (a GPU's): ``study.tgz``, the pack of
+its finished part as ``--finished`` makes it (``--steps`` as there), and for each unfinished run
+one ``RUN.tgz`` with its result files, its ``latest`` pointer, its latest checkpoint (and any
+newer) and each checkpoint of its schedule not yet evaluated; older resume points and
+TensorBoard files stay behind. Unpack each with ``--unpack`` into a new study folder there and
+run the same study command: the runs resume. To bring them back, move the old folder aside
+first: its files are older than the ones coming back (``--missing`` would keep them).
 
 ``pack`` writes beside the destination and renames, so a kill or a full disk leaves the last
 complete pack in place, never half of one.
@@ -45,7 +46,7 @@ from pathlib import Path
 
 import yaml
 
-from trafl.core.layout import checkpoints, latest_checkpoint
+from trafl.core.layout import checkpoints, latest_checkpoint, scheduled_checkpoints
 
 NAMES = ("eval.json", "metrics.jsonl", "config.yaml", "log.txt", "eval_config.yaml", "ceiling.json")
 
@@ -78,27 +79,28 @@ def finished(folder: Path, steps: int | None = None) -> bool:
 
 
 def resume_points(run: Path) -> list[Path]:
-    """The checkpoints another machine needs to go on with ``run``: its latest, and each
-    scheduled one (``ckpt_every`` in its config.yaml) whose evaluation is not there yet."""
+    """The checkpoints another machine needs to go on with ``run``: the one ``latest`` names and
+    any newer (a kill between a checkpoint's rename and the pointer's update leaves the pointer
+    behind; resuming takes the newest that verifies), and each checkpoint of its schedule
+    (``ckpt_every`` and ``steps`` in its config.yaml) whose evaluation is not there yet."""
     saved = yaml.safe_load((run / "config.yaml").read_text()) or {}
-    every = int(saved.get("ckpt_every") or 0)
+    every, steps = int(saved.get("ckpt_every") or 0), int(saved["steps"])
     latest = latest_checkpoint(run)
-    chosen = []
-    for ckpt in checkpoints(run):
-        step = int(ckpt.name.split("-")[1])
-        scheduled = every > 0 and step % every == 0
-        if ckpt == latest or (scheduled and not (run / f"eval-{step}" / "eval.json").is_file()):
-            chosen.append(ckpt)
-    return chosen
+    newest = int(latest.name.split("-")[1]) if latest else steps + 1
+    due = {c for step, c in scheduled_checkpoints(run, every, steps)
+           if not (run / f"eval-{step}" / "eval.json").is_file()}  # fmt: skip
+    return [c for c in checkpoints(run) if c in due or int(c.name.split("-")[1]) >= newest]
 
 
-def pack_resumable(root: Path, dest: Path) -> list[Path]:
+def pack_resumable(root: Path, dest: Path, steps: int | None = None) -> list[Path]:
     """``--resumable``: ``dest/study.tgz`` (the finished part) and ``dest/RUN.tgz`` for each
-    unfinished run; returns the files written."""
+    unfinished run (``steps``: as for ``--finished``); returns the files written. Which runs are
+    unfinished is decided once, so a run finishing meanwhile is in one of the two."""
     dest.mkdir(parents=True, exist_ok=True)
-    pack(root, dest / "study.tgz", finished)
+    unfinished = sorted(f for f in root.iterdir() if f.is_dir() and not finished(f, steps))
+    pack(root, dest / "study.tgz", lambda folder: folder not in unfinished)
     written = [dest / "study.tgz"]
-    for run in sorted(f for f in root.iterdir() if f.is_dir() and not finished(f)):
+    for run in unfinished:
         files = [f for f in sorted(run.rglob("*")) if f.is_file() and f.name in NAMES]
         files += [run / "latest"] if (run / "latest").is_file() else []
         for ckpt in resume_points(run):
@@ -165,11 +167,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = p.parse_args(argv)
     if args.resumable:
-        if args.unpack or args.finished or args.steps is not None:
-            raise SystemExit("--resumable writes its own packs; it goes with no other option")
+        if args.unpack or args.finished or args.missing:
+            raise SystemExit("--resumable writes its own packs; it goes with --steps only")
         if not args.root.is_dir():
             raise SystemExit(f"{args.root} is not a folder: give the study folder to pack")
-        for path in pack_resumable(args.root, args.dest):
+        if args.dest.exists() and not args.dest.is_dir():
+            raise SystemExit(f"{args.dest} is a file: --resumable writes into a folder")
+        for path in pack_resumable(args.root, args.dest, args.steps):
             print(f"{path} {path.stat().st_size / 2**20:.1f} MiB")
         return
     if args.unpack and args.finished:

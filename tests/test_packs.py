@@ -187,7 +187,40 @@ def test_resumable_carries_what_resumes_each_unfinished_run_and_nothing_else(tmp
         assert (there / name).read_bytes() == (tmp_path / "runs" / name).read_bytes()
 
 
-def test_resumable_goes_with_no_other_option(tmp_path):
+def test_a_pointer_left_behind_still_carries_the_newest_checkpoint(tmp_path):
+    """Killed between a checkpoint's rename and the pointer's update: ``latest`` names 1474
+    while 2000 and 2178 are there, and resuming would take 2178; all three travel."""
     running_study(tmp_path / "runs")
-    with pytest.raises(SystemExit, match="goes with no other option"):
-        packs.main(["--resumable", "--finished", str(tmp_path / "runs"), str(tmp_path / "c")])
+    run = tmp_path / "runs" / "run-s0"
+    (run / "latest").write_text("checkpoint-1474")
+    chosen = [c.name for c in packs.resume_points(run)]
+    assert chosen == ["checkpoint-1474", "checkpoint-2000", "checkpoint-2178"]
+
+
+def test_an_extended_copy_not_yet_trained_travels_with_steps(tmp_path):
+    """A run copied by ``target_study.py --extend`` holds its source's config (finished at 2)
+    until it trains: without ``--steps`` it counts as finished and its checkpoint would stay
+    behind; with the continuation's steps it travels as unfinished."""
+    running_study(tmp_path / "runs")
+    packs.main(["--resumable", "--steps", "4", str(tmp_path / "runs"), str(tmp_path / "c")])
+    with tarfile.open(tmp_path / "c" / "done-s0.tgz") as tar:
+        assert "done-s0/checkpoint-2/state.pt" in tar.getnames()
+    with tarfile.open(tmp_path / "c" / "study.tgz") as tar:
+        assert not any(name.startswith("done-s0/") for name in tar.getnames())
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [(["--finished"], "goes with --steps only"), (["--missing"], "goes with --steps only")],
+)
+def test_resumable_refuses_other_options_in_one_line(tmp_path, extra, message):
+    running_study(tmp_path / "runs")
+    with pytest.raises(SystemExit, match=message):
+        packs.main(["--resumable", *extra, str(tmp_path / "runs"), str(tmp_path / "c")])
+
+
+def test_resumable_into_a_file_is_one_line(tmp_path):
+    running_study(tmp_path / "runs")
+    (tmp_path / "c").write_text("a file")
+    with pytest.raises(SystemExit, match="is a file: --resumable writes into a folder"):
+        packs.main(["--resumable", str(tmp_path / "runs"), str(tmp_path / "c")])
