@@ -380,7 +380,7 @@ def extend(src: Path, dest: Path) -> bool:
     final model, so that resuming it at more steps continues it (``--extend``). Only a run at
     a constant lr: with warm-up or decay the schedule depends on the run's length, and the
     continuation would not be the longer run. False when there is nothing to copy."""
-    if dest.exists() or not (src / "model").is_dir():
+    if dest.exists() or not trained_to_its_end(src):
         return False
     optim = OptimConfig(**yaml.safe_load((src / "config.yaml").read_text())["optim"])
     if not optim.length_independent:
@@ -391,6 +391,16 @@ def extend(src: Path, dest: Path) -> bool:
         )
     shutil.copytree(src, dest, ignore=lambda d, _: {"model", ".lock"} if Path(d) == src else ())
     return True
+
+
+def trained_to_its_end(run: Path) -> bool:
+    """Its final model is there, or its checkpoint at its last step (the same weights: a run
+    moved between machines by ``packs.py --resumable`` travels without its final model)."""
+    if (run / "model").is_dir():
+        return True
+    config = run / "config.yaml"
+    steps = (yaml.safe_load(config.read_text()) or {}).get("steps") if config.is_file() else None
+    return steps is not None and (run / f"checkpoint-{steps}" / "model").is_dir()
 
 
 def continue_runs(src: Path, out: Path, todo: list[Job]) -> list[Job]:

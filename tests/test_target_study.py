@@ -218,6 +218,19 @@ def test_extend_copies_nothing_from_an_unfinished_run(tmp_path):
     assert not (tmp_path / "long").exists()
 
 
+def test_a_run_carried_without_its_final_model_is_extended_from_its_last_checkpoint(tmp_path):
+    """``packs.py --resumable`` moves a finished run with its last checkpoint, not its final
+    model (the same weights): ``extend`` takes it as finished; one whose last checkpoint is
+    short of its steps (a stop signal's) it does not."""
+    run = tmp_path / "run"
+    (run / "checkpoint-2000" / "model").mkdir(parents=True)
+    (run / "config.yaml").write_text("steps: 2000\noptim: {warmup_steps: 0, min_lr_ratio: 1.0}\n")
+    assert target_study.extend(run, tmp_path / "long")
+    assert (tmp_path / "long" / "checkpoint-2000" / "model").is_dir()
+    (run / "config.yaml").write_text("steps: 3000\noptim: {warmup_steps: 0, min_lr_ratio: 1.0}\n")
+    assert not target_study.extend(run, tmp_path / "longer")
+
+
 def test_a_continuation_whose_source_is_unfinished_waits(tmp_path, capsys):
     """``--extend`` while a source run is still being made (stopped at a checkpoint, no final
     model) or absent: its continuations are not among the jobs to run, so none is trained from
