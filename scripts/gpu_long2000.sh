@@ -5,10 +5,12 @@
 # what resumes them (`packs.py --resumable --steps 2400`: each run's last checkpoint, about
 # 14 MiB a seed, one file each, under a device's 16 MiB a file).
 #
-#   PYTHON=python3 PYTHONPATH=$PWD/src bash scripts/gpu_long2000.sh 500   # $OUT: where files go back
+#   PYTHON=python3 PYTHONPATH=$PWD/src bash scripts/gpu_long2000.sh 520   # in a 600 s call; $OUT: where files go back
 #   DEVICE=cpu bash scripts/gpu_long2000.sh 30 --pool 4 --samples 8 --prompts 2   # a dry run here
 #
-# Then, where the files come back: unpack each (`python scripts/packs.py --unpack FILE
+# If the deadline stopped the runs, the same call again at once continues them (a warm device
+# machine keeps runs/ for 30 s after a call; a fresh one starts them again). Evaluations and the
+# packing take about 60 s after the deadline. Then, where the files come back: unpack each (`python scripts/packs.py --unpack FILE
 # runs/long2000-gpu`), finish any run the deadline stopped (this script's study command with
 # --device cpu), and continue them (section 11's `--extend runs/long2000-gpu` command).
 set -uo pipefail
