@@ -537,11 +537,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     check_variants(args.variant)
     if args.smoke:
-        args.pool, args.samples, args.prompts, args.seeds = 4, 8, 2, 1
-        args.trafl_steps = args.baseline_steps = 4
-        args.points, args.betas, args.baselines, args.mu_betas = 2, [4], ["diffu_grpo"], []
-        args.path_betas, args.explore_betas, args.lr_betas = [], [4], []
-        args.heldout, args.heldout_problems, args.heldout_samples = [("trafl", "4")], 6, 4
+        smoke_sizes(args)
     names = [job.name for job in jobs(args)]
     for pattern in args.only or []:
         if not any(fnmatch(name, pattern) for name in names):
@@ -554,6 +550,15 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         if steps in scheduled_steps and steps % args.points:  # else the end is unevaluated
             p.error(f"--points {args.points} must divide {flag} {steps}")
     return args
+
+
+def smoke_sizes(args: argparse.Namespace) -> None:
+    """``--smoke``: tiny sizes and one run of each kind, to check the pipeline in minutes."""
+    args.pool, args.samples, args.prompts, args.seeds = 4, 8, 2, 1
+    args.trafl_steps = args.baseline_steps = 4
+    args.points, args.betas, args.baselines, args.mu_betas = 2, [4], ["diffu_grpo"], []
+    args.path_betas, args.explore_betas, args.lr_betas = [], [4], []
+    args.heldout, args.heldout_problems, args.heldout_samples = [("trafl", "4")], 6, 4
 
 
 def chosen(args: argparse.Namespace) -> list[Job]:
