@@ -24,9 +24,10 @@ studies whose runs continue finished runs copied under their own names (``target
 
 moves a study that is still running to another machine (a GPU's): ``study.tgz``, the pack of
 its finished part as ``--finished`` makes it (``--steps`` as there), and for each unfinished run
-one ``RUN.tgz`` with its result files, its ``latest`` pointer, its latest checkpoint (and any
-newer) and each checkpoint of its schedule not yet evaluated; older resume points and
-TensorBoard files stay behind. Unpack each with ``--unpack`` into a new study folder there and
+its result files, its ``latest`` pointer, its latest checkpoint (and any newer) and each
+checkpoint of its schedule not yet evaluated, one checkpoint a file (``RUN.tgz`` with the
+newest, ``RUN.checkpoint-N.tgz``: about 14 MiB each for the shipped base); older resume points
+and TensorBoard files stay behind. Unpack each with ``--unpack`` into a new study folder there and
 run the same study command: the runs resume. To bring them back, move the old folder aside
 first: its files are older than the ones coming back (``--missing`` would keep them).
 
@@ -93,9 +94,11 @@ def resume_points(run: Path) -> list[Path]:
 
 
 def pack_resumable(root: Path, dest: Path, steps: int | None = None) -> list[Path]:
-    """``--resumable``: ``dest/study.tgz`` (the finished part) and ``dest/RUN.tgz`` for each
-    unfinished run (``steps``: as for ``--finished``); returns the files written. Which runs are
-    unfinished is decided once, so a run finishing meanwhile is in one of the two."""
+    """``--resumable``: ``dest/study.tgz`` (the finished part) and, for each unfinished run
+    (``steps``: as for ``--finished``), ``dest/RUN.tgz`` (its result files, ``latest`` and its
+    newest resume point) and one ``dest/RUN.checkpoint-N.tgz`` for each other checkpoint it
+    needs, so that no file holds two checkpoints' weights. Returns the files written. Which
+    runs are unfinished is decided once, so a run finishing meanwhile is in one of the two."""
     dest.mkdir(parents=True, exist_ok=True)
     unfinished = sorted(f for f in root.iterdir() if f.is_dir() and not finished(f, steps))
     pack(root, dest / "study.tgz", lambda folder: folder not in unfinished)
@@ -103,19 +106,27 @@ def pack_resumable(root: Path, dest: Path, steps: int | None = None) -> list[Pat
     for run in unfinished:
         files = [f for f in sorted(run.rglob("*")) if f.is_file() and f.name in NAMES]
         files += [run / "latest"] if (run / "latest").is_file() else []
-        for ckpt in resume_points(run):
-            files += [f for f in sorted(ckpt.rglob("*")) if f.is_file()]
-        out = dest / f"{run.name}.tgz"
-        partial = out.with_name(out.name + ".partial")
-        try:
-            with tarfile.open(partial, "w:gz") as tar:
-                for f in files:
-                    tar.add(f, arcname=str(f.relative_to(root)))
-            os.replace(partial, out)
-        finally:
-            partial.unlink(missing_ok=True)
-        written.append(out)
+        points = resume_points(run)
+        if points:
+            files += [f for f in sorted(points[-1].rglob("*")) if f.is_file()]
+        written.append(tar_files(root, files, dest / f"{run.name}.tgz"))
+        for ckpt in points[:-1]:
+            ckpt_files = [f for f in sorted(ckpt.rglob("*")) if f.is_file()]
+            written.append(tar_files(root, ckpt_files, dest / f"{run.name}.{ckpt.name}.tgz"))
     return written
+
+
+def tar_files(root: Path, files: list[Path], out: Path) -> Path:
+    """``files`` (paths relative to ``root``) into the tar.gz ``out``, written beside and renamed."""
+    partial = out.with_name(out.name + ".partial")
+    try:
+        with tarfile.open(partial, "w:gz") as tar:
+            for f in files:
+                tar.add(f, arcname=str(f.relative_to(root)))
+        os.replace(partial, out)
+    finally:
+        partial.unlink(missing_ok=True)
+    return out
 
 
 def unpack(archive: Path, dest: Path, existing: str = "overwrite") -> None:

@@ -167,12 +167,20 @@ def test_resumable_carries_what_resumes_each_unfinished_run_and_nothing_else(tmp
 
     running_study(tmp_path / "runs")
     packs.main(["--resumable", str(tmp_path / "runs"), str(tmp_path / "carry")])
-    assert sorted(p.name for p in (tmp_path / "carry").iterdir()) == ["run-s0.tgz", "study.tgz"]
+    assert sorted(p.name for p in (tmp_path / "carry").iterdir()) == [
+        "run-s0.checkpoint-2000.tgz",  # one checkpoint a file
+        "run-s0.tgz",
+        "study.tgz",
+    ]
     with tarfile.open(tmp_path / "carry" / "study.tgz") as tar:
         assert sorted(tar.getnames()) == ["base/eval.json", "done-s0/config.yaml",
                                           "done-s0/eval-2/eval.json"]  # fmt: skip
-    with tarfile.open(tmp_path / "carry" / "run-s0.tgz") as tar:
-        names = sorted(tar.getnames())
+    names = []
+    for archive in ("run-s0.tgz", "run-s0.checkpoint-2000.tgz"):
+        with tarfile.open(tmp_path / "carry" / archive) as tar:
+            names += tar.getnames()
+            assert len({n.split("/")[1] for n in tar.getnames() if "checkpoint-" in n}) == 1
+    names = sorted(names)
     expected = ["run-s0/config.yaml", "run-s0/eval-1000/eval.json", "run-s0/latest",
                 "run-s0/log.txt", "run-s0/metrics.jsonl"]  # fmt: skip
     for step in (2000, 2178):  # the unevaluated scheduled one and the latest
@@ -180,7 +188,7 @@ def test_resumable_carries_what_resumes_each_unfinished_run_and_nothing_else(tmp
                      f"run-s0/checkpoint-{step}/state.pt"]  # fmt: skip
     assert names == sorted(expected)
     there = tmp_path / "there"
-    for archive in ("study.tgz", "run-s0.tgz"):
+    for archive in ("study.tgz", "run-s0.tgz", "run-s0.checkpoint-2000.tgz"):
         packs.main(["--unpack", str(tmp_path / "carry" / archive), str(there)])
     assert latest_checkpoint(there / "run-s0") == there / "run-s0" / "checkpoint-2178"
     for name in expected:
