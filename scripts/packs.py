@@ -56,16 +56,12 @@ def pack(root: Path, dest: Path, keep: Callable[[Path], bool] = lambda folder: T
     """Every file under ``root`` named in NAMES into the tar.gz ``dest``, paths relative to root;
     of ``root``'s folders only those that ``keep`` holds (:func:`finished`: no unfinished run)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    partial = dest.with_name(dest.name + ".partial")
-    try:
-        with tarfile.open(partial, "w:gz") as tar:
-            for path in sorted(root.rglob("*")):
-                top = root / path.relative_to(root).parts[0]
-                if path.is_file() and path.name in NAMES and (top == path or keep(top)):
-                    tar.add(path, arcname=str(path.relative_to(root)))
-        os.replace(partial, dest)
-    finally:
-        partial.unlink(missing_ok=True)
+    files = []
+    for path in sorted(root.rglob("*")):
+        top = root / path.relative_to(root).parts[0]
+        if path.is_file() and path.name in NAMES and (top == path or keep(top)):
+            files.append(path)
+    tar_files(root, files, dest)
 
 
 def finished(folder: Path, steps: int | None = None) -> bool:
@@ -108,12 +104,15 @@ def pack_resumable(root: Path, dest: Path, steps: int | None = None) -> list[Pat
         files += [run / "latest"] if (run / "latest").is_file() else []
         points = resume_points(run)
         if points:
-            files += [f for f in sorted(points[-1].rglob("*")) if f.is_file()]
+            files += every_file(points[-1])
         written.append(tar_files(root, files, dest / f"{run.name}.tgz"))
         for ckpt in points[:-1]:
-            ckpt_files = [f for f in sorted(ckpt.rglob("*")) if f.is_file()]
-            written.append(tar_files(root, ckpt_files, dest / f"{run.name}.{ckpt.name}.tgz"))
+            written.append(tar_files(root, every_file(ckpt), dest / f"{run.name}.{ckpt.name}.tgz"))
     return written
+
+
+def every_file(folder: Path) -> list[Path]:
+    return [f for f in sorted(folder.rglob("*")) if f.is_file()]
 
 
 def tar_files(root: Path, files: list[Path], out: Path) -> Path:
