@@ -36,6 +36,13 @@ section 14's, the same three times longer,
         --remasking random --denoising-steps 16 --seeds 3 --betas 4 0 --draws 1024 \
         --steps 3000 --points 3 --workers 2
 
+section 16's, section 14's fits continued to step 5000 (``--extend``: copied here without their
+final models; each resumes from its newest checkpoint, step 2000, and trains on),
+
+    python scripts/direct_fit.py --out runs/direct-longer --extend runs/direct-long \
+        --base results/target/random.tgz --remasking random --denoising-steps 16 --seeds 3 \
+        --betas 4 0 --draws 1024 --steps 5000 --points 5 --workers 2
+
 ``--only 2`` runs seed 2 alone this time (say, on draws copied into ``--out`` from another
 folder), leaving the others.
 Every stage is skipped when done and resumed when stopped (the same command continues; a
@@ -104,6 +111,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="a study folder or pack whose base evaluation to use (the runs held against the "
         "fit were measured from it); default: evaluate the base here",
+    )
+    p.add_argument(
+        "--extend",
+        type=Path,
+        default=None,
+        help="a finished direct_fit folder whose fits to continue to --steps: its base "
+        "evaluation, draws and fits copied into --out without their final models",
     )
     study.decoding_arguments(p)  # of the draws and evaluations, as the study's runs
     p.add_argument("--device", default="auto")
@@ -283,6 +297,26 @@ def one_fit(args: argparse.Namespace, beta: float, seed: int, data: Path) -> str
     return f"{folder.name}: {sum(done)}/{len(done)} evaluations, {time.time() - start:.0f} s"
 
 
+def continue_fits(args: argparse.Namespace) -> None:
+    """``--extend SRC``: its base evaluation, each seed's draws and each of its fits copied into
+    ``--out`` (target_study's ``extend``: a constant-lr fit, without its final model). Pretrain
+    saves its last step as a model without the optimiser's state, so a copied fit resumes from
+    its newest checkpoint and trains the steps after it again, then on to ``--steps``: the same
+    numbers on the same kind of machine (its retrained checkpoint is comparable byte for byte
+    with the source's final model), the same law on another."""
+    src, out = args.extend, args.out
+    if not (out / "base").exists():
+        shutil.copytree(src / "base", out / "base")
+    for seed in range(args.seeds) if args.only is None else sorted(set(args.only)):
+        draws = src / f"draws-s{seed}.jsonl"
+        if draws.is_file() and not (out / draws.name).exists():
+            shutil.copy2(draws, out / draws.name)
+        for beta in args.betas:
+            name = run_name(beta, seed)
+            if study.extend(src / name, out / name):
+                print(f"{name}: continued from {src / name}", flush=True)
+
+
 def ceiling(data: Path, base_eval: Path, betas: list[float]) -> dict[str, Any]:
     """What a perfect fit of the file would score: per tilt, the b_hat of the file's own tilted
     success shares (n_s e^b / (n_s e^b + n_f) per problem) against the base evaluation's
@@ -308,6 +342,8 @@ def ceiling(data: Path, base_eval: Path, betas: list[float]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.extend:
+        continue_fits(args)
     if args.base and not (args.out / "base").exists():
         with unpacked(args.base) as folder:
             shutil.copytree(folder / "base", args.out / "base")

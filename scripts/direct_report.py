@@ -1,14 +1,16 @@
-"""The direct fit's verdict (docs/TARGET.md sections 12, 13 and 14) by the criteria written down
+"""The direct fit's verdict (docs/TARGET.md sections 12, 13, 14 and 16) by the criteria written down
 before its runs: per seed, the tilt the b = 4 fit adds over the b = 0 fit of the same draws,
 the shape of the b = 4 fit and whether it still rises, against TraFL runs decoded the same way
 (section 12, low-confidence: the remade 2000-step runs; section 13, any-order: section 9's
 runs at step 1000, and the b = 0 fit must stay in place; section 14, the same fit three times
-longer, its b = 0 fit allowed an offset that has stopped moving). The folder's base decoding
+longer, its b = 0 fit allowed an offset that has stopped moving; section 16, section 14's
+fits continued to step 5000 under its criteria). The folder's base decoding
 and its fits' steps choose the criteria.
 
     python scripts/direct_report.py runs/direct --out docs/target/direct
     python scripts/direct_report.py runs/direct-random --out docs/target/direct-random
     python scripts/direct_report.py runs/direct-long --out docs/target/direct-long
+    python scripts/direct_report.py runs/direct-longer --out docs/target/direct-longer
 
 reads a folder (or a pack of it) that ``scripts/direct_fit.py`` filled, and writes
 ``results.md`` (or prints it without ``--out``).
@@ -96,6 +98,20 @@ CRITERIA = {
         1.5,
         DRIFT_14,
         "halfway in 3000 steps, in the target's shape",
+    ),
+    # section 16: section 14's fits continued to step 5000, its criteria read there
+    ("random", 5000): Criteria(
+        16,
+        5000,
+        4000,
+        1000,
+        "0.866 +- 0.033 (shift sd 0.742)",
+        2.43,
+        None,
+        None,
+        1.5,
+        DRIFT_14,
+        "halfway in 5000 steps, in the target's shape",
     ),
 }
 

@@ -244,3 +244,38 @@ def test_the_decoding_reaches_the_draws_and_the_base_check(tmp_path, monkeypatch
         direct_fit.study.check_folder(args.study)
     default = direct_fit.parse(["--out", str(tmp_path)])
     direct_fit.study.check_folder(default.study)  # the low-confidence default matches it
+
+
+def test_a_fit_continued_with_extend_retrains_to_the_same_weights_then_goes_on(tmp_path):
+    """``--extend`` (section 16): the source's base, draws and fit are copied without the final
+    model; resumed at more steps, the fit trains again from its newest checkpoint and its
+    checkpoint at the source's last step holds the source's final weights, then it goes on."""
+    from tests.conftest import assert_same_weights
+    from tests.test_cli import SMALL
+    from trafl.commands.pretrain import pretrain
+
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    smoke_folder_at(src)
+    fit = ["optim.warmup_steps=0", "optim.min_lr_ratio=1.0", "ckpt_every=2", "seed=0"]
+    pretrain(load_config(PretrainConfig, None,
+                         [*SMALL, *fit, "steps=4", f"out_dir={src / 'direct-b4-s0'}"]))  # fmt: skip
+    args = direct_fit.parse(["--out", str(dest), "--extend", str(src), "--seeds", "1",
+                             "--betas", "4", "--steps", "6", "--points", "3"])  # fmt: skip
+    direct_fit.continue_fits(args)
+    copied = dest / "direct-b4-s0"
+    assert (dest / "draws-s0.jsonl").read_bytes() == (src / "draws-s0.jsonl").read_bytes()
+    assert (dest / "base" / "eval.json").is_file() and not (copied / "model").exists()
+    # pretrain saves its last step as `model` only: the copy resumes from step 2
+    assert (copied / "checkpoint-2").is_dir() and not (copied / "checkpoint-4").exists()
+    pretrain(load_config(PretrainConfig, None,
+                         [*SMALL, *fit, "steps=6", f"out_dir={copied}", "resume=true"]))  # fmt: skip
+    assert_same_weights(src / "direct-b4-s0" / "model", copied / "checkpoint-4" / "model")
+    steps = [json.loads(r)["step"] for r in (copied / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5, 6] and (copied / "model").is_dir()
+    direct_fit.continue_fits(args)  # again: nothing is copied over the continued fit
+    assert (copied / "model").is_dir() and not (copied / "checkpoint-6").exists()
+
+
+def smoke_folder_at(folder: Path) -> None:
+    folder.mkdir()
+    smoke_folder(folder)
