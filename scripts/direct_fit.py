@@ -199,6 +199,9 @@ def fit_command(
         f"out_dir={args.out / run_name(beta, seed)}",
         f"device={args.device}",
         f"resume={str(resume).lower()}",
+        # a fit copied by --extend names its draws at their old place: the same file (prepare
+        # holds the draws to the sha1 the fit started on), so the path may change
+        *(["allow_changes=[data]"] if args.extend and resume else []),
     ]
 
 

@@ -263,6 +263,9 @@ def test_a_fit_continued_with_extend_retrains_to_the_same_weights_then_goes_on(t
                              "--betas", "4", "--steps", "6", "--points", "3"])  # fmt: skip
     direct_fit.continue_fits(args)
     copied = dest / "direct-b4-s0"
+    draws = dest / "draws-s0.jsonl"  # the copy names its draws at their old place: allowed
+    assert direct_fit.fit_command(args, 4.0, 0, draws, True)[-1] == "allow_changes=[data]"
+    assert "allow_changes=[data]" not in direct_fit.fit_command(args, 4.0, 0, draws, False)
     assert (dest / "draws-s0.jsonl").read_bytes() == (src / "draws-s0.jsonl").read_bytes()
     assert (dest / "base" / "eval.json").is_file() and not (copied / "model").exists()
     # pretrain saves its last step as `model` only: the copy resumes from step 2
