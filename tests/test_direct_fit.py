@@ -248,37 +248,43 @@ def test_the_decoding_reaches_the_draws_and_the_base_check(tmp_path, monkeypatch
 
 def test_a_fit_continued_with_extend_retrains_to_the_same_weights_then_goes_on(tmp_path):
     """``--extend`` (section 16): the source's base, draws and fit are copied without the final
-    model; resumed at more steps, the fit trains again from its newest checkpoint and its
-    checkpoint at the source's last step holds the source's final weights, then it goes on."""
+    model; resumed at more steps on the draws' new place, the fit trains again from its newest
+    checkpoint, its checkpoint at the source's last step holds the source's final weights, and
+    only the points the source did not evaluate are evaluated."""
     from tests.conftest import assert_same_weights
     from tests.test_cli import SMALL
     from trafl.commands.pretrain import pretrain
+    from trafl.core.errors import UserError
 
     src, dest = tmp_path / "src", tmp_path / "dest"
-    smoke_folder_at(src)
-    fit = ["optim.warmup_steps=0", "optim.min_lr_ratio=1.0", "ckpt_every=2", "seed=0"]
-    pretrain(load_config(PretrainConfig, None,
-                         [*SMALL, *fit, "steps=4", f"out_dir={src / 'direct-b4-s0'}"]))  # fmt: skip
+    src.mkdir()
+    smoke_folder(src)
+    fit = [*SMALL, "optim.warmup_steps=0", "optim.min_lr_ratio=1.0", "ckpt_every=2", "seed=0",
+           "data_tilt=4", "task.pool=3"]  # fmt: skip
+    pretrain(load_config(PretrainConfig, None, [*fit, f"data={src / 'draws-s0.jsonl'}",
+                                                "steps=4", f"out_dir={src / 'direct-b4-s0'}"]))  # fmt: skip
+    for step in (2, 4):  # the source's points, evaluated
+        (src / "direct-b4-s0" / f"eval-{step}").mkdir()
+        (src / "direct-b4-s0" / f"eval-{step}" / "eval.json").write_text("{}")
     args = direct_fit.parse(["--out", str(dest), "--extend", str(src), "--seeds", "1",
                              "--betas", "4", "--steps", "6", "--points", "3"])  # fmt: skip
     direct_fit.continue_fits(args)
-    copied = dest / "direct-b4-s0"
-    draws = dest / "draws-s0.jsonl"  # the copy names its draws at their old place: allowed
-    assert direct_fit.fit_command(args, 4.0, 0, draws, True)[-1] == "allow_changes=[data]"
-    assert "allow_changes=[data]" not in direct_fit.fit_command(args, 4.0, 0, draws, False)
-    assert (dest / "draws-s0.jsonl").read_bytes() == (src / "draws-s0.jsonl").read_bytes()
+    copied, draws = dest / "direct-b4-s0", dest / "draws-s0.jsonl"
+    assert draws.read_bytes() == (src / "draws-s0.jsonl").read_bytes()
     assert (dest / "base" / "eval.json").is_file() and not (copied / "model").exists()
     # pretrain saves its last step as `model` only: the copy resumes from step 2
     assert (copied / "checkpoint-2").is_dir() and not (copied / "checkpoint-4").exists()
-    pretrain(load_config(PretrainConfig, None,
-                         [*SMALL, *fit, "steps=6", f"out_dir={copied}", "resume=true"]))  # fmt: skip
+    assert direct_fit.to_evaluate(args, copied) == [(6, None)]
+    command = direct_fit.fit_command(args, 4.0, 0, draws, True)
+    assert command[-1] == "allow_changes=[data]"
+    assert "allow_changes=[data]" not in direct_fit.fit_command(args, 4.0, 0, draws, False)
+    resumed = [*fit, f"data={draws}", "steps=6", f"out_dir={copied}", "resume=true"]
+    with pytest.raises(UserError, match="allow_changes=\\[data\\]"):  # the draws moved
+        pretrain(load_config(PretrainConfig, None, resumed))
+    pretrain(load_config(PretrainConfig, None, [*resumed, "allow_changes=[data]"]))
     assert_same_weights(src / "direct-b4-s0" / "model", copied / "checkpoint-4" / "model")
     steps = [json.loads(r)["step"] for r in (copied / "metrics.jsonl").read_text().splitlines()]
-    assert steps == [1, 2, 3, 4, 5, 6] and (copied / "model").is_dir()
+    assert steps == [1, 2, 3, 4, 5, 6]
+    assert direct_fit.to_evaluate(args, copied) == [(6, copied / "model")]
     direct_fit.continue_fits(args)  # again: nothing is copied over the continued fit
-    assert (copied / "model").is_dir() and not (copied / "checkpoint-6").exists()
-
-
-def smoke_folder_at(folder: Path) -> None:
-    folder.mkdir()
-    smoke_folder(folder)
+    assert (copied / "model").is_dir()

@@ -238,25 +238,37 @@ def test_committed_report_is_what_the_committed_fits_give(name, tmp_path, monkey
 
 def test_the_fits_steps_choose_section_16(tmp_path, capsys):
     """Fits continued to 5000 steps: section 14's criteria read at 5000 against 4000 (section
-    16); t = 2.2 - (-0.1) = 2.3 < 2.43 with every rise within twice its se (0.05 against 2 x
-    0.05 x sqrt(2) = 0.141) stops short; one seed rising 0.15 past 0.141 is not settled; the
-    evaluations at 3000 are not read."""
+    16). The b = 0 fit at -0.4 (within section 14's 0.5, past section 13's 0.25) has stopped
+    (its seeds' mean move 0.05 within twice its se, 2 x 0.071 / sqrt(3) = 0.082);
+    t = 2.2 + 0.4 = 2.6 is within reach; t = 1.9 + 0.4 = 2.3 < 2.43, every rise 0.05 within twice
+    its se (0.141), stops short; one seed rising 0.15 past it is not settled; the evaluations
+    at 3000 (9.0) are not read."""
     (tmp_path / "base").mkdir()
     measured = {"coverage_at_k": {"distinct": {"128": 1.6}}}
     (tmp_path / "base" / "eval.json").write_text(json.dumps({"lengths": {"16": measured}}))
     (tmp_path / "base" / "eval_config.yaml").write_text("sampler:\n  remasking: random\n")
-    for s in range(3):
-        for tilt, end in (("b4", 2.2), ("b0", -0.1)):
-            (tmp_path / f"direct-{tilt}-s{s}").mkdir()
-            (tmp_path / f"direct-{tilt}-s{s}" / "config.yaml").write_text("steps: 5000\n")
-            write_eval(tmp_path / f"direct-{tilt}-s{s}" / "eval-5000", end, 0.05, 0.5, 0)
-            write_eval(tmp_path / f"direct-{tilt}-s{s}" / "eval-4000", end - 0.05, 0.05, 0.5, 0)
-            write_eval(tmp_path / f"direct-{tilt}-s{s}" / "eval-3000", 9.0, 0.05, 0.5, 0)
+
+    def fits(b4: float, fresh: bool) -> None:
+        for s in range(3):
+            for tilt, end in (("b4", b4), ("b0", -0.4)):
+                folder = tmp_path / f"direct-{tilt}-s{s}"
+                folder.mkdir(exist_ok=not fresh)
+                (folder / "config.yaml").write_text("steps: 5000\n")
+                write_eval(folder / "eval-5000", end, 0.05, 0.5, 0, fresh)
+                write_eval(folder / "eval-4000", end - 0.05, 0.05, 0.5, 0, fresh)
+                write_eval(folder / "eval-3000", 9.0, 0.05, 0.5, 0, fresh)
+
+    fits(2.2, fresh=True)
     direct_report.main([str(tmp_path)])
     out = capsys.readouterr().out
-    assert "section 16" in out and "| 0 | 2.200 | -0.100 | 2.300 |" in out
+    assert "section 16" in out and "| 0 | 2.200 | -0.400 | 2.600 |" in out
     assert "+0.050 (0.071) |" in out and "from step 4000 to 5000" in out
+    assert "**within reach: halfway in 5000 steps, in the target's shape**" in out
+    fits(1.9, fresh=False)
+    direct_report.main([str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "| 0 | 1.900 | -0.400 | 2.300 |" in out
     assert "**the direct fit stops short of halfway**" in out
-    write_eval(tmp_path / "direct-b4-s2" / "eval-4000", 2.05, 0.05, 0.5, 0, fresh=False)
+    write_eval(tmp_path / "direct-b4-s2" / "eval-4000", 1.75, 0.05, 0.5, 0, fresh=False)
     direct_report.main([str(tmp_path)])
     assert "**not settled**" in capsys.readouterr().out
