@@ -6,6 +6,8 @@
         results/target/direct-long.tgz direct-b4-s0 1000
     python scripts/study_checks.py reach results/target/random-long.tgz trafl-b4 \
         --step 3000 --before 2000 --bound 1.50
+    python scripts/study_checks.py weights runs/direct-long/direct-b4-s0/model \
+        runs/direct-longer/direct-b4-s0/checkpoint-3000/model
 
 ``seeds``: one method's every seed at every evaluated step (pass@1, pass@max, distinct, b_hat,
 shift spread over its noise floor), which the reports give at the last step or as seed means.
@@ -13,7 +15,9 @@ shift spread over its noise floor), which the reports give at the last step or a
 chosen subset of the seeds. ``same``: whether one run's evaluation at a step (and its direct
 fit's ceiling, if any) is the same in two packs in every count, whatever paths, times and
 floating-point noise differ. ``reach``: section 15's rule (TARGET.md, written before its runs):
-does a method's fitted tilt get past a bound in every seed, or stop below it?
+does a method's fitted tilt get past a bound in every seed, or stop below it? ``weights``:
+whether two saved models hold the same tensors bit for bit (a continuation that retrains steps
+against the run it continues, section 16; their files' bytes can differ in metadata order).
 """
 
 from __future__ import annotations
@@ -25,7 +29,9 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import torch
 from packs import unpacked
+from safetensors.torch import load_file
 from target_report import counts, load, summary
 
 from trafl.evaluation.seeds import pooled_difference
@@ -120,6 +126,17 @@ def reach(
     return [*lines, f"{method} at step {step}: {verdict}"]
 
 
+def weights(first: Path, second: Path) -> list[str]:
+    """The two models' tensors (``model.safetensors`` in each folder) compared bit for bit."""
+    a, b = (load_file(str(folder / "model.safetensors")) for folder in (first, second))
+    if a.keys() != b.keys():
+        return [f"different tensors: {sorted(a.keys() ^ b.keys())}"]
+    differ = [k for k in sorted(a) if a[k].dtype != b[k].dtype or not torch.equal(a[k], b[k])]
+    gap = max(((a[k].double() - b[k].double()).abs().max().item() for k in a), default=0.0)
+    verdict = f"{len(differ)} differ, e.g. {differ[0]}" if differ else "equal bit for bit"
+    return [f"{len(a)} tensors, max |difference| {gap:g}: {verdict}"]
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="what", required=True)
@@ -143,9 +160,14 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--before", type=int, required=True)
     t.add_argument("--bound", type=float, required=True)
     t.add_argument("--seeds", type=int, default=3, help="seeds the rule needs")
+    w = sub.add_parser("weights")
+    w.add_argument("first", type=Path, help="a saved model's folder")
+    w.add_argument("second", type=Path)
     args = p.parse_args(argv)
     with ExitStack() as stack:
-        if args.what == "same":
+        if args.what == "weights":
+            lines = weights(args.first, args.second)
+        elif args.what == "same":
             first, second = (stack.enter_context(unpacked(x)) for x in (args.first, args.second))
             lines = same(first, second, args.run, args.step)
         else:

@@ -100,3 +100,26 @@ def test_reach_rows_are_the_fits_and_the_rule_reads_them(tmp_path):
     shutil.rmtree(root / "trafl-b4-s2" / "eval-800")
     lines = study_checks.reach(root, "trafl-b4", 1000, 800, 1.5)
     assert lines[-1].endswith("not settled (2 of 3 seeds evaluated at both steps)")
+
+
+def test_weights_are_compared_by_tensor_not_by_file_bytes(tmp_path, capsys):
+    """The same tensors saved with other metadata are equal bit for bit, though the files' bytes
+    differ (safetensors writes its metadata map in an order that can change between processes);
+    one value moved by one ulp is a difference."""
+    import torch
+    from safetensors.torch import save_file
+
+    tensors = {"embed.weight": torch.randn(4, 3), "blocks.0.w": torch.randn(3)}
+    for name, meta in (("a", {"format": "pt"}), ("b", {"format": "pt", "saved": "elsewhere"})):
+        (tmp_path / name).mkdir()
+        save_file(tensors, str(tmp_path / name / "model.safetensors"), metadata=meta)
+    files = [(tmp_path / n / "model.safetensors").read_bytes() for n in "ab"]
+    assert files[0] != files[1]
+    study_checks.main(["weights", str(tmp_path / "a"), str(tmp_path / "b")])
+    assert capsys.readouterr().out == "2 tensors, max |difference| 0: equal bit for bit\n"
+    moved = dict(tensors)
+    moved["blocks.0.w"] = torch.nextafter(tensors["blocks.0.w"], torch.full((3,), 9.0))
+    (tmp_path / "c").mkdir()
+    save_file(moved, str(tmp_path / "c" / "model.safetensors"))
+    study_checks.main(["weights", str(tmp_path / "a"), str(tmp_path / "c")])
+    assert "1 differ, e.g. blocks.0.w" in capsys.readouterr().out
