@@ -148,6 +148,11 @@ def test_finished_seeds_are_those_at_the_last_checkpoint():
             "docs/target/random",
             ["--beside", "low-confidence=results/target/long.tgz"],
         ),
+        (
+            "results/target/random-long.tgz",
+            "docs/target/random-long",
+            ["--beside", "section9=results/target/random.tgz"],
+        ),
         ("results/target/quiet.tgz", "docs/target/quiet", ["--rule"]),
         ("results/target/direct.tgz", "docs/target/direct/instrument", []),
         ("results/target/direct-random.tgz", "docs/target/direct-random/instrument", []),
