@@ -305,9 +305,11 @@ def continue_fits(args: argparse.Namespace) -> None:
     ``--out`` (target_study's ``extend``: a constant-lr fit, without its final model). Pretrain
     saves its last step as a model without the optimiser's state, so a copied fit resumes from
     its newest checkpoint and trains the steps after it again, then on to ``--steps``: the same
-    numbers on the same kind of machine (its retrained checkpoint is comparable byte for byte
-    with the source's final model), the same law on another."""
+    numbers on the same kind of machine (its retrained checkpoint holds the source's final
+    weights bit for bit: ``study_checks.py weights``), the same law on another."""
     src, out = args.extend, args.out
+    if not (src / "base" / "eval.json").is_file():
+        sys.exit(f"--extend: {src} has no base evaluation; give a folder direct_fit.py filled")
     if not (out / "base").exists():
         shutil.copytree(src / "base", out / "base")
     for seed in range(args.seeds) if args.only is None else sorted(set(args.only)):

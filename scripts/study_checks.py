@@ -131,8 +131,10 @@ def weights(first: Path, second: Path) -> list[str]:
     a, b = (load_file(str(folder / "model.safetensors")) for folder in (first, second))
     if a.keys() != b.keys():
         return [f"different tensors: {sorted(a.keys() ^ b.keys())}"]
-    differ = [k for k in sorted(a) if a[k].dtype != b[k].dtype or not torch.equal(a[k], b[k])]
-    gap = max(((a[k].double() - b[k].double()).abs().max().item() for k in a), default=0.0)
+    shaped = [k for k in sorted(a) if a[k].shape == b[k].shape]
+    differ = [k for k in sorted(a) if k not in shaped or a[k].dtype != b[k].dtype
+              or not torch.equal(a[k], b[k])]  # fmt: skip
+    gap = max(((a[k].double() - b[k].double()).abs().max().item() for k in shaped), default=0.0)
     verdict = f"{len(differ)} differ, e.g. {differ[0]}" if differ else "equal bit for bit"
     return [f"{len(a)} tensors, max |difference| {gap:g}: {verdict}"]
 

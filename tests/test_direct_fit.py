@@ -288,3 +288,6 @@ def test_a_fit_continued_with_extend_retrains_to_the_same_weights_then_goes_on(t
     assert direct_fit.to_evaluate(args, copied) == [(6, copied / "model")]
     direct_fit.continue_fits(args)  # again: nothing is copied over the continued fit
     assert (copied / "model").is_dir()
+    empty = direct_fit.parse(["--out", str(tmp_path / "x"), "--extend", str(tmp_path / "none")])
+    with pytest.raises(SystemExit, match="has no base evaluation; give a folder direct_fit.py"):
+        direct_fit.continue_fits(empty)
