@@ -22,6 +22,7 @@ import argparse
 import json
 import math
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -204,6 +205,31 @@ def direct_rule(
     return "not settled"
 
 
+def seeds_where(rows: list[dict[str, float]], holds: Callable[[dict[str, float]], bool]) -> str:
+    """Which of the seeds judged a condition holds in: "every seed", "no seed", or a list
+    with the others named."""
+    yes = [f"{r['seed']:.0f}" for r in rows if holds(r)]
+    no = [f"{r['seed']:.0f}" for r in rows if not holds(r)]
+    if not no:
+        return "every seed"
+    if not yes:
+        return "no seed"
+    return f"seed{'s' * (len(yes) > 1)} {', '.join(yes)} (not {', '.join(no)})"
+
+
+def conditions(rows: list[dict[str, float]], c: Criteria) -> str:
+    """The b = 4 fit's conditions one by one, so that a verdict says which of them failed."""
+    parts = [
+        f"t >= {c.reach} in {seeds_where(rows, lambda r: r['t'] >= c.reach)}",
+        f"the target's shape in {seeds_where(rows, lambda r: shaped(c, r))}",
+    ]
+    if c.plateau is not None:
+        parts.append(f"t <= {c.plateau} in {seeds_where(rows, lambda r: r['t'] <= c.plateau)}")
+    flat = seeds_where(rows, lambda r: abs(r["rise"]) <= 2 * r["rise_se"])
+    parts.append(f"the rise within twice its se in {flat}")
+    return "The b = 4 fit, condition by condition: " + "; ".join(parts) + "."
+
+
 def report(root: Path, label: Path, c: Criteria) -> str:
     base, runs = load(root)
     last, before = c.steps, c.before
@@ -241,6 +267,8 @@ def report(root: Path, label: Path, c: Criteria) -> str:
         )
     if c.drift:
         lines += ["", *drift_table(rows, c)]
+    if rows:
+        lines += ["", conditions(rows, c)]
     verdict = direct_rule(rows, c) if len(rows) == 3 else f"not judged: {len(rows)} of 3 seeds"
     return "\n".join([*lines, "", f"Verdict by the written criteria: **{verdict}**.", ""])
 

@@ -1,4 +1,4 @@
-"""scripts/direct_report.py applies sections 12's, 13's and 14's criteria as written before the runs:
+"""scripts/direct_report.py applies sections 12, 13, 14 and 16's criteria as written before the runs:
 each outcome is reachable from hand-made seeds, and the numbers come from the right evaluations."""
 
 from __future__ import annotations
@@ -226,9 +226,9 @@ def test_the_b0_fit_keeps_the_base_distinct_solutions_as_measured(tmp_path, caps
         direct_report.main([str(tmp_path)])
 
 
-@pytest.mark.parametrize("name", ["direct", "direct-random", "direct-long"])
+@pytest.mark.parametrize("name", ["direct", "direct-random", "direct-long", "direct-longer"])
 def test_committed_report_is_what_the_committed_fits_give(name, tmp_path, monkeypatch):
-    """docs/target/direct*/results.md (the verdicts TARGET.md sections 12 to 14 quote) is what
+    """docs/target/direct*/results.md (the verdicts TARGET.md sections 12 to 16 quote) is what
     the report, as it is now, makes of the committed pack."""
     monkeypatch.chdir(ROOT)  # the report names its input as given
     direct_report.main([f"results/target/{name}.tgz", "--out", str(tmp_path)])
@@ -272,3 +272,28 @@ def test_the_fits_steps_choose_section_16(tmp_path, capsys):
     write_eval(tmp_path / "direct-b4-s2" / "eval-4000", 1.75, 0.05, 0.5, 0, fresh=False)
     direct_report.main([str(tmp_path)])
     assert "**not settled**" in capsys.readouterr().out
+
+
+def test_the_conditions_name_the_seeds_each_holds_in():
+    """A "not settled" says which condition failed where: seed 0 reaches 2.43, has the shape
+    (shift sd 0.75 <= 1.5 x 0.5) and is flat (0.1 <= 2 x 0.05); seed 1 is short and still
+    rising (0.11 > 0.1); seed 2 reaches it, spread past the shape (0.76 > 0.75), flat at 2 se
+    exactly (-0.1)."""
+    rows = [
+        {"seed": 0, **row(2.43, shift_sd=0.75, rise=0.1)},
+        {"seed": 1, **row(2.42, shift_sd=0.75, rise=0.11)},
+        {"seed": 2, **row(2.5, shift_sd=0.76, rise=-0.1)},
+    ]
+    line = direct_report.conditions(rows, direct_report.CRITERIA[("random", 5000)])
+    assert line == (
+        "The b = 4 fit, condition by condition: t >= 2.43 in seeds 0, 2 (not 1); the target's "
+        "shape in seeds 0, 1 (not 2); the rise within twice its se in seeds 0, 2 (not 1)."
+    )
+    rows[1]["fell_sig"] = 1
+    rows[2]["shift_sd"] = 0.75
+    line = direct_report.conditions(rows, direct_report.CRITERIA[("random", 1000)])
+    assert "the target's shape in seeds 0, 2 (not 1); t <= 0.98 in no seed;" in line
+    rows[1]["t"] = 2.43
+    assert "t >= 2.43 in every seed;" in direct_report.conditions(
+        rows, direct_report.CRITERIA[("random", 1000)]
+    )
