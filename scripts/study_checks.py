@@ -41,14 +41,14 @@ COUNTS = ("correct_counts", "solution_counts")  # per problem: what a reproducti
 
 def seeds(root: Path, method: str) -> list[str]:
     _, runs = load(root)
-    lines = ["seed step pass@1 pass@max distinct b_hat shift/noise"]
+    lines = ["seed step pass@1 pass@max distinct b_hat shift/noise fell_sig"]
     for seed, evals in sorted(runs[method].items()):
         for step, ev in sorted(evals.items()):
             s = summary(ev)
             ratio = s.get("shift_sd", math.nan) / s.get("noise_sd", math.nan)
             lines.append(
                 f"{seed} {step} {s['pass@1']:.3f} {s['pass@max']:.3f} {s['distinct@max']:.3f} "
-                f"{s.get('b_hat', math.nan):.3f} {ratio:.3f}"
+                f"{s.get('b_hat', math.nan):.3f} {ratio:.3f} {s.get('fell_sig', math.nan):.0f}"
             )
     return lines
 

@@ -28,6 +28,35 @@ def test_pair_on_all_seeds_is_the_committed_differences_row(capsys):
     assert [part.split(" ", 1)[1] for part in out.strip().split(": ", 1)[1].split("; ")] == cells
 
 
+def test_seeds_at_the_last_step_are_the_committed_per_seed_numbers(capsys):
+    """``seeds`` prints, per seed and step, what the committed instrument and direct reports
+    say of that seed at the last step: b_hat, shift sd over its noise floor, fell_sig."""
+    study_checks.main(["seeds", str(ROOT / "results/target/direct-longer.tgz"), "direct-b4"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].split() == [
+        "seed", "step", "pass@1", "pass@max", "distinct", "b_hat", "shift/noise", "fell_sig"
+    ]  # fmt: skip
+    assert len(lines) == 1 + 3 * 5  # three seeds at steps 1000 to 5000
+    report = (ROOT / "docs/target/direct-longer/results.md").read_text().splitlines()
+    for seed in range(3):
+        row = next(line for line in report if line.startswith(f"| {seed} | "))
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        sd, noise = (float(x.strip("()")) for x in cells[6].split())
+        got = next(line.split() for line in lines if line.startswith(f"{seed} 5000 "))
+        assert got[5] == cells[1] and got[7] == cells[7]
+        # the report rounds sd and noise to 3 places: the ratio within that rounding
+        assert abs(float(got[6]) - sd / noise) <= 0.0005 * (1 + sd / noise) / noise + 0.0005
+    # the b = 0 fits, whose falls are not all 0 (fell_sig 2, 1, 1): the drift table's rows
+    study_checks.main(["seeds", str(ROOT / "results/target/direct-longer.tgz"), "direct-b0"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    drift = [line for line in report if line.count("|") == 8 and line[2].isdigit()]
+    for seed, row in enumerate(drift):
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        got = next(line.split() for line in lines if line.startswith(f"{seed} 5000 "))
+        assert got[5] == cells[1] and got[7] == cells[3]
+    assert [row.split("|")[4].strip() for row in drift] == ["2", "1", "1"]
+
+
 def unpack_run(tmp_path: Path, name: str, run: str) -> Path:
     with unpacked(ROOT / "results/target/direct-long.tgz") as root:
         shutil.copytree(root / run, tmp_path / name / run)
