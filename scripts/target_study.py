@@ -22,7 +22,7 @@ there is one); finished runs and evaluations are skipped, interrupted runs resum
 checkpoints are still evaluated. ``--extend FOLDER`` continues the finished constant-lr runs of
 another study folder to more steps (e.g. 1000-step runs to 2000, their evaluations kept).
 ``--variant NAME KEY=VALUE ...`` adds TraFL runs with one change (``trafl-NAME-bB-sS``, at each
-``--variant-betas``), which the report holds against the plain run at the same step; with
+``--variant-betas``; ``{seed}`` in a value is the run's seed), which the report holds against the plain run at the same step; with
 ``--extend`` a variant is the plain run continued under the change (``allow_changes``).
 ``--remasking random --denoising-steps L`` decodes rollouts and evaluations by any-order
 sampling (one token per call at a random position) instead of LLaDA's low-confidence
@@ -170,10 +170,18 @@ def knob_jobs(args: argparse.Namespace, seed: int) -> list[Job]:
 def variant_jobs(args: argparse.Namespace, seed: int) -> list[Job]:
     """Variants of the objective or estimator (``--variant NAME KEY=VALUE ...``) at each
     ``--variant-betas``, as the plain TraFL runs otherwise: one change each, for a diagnosis.
-    With ``--extend`` a variant continues the plain run of its b and seed, changed from there."""
+    With ``--extend`` a variant continues the plain run of its b and seed, changed from there.
+    ``{seed}`` in a value is the run's seed (e.g. ``rollout.draws=runs/d/draws-s{seed}.jsonl``)."""
     return [
         replace(
-            one_change(args, name, beta, seed, overrides, 350 + seed * 10),
+            one_change(
+                args,
+                name,
+                beta,
+                seed,
+                [o.replace("{seed}", str(seed)) for o in overrides],
+                350 + seed * 10,
+            ),
             changes=tuple(o.split("=", 1)[0] for o in overrides),
         )
         for name, *overrides in args.variant
@@ -502,7 +510,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="NAME KEY=VALUE",
-        help="a TraFL run with these overrides, named trafl-NAME-bB (repeatable)",
+        help="a TraFL run with these overrides, named trafl-NAME-bB ({seed} in a value: the "
+        "run's seed; repeatable)",
     )
     p.add_argument("--variant-betas", type=float, nargs="*", default=[4])
     p.add_argument("--start-from", type=Path, default=None, help="a --pack archive to resume")

@@ -87,6 +87,19 @@ def test_every_run_resolves_to_the_config_its_name_says(argv, tmp_path):
     assert sorted(variants) == (sorted(want) if args.variant else [])
 
 
+def test_a_variant_value_may_name_the_runs_seed():
+    """``{seed}`` in a variant's value is each run's own seed (a file of draws per seed)."""
+    args = target_study.parse(
+        ["--variant", "drawn", "rollout.draws=runs/d/draws-s{seed}.jsonl", "--seeds", "3"]
+    )
+    jobs = {j.name: j for j in target_study.jobs(args) if "-drawn-" in j.name}
+    assert sorted(jobs) == [f"trafl-drawn-b4-s{s}" for s in range(3)]
+    for seed in range(3):
+        job = jobs[f"trafl-drawn-b4-s{seed}"]
+        assert f"rollout.draws=runs/d/draws-s{seed}.jsonl" in job.overrides
+        assert job.changes == ("rollout.draws",)
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [

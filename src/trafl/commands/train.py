@@ -113,6 +113,7 @@ class Trainer(RolloutSteps, CheckpointSteps):
         self.mask_gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 2)
         self.guard = UpdateGuard(self.optimizer, cfg.guard_updates)
         self.replay = self.replay_buffer()
+        self.drawn = self.drawn_rows()
         self.replay_metrics: dict[str, float] = {}
         # everything a checkpoint holds besides the weights (trafl.run.state)
         self.state = RunState(

@@ -8,6 +8,7 @@ model loads.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,13 @@ class RolloutConfig:
     replay_share: float = 0.0
     replay_capacity: int = 16
     replay_min_reward: float = 1.0
+    # rows from a file instead of the policy (trafl.run.drawn_rows), for off-policy objectives:
+    # every row of a group is one of its prompt's completions in the file (trafl sample
+    # output=FILE, with its trajectories), drawn ~ exp(draws_tilt * reward); the base's own
+    # draws at the tilt b are the direct fit's rows (docs/TARGET.md section 17). OUR knob;
+    # None: sample the policy
+    draws: str | None = None
+    draws_tilt: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.reference_share < 1.0:
@@ -51,6 +59,13 @@ class RolloutConfig:
             raise ValueError(f"replay_share must be in [0, 1), got {self.replay_share}")
         if self.replay_capacity < 1:
             raise ValueError(f"replay_capacity must be >= 1, got {self.replay_capacity}")
+        if not math.isfinite(self.draws_tilt):
+            raise ValueError(f"draws_tilt must be finite, got {self.draws_tilt}")
+        if self.draws and (self.reference_share > 0 or self.replay_share > 0):
+            raise ValueError(
+                "rollout.draws takes every row from its file; reference_share and replay_share "
+                f"must then be 0, got {self.reference_share:g} and {self.replay_share:g}"
+            )
 
     def reference_rows(self) -> int:
         """Rows per group drawn from pi_ref."""
@@ -151,8 +166,8 @@ class TrainConfig:
             )
         self.rollout.reference_rows()  # a share that rounds to 0 or G rows is refused here
         self.rollout.replay_rows()
-        for knob in ("reference_share", "replay_share"):
-            if getattr(self.rollout, knob) > 0 and not getattr(objective, "off_policy", False):
+        for knob in ("reference_share", "replay_share", "draws"):
+            if getattr(self.rollout, knob) and not getattr(objective, "off_policy", False):
                 raise ValueError(
                     f"rollout.{knob} needs an objective whose target does not depend on the "
                     f"behaviour policy (trafl, trafl_path); {self.objective.name!r} is on-policy"

@@ -1,6 +1,6 @@
 """The rollout half of a training step (:class:`RolloutSteps`, mixed into
 :class:`trafl.commands.train.Trainer`): B prompts x G scored samples from the policy (or part
-of each group from pi_ref, or replayed), each row's noise keyed by (seed, step, row), the
+of each group from pi_ref, or replayed, or every row from a file of draws), each row's noise keyed by (seed, step, row), the
 whole batch gathered from every rank."""
 
 from __future__ import annotations
@@ -13,8 +13,10 @@ from typing import Any
 import torch
 
 from trafl.core.batch import Rollout, completion_mask_from_eos
+from trafl.run.drawn_rows import DrawnRows
 from trafl.run.replay_buffer import ReplayBuffer
-from trafl.run.rollouts import interleave_groups, rollout_task
+from trafl.run.rollouts import interleave_groups, rollout_task, score_rollout
+from trafl.tasks.data import DataError
 
 
 @dataclass
@@ -30,7 +32,7 @@ class StepRollouts:
 
 class RolloutSteps:
     """The Trainer's rollouts; reads its ``cfg``, ``task``, ``policy``, ``reference``,
-    ``dist``, ``device``, ``data_rng``, ``replay`` and ``step``."""
+    ``dist``, ``device``, ``data_rng``, ``replay``, ``drawn`` and ``step``."""
 
     def rollouts(self) -> StepRollouts:
         """B prompts x G samples from the current policy, scored; no grad."""
@@ -54,6 +56,8 @@ class RolloutSteps:
         Each row's noise is keyed by its global row index (:meth:`row_generator`)."""
         cfg = self.cfg.rollout
         g, k = cfg.group_size, cfg.reference_rows()
+        if self.drawn is not None:
+            return self.drawn_groups(problems, first_row, width)
 
         def draw(model: Any, offset: int, count: int) -> Rollout:
             gens = [
@@ -70,6 +74,32 @@ class RolloutSteps:
                 draw(self.policy, 0, g - k), draw(self.reference, g - k, k), g - k
             )
         return self.replayed(batch, problems, first_row // g) if self.replay else batch
+
+    def drawn_rows(self) -> DrawnRows | None:
+        """The file every row is drawn from (``rollout.draws``), or None."""
+        cfg = self.cfg.rollout
+        if not cfg.draws:
+            return None
+        return DrawnRows(cfg.draws, cfg.draws_tilt, cfg.sampler.gen_length)
+
+    def drawn_groups(self, problems: list[Any], first_row: int, width: int) -> Rollout:
+        """G rows per problem from ``rollout.draws``, row i drawn with the generator of global
+        row ``first_row + i`` and scored by the task; a row whose file reward is not the task's
+        score stops the run in one line (the file is another task's, or another reward's)."""
+        g = self.cfg.rollout.group_size
+        rows = [p for p in problems for _ in range(g)]
+        gens = [self.row_generator(first_row + i) for i in range(len(rows))]
+        assert self.drawn is not None
+        batch = self.drawn.rollout(self.policy, [self.task.prompt(p) for p in rows], gens, width)
+        filed = batch.rewards
+        batch = score_rollout(batch, self.task, rows, g)
+        if not torch.equal(filed, batch.rewards):
+            i = int((filed != batch.rewards).nonzero()[0])
+            raise DataError(
+                f"{self.drawn.path}: the file scores {batch.texts[i]!r} {float(filed[i]):g}, the "
+                f"task {float(batch.rewards[i]):g}; rollout.draws must be this task's samples"
+            )
+        return batch
 
     def replay_buffer(self) -> ReplayBuffer | None:
         """The store of past correct completions (``rollout.replay_share``), or None."""

@@ -96,10 +96,17 @@ def rollout_task(
     rollout, texts = generate(
         model, prompts, sampler, generator, progress, description, pad_to, lengths
     )
-    scores, errors = score_all(task, rows, texts)
+    rollout.texts = texts
+    return score_rollout(rollout, task, rows, num_samples)
+
+
+def score_rollout(rollout: Rollout, task: Task, rows: list[Problem], group_size: int) -> Rollout:
+    """``rollout`` (its ``texts`` decoded; rows problem-major, ``group_size`` a problem) with
+    its problems, rewards, reward components, errors and groups filled in by the task."""
+    scores, errors = score_all(task, rows, rollout.texts)
     names = sorted({k for s in scores for k in s} - {"reward"})
-    rollout.problems, rollout.texts = rows, texts
-    rollout.group = torch.arange(len(problems)).repeat_interleave(num_samples)  # (N,)
+    rollout.problems = rows
+    rollout.group = torch.arange(len(rows) // group_size).repeat_interleave(group_size)  # (N,)
     rollout.rewards = torch.tensor([s["reward"] for s in scores])  # (N,)
     rollout.components = {k: torch.tensor([s.get(k, 0.0) for s in scores]) for k in names}
     rollout.num_reward_errors, rollout.reward_error = len(errors), errors[0] if errors else ""
