@@ -5,6 +5,7 @@ resume-invariant draws, and one-line refusals."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -77,15 +78,31 @@ def test_every_row_is_a_completion_of_its_prompt_from_the_file(tmp_path, draws):
         assert torch.equal(batch.trajectory.token_logp[row], torch.tensor(match[0]["token_logp"]))
         assert float(batch.rewards[row]) == match[0]["reward"]
     assert batch.group.tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
-    # each row its own draw (a generator per row, not per step): not one completion repeated
-    assert len({tuple(r) for r in batch.completion_ids.tolist()}) > 2
     assert batch.completion_mask is not None and batch.completion_mask.any(1).all()
+    # each row its own draw: row i is what the generator of global row i picks
+    for row in range(batch.num_rows):
+        prompt = trainer.task.prompt(batch.problems[row])
+        drawn, i = trainer.drawn.pick(prompt, trainer.row_generator(row))
+        assert torch.equal(batch.completion_ids[row], drawn.completion_ids[i])
+
+
+def test_a_ranks_share_of_groups_is_those_rows_of_the_whole_batch(tmp_path, draws):
+    """Several processes: a rank drawing the groups from the second on (first_row = G) gets
+    exactly those rows of the one-process batch, row for row."""
+    trainer = Trainer(config(tmp_path, f"rollout.draws={draws}", "rollout.draws_tilt=1"))
+    problems = trainer.task.sample_train(2, trainer.data_rng)
+    width = max(len(trainer.policy.tokenizer.encode_prompt(trainer.task.prompt(p)))
+                for p in problems)  # fmt: skip
+    whole = trainer.sample_groups(problems, 0, width)
+    share = trainer.sample_groups(problems[1:], 4, width)
+    assert torch.equal(share.completion_ids, whole.completion_ids[4:])
+    assert torch.equal(share.trajectory.reveal_step, whole.trajectory.reveal_step[4:])
 
 
 def test_a_large_tilt_draws_only_the_success_of_a_prompt_that_has_one(tmp_path, draws):
     """At tilt 50 a failure of the first problem is drawn with probability about 7 e^-50: every
     row of its groups is its one success, over 5 steps; the second problem's rows, all
-    failures, are drawn uniformly (more than one distinct completion among its 20 rows)."""
+    failures, are not one completion (more than one distinct completion among its 20 rows)."""
     trainer = Trainer(config(tmp_path, f"rollout.draws={draws}", "rollout.draws_tilt=50"))
     success = next(r for r in records(draws) if r["reward"] == 1.0)
     seen = {True: set(), False: set()}
@@ -120,25 +137,46 @@ def test_a_step_draws_the_same_rows_again_and_the_next_step_others(tmp_path, dra
     assert any(not torch.equal(before[k], after[k]) for k in before)
 
 
-def test_a_file_the_task_scores_otherwise_stops_the_step(tmp_path, draws):
-    """Every reward flipped: the first row drawn is scored otherwise by the task."""
+def test_a_file_the_task_scores_otherwise_is_refused_before_any_step(tmp_path, draws):
+    """Every reward flipped: the pool's records are scored when the run starts."""
     rows = [r | {"reward": 1.0 - r["reward"]} for r in records(draws)]
     path = tmp_path / "wrong.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    trainer = Trainer(config(tmp_path / "run", f"rollout.draws={path}"))
     with pytest.raises(DataError, match=r"wrong\.jsonl: the file scores '.*' [01], the task [01];"):
-        trainer.rollouts()
+        Trainer(config(tmp_path / "run", f"rollout.draws={path}"))
 
 
-def test_a_pool_prompt_missing_from_the_file_is_one_line(tmp_path, draws):
-    rows = records(draws)[:8]  # the first problem's only
+def test_a_pool_prompt_missing_from_the_file_is_refused_before_any_step(tmp_path, draws):
     path = tmp_path / "half.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    trainer = Trainer(config(tmp_path / "run", f"rollout.draws={path}"))
+    path.write_text("".join(json.dumps(r) + "\n" for r in records(draws)[:8]))  # problem 0
     with pytest.raises(DataError, match="no completion of the prompt '2 6 4 -> 1:'"):
-        for step in range(5):  # both problems are drawn within a few steps
-            trainer.step = step
-            trainer.rollouts()
+        Trainer(config(tmp_path / "run", f"rollout.draws={path}"))
+
+
+def test_a_resume_on_a_file_of_other_bytes_is_refused(tmp_path, draws):
+    """The run folder records the file's sha1; the same path rewritten (one record dropped)
+    cannot continue the run, the same bytes can."""
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(draws.read_bytes())
+    run = tmp_path / "run"
+    Trainer(config(run, f"rollout.draws={path}", "steps=1", "ckpt_every=1")).train()
+    assert (
+        json.loads((run / "draws.json").read_text())["sha1"]
+        == hashlib.sha1(draws.read_bytes()).hexdigest()
+    )
+    path.write_text("".join(json.dumps(r) + "\n" for r in records(draws)[1:]))
+    again = config(run, f"rollout.draws={path}", "steps=2", "resume=true")
+    with pytest.raises(DataError, match="is not the .* this run started on"):
+        Trainer(again).train()
+    path.write_bytes(draws.read_bytes())
+    Trainer(config(run, f"rollout.draws={path}", "steps=2", "resume=true")).train()
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_trafl_path_trains_on_the_files_trajectories(tmp_path, draws):
+    """The exact-path variant replays each row's filed reveal order: a step is finite."""
+    cfg = config(tmp_path, f"rollout.draws={draws}", "objective.name=trafl_path")
+    assert math.isfinite(Trainer(cfg).train_step()["loss"])
 
 
 def test_the_file_must_fit_the_runs_length_and_hold_trajectories(tmp_path, draws):
@@ -151,12 +189,19 @@ def test_the_file_must_fit_the_runs_length_and_hold_trajectories(tmp_path, draws
     bare.write_text(json.dumps({"prompt": "p:", "reward": 0.0, "completion": "1"}) + "\n")
     with pytest.raises(DataError, match="record 1 lacks completion_ids, reveal_step, token_logp"):
         Trainer(config(tmp_path / "b", f"rollout.draws={bare}"))
+    odd = tmp_path / "odd.jsonl"
+    odd.write_text(json.dumps(records(draws)[0] | {"reward": True}) + "\n")
+    with pytest.raises(DataError, match="record 1 needs a numeric 'reward', got True"):
+        Trainer(config(tmp_path / "c", f"rollout.draws={odd}"))
 
 
 def test_draws_are_refused_where_they_cannot_work(tmp_path, draws):
     with pytest.raises(ValueError, match="'diffu_grpo' is on-policy"):
         config(tmp_path, "objective.name=diffu_grpo", f"rollout.draws={draws}")
-    with pytest.raises(ValueError, match="reference_share and replay_share must then be 0"):
-        config(tmp_path, f"rollout.draws={draws}", "rollout.reference_share=0.5")
+    for share in ("reference_share", "replay_share"):
+        with pytest.raises(ValueError, match="reference_share and replay_share must then be 0"):
+            config(tmp_path, f"rollout.draws={draws}", f"rollout.{share}=0.5")
+    with pytest.raises(ValueError, match="draws_tilt=4 needs rollout.draws"):
+        config(tmp_path, "rollout.draws_tilt=4")
     with pytest.raises(ValueError, match="draws_tilt must be finite"):
         config(tmp_path, f"rollout.draws={draws}", "rollout.draws_tilt=inf")

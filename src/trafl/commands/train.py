@@ -171,6 +171,8 @@ class Trainer(RolloutSteps, CheckpointSteps):
         if cfg.resume:
             self.try_resume()
         main = self.dist.is_main
+        if self.drawn is not None:  # every rank refuses another file; the main rank records it
+            self.drawn.pin(self.out, cfg.resume, write=main)
         if main:
             write_text_atomic(self.out / "config.yaml", format_config(cfg))
             if self.step == 0:

@@ -47,7 +47,7 @@ class RolloutConfig:
     # rows from a file instead of the policy (trafl.run.drawn_rows), for off-policy objectives:
     # every row of a group is one of its prompt's completions in the file (trafl sample
     # output=FILE, with its trajectories), drawn ~ exp(draws_tilt * reward); the base's own
-    # draws at the tilt b are the direct fit's rows (docs/TARGET.md section 17). OUR knob;
+    # draws at the tilt b give rows drawn as the direct fit's (docs/TARGET.md section 17). OUR knob;
     # None: sample the policy
     draws: str | None = None
     draws_tilt: float = 0.0
@@ -61,6 +61,8 @@ class RolloutConfig:
             raise ValueError(f"replay_capacity must be >= 1, got {self.replay_capacity}")
         if not math.isfinite(self.draws_tilt):
             raise ValueError(f"draws_tilt must be finite, got {self.draws_tilt}")
+        if self.draws_tilt != 0 and not self.draws:
+            raise ValueError(f"draws_tilt={self.draws_tilt:g} needs rollout.draws (a file)")
         if self.draws and (self.reference_share > 0 or self.replay_share > 0):
             raise ValueError(
                 "rollout.draws takes every row from its file; reference_share and replay_share "

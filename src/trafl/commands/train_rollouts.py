@@ -16,7 +16,6 @@ from trafl.core.batch import Rollout, completion_mask_from_eos
 from trafl.run.drawn_rows import DrawnRows
 from trafl.run.replay_buffer import ReplayBuffer
 from trafl.run.rollouts import interleave_groups, rollout_task, score_rollout
-from trafl.tasks.data import DataError
 
 
 @dataclass
@@ -35,7 +34,8 @@ class RolloutSteps:
     ``dist``, ``device``, ``data_rng``, ``replay``, ``drawn`` and ``step``."""
 
     def rollouts(self) -> StepRollouts:
-        """B prompts x G samples from the current policy, scored; no grad."""
+        """B prompts x G rows (samples of the current policy, or as ``rollout`` draws them
+        otherwise), scored; no grad."""
         cfg = self.cfg.rollout
         g = cfg.group_size
         problems = self.task.sample_train(cfg.prompts_per_step, self.data_rng)  # all ranks
@@ -76,11 +76,16 @@ class RolloutSteps:
         return self.replayed(batch, problems, first_row // g) if self.replay else batch
 
     def drawn_rows(self) -> DrawnRows | None:
-        """The file every row is drawn from (``rollout.draws``), or None."""
+        """The file every row is drawn from (``rollout.draws``), or None; under a fixed pool
+        checked against every training problem before any step."""
         cfg = self.cfg.rollout
         if not cfg.draws:
             return None
-        return DrawnRows(cfg.draws, cfg.draws_tilt, cfg.sampler.gen_length)
+        drawn = DrawnRows(cfg.draws, cfg.draws_tilt, cfg.sampler.gen_length)
+        pool = getattr(self.task, "pool", None)
+        if isinstance(pool, list):
+            drawn.check(self.task, pool, self.policy)
+        return drawn
 
     def drawn_groups(self, problems: list[Any], first_row: int, width: int) -> Rollout:
         """G rows per problem from ``rollout.draws``, row i drawn with the generator of global
@@ -95,10 +100,7 @@ class RolloutSteps:
         batch = score_rollout(batch, self.task, rows, g)
         if not torch.equal(filed, batch.rewards):
             i = int((filed != batch.rewards).nonzero()[0])
-            raise DataError(
-                f"{self.drawn.path}: the file scores {batch.texts[i]!r} {float(filed[i]):g}, the "
-                f"task {float(batch.rewards[i]):g}; rollout.draws must be this task's samples"
-            )
+            raise self.drawn.mismatch(batch.texts[i], float(filed[i]), float(batch.rewards[i]))
         return batch
 
     def replay_buffer(self) -> ReplayBuffer | None:

@@ -1,26 +1,33 @@
 """Rows from a file of drawn completions instead of fresh samples: an off-policy behaviour
 for TraFL (``rollout.draws``, ``rollout.draws_tilt``).
 
-Trajectory balance holds for completions from any behaviour policy with full support, so a
-step's groups may be drawn from a fixed file of completions of the pool's prompts (what
-``trafl sample output=FILE`` writes: ``prompt``, ``reward``, ``completion_ids``, and the
+Trajectory balance holds on whatever rows it is given: at pi* every row's residual is 0. A
+step's groups may therefore be drawn from a fixed file of completions of the pool's prompts
+(what ``trafl sample output=FILE`` writes: ``prompt``, ``reward``, ``completion_ids``, and the
 trajectory ``reveal_step`` and ``token_logp``). Each row of a group is one of its prompt's
 completions in the file, drawn with probability proportional to ``exp(draws_tilt * reward)``
 (:func:`trafl.tasks.scored_samples.tilted_probabilities`): with the base's own draws and the
-tilt b, each row is a draw of the file's estimate of the target pi_ref exp(b r) / Z, the rows
-the direct fit of docs/TARGET.md sections 12 to 16 trains on. OUR knob, for a diagnosis
-(docs/TARGET.md section 17), not the paper's: the paper trains on-policy.
+tilt b, each row is drawn as the direct fit of docs/TARGET.md sections 12 to 16 draws its
+rows, from the file's estimate of the target pi_ref exp(b r) / Z. A file holds finitely many
+completions a prompt, so the loss constrains the policy on those alone (as the direct fit
+fits the file's empirical law, not pi* itself). OUR knob, for a diagnosis (docs/TARGET.md
+section 17), not the paper's: the paper trains on-policy.
 
 Each row's draw comes from the trainer's generator for that row, keyed by (seed, step, global
-row), so a resumed run or one over several processes draws the same rows. The file's rewards
-are checked against the task's own scores of the same texts: a file from another task or
-reward is refused in one line. ``sample_logp`` is the file's ``token_logp``: ``trafl sample``
-draws at the sampler's temperature without top-p, where the two are the same law; a file
-drawn otherwise is not what this knob expects.
+row): a resumed run on the same device type, or one over several processes, draws the same
+rows. The file's sha1 is recorded in the run folder (``draws.json``) and a resume on another
+file is refused. Under a fixed pool (``task.pool``, ``task.train_pool``) every training
+prompt must be in the file and every record of it must carry the task's own score of its text,
+checked when the run starts; otherwise each drawn row is checked as it is drawn. The logged
+``reward`` is then the mean reward of the drawn rows, not of the policy's samples.
+``sample_logp`` is set to the file's ``token_logp`` (the law at temperature 1); no TraFL loss
+reads either.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,9 +35,11 @@ from typing import Any
 import torch
 
 from trafl.core.batch import Rollout, Trajectory
+from trafl.core.files import write_text_atomic
+from trafl.run.rollouts import score_all
 from trafl.sampling.sampler import completion_texts, left_pad
 from trafl.tasks.data import DataError, read_local
-from trafl.tasks.scored_samples import tilted_probabilities
+from trafl.tasks.scored_samples import check_completion, check_reward, tilted_probabilities
 
 FIELDS = ("completion_ids", "reveal_step", "token_logp")
 
@@ -55,10 +64,15 @@ def check_record(path: str | Path, i: int, record: dict, length: int) -> None:
             "trafl sample output=FILE writes (prompt, reward, completion_ids, reveal_step, "
             "token_logp)"
         )
+    if not isinstance(record["prompt"], str):
+        raise DataError(f"{path}: record {i} needs a string 'prompt'")
+    check_reward(path, i, record["reward"])
+    check_completion(path, i, record, with_ids=True)
     for key in FIELDS:
-        if len(record[key]) != length:
+        if not isinstance(record[key], list) or len(record[key]) != length:
+            got = len(record[key]) if isinstance(record[key], list) else repr(record[key])
             raise DataError(
-                f"{path}: record {i}'s {key} has {len(record[key])} positions; the run's "
+                f"{path}: record {i}'s {key} has {got} positions; the run's "
                 f"rollout.sampler.gen_length is {length}"
             )
 
@@ -89,15 +103,55 @@ class DrawnRows:
 
     def __init__(self, path: str | Path, tilt: float, length: int) -> None:
         self.path = path
+        self.sha1 = hashlib.sha1(Path(path).read_bytes()).hexdigest()
         self.draws = load_draws(path, tilt, length)
+
+    def missing(self, prompt: str) -> DataError:
+        return DataError(
+            f"{self.path}: no completion of the prompt {prompt!r}; rollout.draws must hold "
+            "every prompt the run trains on (a fixed pool: task.pool=N)"
+        )
+
+    def mismatch(self, text: str, filed: float, scored: float) -> DataError:
+        return DataError(
+            f"{self.path}: the file scores {text!r} {filed:g}, the task {scored:g}; "
+            "rollout.draws must be this task's samples"
+        )
+
+    def check(self, task: Any, problems: list[Any], model: Any) -> None:
+        """Every training problem's prompt is in the file, and each of its records carries
+        the task's own score of its text (a file of another task or reward is refused)."""
+        for problem in problems:
+            prompt = task.prompt(problem)
+            if prompt not in self.draws:
+                raise self.missing(prompt)
+            drawn = self.draws[prompt]
+            texts = completion_texts(model, drawn.completion_ids)
+            scores, _ = score_all(task, [problem] * len(texts), texts)
+            for text, filed, score in zip(texts, drawn.rewards.tolist(), scores, strict=True):
+                if filed != float(torch.tensor(score["reward"], dtype=torch.float32)):
+                    raise self.mismatch(text, filed, score["reward"])
+
+    def pin(self, out: Path, resume: bool, write: bool = True) -> None:
+        """Record the file's sha1 in the run folder (``draws.json``, where ``write``); a resume
+        on a file of other bytes is refused in one line."""
+        record = out / "draws.json"
+        if resume and record.is_file():
+            started = json.loads(record.read_text())["sha1"]
+            if started != self.sha1:
+                raise DataError(
+                    f"{self.path}: sha1 {self.sha1} is not the {started} this run started on "
+                    f"({record}); resume with the file it started on"
+                )
+        if write:
+            write_text_atomic(
+                record, json.dumps({"path": str(self.path), "sha1": self.sha1}) + "\n"
+            )
 
     def pick(self, prompt: str, generator: torch.Generator) -> tuple[Drawn, int]:
         """One completion of ``prompt``: its prompt's draws and the index drawn."""
         if prompt not in self.draws:
-            raise DataError(
-                f"{self.path}: no completion of the prompt {prompt!r}; rollout.draws must hold "
-                "every prompt the run trains on (a fixed pool: task.pool=N)"
-            )
+            raise self.missing(prompt)
         drawn = self.draws[prompt]
         p = drawn.probabilities.to(generator.device)
         return drawn, int(torch.multinomial(p, 1, generator=generator))

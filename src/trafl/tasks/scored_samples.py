@@ -52,6 +52,14 @@ def check_completion(path: str | Path, i: int, record: dict, with_ids: bool) -> 
     return ids
 
 
+def check_reward(path: str | Path, i: int, reward: object) -> None:
+    """Record ``i``'s reward is a finite number (not a bool), or one line saying it is not."""
+    if isinstance(reward, bool) or not isinstance(reward, int | float):
+        raise DataError(f"{path}: record {i} needs a numeric 'reward', got {reward!r}")
+    if not math.isfinite(reward):
+        raise DataError(f"{path}: record {i} has a reward of {reward}; it must be finite")
+
+
 @dataclass
 class ScoredSamples:
     """A file's completions grouped by prompt, in the file's order of first appearance."""
@@ -74,10 +82,7 @@ class ScoredSamples:
             completion = check_completion(path, i, record, with_ids)
             if not isinstance(prompt, str):
                 raise DataError(f"{path}: record {i} needs a string 'prompt' {SHAPE}")
-            if isinstance(reward, bool) or not isinstance(reward, int | float):
-                raise DataError(f"{path}: record {i} needs a numeric 'reward', got {reward!r}")
-            if not math.isfinite(reward):
-                raise DataError(f"{path}: record {i} has a reward of {reward}; it must be finite")
+            check_reward(path, i, reward)
             completions, rewards = groups.setdefault(prompt, ([], []))
             completions.append(completion)
             rewards.append(float(reward))
