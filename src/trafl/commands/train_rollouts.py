@@ -1,7 +1,7 @@
 """The rollout half of a training step (:class:`RolloutSteps`, mixed into
 :class:`trafl.commands.train.Trainer`): B prompts x G scored samples from the policy (or part
-of each group from pi_ref, or replayed, or every row from a file of draws), each row's noise keyed by (seed, step, row), the
-whole batch gathered from every rank."""
+of each group from pi_ref, or replayed, or every row from a file of draws), each row's noise
+keyed by (seed, step, row), the whole batch gathered from every rank."""
 
 from __future__ import annotations
 
