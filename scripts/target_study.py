@@ -23,7 +23,8 @@ checkpoints are still evaluated. ``--extend FOLDER`` continues the finished cons
 another study folder to more steps (e.g. 1000-step runs to 2000, their evaluations kept).
 ``--variant NAME KEY=VALUE ...`` adds TraFL runs with one change (``trafl-NAME-bB-sS``, at each
 ``--variant-betas``; ``{seed}`` in a value is the run's seed), which the report holds against
-the plain run at the same step; with ``--extend`` a variant is the plain run continued under the change (``allow_changes``).
+the plain run at the same step; with ``--extend`` a variant is the plain run continued under
+the change (``allow_changes``).
 ``--remasking random --denoising-steps L`` decodes rollouts and evaluations by any-order
 sampling (one token per call at a random position) instead of LLaDA's low-confidence
 remasking; a folder is refused if its base was evaluated with another decoding.
