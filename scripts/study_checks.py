@@ -2,6 +2,8 @@
 
     python scripts/study_checks.py seeds results/target/direct-long.tgz direct-b4
     python scripts/study_checks.py pair results/target/study.tgz trafl-temp1.3-b8 trafl-b8 --seeds 0 2
+    python scripts/study_checks.py pair results/target/drawn.tgz trafl-drawn-b4 direct-b4 \
+        --b-from results/target/direct-random.tgz --step 500
     python scripts/study_checks.py same results/target/direct-random.tgz \
         results/target/direct-long.tgz direct-b4-s0 1000
     python scripts/study_checks.py reach results/target/random-long.tgz trafl-b4 \
@@ -12,7 +14,8 @@
 ``seeds``: one method's every seed at every evaluated step (pass@1, pass@max, distinct, b_hat,
 shift spread over its noise floor), which the reports give at the last step or as seed means.
 ``pair``: the seed-pooled pass@k differences of ``target_report``'s "Differences" table, on a
-chosen subset of the seeds. ``same``: whether one run's evaluation at a step (and its direct
+chosen subset of the seeds, at a chosen step, one side from another study on the same base,
+and each seed's b_hat difference. ``same``: whether one run's evaluation at a step (and its direct
 fit's ceiling, if any) is the same in two packs in every count, whatever paths, times and
 floating-point noise differ. ``reach``: section 15's rule (TARGET.md, written before its runs):
 does a method's fitted tilt get past a bound in every seed, or stop below it? ``weights``:
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import statistics
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -53,9 +57,26 @@ def seeds(root: Path, method: str) -> list[str]:
     return lines
 
 
-def pair(root: Path, a: str, b: str, chosen: list[int]) -> list[str]:
+def pair(
+    root: Path, a: str, b: str, chosen: list[int], other: Path | None = None,
+    step: int | None = None,
+) -> list[str]:  # fmt: skip
+    """``a`` against ``b`` in the same seeds at one step (their last common one by default):
+    seed-pooled pass@k differences, then each seed's b_hat difference (se of the two fits in
+    quadrature, as if independent) and their mean ± se over seeds. ``b`` may come from
+    ``other``, another study's folder or pack, which must hold the same base evaluation."""
     base, runs = load(root)
-    step = max(set(runs[a][chosen[0]]) & set(runs[b][chosen[0]]))
+    if other is not None:
+        other_base, other_runs = load(other)
+        if counts(other_base) != counts(base) or other_base["num_samples"] != base["num_samples"]:
+            raise SystemExit(f"{b}: its study's base evaluation is not {a}'s; pair needs one base")
+        runs = {**runs, b: other_runs[b]}
+    common = set.intersection(*(set(runs[m][s]) for m in (a, b) for s in chosen))
+    step = max(common) if step is None else step
+    if step not in common:
+        raise SystemExit(
+            f"step {step}: not evaluated for both in seeds {chosen}; both: {sorted(common)}"
+        )
     n = base["num_samples"]
     ks = [1, 8, n]
     first = [counts(runs[a][s][step]) for s in chosen]
@@ -64,7 +85,19 @@ def pair(root: Path, a: str, b: str, chosen: list[int]) -> list[str]:
     cells = [
         f"pass@{k} {d.diff:+.3f} [{d.lo:+.3f}, {d.hi:+.3f}]" for k, d in zip(ks, diffs, strict=True)
     ]
-    return [f"{a} - {b}, seeds {chosen}, step {step}: " + "; ".join(cells)]
+    lines = [f"{a} - {b}, seeds {chosen}, step {step}: " + "; ".join(cells)]
+    hats = []
+    for s in chosen:
+        x, y = (summary(runs[m][s][step]) for m in (a, b))
+        hats.append(x["b_hat"] - y["b_hat"])
+        se = math.hypot(x["b_hat_se"], y["b_hat_se"])
+        lines.append(
+            f"seed {s}: b_hat {x['b_hat']:.3f} - {y['b_hat']:.3f} = {hats[-1]:+.3f} (se {se:.3f})"
+        )
+    if len(hats) > 1:
+        se = statistics.stdev(hats) / math.sqrt(len(hats))
+        lines.append(f"b_hat difference {statistics.mean(hats):+.3f} +- {se:.3f} (se over seeds)")
+    return lines
 
 
 def length(ev: dict[str, Any]) -> dict[str, Any]:
@@ -150,6 +183,8 @@ def main(argv: list[str] | None = None) -> None:
     q.add_argument("a")
     q.add_argument("b")
     q.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    q.add_argument("--b-from", type=Path, help="another study's folder or pack holding b")
+    q.add_argument("--step", type=int, help="the step (default: the last both evaluated)")
     r = sub.add_parser("same")
     r.add_argument("first", type=Path)
     r.add_argument("second", type=Path)
@@ -179,7 +214,8 @@ def main(argv: list[str] | None = None) -> None:
             elif args.what == "reach":
                 lines = reach(root, args.method, args.step, args.before, args.bound, args.seeds)
             else:
-                lines = pair(root, args.a, args.b, args.seeds)
+                other = stack.enter_context(unpacked(args.b_from)) if args.b_from else None
+                lines = pair(root, args.a, args.b, args.seeds, other, args.step)
     print("\n".join(lines))
 
 

@@ -7,6 +7,8 @@ import shutil
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 import study_checks  # noqa: E402
@@ -25,7 +27,8 @@ def test_pair_on_all_seeds_is_the_committed_differences_row(capsys):
         if line.startswith("| trafl-temp1.3-b8 - trafl-b8 | 3 |")
     )
     cells = [c.strip() for c in row.strip("|").split("|")][2:]
-    assert [part.split(" ", 1)[1] for part in out.strip().split(": ", 1)[1].split("; ")] == cells
+    first = out.strip().splitlines()[0]  # then each seed's b_hat difference
+    assert [part.split(" ", 1)[1] for part in first.split(": ", 1)[1].split("; ")] == cells
 
 
 def test_seeds_at_the_last_step_are_the_committed_per_seed_numbers(capsys):
@@ -152,3 +155,46 @@ def test_weights_are_compared_by_tensor_not_by_file_bytes(tmp_path, capsys):
     save_file(moved, str(tmp_path / "c" / "model.safetensors"))
     study_checks.main(["weights", str(tmp_path / "a"), str(tmp_path / "c")])
     assert "1 differ, e.g. blocks.0.w" in capsys.readouterr().out
+
+
+def fit_of(root: Path, run: str, step: int) -> float:
+    """b_hat as the evaluation file stores it, read without the report's helpers."""
+    ev = json.loads((root / run / f"eval-{step}" / "eval.json").read_text())
+    (length,) = ev["lengths"].values()
+    return length["target"]["fit"]["b_hat"]
+
+
+def test_pair_across_studies_is_pair_in_one_folder_and_differences_the_fits(tmp_path, capsys):
+    """``--b-from`` gives what ``pair`` gives with both runs copied into one folder, and each
+    seed's b_hat difference is the two stored fits' difference; the mean and se over seeds are
+    those of the three differences (sample sd / sqrt 3)."""
+    drawn, direct = ROOT / "results/target/drawn.tgz", ROOT / "results/target/direct-random.tgz"
+    args = ["pair", str(drawn), "trafl-drawn-b4", "direct-b4", "--step", "500"]
+    study_checks.main([*args, "--b-from", str(direct)])
+    across = capsys.readouterr().out.strip().splitlines()
+    with unpacked(drawn) as a, unpacked(direct) as b:
+        shutil.copytree(a, tmp_path / "one")
+        for seed in range(3):
+            shutil.copytree(b / f"direct-b4-s{seed}", tmp_path / "one" / f"direct-b4-s{seed}")
+        diffs = [
+            fit_of(a, f"trafl-drawn-b4-s{s}", 500) - fit_of(b, f"direct-b4-s{s}", 500)
+            for s in range(3)
+        ]
+    study_checks.main(["pair", str(tmp_path / "one"), *args[2:]])
+    assert capsys.readouterr().out.strip().splitlines() == across
+    for seed, diff in enumerate(diffs):
+        assert across[1 + seed].startswith(f"seed {seed}: ")
+        assert across[1 + seed].split(" = ")[1].split()[0] == f"{diff:+.3f}"
+    mean = sum(diffs) / 3
+    se = (sum((d - mean) ** 2 for d in diffs) / 2) ** 0.5 / 3**0.5
+    assert across[4] == f"b_hat difference {mean:+.3f} +- {se:.3f} (se over seeds)"
+
+
+def test_pair_refuses_another_base_and_a_step_not_both_evaluated():
+    drawn = str(ROOT / "results/target/drawn.tgz")
+    other_base = ["--b-from", str(ROOT / "results/target/study.tgz")]
+    with pytest.raises(SystemExit, match="pair needs one base"):
+        study_checks.main(["pair", drawn, "trafl-drawn-b4", "trafl-b4", *other_base])
+    direct = ["--b-from", str(ROOT / "results/target/direct-random.tgz")]
+    with pytest.raises(SystemExit, match=r"step 700: .* both: \[500, 1000\]"):
+        study_checks.main(["pair", drawn, "trafl-drawn-b4", "direct-b4", *direct, "--step", "700"])
