@@ -14,8 +14,9 @@
 ``seeds``: one method's every seed at every evaluated step (pass@1, pass@max, distinct, b_hat,
 shift spread over its noise floor), which the reports give at the last step or as seed means.
 ``pair``: the seed-pooled pass@k differences of ``target_report``'s "Differences" table, on a
-chosen subset of the seeds, at a chosen step, one side from another study on the same base,
-and each seed's b_hat difference. ``same``: whether one run's evaluation at a step (and its direct
+chosen subset of the seeds (``--seeds``), then each seed's b_hat difference and their mean ±
+se; at ``--step`` (default: the last step both evaluated), with ``b`` from another study's
+folder or pack on the same base (``--b-from``). ``same``: whether one run's evaluation at a step (and its direct
 fit's ceiling, if any) is the same in two packs in every count, whatever paths, times and
 floating-point noise differ. ``reach``: section 15's rule (TARGET.md, written before its runs):
 does a method's fitted tilt get past a bound in every seed, or stop below it? ``weights``:
@@ -57,26 +58,61 @@ def seeds(root: Path, method: str) -> list[str]:
     return lines
 
 
+SAME_PROBLEMS = ("task", "split", "problems_sha1", "num_samples")  # what two evaluations share
+
+
+def differs(first: dict[str, Any], second: dict[str, Any], counted: bool) -> str | None:
+    """The first thing two evaluations do not share (problems, samples, length, and with
+    ``counted`` the base's correct counts), as "FIELD X vs Y"; None if none."""
+    for key in SAME_PROBLEMS:
+        if first.get(key) != second.get(key):
+            return f"{key} {first.get(key)!r} vs {second.get(key)!r}"
+    if list(first["lengths"]) != list(second["lengths"]):
+        return f"lengths {list(first['lengths'])} vs {list(second['lengths'])}"
+    if counted and counts(first) != counts(second):
+        return f"correct counts (sum {sum(counts(first))} vs {sum(counts(second))})"
+    return None
+
+
+def paired_runs(
+    root: Path, a: str, b: str, chosen: list[int], other: Path | None, step: int | None
+) -> tuple[dict[str, Any], dict[str, Any], int]:
+    """(base, {a: ..., b: ...}, step) once every check holds; else one line saying what is
+    wrong and what is valid."""
+    if len(set(chosen)) != len(chosen):
+        raise SystemExit(f"--seeds {chosen}: each seed once")
+    base, runs = load(root)
+    if other is not None:
+        other_base, other_runs = load(other)
+        if why := differs(base, other_base, counted=True):
+            raise SystemExit(f"--b-from: its base is not the base of {a}'s study ({why})")
+        runs = {a: runs.get(a, {}), b: other_runs.get(b, {})}
+    for m, where in ((a, "the first study"), (b, "--b-from" if other else "the first study")):
+        if not runs.get(m):
+            raise SystemExit(f"{m}: no evaluated run in {where}")
+        if missing := [s for s in chosen if s not in runs[m]]:
+            raise SystemExit(f"{m}: no seed {missing}; seeds: {sorted(runs[m])}")
+    common = set.intersection(*(set(runs[m][s]) for m in (a, b) for s in chosen))
+    if not common or (step is not None and step not in common):
+        at = "no step" if step is None else f"step {step}"
+        raise SystemExit(f"{at}: not evaluated for both in seeds {chosen}; both: {sorted(common)}")
+    step = max(common) if step is None else step
+    for s in chosen:
+        if why := differs(runs[a][s][step], runs[b][s][step], counted=False):
+            raise SystemExit(f"seed {s} at step {step}: the two evaluations differ in {why}")
+    return base, runs, step
+
+
 def pair(
     root: Path, a: str, b: str, chosen: list[int], other: Path | None = None,
-    step: int | None = None,
+    step: int | None = None, label: str | None = None,
 ) -> list[str]:  # fmt: skip
     """``a`` against ``b`` in the same seeds at one step (their last common one by default):
     seed-pooled pass@k differences, then each seed's b_hat difference (se of the two fits in
     quadrature, as if independent) and their mean ± se over seeds. ``b`` may come from
-    ``other``, another study's folder or pack, which must hold the same base evaluation."""
-    base, runs = load(root)
-    if other is not None:
-        other_base, other_runs = load(other)
-        if counts(other_base) != counts(base) or other_base["num_samples"] != base["num_samples"]:
-            raise SystemExit(f"{b}: its study's base evaluation is not {a}'s; pair needs one base")
-        runs = {**runs, b: other_runs[b]}
-    common = set.intersection(*(set(runs[m][s]) for m in (a, b) for s in chosen))
-    step = max(common) if step is None else step
-    if step not in common:
-        raise SystemExit(
-            f"step {step}: not evaluated for both in seeds {chosen}; both: {sorted(common)}"
-        )
+    ``other``, another study's folder or pack (named ``label`` in the output), which must hold
+    the same base evaluation."""
+    base, runs, step = paired_runs(root, a, b, chosen, other, step)
     n = base["num_samples"]
     ks = [1, 8, n]
     first = [counts(runs[a][s][step]) for s in chosen]
@@ -85,7 +121,8 @@ def pair(
     cells = [
         f"pass@{k} {d.diff:+.3f} [{d.lo:+.3f}, {d.hi:+.3f}]" for k, d in zip(ks, diffs, strict=True)
     ]
-    lines = [f"{a} - {b}, seeds {chosen}, step {step}: " + "; ".join(cells)]
+    source = f" ({b} from {label or other})" if other is not None else ""
+    lines = [f"{a} - {b}, seeds {chosen}, step {step}{source}: " + "; ".join(cells)]
     hats = []
     for s in chosen:
         x, y = (summary(runs[m][s][step]) for m in (a, b))
@@ -215,7 +252,7 @@ def main(argv: list[str] | None = None) -> None:
                 lines = reach(root, args.method, args.step, args.before, args.bound, args.seeds)
             else:
                 other = stack.enter_context(unpacked(args.b_from)) if args.b_from else None
-                lines = pair(root, args.a, args.b, args.seeds, other, args.step)
+                lines = pair(root, args.a, args.b, args.seeds, other, args.step, str(args.b_from))
     print("\n".join(lines))
 
 

@@ -157,44 +157,60 @@ def test_weights_are_compared_by_tensor_not_by_file_bytes(tmp_path, capsys):
     assert "1 differ, e.g. blocks.0.w" in capsys.readouterr().out
 
 
-def fit_of(root: Path, run: str, step: int) -> float:
-    """b_hat as the evaluation file stores it, read without the report's helpers."""
+def fit_of(root: Path, run: str, step: int) -> tuple[float, float]:
+    """(b_hat, se) as the evaluation file stores them, read without the report's helpers."""
     ev = json.loads((root / run / f"eval-{step}" / "eval.json").read_text())
     (length,) = ev["lengths"].values()
-    return length["target"]["fit"]["b_hat"]
+    return length["target"]["fit"]["b_hat"], length["target"]["fit"]["se"]
 
 
 def test_pair_across_studies_is_pair_in_one_folder_and_differences_the_fits(tmp_path, capsys):
-    """``--b-from`` gives what ``pair`` gives with both runs copied into one folder, and each
-    seed's b_hat difference is the two stored fits' difference; the mean and se over seeds are
-    those of the three differences (sample sd / sqrt 3)."""
+    """``--b-from`` gives what ``pair`` gives with both runs copied into one folder, even with
+    a decoy ``b`` of that name in the first study; each seed's b_hat difference is the two
+    stored fits' difference, its se theirs in quadrature; the mean and se over seeds are those
+    of the three differences (sample sd / sqrt 3)."""
     drawn, direct = ROOT / "results/target/drawn.tgz", ROOT / "results/target/direct-random.tgz"
-    args = ["pair", str(drawn), "trafl-drawn-b4", "direct-b4", "--step", "500"]
-    study_checks.main([*args, "--b-from", str(direct)])
-    across = capsys.readouterr().out.strip().splitlines()
+    args = ["pair", "trafl-drawn-b4", "direct-b4", "--step", "500"]
     with unpacked(drawn) as a, unpacked(direct) as b:
         shutil.copytree(a, tmp_path / "one")
+        shutil.copytree(a, tmp_path / "decoy")
         for seed in range(3):
             shutil.copytree(b / f"direct-b4-s{seed}", tmp_path / "one" / f"direct-b4-s{seed}")
-        diffs = [
-            fit_of(a, f"trafl-drawn-b4-s{s}", 500) - fit_of(b, f"direct-b4-s{s}", 500)
+            # the b = 0 fit named as b in the first study: --b-from must not read it
+            shutil.copytree(b / f"direct-b0-s{seed}", tmp_path / "decoy" / f"direct-b4-s{seed}")
+        fits = [
+            (fit_of(a, f"trafl-drawn-b4-s{s}", 500), fit_of(b, f"direct-b4-s{s}", 500))
             for s in range(3)
         ]
-    study_checks.main(["pair", str(tmp_path / "one"), *args[2:]])
-    assert capsys.readouterr().out.strip().splitlines() == across
-    for seed, diff in enumerate(diffs):
-        assert across[1 + seed].startswith(f"seed {seed}: ")
-        assert across[1 + seed].split(" = ")[1].split()[0] == f"{diff:+.3f}"
+    study_checks.main([args[0], str(tmp_path / "decoy"), *args[1:], "--b-from", str(direct)])
+    across = capsys.readouterr().out.strip().splitlines()
+    study_checks.main([args[0], str(tmp_path / "one"), *args[1:]])
+    one = capsys.readouterr().out.strip().splitlines()
+    assert across[0] == one[0].replace(":", f" (direct-b4 from {direct}):", 1)
+    assert across[1:] == one[1:]
+    diffs = []
+    for seed, ((x, x_se), (y, y_se)) in enumerate(fits):
+        diffs.append(x - y)
+        se = (x_se**2 + y_se**2) ** 0.5
+        assert across[1 + seed] == (
+            f"seed {seed}: b_hat {x:.3f} - {y:.3f} = {x - y:+.3f} (se {se:.3f})"
+        )
     mean = sum(diffs) / 3
     se = (sum((d - mean) ** 2 for d in diffs) / 2) ** 0.5 / 3**0.5
     assert across[4] == f"b_hat difference {mean:+.3f} +- {se:.3f} (se over seeds)"
 
 
-def test_pair_refuses_another_base_and_a_step_not_both_evaluated():
+def test_pair_refuses_in_one_line_what_it_cannot_pair():
+    """Another base, a step not evaluated by both, a seed or a method missing, a seed twice."""
     drawn = str(ROOT / "results/target/drawn.tgz")
-    other_base = ["--b-from", str(ROOT / "results/target/study.tgz")]
-    with pytest.raises(SystemExit, match="pair needs one base"):
-        study_checks.main(["pair", drawn, "trafl-drawn-b4", "trafl-b4", *other_base])
     direct = ["--b-from", str(ROOT / "results/target/direct-random.tgz")]
-    with pytest.raises(SystemExit, match=r"step 700: .* both: \[500, 1000\]"):
-        study_checks.main(["pair", drawn, "trafl-drawn-b4", "direct-b4", *direct, "--step", "700"])
+    cases = [
+        (["trafl-b4", "--b-from", str(ROOT / "results/target/study.tgz")], "base is not the base"),
+        (["direct-b4", *direct, "--step", "700"], r"step 700: .* both: \[500, 1000\]"),
+        (["direct-b4", *direct, "--seeds", "0", "5"], r"no seed \[5\]; seeds: \[0, 1, 2\]"),
+        (["direct-b4", *direct, "--seeds", "0", "0"], "each seed once"),
+        (["nosuch", *direct], "nosuch: no evaluated run in --b-from"),
+    ]
+    for extra, message in cases:
+        with pytest.raises(SystemExit, match=message):
+            study_checks.main(["pair", drawn, "trafl-drawn-b4", *extra])
