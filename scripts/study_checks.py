@@ -11,17 +11,17 @@
     python scripts/study_checks.py weights runs/direct-long/direct-b4-s0/model \
         runs/direct-longer/direct-b4-s0/checkpoint-3000/model
 
-``seeds``: one method's every seed at every evaluated step (pass@1, pass@max, distinct, b_hat,
-shift spread over its noise floor), which the reports give at the last step or as seed means.
-``pair``: the seed-pooled pass@k differences of ``target_report``'s "Differences" table, on a
-chosen subset of the seeds (``--seeds``), then each seed's b_hat difference and their mean ±
-se; at ``--step`` (default: the last step both evaluated), with ``b`` from another study's
-folder or pack on the same base (``--b-from``). ``same``: whether one run's evaluation at a step (and its direct
-fit's ceiling, if any) is the same in two packs in every count, whatever paths, times and
-floating-point noise differ. ``reach``: section 15's rule (TARGET.md, written before its runs):
-does a method's fitted tilt get past a bound in every seed, or stop below it? ``weights``:
-whether two saved models hold the same tensors bit for bit (a continuation that retrains steps
-against the run it continues, section 16; their files' bytes can differ in metadata order).
+``seeds``: one method's every seed at every evaluated step (pass@1, pass@max, distinct, b_hat, shift
+spread over its noise floor), which the reports give at the last step or as seed means. ``pair``:
+the seed-pooled pass@k differences of ``target_report``'s "Differences" table, on a chosen subset of
+the seeds (``--seeds``), then each seed's b_hat difference and their mean ± se; at ``--step``
+(default: the last step both evaluated), with ``b`` from another study's folder or pack on the same
+base (``--b-from``). ``same``: whether one run's evaluation at a step (and its direct fit's ceiling,
+if any) is the same in two packs in every count, whatever paths, times and floating-point noise
+differ. ``reach``: section 15's rule (TARGET.md, written before its runs): does a method's fitted
+tilt get past a bound in every seed, or stop below it? ``weights``: whether two saved models hold
+the same tensors bit for bit (a continuation that retrains steps against the run it continues,
+section 16; their files' bytes can differ in metadata order).
 """
 
 from __future__ import annotations
@@ -126,11 +126,12 @@ def pair(
     hats = []
     for s in chosen:
         x, y = (summary(runs[m][s][step]) for m in (a, b))
-        hats.append(x["b_hat"] - y["b_hat"])
-        se = math.hypot(x["b_hat_se"], y["b_hat_se"])
-        lines.append(
-            f"seed {s}: b_hat {x['b_hat']:.3f} - {y['b_hat']:.3f} = {hats[-1]:+.3f} (se {se:.3f})"
+        (xb, xs), (yb, ys) = (
+            (v.get("b_hat", math.nan), v.get("b_hat_se", math.nan)) for v in (x, y)
         )
+        hats.append(xb - yb)  # NaN for an evaluation without the target instrument
+        se = math.hypot(xs, ys)
+        lines.append(f"seed {s}: b_hat {xb:.3f} - {yb:.3f} = {hats[-1]:+.3f} (se {se:.3f})")
     if len(hats) > 1:
         se = statistics.stdev(hats) / math.sqrt(len(hats))
         lines.append(f"b_hat difference {statistics.mean(hats):+.3f} +- {se:.3f} (se over seeds)")
