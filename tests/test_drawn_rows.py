@@ -173,9 +173,13 @@ def test_a_resume_on_a_file_of_other_bytes_is_refused(tmp_path, draws):
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
 
 
-def test_trafl_path_trains_on_the_files_trajectories(tmp_path, draws):
-    """The exact-path variant replays each row's filed reveal order: a step is finite."""
-    cfg = config(tmp_path, f"rollout.draws={draws}", "objective.name=trafl_path")
+@pytest.mark.parametrize("order", ["recorded", "fresh"])
+def test_trafl_path_trains_on_the_files_trajectories(tmp_path, draws, order):
+    """The exact-path variant replays each row's filed reveal order, or a fresh order of the
+    filed steps: a step is finite."""
+    cfg = config(
+        tmp_path, f"rollout.draws={draws}", "objective.name=trafl_path", f"estimator.order={order}"
+    )
     assert math.isfinite(Trainer(cfg).train_step()["loss"])
 
 

@@ -286,6 +286,47 @@ def test_trajectory_replay_reproduces_the_sampler_and_a_plain_loop(remasking, st
     torch.testing.assert_close(eos.seq, (out.token_logp * batch.completion_mask).sum(1))
 
 
+def test_fresh_orders_hand_out_the_recorded_steps_uniformly():
+    """order=fresh: each draw gives every row its recorded multiset of reveal steps (as many
+    positions a step as the sampler revealed), in a uniformly random order, and the estimate is
+    the recorded-path replay along that order; the recorded mode draws nothing."""
+    model, batch = sampled("random", 4)  # L = 8, two positions a step
+    assert estimator("trajectory").draw(batch, torch.Generator().manual_seed(0)) == {}
+    fresh = estimator("trajectory", order="fresh", steps_per_forward=3)
+    draw = fresh.draw(batch, torch.Generator().manual_seed(0))
+    recorded = batch.trajectory.reveal_step
+    assert torch.equal(draw["reveal"].sort(dim=1).values, recorded.sort(dim=1).values)
+    assert not torch.equal(draw["reveal"], recorded)
+    moved = dataclasses.replace(batch.trajectory, reveal_step=draw["reveal"])
+    replay = estimator("trajectory").estimate(
+        model, dataclasses.replace(batch, trajectory=moved), {}
+    )
+    with torch.no_grad():
+        torch.testing.assert_close(fresh.estimate(model, batch, draw).seq, replay.seq)
+
+
+@torch.no_grad()
+def test_fresh_orders_average_to_the_exact_random_order_elbo():
+    """With one position a step (L = 4, 24 orders), a fresh order is uniform over the 24, and
+    the mean of seq over fresh orders is E_order[log P(y | order)] = the exact ELBO."""
+    model, ids, mask = tiny()
+    y = completion(model, "ab")
+    rows = 4800
+    batch = make_batch(model, ids, mask, y, rows)
+    steps = torch.arange(L).expand(rows, -1)  # recorded: position i revealed at step i
+    batch = dataclasses.replace(
+        batch, trajectory=dataclasses.replace(batch.trajectory, reveal_step=steps)
+    )
+    fresh = estimator("trajectory", order="fresh")
+    draw = fresh.draw(batch, torch.Generator().manual_seed(3))
+    orders = [tuple(r) for r in draw["reveal"].argsort(dim=1).tolist()]
+    counts = [orders.count(o) for o in itertools.permutations(range(L))]
+    # each count is Binomial(4800, 1/24): mean 200, sd sqrt(4800 * 1/24 * 23/24) = 13.8
+    assert min(counts) > 200 - 5 * 13.9 and max(counts) < 200 + 5 * 13.9
+    mean, se = mc(fresh.estimate(model, batch, draw).seq)
+    assert mean == pytest.approx(exact(model, ids, mask, y, L)["elbo"], abs=5 * se)
+
+
 # ---------------------------------------------------------------- properties of every estimator
 
 
@@ -297,6 +338,7 @@ def all_estimators() -> list[Estimator]:
         estimator("one_step", prompt_mask_prob=0.5),
         estimator("blockwise", block_length=4),
         estimator("trajectory"),
+        estimator("trajectory", order="fresh"),
     ]
 
 
@@ -352,5 +394,7 @@ def test_config_errors_list_the_valid_choices():
         estimator("blockwise", prompt_mask_prob=1.5)
     with pytest.raises(ValueError, match="steps_per_forward"):
         estimator("trajectory", steps_per_forward=0)
+    with pytest.raises(ValueError, match="invalid order 'random'; valid: 'recorded', 'fresh'"):
+        estimator("trajectory", order="random")
     with pytest.raises(ValueError, match="unknown estimator 'nope'; valid: blockwise, elbo"):
         ESTIMATORS.get("nope")

@@ -59,6 +59,7 @@ def test_estimator_defaults_to_the_objectives_own():
 
 
 CASES = [("trafl", 1, ["objective.reward_norm=none"]), ("trafl", 2, []), ("trafl_path", 2, []),
+         ("trafl_path", 2, ["estimator.order=fresh"]),
          ("diffu_grpo", 2, []), ("spg", 4, []), ("espo", 2, []), ("wd1", 4, [])]  # fmt: skip
 
 

@@ -13,13 +13,24 @@ model output). With the sampling model this reproduces ``trajectory.token_logp``
 sampler computes at temperature 1 from the same states). It is the exact-path variant of
 trajectory balance that METHOD.md section 3 lists (the relative trajectory balance of GFlowNets).
 
-No randomness: the draw is empty. Cost: one state per step; ``steps_per_forward`` states are
-scored per forward (N * steps_per_forward rows).
+``order="recorded"`` (the default) replays the recorded path: no randomness, the draw is empty.
+``order="fresh"`` (OUR option, for docs/TARGET.md's diagnoses) replays a new order each draw: the
+row's recorded reveal steps (how many positions each step revealed) assigned to its positions in
+a uniformly random order, the same order for policy and reference (one shared draw). Under
+any-order decoding (``remasking="random"``) the choice of positions is uniform and does not
+depend on the model, so log P_theta(y, tau') - log P_ref(y, tau') is exact for every such order
+tau', and trajectory balance holds on it at the target as on the recorded one; the mean of
+``seq`` over fresh orders is the random-order ELBO. Under ``low_confidence`` decoding the order
+depends on the model and neither mode is exact.
+
+Cost: one state per step; ``steps_per_forward`` states are scored per forward
+(N * steps_per_forward rows).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
@@ -29,8 +40,10 @@ from trafl.likelihood.base import (
     Draw,
     EstimatorConfig,
     Positions,
+    check_choice,
     check_positions,
     masked_sum,
+    random_ranks,
     score_masks,
     valid_positions,
 )
@@ -42,9 +55,11 @@ class TrajectoryConfig(EstimatorConfig):
     name: str = "trajectory"
     positions: Positions = "all"
     steps_per_forward: int = 16  # states scored per denoiser call (rows N * steps_per_forward)
+    order: Literal["recorded", "fresh"] = "recorded"  # the recorded path, or a new order a draw
 
     def __post_init__(self) -> None:
         check_positions(self.positions)
+        check_choice("order", self.order, ("recorded", "fresh"))
         if self.steps_per_forward < 1:
             raise ValueError(f"steps_per_forward must be >= 1, got {self.steps_per_forward}")
 
@@ -59,10 +74,17 @@ class TrajectoryLogp:
         self.config = config if config is not None else TrajectoryConfig()
 
     def draw(self, batch: Rollout, generator: torch.Generator) -> Draw:
-        return {}  # deterministic
+        """{} for the recorded path; {"reveal": (N, L) long} for a fresh order: each row's
+        recorded reveal steps, sorted, handed out to its positions by a uniform random rank."""
+        if self.config.order == "recorded":
+            return {}  # deterministic
+        recorded = batch.trajectory.reveal_step  # (N, L)
+        everywhere = torch.ones_like(recorded, dtype=torch.bool)  # (N, L)
+        ranks = random_ranks(everywhere, 1, generator)[:, 0]  # (N, L) a permutation a row
+        return {"reveal": recorded.sort(dim=1).values.gather(1, ranks)}  # (N, L)
 
     def estimate(self, model: DiffusionLM, batch: Rollout, draw: Draw) -> Estimate:
-        reveal = batch.trajectory.reveal_step  # (N, L)
+        reveal = draw.get("reveal", batch.trajectory.reveal_step)  # (N, L)
         if bool((reveal < 0).any()):
             raise ValueError(
                 "trajectory.reveal_step has unrevealed positions (< 0): a rollout sampled with "
