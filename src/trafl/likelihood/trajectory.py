@@ -17,11 +17,12 @@ trajectory balance that METHOD.md section 3 lists (the relative trajectory balan
 ``order="fresh"`` (OUR option, for docs/TARGET.md's diagnoses) replays a new order each draw: the
 row's recorded reveal steps (how many positions each step revealed) assigned to its positions in
 a uniformly random order, the same order for policy and reference (one shared draw). Under
-any-order decoding (``remasking="random"``) the choice of positions is uniform and does not
-depend on the model, so log P_theta(y, tau') - log P_ref(y, tau') is exact for every such order
-tau', and trajectory balance holds on it at the target as on the recorded one; the mean of
-``seq`` over fresh orders is the random-order ELBO. Under ``low_confidence`` decoding the order
-depends on the model and neither mode is exact.
+any-order decoding in one block (``remasking="random"``, ``block_length`` = L) the choice of
+positions is uniform and does not depend on the model, so log P_theta(y, tau') - log P_ref(y,
+tau') is exact for every such order tau'; with one position revealed a step, the mean of
+``seq`` over fresh orders is also the random-order ELBO. With several blocks a fresh order
+crosses them, which the sampler never does; under ``low_confidence`` decoding the order depends
+on the model and neither mode is exact.
 
 Cost: one state per step; ``steps_per_forward`` states are scored per forward
 (N * steps_per_forward rows).
