@@ -49,7 +49,9 @@ import yaml
 
 from trafl.core.layout import checkpoints, latest_checkpoint, scheduled_checkpoints
 
-NAMES = ("eval.json", "metrics.jsonl", "config.yaml", "log.txt", "eval_config.yaml", "ceiling.json")
+# draws.json: the sha1 that a run on filed rows pinned (a resume on other bytes is refused)
+NAMES = ("eval.json", "metrics.jsonl", "config.yaml", "log.txt", "eval_config.yaml", "ceiling.json",
+         "draws.json")  # fmt: skip
 
 
 def pack(root: Path, dest: Path, keep: Callable[[Path], bool] = lambda folder: True) -> None:

@@ -150,6 +150,7 @@ def running_study(root: Path) -> None:
         "run-s0/config.yaml": "steps: 3000\nckpt_every: 1000\n",
         "run-s0/metrics.jsonl": '{"step": 1}\n',
         "run-s0/log.txt": "log",
+        "run-s0/draws.json": '{"sha1": "0187"}\n',
         "run-s0/latest": "checkpoint-2178",
         "run-s0/eval-1000/eval.json": "{}",
         "run-s0/tb/events": "tb",
@@ -181,8 +182,8 @@ def test_resumable_carries_what_resumes_each_unfinished_run_and_nothing_else(tmp
             names += tar.getnames()
             assert len({n.split("/")[1] for n in tar.getnames() if "checkpoint-" in n}) == 1
     names = sorted(names)
-    expected = ["run-s0/config.yaml", "run-s0/eval-1000/eval.json", "run-s0/latest",
-                "run-s0/log.txt", "run-s0/metrics.jsonl"]  # fmt: skip
+    expected = ["run-s0/config.yaml", "run-s0/draws.json", "run-s0/eval-1000/eval.json",
+                "run-s0/latest", "run-s0/log.txt", "run-s0/metrics.jsonl"]  # fmt: skip
     for step in (2000, 2178):  # the unevaluated scheduled one and the latest
         expected += [f"run-s0/checkpoint-{step}/model/model.safetensors",
                      f"run-s0/checkpoint-{step}/state.pt"]  # fmt: skip
