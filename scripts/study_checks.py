@@ -10,6 +10,8 @@
         --step 3000 --before 2000 --bound 1.50
     python scripts/study_checks.py weights runs/direct-long/direct-b4-s0/model \
         runs/direct-longer/direct-b4-s0/checkpoint-3000/model
+    python scripts/study_checks.py training results/target/drawn-path.tgz trafl-drawnpath-b4 \
+        --step 500 --pace 10 490
 
 ``seeds``: one method's every seed at every evaluated step (pass@1, pass@max, distinct, b_hat, shift
 spread over its noise floor), which the reports give at the last step or as seed means. ``pair``:
@@ -21,7 +23,10 @@ if any) is the same in two packs in every count, whatever paths, times and float
 differ. ``reach``: section 15's rule (TARGET.md, written before its runs): does a method's fitted
 tilt get past a bound in every seed, or stop below it? ``weights``: whether two saved models hold
 the same tensors bit for bit (a continuation that retrains steps against the run it continues,
-section 16; their files' bytes can differ in metadata order).
+section 16; their files' bytes can differ in metadata order). ``training``: each seed's logged
+gradients up to ``--step`` (the policy's norm before clipping: its median and the share of steps
+past ``optim.grad_clip``; log Z's own, clipped as its own group), ``log_z`` at the step and its
+range, and the pace in seconds a step between the two steps of ``--pace`` (the runs' own times).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from packs import unpacked
 from safetensors.torch import load_file
 from target_report import counts, load, summary
@@ -210,6 +216,38 @@ def weights(first: Path, second: Path) -> list[str]:
     return [f"{len(a)} tensors, max |difference| {gap:g}: {verdict}"]
 
 
+def training(root: Path, method: str, step: int, pace: tuple[int, int] | None) -> list[str]:
+    """Per seed, from its metrics.jsonl and config.yaml (steps 1 to ``step``; a resumed run's
+    repeated steps count once, the last logged)."""
+    lines = ["seed grad_med clipped objective_med objective_clipped log_z log_z_min log_z_max pace"]
+    for folder in sorted(root.glob(f"{method}-s*")):
+        clip = (yaml.safe_load((folder / "config.yaml").read_text()) or {})["optim"]["grad_clip"]
+        rows = {}
+        for line in (folder / "metrics.jsonl").read_text().splitlines():
+            row = json.loads(line)
+            if "grad_norm" in row and row["step"] <= step:
+                rows[row["step"]] = row
+        if step not in rows:
+            lines.append(f"{folder.name[len(method) + 2 :]} not trained to step {step}")
+            continue
+        past = clip if clip > 0 else math.inf
+        g = [r["grad_norm"] for r in rows.values()]
+        own = [r.get("objective_grad_norm", math.nan) for r in rows.values()]
+        z = [r["log_z"] for r in rows.values()]
+        seconds = (
+            (rows[pace[1]]["time"] - rows[pace[0]]["time"]) / (pace[1] - pace[0])
+            if pace
+            else math.nan
+        )
+        lines.append(
+            f"{folder.name[len(method) + 2 :]} {statistics.median(g):.3f} "
+            f"{sum(x > past for x in g) / len(g):.3f} {statistics.median(own):.3f} "
+            f"{sum(x > past for x in own) / len(own):.3f} {rows[step]['log_z']:+.3f} "
+            f"{min(z):+.3f} {max(z):+.3f} {seconds:.2f}"
+        )
+    return lines
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="what", required=True)
@@ -238,6 +276,11 @@ def main(argv: list[str] | None = None) -> None:
     w = sub.add_parser("weights")
     w.add_argument("first", type=Path, help="a saved model's folder")
     w.add_argument("second", type=Path)
+    g = sub.add_parser("training")
+    g.add_argument("root", type=Path)
+    g.add_argument("method")
+    g.add_argument("--step", type=int, required=True, help="the last step counted")
+    g.add_argument("--pace", type=int, nargs=2, metavar=("FROM", "TO"), help="steps timed")
     args = p.parse_args(argv)
     with ExitStack() as stack:
         if args.what == "weights":
@@ -251,6 +294,8 @@ def main(argv: list[str] | None = None) -> None:
                 lines = seeds(root, args.method)
             elif args.what == "reach":
                 lines = reach(root, args.method, args.step, args.before, args.bound, args.seeds)
+            elif args.what == "training":
+                lines = training(root, args.method, args.step, args.pace)
             else:
                 other = stack.enter_context(unpacked(args.b_from)) if args.b_from else None
                 lines = pair(root, args.a, args.b, args.seeds, other, args.step, str(args.b_from))

@@ -214,3 +214,38 @@ def test_pair_refuses_in_one_line_what_it_cannot_pair():
     for extra, message in cases:
         with pytest.raises(SystemExit, match=message):
             study_checks.main(["pair", drawn, "trafl-drawn-b4", *extra])
+
+
+def test_training_reads_each_seeds_logged_gradients_log_z_and_pace(tmp_path, capsys):
+    """Hand-made logs: seed 0 resumed (steps 2 and 3 logged twice: the last counts), seed 1
+    stopped before the step asked. Medians, shares past the clip (strictly above it, as
+    clip_grad_norm_ scales only then) and the pace follow from the rows by hand."""
+    run = tmp_path / "m-s0"
+    run.mkdir()
+    (run / "config.yaml").write_text("optim:\n  grad_clip: 1.0\n")
+    rows = [  # (step, time, grad_norm, objective_grad_norm, log_z)
+        (1, 10.0, 0.5, 2.0, 0.0), (2, 20.0, 9.0, 0.1, 0.3), (3, 30.0, 9.0, 0.1, 0.3),
+        (2, 21.0, 3.0, 0.2, -0.4), (3, 33.0, 1.0, 0.3, 0.2), (4, 45.0, 4.0, 5.0, 0.1),
+        (5, 60.0, 7.0, 0.4, 9.9),
+    ]  # fmt: skip
+    lines = [{"step": 0, "loss_at_ref": 1.0}]  # a line without gradients is not a step's
+    lines += [dict(zip(("step", "time", "grad_norm", "objective_grad_norm", "log_z"), r, strict=True))
+              for r in rows]  # fmt: skip
+    (run / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    short = tmp_path / "m-s1"
+    shutil.copytree(run, short)
+    (short / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines[:3]))
+    study_checks.main(["training", str(tmp_path), "m", "--step", "4", "--pace", "2", "4"])
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[1].split() == [
+        "0",
+        "2.000",  # median of 0.5, 3.0, 1.0, 4.0 (step 5 is past --step)
+        "0.500",  # 3.0 and 4.0 above 1.0; 1.0 itself is not clipped
+        "1.150",  # median of 2.0, 0.2, 0.3, 5.0
+        "0.500",  # 2.0 and 5.0
+        "+0.100",  # log_z at step 4
+        "-0.400",  # the resumed step 2's, not the discarded 0.3
+        "+0.200",
+        "12.00",  # (45 - 21) / 2: the resumed step 2's time
+    ]
+    assert out[2] == "1 not trained to step 4"
