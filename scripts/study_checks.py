@@ -26,7 +26,8 @@ the same tensors bit for bit (a continuation that retrains steps against the run
 section 16; their files' bytes can differ in metadata order). ``training``: each seed's logged
 gradients up to ``--step`` (the policy's norm before clipping: its median and the share of steps
 past ``optim.grad_clip``; log Z's own, clipped as its own group), ``log_z`` at the step and its
-range, and the pace in seconds a step between the two steps of ``--pace`` (the runs' own times).
+range, and the pace in seconds a step between the two steps of ``--pace`` (the runs' own times,
+which restart at a resume: nan across one).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import json
 import math
 import statistics
 from contextlib import ExitStack
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -216,6 +218,15 @@ def weights(first: Path, second: Path) -> list[str]:
     return [f"{len(a)} tensors, max |difference| {gap:g}: {verdict}"]
 
 
+def seconds_a_step(rows: dict[int, dict[str, Any]], first: int, last: int) -> float:
+    """Seconds a step from ``first`` to ``last`` by the logged times, which restart at each
+    resume: nan where the run resumed in between (a time not above the one before)."""
+    times = [rows[s]["time"] for s in sorted(rows) if first <= s <= last]
+    if first not in rows or last not in rows or any(b <= a for a, b in pairwise(times)):
+        return math.nan
+    return (rows[last]["time"] - rows[first]["time"]) / (last - first)
+
+
 def training(root: Path, method: str, step: int, pace: tuple[int, int] | None) -> list[str]:
     """Per seed, from its metrics.jsonl and config.yaml (steps 1 to ``step``; a resumed run's
     repeated steps count once, the last logged)."""
@@ -234,11 +245,7 @@ def training(root: Path, method: str, step: int, pace: tuple[int, int] | None) -
         g = [r["grad_norm"] for r in rows.values()]
         own = [r.get("objective_grad_norm", math.nan) for r in rows.values()]
         z = [r["log_z"] for r in rows.values()]
-        seconds = (
-            (rows[pace[1]]["time"] - rows[pace[0]]["time"]) / (pace[1] - pace[0])
-            if pace
-            else math.nan
-        )
+        seconds = seconds_a_step(rows, *pace) if pace else math.nan
         lines.append(
             f"{folder.name[len(method) + 2 :]} {statistics.median(g):.3f} "
             f"{sum(x > past for x in g) / len(g):.3f} {statistics.median(own):.3f} "
