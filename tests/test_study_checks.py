@@ -218,9 +218,8 @@ def test_pair_refuses_in_one_line_what_it_cannot_pair():
 
 def test_training_reads_each_seeds_logged_gradients_log_z_and_pace(tmp_path, capsys):
     """Hand-made logs: seed 0 resumed (steps 2 and 3 logged twice: the last counts; its times
-    restart), seed 1
-    stopped before the step asked. Medians, shares past the clip (strictly above it, as
-    clip_grad_norm_ scales only then) and the pace follow from the rows by hand."""
+    restart), seed 1 stopped before the step asked. Medians, shares past the clip (strictly
+    above it, as clip_grad_norm_ scales only then) and the pace follow from the rows by hand."""
     run = tmp_path / "m-s0"
     run.mkdir()
     (run / "config.yaml").write_text("optim:\n  grad_clip: 1.0\n")
