@@ -58,7 +58,10 @@ def timed_run(test: str, threads: int, hogs: int) -> tuple[float, float]:
                 loop.wait()
         if done.returncode != 0:
             sys.exit(f"{test} failed at {threads} thread(s):\n{done.stdout[-2000:]}")
-        cases = ET.parse(report).getroot().iter("testcase")
+        cases = list(ET.parse(report).getroot().iter("testcase"))
+        if not cases:
+            sys.exit(f"{test}: the run's report holds no test case at {threads} thread(s)")
+        # junit writes milliseconds: a test under half a millisecond reads 0.000
         return sum(float(case.get("time", 0)) for case in cases), wall
 
 

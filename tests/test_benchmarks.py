@@ -247,6 +247,7 @@ def test_suite_threads_times_a_test_at_each_setting(tmp_path, monkeypatch):
     bench.main()
     result = json.loads((tmp_path / "t.json").read_text())
     assert [(r["hogs"], r["threads"]) for r in result["rows"]] == [(1, 1), (1, 2)]
-    assert all(0 < r["tests_s"]["median"] <= r["process_s"]["median"] for r in result["rows"])
+    # junit's time has a resolution of 1 ms: a test this quick may read 0 on a fast machine
+    assert all(0 <= r["tests_s"]["median"] <= r["process_s"]["median"] for r in result["rows"])
     assert envs == ["1", "2"]
     assert len(started) == 2 and all(loop.poll() is not None for loop in started)
