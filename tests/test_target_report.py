@@ -161,6 +161,7 @@ def test_finished_seeds_are_those_at_the_last_checkpoint():
         ("results/target/drawn.tgz", "docs/target/drawn", []),
         ("results/target/drawn-path.tgz", "docs/target/drawn-path", []),
         ("results/target/drawn-seq.tgz", "docs/target/drawn-seq", []),
+        ("results/target/drawn-fresh.tgz", "docs/target/drawn-fresh", []),
     ],
 )
 def test_committed_report_is_what_the_committed_runs_give(
