@@ -251,3 +251,18 @@ def test_suite_threads_times_a_test_at_each_setting(tmp_path, monkeypatch):
     assert all(0 <= r["tests_s"]["median"] <= r["process_s"]["median"] for r in result["rows"])
     assert envs == ["1", "2"]
     assert len(started) == 2 and all(loop.poll() is not None for loop in started)
+
+
+def test_suite_threads_refuses_a_report_without_a_test_case(monkeypatch):
+    """A run that passes but whose report holds no case (a test id that ran nothing) stops the
+    benchmark with one line, instead of timing it as 0 s."""
+    bench = load_script("suite_threads")
+
+    def empty(cmd, *args, **kwargs):
+        report = next(c for c in cmd if c.startswith("--junitxml=")).split("=", 1)[1]
+        Path(report).write_text('<testsuites><testsuite name="pytest" tests="0"/></testsuites>')
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(subprocess, "run", empty)
+    with pytest.raises(SystemExit, match="holds no test case at 1 thread"):
+        bench.timed_run("tests/x.py::y", 1, 0)
