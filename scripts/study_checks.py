@@ -228,16 +228,13 @@ def seconds_a_step(rows: dict[int, dict[str, Any]], first: int, last: int) -> fl
 
 
 def training(root: Path, method: str, step: int, pace: tuple[int, int] | None) -> list[str]:
-    """Per seed, from its metrics.jsonl and config.yaml (steps 1 to ``step``; a resumed run's
-    repeated steps count once, the last logged)."""
+    """Per seed, from its metrics.jsonl and config.yaml (steps 1 to ``step``; a resume cuts the
+    log back to its checkpoint, so each step is logged once, its time restarting there)."""
     lines = ["seed grad_med clipped objective_med objective_clipped log_z log_z_min log_z_max pace"]
     for folder in sorted(root.glob(f"{method}-s*")):
         clip = (yaml.safe_load((folder / "config.yaml").read_text()) or {})["optim"]["grad_clip"]
-        rows = {}
-        for line in (folder / "metrics.jsonl").read_text().splitlines():
-            row = json.loads(line)
-            if "grad_norm" in row and row["step"] <= step:
-                rows[row["step"]] = row
+        logged = map(json.loads, (folder / "metrics.jsonl").read_text().splitlines())
+        rows = {r["step"]: r for r in logged if "grad_norm" in r and r["step"] <= step}
         if step not in rows:
             lines.append(f"{folder.name[len(method) + 2 :]} not trained to step {step}")
             continue

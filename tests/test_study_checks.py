@@ -217,15 +217,15 @@ def test_pair_refuses_in_one_line_what_it_cannot_pair():
 
 
 def test_training_reads_each_seeds_logged_gradients_log_z_and_pace(tmp_path, capsys):
-    """Hand-made logs: seed 0 resumed (steps 2 and 3 logged twice: the last counts; its times
-    restart), seed 1 stopped before the step asked. Medians, shares past the clip (strictly
-    above it, as clip_grad_norm_ scales only then) and the pace follow from the rows by hand."""
+    """Hand-made logs: seed 0 resumed from step 1's checkpoint (the trainer cut its log back to
+    step 1, and the times restart), seed 1 stopped before the step asked. Medians, shares past
+    the clip (strictly above it, as clip_grad_norm_ scales only then) and the pace follow from
+    the rows by hand."""
     run = tmp_path / "m-s0"
     run.mkdir()
     (run / "config.yaml").write_text("optim:\n  grad_clip: 1.0\n")
     rows = [  # (step, time, grad_norm, objective_grad_norm, log_z)
-        (1, 10.0, 0.5, 2.0, 0.0), (2, 20.0, 9.0, 0.1, 0.3), (3, 30.0, 9.0, 0.1, 0.3),
-        (2, 5.0, 3.0, 0.2, -0.4), (3, 17.0, 1.0, 0.3, 0.2), (4, 29.0, 4.0, 5.0, 0.1),
+        (1, 10.0, 0.5, 2.0, 0.0), (2, 5.0, 3.0, 0.2, -0.4), (3, 17.0, 1.0, 0.3, 0.2), (4, 29.0, 4.0, 5.0, 0.1),
         (5, 44.0, 7.0, 0.4, 9.9),
     ]  # fmt: skip
     lines = [{"step": 0, "loss_at_ref": 1.0}]  # a line without gradients is not a step's
@@ -244,7 +244,7 @@ def test_training_reads_each_seeds_logged_gradients_log_z_and_pace(tmp_path, cap
         "1.150",  # median of 2.0, 0.2, 0.3, 5.0
         "0.500",  # 2.0 and 5.0
         "+0.100",  # log_z at step 4
-        "-0.400",  # the resumed step 2's, not the discarded 0.3
+        "-0.400",  # step 2's
         "+0.200",
         "12.00",  # (29 - 5) / 2: the resumed step 2's time
     ]
